@@ -1,0 +1,24 @@
+"""promptlearning: take large language models from theory to practice through prompt learning.
+
+The public entry point for models is :func:`load_model`; see the README for a tour.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = ["GenerationConfig", "LoglikelihoodRequest", "__version__", "load_model"]
+
+if TYPE_CHECKING:
+    from promptlearning.models import GenerationConfig, LoglikelihoodRequest, load_model
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: `import promptlearning` (and the CLI's --help) must not pay for importing torch.
+    if name in ("load_model", "GenerationConfig", "LoglikelihoodRequest"):
+        from promptlearning import models
+
+        return getattr(models, name)
+    raise AttributeError(f"module 'promptlearning' has no attribute {name!r}")

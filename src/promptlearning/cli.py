@@ -1,0 +1,253 @@
+"""The ``promptlearning`` command line: parses arguments, calls the library, prints.
+
+Heavy imports (torch, transformers) happen inside the commands so ``--help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+
+from promptlearning.errors import PromptLearningError
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def _cmd_models_list(args: argparse.Namespace) -> int:
+    from promptlearning.models import hub
+
+    print(f"{'name':<24} {'kind':<20} {'pulled':<7} description")
+    for spec in hub.EMBEDDED_MODELS.values():
+        pulled = "yes" if hub.is_pulled(spec.name) else "no"
+        default = " (default)" if spec.name == hub.DEFAULT_MODEL else ""
+        print(f"{spec.name:<24} {spec.kind:<20} {pulled:<7} {spec.description}{default}")
+    print(f"\ncache: {hub.home()}  (set PROMPTLEARNING_HOME to move it)")
+    return 0
+
+
+def _cmd_models_pull(args: argparse.Namespace) -> int:
+    from promptlearning.models import hub
+
+    names = list(hub.EMBEDDED_MODELS) if args.all else args.names
+    if not names:
+        raise PromptLearningError("name a model to pull (see `promptlearning models list`) or pass --all")
+    for name in names:
+        start = time.perf_counter()
+        already = hub.is_pulled(name) and not args.force
+        path = hub.pull(name, force=args.force)
+        note = "already in the cache" if already else f"pulled in {time.perf_counter() - start:.1f} s"
+        print(f"{name}: {path} ({note})")
+    return 0
+
+
+def _cmd_models_info(args: argparse.Namespace) -> int:
+    from promptlearning.models import hub
+
+    spec = hub.get_spec(args.name)
+    info = {
+        "name": spec.name,
+        "kind": spec.kind,
+        "description": spec.description,
+        "default_backend": spec.default_backend,
+        "sources": [
+            {
+                "requirement": s.requirement,
+                "files": [{"member": f.member, "sha256": f.sha256} for f in s.files],
+            }
+            for s in spec.sources
+        ],
+        "unpacked_sha256": spec.expected_sha256(),
+        "notes": list(spec.notes),
+        "pulled": hub.is_pulled(spec.name),
+        "cache_dir": str(hub.model_dir(spec.name)),
+    }
+    if info["pulled"]:
+        manifest = json.loads((hub.model_dir(spec.name) / "manifest.json").read_text())
+        info["size_mb"] = round(sum(manifest["sizes"].values()) / 1e6, 1)
+        info["load_path"] = str(hub.loadable_path(spec.name))
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def _cmd_models_path(args: argparse.Namespace) -> int:
+    from promptlearning.models import hub
+
+    print(hub.loadable_path(args.name))
+    return 0
+
+
+def _cmd_models_remove(args: argparse.Namespace) -> int:
+    from promptlearning.models import hub
+
+    removed = hub.remove(args.name)
+    print(f"{args.name}: {'removed' if removed else 'was not in the cache'}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- requests
+
+
+def _load(args: argparse.Namespace):
+    from promptlearning.models import load_model
+
+    start = time.perf_counter()
+    model = load_model(args.model, pull=True, dtype=args.dtype)
+    print(f"[{model.name} loaded in {time.perf_counter() - start:.1f} s]", file=sys.stderr)
+    return model
+
+
+def _use_chat(model, mode: str) -> bool:
+    if mode == "on" and not model.has_chat_template:
+        raise PromptLearningError(f"{model.name} has no chat template; use --chat off")
+    return mode == "on" or (mode == "auto" and model.has_chat_template)
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from promptlearning.models import GenerationConfig
+
+    config = GenerationConfig(
+        max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
+        seed=args.seed, stop=args.stop or [],
+    )  # fmt: skip
+    model = _load(args)
+    prompts = list(args.prompts)
+    if _use_chat(model, args.chat):
+        system = [{"role": "system", "content": args.system}] if args.system else []
+        prompts = [model.apply_chat_template([*system, {"role": "user", "content": p}]) for p in prompts]
+    start = time.perf_counter()
+    generations = model.generate(prompts, config)
+    elapsed = time.perf_counter() - start
+    for question, generation in zip(args.prompts, generations, strict=True):
+        if len(args.prompts) > 1:
+            print(f"### {question}")
+        print(generation.text.strip())
+    tokens = sum(g.num_tokens for g in generations)
+    print(f"[{tokens} tokens in {elapsed:.1f} s, {tokens / elapsed:.1f} tokens/s]", file=sys.stderr)
+    return 0
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    import math
+
+    model = _load(args)
+    context = args.context
+    if _use_chat(model, args.chat):
+        context = model.apply_chat_template([{"role": "user", "content": context}])
+    results = model.loglikelihood([(context, choice) for choice in args.choices])
+    top = max(r.logprob for r in results)
+    norm = sum(math.exp(r.logprob - top) for r in results)
+    print(f"{'choice':<24} {'logprob':>9} {'tokens':>6} {'per-token':>9} {'greedy':>6} {'p(choice)':>9}")
+    for choice, r in zip(args.choices, results, strict=True):
+        share = math.exp(r.logprob - top) / norm
+        print(f"{choice!r:<24} {r.logprob:>9.3f} {r.num_tokens:>6} {r.mean_logprob:>9.3f} "
+              f"{'yes' if r.is_greedy else 'no':>6} {share:>9.3f}")  # fmt: skip
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from promptlearning.demo import run_demo
+
+    return run_demo(args.model)
+
+
+# ----------------------------------------------------------------------------- parser
+
+
+def _add_model_options(parser: argparse.ArgumentParser, chat_default: str = "auto") -> None:
+    parser.add_argument(
+        "--model",
+        "-m",
+        default=DEFAULT_MODEL,
+        help="embedded model name, local HF directory, .gguf file or hub id (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "bfloat16"],
+        help="weights dtype (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--chat",
+        default=chat_default,
+        choices=["auto", "on", "off"],
+        help="wrap the input in the model's chat template (auto: when it has one; default: %(default)s)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="promptlearning",
+        description="Prompt learning for language models: offline models, scoring, generation.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    models = sub.add_parser("models", help="list, pull and inspect the embedded offline models")
+    msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    p = msub.add_parser("list", help="embedded models and whether they are in the cache")
+    p.set_defaults(func=_cmd_models_list)
+    p = msub.add_parser("pull", help="fetch, verify (sha256) and convert embedded models into the cache")
+    p.add_argument("names", nargs="*", metavar="NAME")
+    p.add_argument("--all", action="store_true", help="pull every embedded model")
+    p.add_argument("--force", action="store_true", help="pull again even if the cache looks complete")
+    p.set_defaults(func=_cmd_models_pull)
+    p = msub.add_parser("info", help="sources, checksums, notes and cache state of a model")
+    p.add_argument("name", metavar="NAME")
+    p.set_defaults(func=_cmd_models_info)
+    p = msub.add_parser("path", help="print the directory a backend loads for a pulled model")
+    p.add_argument("name", metavar="NAME")
+    p.set_defaults(func=_cmd_models_path)
+    p = msub.add_parser("remove", help="delete a pulled model from the cache")
+    p.add_argument("name", metavar="NAME")
+    p.set_defaults(func=_cmd_models_remove)
+
+    p = sub.add_parser("generate", help="continue one or more prompts")
+    p.add_argument("prompts", nargs="+", metavar="PROMPT")
+    _add_model_options(p)
+    p.add_argument("--system", help="system message (chat mode)")
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--stop", action="append", metavar="TEXT", help="stop string (repeatable)")
+    p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("score", help="log-likelihood of each choice as the continuation of a context")
+    p.add_argument("--context", required=True)
+    p.add_argument(
+        "--choices",
+        nargs="+",
+        required=True,
+        metavar="TEXT",
+        help='continuations, with their leading space if any: --choices " Paris" " London"',
+    )
+    _add_model_options(p, chat_default="off")
+    p.set_defaults(func=_cmd_score)
+
+    p = sub.add_parser("demo", help="the main job on the embedded default model")
+    p.add_argument("--model", "-m", default=DEFAULT_MODEL)
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except PromptLearningError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""Models: the :class:`LanguageModel` interface, its backends and the offline model hub.
+
+``load_model`` resolves a name in this order: an embedded model name (pulled from the cache),
+a local ``.gguf`` file (converted once and cached), a local Hugging Face directory, and finally a
+hub id (needs internet).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from promptlearning.errors import ModelNotFoundError
+from promptlearning.models import hub
+from promptlearning.models.interface import (
+    Generation,
+    GenerationConfig,
+    LanguageModel,
+    LoglikelihoodRequest,
+    LoglikelihoodResult,
+    backend_names,
+    get_backend,
+    register_backend,
+)
+
+__all__ = [
+    "Generation",
+    "GenerationConfig",
+    "LanguageModel",
+    "LoglikelihoodRequest",
+    "LoglikelihoodResult",
+    "backend_names",
+    "load_model",
+    "register_backend",
+]
+
+
+@register_backend("hf")
+def _hf_backend(path: str | Path, **options: Any) -> LanguageModel:
+    from promptlearning.models.hf import load_hf
+
+    return load_hf(path, **options)
+
+
+@register_backend("sentence-transformers")
+def _sentence_transformers_backend(path: str | Path, **options: Any) -> LanguageModel:
+    from promptlearning.models.embeddings import SentenceTransformerModel
+
+    return SentenceTransformerModel(path, **options)
+
+
+def load_model(
+    name_or_path: str | Path = hub.DEFAULT_MODEL,
+    *,
+    backend: str | None = None,
+    pull: bool = False,
+    **options: Any,
+) -> LanguageModel:
+    """Load a model by embedded name, local path or hub id, with the named backend.
+
+    ``pull=True`` fetches an embedded model into the cache first if it is missing.
+    Backend options (``dtype``, ``batch_size``, ``max_length`` …) pass through ``options``.
+    """
+    key = str(name_or_path)
+    if key in hub.EMBEDDED_MODELS:
+        spec = hub.EMBEDDED_MODELS[key]
+        path = hub.pull(key) if pull and not hub.is_pulled(key) else hub.loadable_path(key)
+        return get_backend(backend or spec.default_backend)(path, name=key, **options)
+    local = Path(key).expanduser()
+    if local.is_file() and local.suffix == ".gguf":
+        path = hub.converted_gguf_dir(local)
+        return get_backend(backend or "hf")(path, name=local.name, **options)
+    if local.is_dir():
+        if not (local / "config.json").is_file() and not (local / "modules.json").is_file():
+            raise ModelNotFoundError(
+                f"{local} is a directory but holds no config.json: not a model directory"
+            )
+        factory = get_backend(
+            backend or ("sentence-transformers" if (local / "modules.json").is_file() else "hf")
+        )
+        return factory(local, name=options.pop("name", local.name), **options)
+    if local.exists() or key.startswith((".", "/", "~")) or key.endswith(".gguf"):
+        raise ModelNotFoundError(f"{key} is neither a .gguf file nor a model directory")
+    if "/" not in key:
+        raise ModelNotFoundError(
+            f"unknown model {key!r}. Embedded models: {', '.join(hub.EMBEDDED_MODELS)}. "
+            "A local Hugging Face directory, a .gguf file or a hub id (owner/name, online only) also works."
+        )
+    return _load_hub_id(key, backend or "hf", options)
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face endpoint answers at all (fails in well under a second offline)."""
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
+        return False
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def _load_hub_id(key: str, backend: str, options: dict[str, Any]) -> LanguageModel:
+    # Without a quick reachability check, transformers retries for ~50 s before failing offline.
+    online = _hub_reachable()
+    try:
+        return get_backend(backend)(key, name=key, local_files_only=not online, **options)
+    except OSError as exc:
+        raise ModelNotFoundError(
+            f"could not load {key!r} from the Hugging Face hub"
+            f"{'' if online else ' (offline, and it is not in the local Hugging Face cache)'}: "
+            f"{str(exc).splitlines()[0]}. Offline, use an embedded model (`promptlearning models pull NAME`; "
+            f"embedded: {', '.join(hub.EMBEDDED_MODELS)}) or a local Hugging Face directory or .gguf file."
+        ) from exc

@@ -1,0 +1,49 @@
+"""Sentence-embedding backend through ``sentence-transformers`` (used for ``minilm-l6``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from promptlearning.errors import UnsupportedOperationError
+from promptlearning.models.interface import LanguageModel
+
+
+class SentenceTransformerModel(LanguageModel):
+    """A sentence-transformers encoder: ``embed`` only (it neither scores nor generates text)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        name: str | None = None,
+        batch_size: int = 64,
+        local_files_only: bool = False,
+    ) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        local = local_files_only or Path(str(path)).exists()
+        self.encoder = SentenceTransformer(str(path), device="cpu", local_files_only=local)
+        self.name = name or str(path)
+        self.batch_size = batch_size
+
+    @property
+    def max_length(self) -> int:
+        return int(self.encoder.max_seq_length)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.encoder.tokenizer(text)["input_ids"])
+
+    def loglikelihood(self, requests, *, batch_size=None, progress=None):  # type: ignore[override]
+        raise UnsupportedOperationError(f"{self.name} is a sentence encoder: it cannot score continuations")
+
+    def generate(self, prompts, config=None, *, batch_size=None, progress=None):  # type: ignore[override]
+        raise UnsupportedOperationError(f"{self.name} is a sentence encoder: it cannot generate text")
+
+    def embed(self, texts: Sequence[str], *, batch_size: int | None = None, normalize: bool = True) -> Any:
+        """L2-normalised embeddings (cosine similarity is then a dot product)."""
+        return self.encoder.encode(
+            list(texts), batch_size=batch_size or self.batch_size, normalize_embeddings=normalize,
+            convert_to_numpy=True, show_progress_bar=False,
+        )  # fmt: skip

@@ -1,0 +1,421 @@
+"""Hugging Face ``transformers`` backend for the :class:`LanguageModel` interface.
+
+Scoring and generation both pad on the left with explicit attention masks and position ids, so
+every sequence ends at the last column: the scores of a continuation are the last few positions
+of every row, and only those positions go through the vocabulary projection (``logits_to_keep``).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from promptlearning.errors import CorruptModelError, PromptTooLongError, UnsupportedOperationError
+from promptlearning.models.interface import (
+    Generation,
+    GenerationConfig,
+    LanguageModel,
+    LoglikelihoodRequest,
+    LoglikelihoodResult,
+    RequestLike,
+    as_requests,
+    check_prompts,
+)
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def _show_progress(progress: bool | None, n_batches: int) -> bool:
+    return n_batches > 1 if progress is None else progress
+
+
+def prepare_tokenizer(tokenizer: Any) -> None:
+    """Make a tokenizer usable for batched work: it must have a pad token.
+
+    We never derive attention masks from the pad id (SmolLM2 pads with its EOS token), so reusing
+    EOS or UNK as padding is safe here.
+    """
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token or tokenizer.bos_token
+
+
+def tokenizer_adds_bos(tokenizer: Any, model_type: str = "") -> bool:
+    """Whether prompts must start with BOS: the tokenizer adds it by itself, or the model needs it.
+
+    Gemma models degrade badly without ``<bos>``, so it is forced for them.
+    """
+    if tokenizer.bos_token_id is None:
+        return False
+    if model_type.startswith("gemma"):
+        return True
+    with_special = tokenizer("x")["input_ids"]
+    return bool(with_special) and with_special[0] == tokenizer.bos_token_id
+
+
+def left_pad(
+    sequences: Sequence[Sequence[int]], pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Left-pad token lists; return ``input_ids``, ``attention_mask`` and ``position_ids``."""
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        if seq:
+            ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
+            mask[row, width - len(seq) :] = 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    return ids, mask, positions
+
+
+class HFLanguageModel(LanguageModel):
+    """A causal language model from ``transformers``, with its tokenizer."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        name: str = "model",
+        batch_size: int = 16,
+        max_length: int | None = None,
+        add_bos: bool | None = None,
+    ) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.name = name
+        self.batch_size = batch_size
+        prepare_tokenizer(tokenizer)
+        model_type = getattr(model.config, "model_type", "")
+        self.add_bos = tokenizer_adds_bos(tokenizer, model_type) if add_bos is None else add_bos
+        self._max_length = max_length or self._detect_max_length()
+        self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
+        eos = model.generation_config.eos_token_id if model.generation_config else None
+        eos_ids = eos if isinstance(eos, list) else [eos]
+        self.eos_token_ids = sorted({i for i in [*eos_ids, tokenizer.eos_token_id] if i is not None})
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        *,
+        name: str | None = None,
+        dtype: str = "float32",
+        batch_size: int = 16,
+        max_length: int | None = None,
+        add_bos: bool | None = None,
+        local_files_only: bool = False,
+    ) -> HFLanguageModel:
+        """Load a causal LM directory (or hub id) with its tokenizer."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=local_files_only)
+            model = AutoModelForCausalLM.from_pretrained(
+                str(path), dtype=_DTYPES[dtype], local_files_only=local_files_only
+            )
+        except (OSError, ValueError, RuntimeError) as exc:
+            if Path(str(path)).is_dir():
+                raise CorruptModelError(
+                    f"could not load the model in {path} ({type(exc).__name__}: {exc}). If it is a "
+                    "pulled embedded model, re-pull it with `promptlearning models pull NAME --force`."
+                ) from exc
+            raise
+        return cls(
+            model, tokenizer, name=name or str(path), batch_size=batch_size, max_length=max_length,
+            add_bos=add_bos,
+        )  # fmt: skip
+
+    def _detect_max_length(self) -> int:
+        config = self.model.config
+        text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+        candidates = [
+            getattr(text_config, "max_position_embeddings", None),
+            getattr(self.tokenizer, "model_max_length", None),
+        ]
+        valid = [int(c) for c in candidates if isinstance(c, int) and 0 < c < 1_000_000]
+        return min(valid) if valid else 2048
+
+    # ------------------------------------------------------------------ tokens
+
+    @property
+    def max_length(self) -> int:
+        return self._max_length
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text`` without any special token."""
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _encode_many(self, texts: list[str]) -> list[list[int]]:
+        if not texts:
+            return []
+        return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+
+    @property
+    def _prefix(self) -> list[int]:
+        return [self.tokenizer.bos_token_id] if self.add_bos else []
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._prefix) + len(self.encode(text))
+
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def apply_chat_template(
+        self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True
+    ) -> str:
+        if not self.has_chat_template:
+            raise UnsupportedOperationError(
+                f"{self.name} has no chat template (a base model?); use plain prompts"
+            )
+        return self.tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=add_generation_prompt
+        )
+
+    # ------------------------------------------------------------------ scoring
+
+    def _split_request(self, request: LoglikelihoodRequest) -> tuple[list[int], list[int]]:
+        """Token ids of (context, continuation) as the model sees ``context + continuation``.
+
+        * Trailing whitespace of the context moves to the continuation, because tokenizers attach
+          a space to the word after it (``"is" + " Paris"``, not ``"is " + "Paris"``).
+        * The whole string is tokenized once; the context is the longest prefix of that
+          tokenization shared with the context's own tokenization. When BPE merges a token across
+          the boundary, the merged token counts as continuation, so the scored tokens are exactly
+          those the model would see for the whole string.
+        * An empty context is replaced by BOS (or EOS when there is no BOS), as lm-eval does.
+        """
+        context, continuation = request.context, request.continuation
+        stripped = context.rstrip()
+        if stripped != context:
+            continuation = context[len(stripped) :] + continuation
+            context = stripped
+        whole, context_ids = self._encode_many([context + continuation, context]) if context else (
+            self.encode(continuation), [],
+        )  # fmt: skip
+        shared = 0
+        for a, b in zip(whole, context_ids, strict=False):
+            if a != b:
+                break
+            shared += 1
+        shared = min(shared, len(whole) - 1)  # the continuation always keeps at least one token
+        prefix = self._prefix + whole[:shared]
+        if not prefix:
+            start = self.tokenizer.bos_token_id
+            prefix = [start if start is not None else self.eos_token_ids[0]]
+        return prefix, whole[shared:]
+
+    def loglikelihood(
+        self, requests: Iterable[RequestLike], *, batch_size: int | None = None, progress: bool | None = None
+    ) -> list[LoglikelihoodResult]:
+        requests = as_requests(requests)
+        unique = list(dict.fromkeys(requests))  # identical requests are scored once
+        encoded = [self._split_request(r) for r in unique]
+        for request, (prefix, continuation) in zip(unique, encoded, strict=True):
+            total = len(prefix) + len(continuation)
+            if total > self.max_length:
+                raise PromptTooLongError(
+                    f"context + continuation take {total} tokens, more than {self.name}'s maximum of "
+                    f"{self.max_length} (context starts {request.context[:60]!r}); shorten the input"
+                )
+        # Longest first: padding stays small and an out-of-memory batch fails at once.
+        order = sorted(range(len(unique)), key=lambda i: -sum(map(len, encoded[i])))
+        size = batch_size or self.batch_size
+        batches = [order[i : i + size] for i in range(0, len(order), size)]
+        scored: dict[LoglikelihoodRequest, LoglikelihoodResult] = {}
+        bar = tqdm(
+            total=len(unique), desc="loglikelihood", disable=not _show_progress(progress, len(batches))
+        )
+        with torch.inference_mode(), bar:
+            for batch in batches:
+                results = self._score_batch([encoded[i] for i in batch])
+                for i, result in zip(batch, results, strict=True):
+                    scored[unique[i]] = result
+                bar.update(len(batch))
+        return [scored[r] for r in requests]
+
+    def _score_batch(self, items: list[tuple[list[int], list[int]]]) -> list[LoglikelihoodResult]:
+        # The input is every token but the last; the continuation's tokens are predicted by the
+        # last len(continuation) input positions, which left padding aligns across the batch.
+        inputs = [(prefix + cont)[:-1] for prefix, cont in items]
+        keep = max(len(cont) for _, cont in items)
+        logits = self._forward_last(inputs, keep)
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        results = []
+        for row, (_, cont) in enumerate(items):
+            n = len(cont)
+            row_logprobs = logprobs[row, keep - n :]
+            target = torch.tensor(cont, dtype=torch.long)
+            token_logprobs = row_logprobs.gather(-1, target[:, None]).squeeze(-1)
+            greedy = bool((row_logprobs.argmax(-1) == target).all())
+            results.append(
+                LoglikelihoodResult(
+                    token_logprobs=tuple(token_logprobs.tolist()),
+                    is_greedy=greedy,
+                    tokens=tuple(self.tokenizer.convert_ids_to_tokens(cont)),
+                )
+            )
+        return results
+
+    def _forward_last(self, inputs: list[list[int]], keep: int) -> torch.Tensor:
+        """Logits of the last ``keep`` positions of every left-padded row."""
+        ids, mask, positions = left_pad(inputs, self.tokenizer.pad_token_id)
+        kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
+        if self._keeps_logits:
+            kwargs["logits_to_keep"] = keep
+        logits = self.model(**kwargs, use_cache=False).logits
+        return logits[:, -keep:]
+
+    # ------------------------------------------------------------------ generation
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        config: GenerationConfig | None = None,
+        *,
+        batch_size: int | None = None,
+        progress: bool | None = None,
+    ) -> list[Generation]:
+        from transformers import GenerationConfig as HFGenerationConfig
+
+        prompts = check_prompts(prompts)
+        config = config or GenerationConfig()
+        encoded = [self._prefix + ids for ids in self._encode_many(prompts)]
+        for prompt, ids in zip(prompts, encoded, strict=True):
+            if not ids:  # an empty prompt without BOS: start from EOS, as an empty context does
+                ids.append(self.eos_token_ids[0])
+            if len(ids) + config.max_new_tokens > self.max_length:
+                raise PromptTooLongError(
+                    f"prompt of {len(ids)} tokens + max_new_tokens={config.max_new_tokens} exceeds "
+                    f"{self.name}'s maximum of {self.max_length} tokens (prompt starts {prompt[:60]!r})"
+                )
+        hf_config = HFGenerationConfig(
+            max_new_tokens=config.max_new_tokens,
+            do_sample=config.do_sample,
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self.eos_token_ids,
+            bos_token_id=self.tokenizer.bos_token_id,
+            **(
+                {"temperature": config.temperature, "top_p": config.top_p, "top_k": config.top_k or None}
+                if config.do_sample
+                else {}
+            ),
+            **({"stop_strings": config.stop} if config.stop else {}),
+        )
+        order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
+        size = batch_size or self.batch_size
+        batches = [order[i : i + size] for i in range(0, len(order), size)]
+        outputs: dict[int, Generation] = {}
+        bar = tqdm(total=len(prompts), desc="generate", disable=not _show_progress(progress, len(batches)))
+        with torch.random.fork_rng(devices=[]), torch.inference_mode(), bar:
+            if config.seed is not None:
+                torch.manual_seed(config.seed)
+            for batch in batches:
+                ids, mask, _ = left_pad([encoded[i] for i in batch], self.tokenizer.pad_token_id)
+                extra = {"tokenizer": self.tokenizer} if config.stop else {}
+                out = self.model.generate(
+                    input_ids=ids, attention_mask=mask, generation_config=hf_config, **extra
+                )
+                for row, i in enumerate(batch):
+                    outputs[i] = self._finish(out[row, ids.shape[1] :].tolist(), config)
+                bar.update(len(batch))
+        return [outputs[i] for i in range(len(prompts))]
+
+    def _finish(self, new_tokens: list[int], config: GenerationConfig) -> Generation:
+        """Cut a generated row at EOS and at the first stop string (which is not returned)."""
+        reason = "length"
+        for position, token in enumerate(new_tokens):
+            if token in self.eos_token_ids:
+                new_tokens, reason = new_tokens[:position], "stop"
+                break
+        text = self.tokenizer.decode(new_tokens, skip_special_tokens=True)
+        cut = min((p for p in (text.find(s) for s in config.stop) if p >= 0), default=-1)
+        if cut >= 0:
+            text, reason = text[:cut], "stop"
+        return Generation(text=text, num_tokens=len(new_tokens), finish_reason=reason)
+
+
+class HFEncoderModel(LanguageModel):
+    """An encoder (BERT-style) from ``transformers``: embeddings by masked mean pooling."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, name: str = "encoder", batch_size: int = 32) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.name = name
+        self.batch_size = batch_size
+
+    @property
+    def max_length(self) -> int:
+        return int(getattr(self.model.config, "max_position_embeddings", 512))
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text)["input_ids"])
+
+    def loglikelihood(self, requests, *, batch_size=None, progress=None):  # type: ignore[override]
+        raise UnsupportedOperationError(f"{self.name} is an encoder: it cannot score continuations")
+
+    def generate(self, prompts, config=None, *, batch_size=None, progress=None):  # type: ignore[override]
+        raise UnsupportedOperationError(f"{self.name} is an encoder: it cannot generate text")
+
+    def embed(self, texts: Sequence[str], *, batch_size: int | None = None) -> Any:
+        import numpy as np
+
+        texts = list(texts)
+        size = batch_size or self.batch_size
+        chunks = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), size):
+                batch = self.tokenizer(
+                    texts[start : start + size], padding=True, truncation=True, max_length=self.max_length,
+                    return_tensors="pt",
+                )  # fmt: skip
+                hidden = self.model(**batch).last_hidden_state
+                weights = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                chunks.append((hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9))
+        if not chunks:
+            return np.zeros((0, 0), dtype=np.float32)
+        return torch.cat(chunks).float().numpy()
+
+
+def is_causal_lm(config: Any) -> bool:
+    """Decide from a config whether to load a causal LM (else an encoder is loaded)."""
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
+
+    if getattr(config, "is_encoder_decoder", False):
+        raise UnsupportedOperationError(
+            f"{config.model_type} is an encoder-decoder (seq2seq) model; the hf backend loads causal LMs "
+            "and encoders for now"
+        )
+    architectures = config.architectures or []
+    if architectures:
+        return any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures)
+    # No architecture recorded: models that also have a masked-LM head (BERT …) are encoders.
+    return (
+        config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+        and config.model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+    )
+
+
+def load_hf(path: str | Path, **options: Any) -> LanguageModel:
+    """Load a causal LM, or an encoder (for embeddings) when the config is not a causal LM."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    local_only = bool(options.get("local_files_only", False))
+    config = AutoConfig.from_pretrained(str(path), local_files_only=local_only)
+    if is_causal_lm(config):
+        return HFLanguageModel.from_pretrained(path, **options)
+    tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=local_only)
+    model = AutoModel.from_pretrained(str(path), local_files_only=local_only)
+    return HFEncoderModel(model, tokenizer, name=options.get("name") or str(path))

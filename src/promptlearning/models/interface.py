@@ -1,0 +1,198 @@
+"""The backend-independent language-model interface.
+
+Everything above the models package (prompts, methods, evaluation, serving) talks to a model
+through two request kinds only, as lm-evaluation-harness does:
+
+* :meth:`LanguageModel.loglikelihood` — how likely is a continuation after a context;
+* :meth:`LanguageModel.generate` — continue a prompt.
+
+Backends (Hugging Face ``transformers`` today; an OpenAI-compatible HTTP server and llama.cpp
+in-process later) implement this class and register themselves by name with
+:func:`register_backend`; :func:`promptlearning.models.load_model` picks one by name.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from promptlearning.errors import BackendNotFoundError, PromptLearningError, UnsupportedOperationError
+
+
+@dataclass(frozen=True)
+class LoglikelihoodRequest:
+    """Score ``continuation`` as the text that follows ``context``."""
+
+    context: str
+    continuation: str
+
+
+@dataclass(frozen=True)
+class LoglikelihoodResult:
+    """Log-probabilities (natural log) of a continuation's tokens given its context."""
+
+    token_logprobs: tuple[float, ...]
+    is_greedy: bool
+    tokens: tuple[str, ...] = ()
+
+    @property
+    def logprob(self) -> float:
+        """Summed log-probability of the whole continuation."""
+        return math.fsum(self.token_logprobs)
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.token_logprobs)
+
+    @property
+    def mean_logprob(self) -> float:
+        """Log-probability per token (length-normalised score)."""
+        return self.logprob / max(1, self.num_tokens)
+
+
+@dataclass
+class GenerationConfig:
+    """How to continue a prompt. ``temperature == 0`` means greedy decoding."""
+
+    max_new_tokens: int = 64
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise PromptLearningError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise PromptLearningError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise PromptLearningError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise PromptLearningError(f"top_k must be >= 0 (0 disables it), got {self.top_k}")
+        if isinstance(self.stop, str):
+            self.stop = [self.stop]
+        if any(not s for s in self.stop):
+            raise PromptLearningError("stop strings must be non-empty")
+
+    @property
+    def do_sample(self) -> bool:
+        return self.temperature > 0
+
+
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One generated continuation. ``finish_reason`` is ``"stop"`` for EOS or a stop string."""
+
+    text: str
+    num_tokens: int
+    finish_reason: FinishReason
+
+
+RequestLike = LoglikelihoodRequest | tuple[str, str]
+
+
+def as_requests(requests: Iterable[RequestLike]) -> list[LoglikelihoodRequest]:
+    """Accept request objects or ``(context, continuation)`` pairs; validate them."""
+    out = []
+    for item in requests:
+        request = item if isinstance(item, LoglikelihoodRequest) else LoglikelihoodRequest(*item)
+        if not isinstance(request.context, str) or not isinstance(request.continuation, str):
+            raise PromptLearningError(f"context and continuation must be strings, got {item!r}")
+        if not request.continuation:
+            raise PromptLearningError(f"empty continuation for context {request.context[:60]!r}")
+        out.append(request)
+    if not out:
+        raise PromptLearningError("loglikelihood needs at least one request, got an empty list")
+    return out
+
+
+def check_prompts(prompts: Sequence[str]) -> list[str]:
+    """Validate a prompt list for :meth:`LanguageModel.generate`."""
+    if isinstance(prompts, str):
+        raise PromptLearningError("generate takes a list of prompts; wrap a single prompt in a list")
+    prompts = list(prompts)
+    if not prompts:
+        raise PromptLearningError("generate needs at least one prompt, got an empty list")
+    for prompt in prompts:
+        if not isinstance(prompt, str):
+            raise PromptLearningError(f"prompts must be strings, got {type(prompt).__name__}")
+    return prompts
+
+
+class LanguageModel(ABC):
+    """A model that answers the two request kinds (and optionally embeds texts)."""
+
+    name: str = "model"
+
+    @abstractmethod
+    def loglikelihood(
+        self, requests: Iterable[RequestLike], *, batch_size: int | None = None, progress: bool | None = None
+    ) -> list[LoglikelihoodResult]:
+        """Score each continuation given its context, in request order."""
+
+    @abstractmethod
+    def generate(
+        self,
+        prompts: Sequence[str],
+        config: GenerationConfig | None = None,
+        *,
+        batch_size: int | None = None,
+        progress: bool | None = None,
+    ) -> list[Generation]:
+        """Continue each prompt, in prompt order."""
+
+    @property
+    @abstractmethod
+    def max_length(self) -> int:
+        """Maximum number of tokens (prompt + continuation) the model can attend to."""
+
+    @abstractmethod
+    def count_tokens(self, text: str) -> int:
+        """Number of tokens ``text`` takes as a prompt (special tokens the backend adds included)."""
+
+    @property
+    def has_chat_template(self) -> bool:
+        return False
+
+    def apply_chat_template(
+        self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True
+    ) -> str:
+        """Render chat ``messages`` as the prompt string the model was trained on."""
+        raise UnsupportedOperationError(f"{self.name} has no chat template; use plain prompts")
+
+    def embed(self, texts: Sequence[str], *, batch_size: int | None = None) -> Any:
+        """Sentence embeddings as a ``(len(texts), dim)`` float array."""
+        raise UnsupportedOperationError(
+            f"{self.name} does not embed texts; use an encoder such as 'minilm-l6'"
+        )
+
+
+_BACKENDS: dict[str, Callable[..., LanguageModel]] = {}
+
+
+def register_backend(name: str) -> Callable[[Callable[..., LanguageModel]], Callable[..., LanguageModel]]:
+    """Register a backend factory ``factory(path_or_name, **options) -> LanguageModel`` under ``name``."""
+
+    def decorator(factory: Callable[..., LanguageModel]) -> Callable[..., LanguageModel]:
+        _BACKENDS[name] = factory
+        return factory
+
+    return decorator
+
+
+def get_backend(name: str) -> Callable[..., LanguageModel]:
+    if name not in _BACKENDS:
+        known = ", ".join(sorted(_BACKENDS))
+        raise BackendNotFoundError(f"unknown backend {name!r}; known backends: {known}")
+    return _BACKENDS[name]
+
+
+def backend_names() -> list[str]:
+    return sorted(_BACKENDS)
