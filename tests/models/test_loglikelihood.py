@@ -50,7 +50,7 @@ def test_scores_equal_a_plain_forward_pass(tiny_lm):
 def test_tokens_of_context_and_continuation_reproduce_the_whole_string(tiny_lm):
     # "the cat" merges differently when split: the scored tokens must be the whole string's.
     for context, continuation in [("the ca", "t sat"), ("capit", "al"), ("the", " cat"), ("the cat ", "sat")]:
-        prefix, cont = tiny_lm._split_request(LoglikelihoodRequest(context, continuation))
+        prefix, cont = tiny_lm.split_request(LoglikelihoodRequest(context, continuation))
         assert prefix + cont == tiny_lm.encode(context + continuation)
         assert cont, "the continuation must keep at least one token"
 
@@ -62,7 +62,7 @@ def test_trailing_space_of_context_moves_to_continuation(tiny_lm):
 
 def test_bos_is_prepended_when_the_tokenizer_adds_it(tiny_lm_bos, tiny_lm):
     assert tiny_lm_bos.add_bos and not tiny_lm.add_bos
-    prefix, _ = tiny_lm_bos._split_request(LoglikelihoodRequest("the cat", " sat"))
+    prefix, _ = tiny_lm_bos.split_request(LoglikelihoodRequest("the cat", " sat"))
     assert prefix[0] == tiny_lm_bos.tokenizer.bos_token_id
     [result] = tiny_lm_bos.loglikelihood([("the cat", " sat")])
     expected = reference_logprobs(tiny_lm_bos, prefix, tiny_lm_bos.encode(" sat"))

@@ -183,7 +183,7 @@ class HFLanguageModel(LanguageModel):
 
     # ------------------------------------------------------------------ scoring
 
-    def _split_request(self, request: LoglikelihoodRequest) -> tuple[list[int], list[int]]:
+    def split_request(self, request: LoglikelihoodRequest) -> tuple[list[int], list[int]]:
         """Token ids of (context, continuation) as the model sees ``context + continuation``.
 
         * Trailing whitespace of the context moves to the continuation, because tokenizers attach
@@ -219,7 +219,7 @@ class HFLanguageModel(LanguageModel):
     ) -> list[LoglikelihoodResult]:
         requests = as_requests(requests)
         unique = list(dict.fromkeys(requests))  # identical requests are scored once
-        encoded = [self._split_request(r) for r in unique]
+        encoded = [self.split_request(r) for r in unique]
         for request, (prefix, continuation) in zip(unique, encoded, strict=True):
             total = len(prefix) + len(continuation)
             if total > self.max_length:

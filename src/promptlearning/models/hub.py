@@ -397,13 +397,20 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     check_gguf(gguf_path)
+    for module in ("gguf", "accelerate"):  # transformers needs both to read GGUF
+        try:
+            __import__(module)
+        except ImportError as exc:
+            raise PromptLearningError(
+                f"converting GGUF needs the {module!r} package: pip install {module}"
+            ) from exc
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
         model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
     except Exception as exc:  # a damaged file fails in many ways deep inside the GGUF reader
         raise CorruptModelError(
             f"could not read {gguf_path} as a GGUF model ({type(exc).__name__}: {exc}); "
-            "the file may be truncated — fetch it again"
+            "the file is probably truncated or damaged: fetch it again"
         ) from exc
     # transformers marks GGUF-loaded models as quantised and refuses to save them, although the
     # weights are plain dequantised tensors by now: drop the marker to save them as safetensors.
