@@ -38,12 +38,7 @@ def test_unknown_model_exits_2_with_a_message(capsys, isolated_home):
 
 
 def test_generate_prints_the_continuation(capsys, tiny_llama_dir):
-    assert (
-        main(
-            ["generate", "the cat", "--model", str(tiny_llama_dir), "--max-new-tokens", "5", "--chat", "off"]
-        )
-        == 0
-    )
+    assert main(["generate", "the cat", "--model", str(tiny_llama_dir), "--max-new-tokens", "5", "--chat", "off"]) == 0
     captured = capsys.readouterr()
     assert captured.out.strip()
     assert "tokens/s" in captured.err

@@ -150,6 +150,36 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from promptlearning.evaluation.compare import comparison_table, read_runs
+    from promptlearning.tasks import load_task, run_task
+
+    config = load_task(args.task, args.set or [])
+    result = run_task(config, output_dir=args.output_dir, progress=True)
+    metrics = result.evaluation.metrics
+    print(f"accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  ECE {metrics['ece']:.4f}  "
+          f"({metrics['num_examples']} examples, {metrics['examples_per_second']:.1f} examples/s)")  # fmt: skip
+    if result.run_dir is not None:
+        print(comparison_table(read_runs([result.run_dir])))
+        print(f"run written to {result.run_dir}")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from promptlearning.evaluation.compare import comparison_table, read_runs
+    from promptlearning.evaluation.plots import plot_comparison
+
+    rows = read_runs(args.runs)
+    rows.sort(key=lambda r: r[args.sort], reverse=args.sort != "run")
+    print(comparison_table(rows))
+    if args.plot:
+        plot_comparison(rows, Path(args.plot))
+        print(f"plot written to {args.plot}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from promptlearning.demo import run_demo
 
@@ -229,6 +259,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_model_options(p, chat_default="off")
     p.set_defaults(func=_cmd_score)
+
+    p = sub.add_parser("run", help="run a task YAML file (prompt classification) and write a run directory")
+    p.add_argument("task", help="task file, e.g. tasks/sst2.yaml")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config key (repeatable): --set shots=16 --set method.calibrate=true",
+    )
+    p.add_argument("--output-dir", help="where run directories go (default: the task's output_dir, runs/)")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("compare", help="one table comparing run directories")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--sort", default="run", choices=["run", "accuracy", "macro_f1", "examples_per_second"])
+    p.add_argument("--plot", metavar="PNG", help="also write a bar plot of accuracy")
+    p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("demo", help="the main job on the embedded default model")
     p.add_argument("--model", "-m", default=DEFAULT_MODEL)

@@ -61,9 +61,7 @@ def test_batched_real_scores_equal_single(smollm2):
 def test_minilm_embeds_similar_sentences_closer():
     pull("minilm-l6", progress=False)
     encoder = load_model("minilm-l6")
-    vectors = encoder.embed(
-        ["A cat sits on the mat.", "A kitten is sitting on a rug.", "Stocks fell sharply."]
-    )
+    vectors = encoder.embed(["A cat sits on the mat.", "A kitten is sitting on a rug.", "Stocks fell sharply."])
     assert vectors.shape == (3, 384)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.2

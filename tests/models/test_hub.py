@@ -21,9 +21,7 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def make_spec(
-    monkeypatch, files: dict[str, bytes], pinned: dict[str, str] | None = None
-) -> hub.EmbeddedModel:
+def make_spec(monkeypatch, files: dict[str, bytes], pinned: dict[str, str] | None = None) -> hub.EmbeddedModel:
     pinned = pinned or {name: _sha(data) for name, data in files.items()}
     spec = hub.EmbeddedModel(
         name="test-encoder",
@@ -158,6 +156,4 @@ def test_pinned_checksums_cover_every_embedded_file():
     for spec in hub.EMBEDDED_MODELS.values():
         for target, sha in spec.expected_sha256().items():
             assert len(sha) == 64 and int(sha, 16) >= 0, f"{spec.name}/{target}"
-    assert (
-        hub.EMBEDDED_MODELS["gemma3-270m"].expected_sha256()["gemma-3-270m-q4_k_m.gguf"].startswith("a5fd3b")
-    )
+    assert hub.EMBEDDED_MODELS["gemma3-270m"].expected_sha256()["gemma-3-270m-q4_k_m.gguf"].startswith("a5fd3b")

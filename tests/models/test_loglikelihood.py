@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from promptlearning.errors import PromptLearningError, PromptTooLongError
 from promptlearning.models import LoglikelihoodRequest
+from promptlearning.models.hf import _scoring_rows, _shared_prefix_length
 
 WORDS = [
     "the",
@@ -145,3 +146,49 @@ def test_count_tokens_includes_bos(tiny_lm, tiny_lm_bos):
     assert tiny_lm.count_tokens("the cat") == len(tiny_lm.encode("the cat"))
     assert tiny_lm_bos.count_tokens("the cat") == len(tiny_lm_bos.encode("the cat")) + 1
     assert tiny_lm.max_length == 128
+
+
+DEMONSTRATIONS = (
+    "review : great movie !\nsentiment : positive\n\nreview : awful .\nsentiment : negative\n\n"
+    "review : i loved this film , the acting was wonderful\nsentiment : positive\n\n"
+)
+QUERIES = ["the story moved me", "a dull , tedious mess", "wonderful", "the cat sat on the mat and the dog"]
+
+
+def few_shot_requests() -> list[tuple[str, str]]:
+    contexts = [f"{DEMONSTRATIONS}review : {q}\nsentiment :" for q in QUERIES]
+    words = [" positive", " negative", " great movie", " awful ."]  # single- and multi-token
+    return [(c, w) for c in contexts for w in words]
+
+
+@pytest.mark.parametrize("fixture", ["tiny_lm", "tiny_lm_bos"])
+def test_shared_prefix_kv_reuse_equals_the_naive_path(request, fixture, monkeypatch):
+    lm = request.getfixturevalue(fixture)
+    requests = few_shot_requests()
+    rows = _scoring_rows([lm.split_request(LoglikelihoodRequest(*r)) for r in requests])
+    shared = _shared_prefix_length(rows)
+    assert shared > lm.min_shared_prefix, "the demonstrations must be long enough to be cached"
+    calls = []
+    prefill = lm._prefill
+    monkeypatch.setattr(lm, "_prefill", lambda tokens: calls.append(len(tokens)) or prefill(tokens))
+    cached = lm.loglikelihood(requests, batch_size=3)
+    assert calls == [shared], "the shared prefix is computed once"
+    monkeypatch.setattr(lm, "min_shared_prefix", 10**9)
+    naive = [lm.loglikelihood([r], batch_size=1)[0] for r in requests]
+    for c, n in zip(cached, naive, strict=True):
+        assert c.token_logprobs == pytest.approx(n.token_logprobs, abs=1e-4)
+        assert c.is_greedy == n.is_greedy
+
+
+def test_single_token_continuations_of_one_context_share_a_forward_pass(tiny_lm, monkeypatch):
+    forward = tiny_lm.model.forward
+    calls = []
+    monkeypatch.setattr(tiny_lm.model, "forward", lambda *a, **k: calls.append(1) or forward(*a, **k))
+    words = [w for w in (" the", " cat", " sat", " mat", " dog", " of") if len(tiny_lm.encode(w)) == 1]
+    assert len(words) >= 3
+    results = tiny_lm.loglikelihood([("the capital of", w) for w in words])
+    assert len(calls) == 1
+    monkeypatch.setattr(tiny_lm.model, "forward", forward)
+    for word, result in zip(words, results, strict=True):
+        [alone] = tiny_lm.loglikelihood([("the capital of", word)])
+        assert result.token_logprobs == pytest.approx(alone.token_logprobs, abs=1e-5)

@@ -73,12 +73,8 @@ def load_model(
         return get_backend(backend or "hf")(path, name=local.name, **options)
     if local.is_dir():
         if not (local / "config.json").is_file() and not (local / "modules.json").is_file():
-            raise ModelNotFoundError(
-                f"{local} is a directory but holds no config.json: not a model directory"
-            )
-        factory = get_backend(
-            backend or ("sentence-transformers" if (local / "modules.json").is_file() else "hf")
-        )
+            raise ModelNotFoundError(f"{local} is a directory but holds no config.json: not a model directory")
+        factory = get_backend(backend or ("sentence-transformers" if (local / "modules.json").is_file() else "hf"))
         return factory(local, name=options.pop("name", local.name), **options)
     if local.exists() or key.startswith((".", "/", "~")) or key.endswith(".gguf"):
         raise ModelNotFoundError(f"{key} is neither a .gguf file nor a model directory")

@@ -7,6 +7,7 @@ of every row, and only those positions go through the vocabulary projection (``l
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -57,9 +58,40 @@ def tokenizer_adds_bos(tokenizer: Any, model_type: str = "") -> bool:
     return bool(with_special) and with_special[0] == tokenizer.bos_token_id
 
 
-def left_pad(
-    sequences: Sequence[Sequence[int]], pad_id: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+_Row = tuple[list[int], list[tuple[int, list[int]]]]  # (input tokens, [(request index, target tokens)])
+
+
+def _scoring_rows(encoded: list[tuple[list[int], list[int]]]) -> list[_Row]:
+    """Forward-pass rows for (prefix, continuation) pairs.
+
+    Single-token continuations of the same prefix share one row (one forward pass for all of them).
+    """
+    rows: list[_Row] = []
+    single: dict[tuple[int, ...], list[tuple[int, list[int]]]] = {}
+    for index, (prefix, continuation) in enumerate(encoded):
+        if len(continuation) == 1:
+            single.setdefault(tuple(prefix), []).append((index, continuation))
+        else:
+            rows.append((prefix + continuation[:-1], [(index, continuation)]))
+    rows += [(list(prefix), targets) for prefix, targets in single.items()]
+    return rows
+
+
+def _shared_prefix_length(rows: list[_Row]) -> int:
+    """Length of the token prefix shared by all rows, leaving at least one token in each row."""
+    first = rows[0][0]
+    shared = min(len(tokens) for tokens, _ in rows) - 1
+    for tokens, _ in rows[1:]:
+        n = 0
+        while n < shared and tokens[n] == first[n]:
+            n += 1
+        shared = n
+        if shared == 0:
+            break
+    return max(shared, 0)
+
+
+def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Left-pad token lists; return ``input_ids``, ``attention_mask`` and ``position_ids``."""
     width = max(len(s) for s in sequences)
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
@@ -89,6 +121,7 @@ class HFLanguageModel(LanguageModel):
         self.tokenizer = tokenizer
         self.name = name
         self.batch_size = batch_size
+        self.min_shared_prefix = 16  # tokens; shorter shared prefixes are not worth a cached prefill
         prepare_tokenizer(tokenizer)
         model_type = getattr(model.config, "model_type", "")
         self.add_bos = tokenizer_adds_bos(tokenizer, model_type) if add_bos is None else add_bos
@@ -166,20 +199,20 @@ class HFLanguageModel(LanguageModel):
     def count_tokens(self, text: str) -> int:
         return len(self._prefix) + len(self.encode(text))
 
+    def truncate(self, text: str, max_tokens: int) -> str:
+        ids = self.encode(text)
+        if len(ids) <= max_tokens:
+            return text
+        return self.tokenizer.decode(ids[: max(max_tokens, 0)], skip_special_tokens=True)
+
     @property
     def has_chat_template(self) -> bool:
         return bool(getattr(self.tokenizer, "chat_template", None))
 
-    def apply_chat_template(
-        self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True
-    ) -> str:
+    def apply_chat_template(self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True) -> str:
         if not self.has_chat_template:
-            raise UnsupportedOperationError(
-                f"{self.name} has no chat template (a base model?); use plain prompts"
-            )
-        return self.tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=add_generation_prompt
-        )
+            raise UnsupportedOperationError(f"{self.name} has no chat template (a base model?); use plain prompts")
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
 
     # ------------------------------------------------------------------ scoring
 
@@ -217,8 +250,17 @@ class HFLanguageModel(LanguageModel):
     def loglikelihood(
         self, requests: Iterable[RequestLike], *, batch_size: int | None = None, progress: bool | None = None
     ) -> list[LoglikelihoodResult]:
+        """Score continuations; work shared between requests is done once.
+
+        * identical requests are scored once;
+        * single-token continuations of the same context share one row (one forward pass scores
+          every label word of a classifier);
+        * when all rows start with the same tokens (the demonstrations of few-shot prompts), that
+          prefix is run once and its KV cache reused by every batch. The prefix is found on token
+          ids of the whole strings, so it is exactly what the model would see without the cache.
+        """
         requests = as_requests(requests)
-        unique = list(dict.fromkeys(requests))  # identical requests are scored once
+        unique = list(dict.fromkeys(requests))
         encoded = [self.split_request(r) for r in unique]
         for request, (prefix, continuation) in zip(unique, encoded, strict=True):
             total = len(prefix) + len(continuation)
@@ -227,52 +269,67 @@ class HFLanguageModel(LanguageModel):
                     f"context + continuation take {total} tokens, more than {self.name}'s maximum of "
                     f"{self.max_length} (context starts {request.context[:60]!r}); shorten the input"
                 )
+        rows = _scoring_rows(encoded)
+        shared = _shared_prefix_length(rows) if len(rows) > 1 else 0
+        if shared < self.min_shared_prefix:
+            shared = 0
         # Longest first: padding stays small and an out-of-memory batch fails at once.
-        order = sorted(range(len(unique)), key=lambda i: -sum(map(len, encoded[i])))
+        rows.sort(key=lambda row: -len(row[0]))
         size = batch_size or self.batch_size
-        batches = [order[i : i + size] for i in range(0, len(order), size)]
-        scored: dict[LoglikelihoodRequest, LoglikelihoodResult] = {}
-        bar = tqdm(
-            total=len(unique), desc="loglikelihood", disable=not _show_progress(progress, len(batches))
-        )
+        batches = [rows[i : i + size] for i in range(0, len(rows), size)]
+        scored: list[LoglikelihoodResult | None] = [None] * len(unique)
+        bar = tqdm(total=len(unique), desc="loglikelihood", disable=not _show_progress(progress, len(batches)))
         with torch.inference_mode(), bar:
+            prefix_cache = self._prefill(rows[0][0][:shared]) if shared else None
             for batch in batches:
-                results = self._score_batch([encoded[i] for i in batch])
-                for i, result in zip(batch, results, strict=True):
-                    scored[unique[i]] = result
-                bar.update(len(batch))
-        return [scored[r] for r in requests]
+                for index, result in self._score_rows(batch, prefix_cache, shared):
+                    scored[index] = result
+                bar.update(sum(len(targets) for _, targets in batch))
+        by_request = dict(zip(unique, scored, strict=True))
+        return [by_request[r] for r in requests]  # type: ignore[misc]
 
-    def _score_batch(self, items: list[tuple[list[int], list[int]]]) -> list[LoglikelihoodResult]:
-        # The input is every token but the last; the continuation's tokens are predicted by the
-        # last len(continuation) input positions, which left padding aligns across the batch.
-        inputs = [(prefix + cont)[:-1] for prefix, cont in items]
-        keep = max(len(cont) for _, cont in items)
-        logits = self._forward_last(inputs, keep)
+    def _prefill(self, tokens: list[int]) -> Any:
+        """Run a prefix once and return its KV cache."""
+        ids = torch.tensor([tokens], dtype=torch.long)
+        return self.model(input_ids=ids, use_cache=True, logits_to_keep=1).past_key_values
+
+    def _score_rows(self, batch: list[_Row], prefix_cache: Any, shared: int) -> list[tuple[int, LoglikelihoodResult]]:
+        # Every target's tokens are predicted by the last len(target) positions of its row, which
+        # left padding aligns across the batch.
+        keep = max(len(cont) for _, targets in batch for _, cont in targets)
+        logits = self._forward_last([tokens[shared:] for tokens, _ in batch], keep, prefix_cache, shared)
         logprobs = torch.log_softmax(logits.float(), dim=-1)
-        results = []
-        for row, (_, cont) in enumerate(items):
-            n = len(cont)
-            row_logprobs = logprobs[row, keep - n :]
-            target = torch.tensor(cont, dtype=torch.long)
-            token_logprobs = row_logprobs.gather(-1, target[:, None]).squeeze(-1)
-            greedy = bool((row_logprobs.argmax(-1) == target).all())
-            results.append(
-                LoglikelihoodResult(
+        out = []
+        for row, (_, targets) in enumerate(batch):
+            for index, cont in targets:
+                row_logprobs = logprobs[row, keep - len(cont) :]
+                target = torch.tensor(cont, dtype=torch.long)
+                token_logprobs = row_logprobs.gather(-1, target[:, None]).squeeze(-1)
+                result = LoglikelihoodResult(
                     token_logprobs=tuple(token_logprobs.tolist()),
-                    is_greedy=greedy,
+                    is_greedy=bool((row_logprobs.argmax(-1) == target).all()),
                     tokens=tuple(self.tokenizer.convert_ids_to_tokens(cont)),
                 )
-            )
-        return results
+                out.append((index, result))
+        return out
 
-    def _forward_last(self, inputs: list[list[int]], keep: int) -> torch.Tensor:
-        """Logits of the last ``keep`` positions of every left-padded row."""
+    def _forward_last(
+        self, inputs: list[list[int]], keep: int, prefix_cache: Any = None, shared: int = 0
+    ) -> torch.Tensor:
+        """Logits of the last ``keep`` positions of every left-padded row (after a cached prefix)."""
         ids, mask, positions = left_pad(inputs, self.tokenizer.pad_token_id)
         kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
+        if prefix_cache is not None:
+            # The rows continue the cached prefix: [prefix | left padding | row]. Padding in the
+            # middle is masked out; positions continue from the prefix.
+            cache = copy.deepcopy(prefix_cache)
+            cache.batch_repeat_interleave(len(inputs))
+            kwargs["past_key_values"] = cache
+            kwargs["attention_mask"] = torch.cat([torch.ones(len(inputs), shared, dtype=torch.long), mask], 1)
+            kwargs["position_ids"] = positions + shared
         if self._keeps_logits:
             kwargs["logits_to_keep"] = keep
-        logits = self.model(**kwargs, use_cache=False).logits
+        logits = self.model(**kwargs, use_cache=prefix_cache is not None).logits
         return logits[:, -keep:]
 
     # ------------------------------------------------------------------ generation
@@ -322,9 +379,7 @@ class HFLanguageModel(LanguageModel):
             for batch in batches:
                 ids, mask, _ = left_pad([encoded[i] for i in batch], self.tokenizer.pad_token_id)
                 extra = {"tokenizer": self.tokenizer} if config.stop else {}
-                out = self.model.generate(
-                    input_ids=ids, attention_mask=mask, generation_config=hf_config, **extra
-                )
+                out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=hf_config, **extra)
                 for row, i in enumerate(batch):
                     outputs[i] = self._finish(out[row, ids.shape[1] :].tolist(), config)
                 bar.update(len(batch))

