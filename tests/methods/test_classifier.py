@@ -128,3 +128,23 @@ def test_long_inputs_are_shortened_to_fit(tiny_lm):
     [prediction] = clf.predict([{"text": long_text}])
     assert prediction.label in ("negative", "positive")
     assert tiny_lm.count_tokens(clf.prompt({"text": long_text})) <= tiny_lm.max_length
+
+
+def test_batch_calibration_balances_the_mean_prediction(tiny_lm):
+    predictions = classifier(tiny_lm, calibrate=True, calibration="batch").fit().predict(TEST)
+    raw = classifier(tiny_lm).fit().predict(TEST)
+    bias = {label: sum(p.probabilities[label] for p in raw) / len(raw) for label in ("negative", "positive")}
+    for calibrated, uncalibrated in zip(predictions, raw, strict=True):
+        scaled = {k: uncalibrated.probabilities[k] / bias[k] for k in bias}
+        total = sum(scaled.values())
+        assert calibrated.probabilities == pytest.approx({k: v / total for k, v in scaled.items()})
+
+
+def test_domain_calibration_uses_random_in_domain_words(tiny_lm):
+    clf = classifier(tiny_lm, method="icl", shots=2, calibrate=True, calibration="domain").fit(TRAIN)
+    words = {w for ex in TRAIN for w in ex["text"].split()}
+    assert len(clf.content_free_inputs) == 20
+    assert all(set(text.split()) <= words for text in clf.content_free_inputs)
+    assert clf.content_free is not None and sum(clf.content_free.values()) == pytest.approx(1.0)
+    with pytest.raises(PromptLearningError, match="unknown calibration"):
+        classifier(tiny_lm, calibrate=True, calibration="magic")

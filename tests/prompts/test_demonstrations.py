@@ -50,3 +50,7 @@ def test_knn_returns_nearest_last():
     assert set(selected) == {3, 4, 5}
     with pytest.raises(DemonstrationError):
         neighbours.select(["q1"], 11)
+
+
+def test_first_selection_keeps_pool_order():
+    assert select_fixed(POOL, 3, "first", label_field="label", seed=5) == [0, 1, 2]

@@ -136,3 +136,9 @@ def test_shipped_task_files_validate():
     for path in sorted(Path(__file__).resolve().parents[2].joinpath("tasks").glob("*.yaml")):
         config = load_task(path)
         assert config.verbalizer.words, path
+
+
+def test_override_values_with_colons_stay_strings(task_file):
+    config = load_task(task_file, ["template.instruction=Answer: yes or no", "verbalizer.words={a: [' x'], b: ' y'}"])
+    assert config.template.instruction == "Answer: yes or no"
+    assert config.verbalizer.words == {"a": [" x"], "b": " y"}

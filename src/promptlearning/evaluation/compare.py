@@ -30,7 +30,7 @@ def read_runs(run_dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
                 "model": config["model"],
                 "method": name + (f" ({method['selection']})" if name == "icl" else ""),
                 "shots": shots,
-                "calibrate": method["calibrate"],
+                "calibration": method.get("calibration", "contextual") if method["calibrate"] else "no",
                 "seed": config.get("seed", 0),
                 "accuracy": metrics["accuracy"],
                 "macro_f1": metrics["macro_f1"],
@@ -46,13 +46,13 @@ def read_runs(run_dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
 
 def comparison_table(rows: list[dict[str, Any]]) -> str:
     return markdown_table(
-        ["run", "method", "shots", "calibrated", "accuracy", "macro-F1", "ECE", "examples/s", "n"],
+        ["run", "method", "shots", "calibration", "accuracy", "macro-F1", "ECE", "examples/s", "n"],
         [
             [
                 r["run"],
                 r["method"],
                 r["shots"],
-                "yes" if r["calibrate"] else "no",
+                r["calibration"],
                 f"{r['accuracy']:.4f}",
                 f"{r['macro_f1']:.4f}",
                 f"{r['ece']:.3f}",

@@ -16,11 +16,12 @@ def write_report(path: Path, config: Any, metrics: dict[str, Any]) -> None:
     method = config.method_name
     if method == "icl":
         method += f", {config.shots} shots ({config.method.selection})"
+    calibration = config.method.calibration if config.method.calibrate else "off"
     lines = [
         f"# {config.name}",
         "",
         f"- model: `{config.model}`; template mode: {config.template.mode}",
-        f"- method: {method}; calibration: {'on' if config.method.calibrate else 'off'}; seed {config.seed}",
+        f"- method: {method}; calibration: {calibration}; seed {config.seed}",
         f"- evaluated on {metrics['num_examples']} examples ({config.data.eval}) "
         f"in {metrics['seconds']:.1f} s ({metrics['examples_per_second']:.1f} examples/s)",
         "",

@@ -29,7 +29,7 @@ from promptlearning.evaluation.report import write_report
 
 def run_name(config: Any) -> str:
     method = config.method_name + ("-" + config.method.selection if config.method_name == "icl" else "")
-    calibrated = "-cal" if config.method.calibrate else ""
+    calibrated = f"-{config.method.calibration}-cal" if config.method.calibrate else ""
     return f"{config.name}-{method}{calibrated}-{config.shots}shot-seed{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 

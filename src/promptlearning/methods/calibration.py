@@ -1,15 +1,33 @@
-"""Contextual calibration (Zhao et al. 2021, "Calibrate Before Use").
+"""Calibration of label distributions: estimate the prompt's bias ``p_bias``, then use ``p / p_bias``.
 
-The prompt is scored with content-free inputs ("N/A", "", "[MASK]") in place of the example; the
-average label distribution ``p_cf`` measures the prompt's bias. Calibrated probabilities are
-``p / p_cf``, renormalised (the paper's ``W = diag(p_cf)^-1``, ``b = 0``).
+Three ways to estimate the bias, all correcting with ``W = diag(p_bias)^-1``, ``b = 0``:
+
+* ``contextual`` (Zhao et al. 2021, "Calibrate Before Use"): the mean label distribution of the
+  prompt filled with content-free inputs ("N/A", "", "[MASK]");
+* ``domain`` (Fei et al. 2023, "Mitigating Label Biases for In-context Learning"): content-free
+  inputs made of random words from the task's own texts, as long as a typical input;
+* ``batch`` (Zhou et al. 2024, "Batch Calibration"): the mean label distribution over the
+  unlabelled examples being predicted.
 """
 
 from __future__ import annotations
 
+import random
+import statistics
 from collections.abc import Mapping, Sequence
 
 CONTENT_FREE_INPUTS = ("N/A", "", "[MASK]")
+CALIBRATIONS = ("contextual", "domain", "batch")
+
+
+def domain_content_free_inputs(texts: Sequence[str], *, n: int = 20, seed: int = 0) -> list[str]:
+    """Random-word strings drawn from ``texts``, each as long (in words) as a typical text."""
+    words = [w for text in texts for w in text.split()]
+    if not words:
+        return list(CONTENT_FREE_INPUTS)
+    length = max(1, round(statistics.median(len(text.split()) for text in texts)))
+    rng = random.Random(seed)
+    return [" ".join(rng.choices(words, k=length)) for _ in range(n)]
 
 
 def content_free_distribution(distributions: Sequence[Mapping[str, float]]) -> dict[str, float]:

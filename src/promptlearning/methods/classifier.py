@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from promptlearning.errors import PromptLearningError
-from promptlearning.methods.calibration import CONTENT_FREE_INPUTS, calibrate, content_free_distribution
+from promptlearning.methods.calibration import (
+    CALIBRATIONS,
+    CONTENT_FREE_INPUTS,
+    calibrate,
+    content_free_distribution,
+    domain_content_free_inputs,
+)
 from promptlearning.models.interface import LanguageModel
 from promptlearning.prompts.demonstrations import (
     DemonstrationError,
@@ -27,7 +33,7 @@ from promptlearning.prompts.template import Demonstration, PromptTemplate
 from promptlearning.prompts.verbalizer import Verbalizer, softmax
 
 METHODS = ("zero-shot", "icl")
-SELECTIONS = ("random", "balanced", "knn")
+SELECTIONS = ("random", "balanced", "first", "knn")
 Example = Mapping[str, Any]
 
 
@@ -49,7 +55,9 @@ class PromptClassifier:
     """Turn a language model into a classifier with a template and a verbalizer.
 
     ``method`` is ``"zero-shot"`` or ``"icl"`` (``shots`` demonstrations chosen by ``selection``:
-    ``random``, ``balanced`` or ``knn``). ``calibrate=True`` applies contextual calibration.
+    ``random``, ``balanced``, ``first`` or ``knn``). ``calibrate=True`` corrects the label
+    distribution; ``calibration`` says how the bias is estimated: ``contextual`` (content-free
+    inputs), ``domain`` (random in-domain words) or ``batch`` (mean over the predicted examples).
     Call :meth:`fit` with the training pool (may be empty for zero-shot), then :meth:`predict`.
     """
 
@@ -63,6 +71,7 @@ class PromptClassifier:
         shots: int = 0,
         selection: Selection = "random",
         calibrate: bool = False,
+        calibration: str = "contextual",
         content_free_inputs: Sequence[str] = CONTENT_FREE_INPUTS,
         label_field: str = "label",
         seed: int = 0,
@@ -74,6 +83,8 @@ class PromptClassifier:
             raise DemonstrationError(f"unknown selection {selection!r}; use one of {', '.join(SELECTIONS)}")
         if method == "zero-shot" and shots:
             raise PromptLearningError(f"zero-shot takes no demonstrations (shots={shots}); use method 'icl'")
+        if calibration not in CALIBRATIONS:
+            raise PromptLearningError(f"unknown calibration {calibration!r}; use one of {', '.join(CALIBRATIONS)}")
         if method == "icl" and shots < 1:
             raise DemonstrationError(f"icl needs shots >= 1, got {shots}")
         self.model = model
@@ -83,6 +94,7 @@ class PromptClassifier:
         self.shots = shots
         self.selection = selection
         self.calibrate = calibrate
+        self.calibration = calibration
         self.content_free_inputs = list(content_free_inputs)
         self.label_field = label_field
         self.seed = seed
@@ -120,7 +132,11 @@ class PromptClassifier:
                     self.pool, self.shots, self.selection, label_field=self.label_field, seed=self.seed
                 )
         self._fitted = True
-        if self.calibrate and not self.uses_knn:  # kNN calibrates per example, in predict()
+        if self.calibrate and self.calibration == "domain":
+            texts = [str(ex[f]) for ex in self.pool for f in self.template.fields if isinstance(ex.get(f), str)]
+            self.content_free_inputs = domain_content_free_inputs(texts, seed=self.seed) if texts else []
+        if self.calibrate and self.calibration != "batch" and self.content_free_inputs and not self.uses_knn:
+            # kNN calibrates per example (its demonstrations differ), in predict()
             [self.content_free] = self._content_free_distributions([self.fixed_demonstrations])
         return self
 
@@ -212,10 +228,19 @@ class PromptClassifier:
             demo_sets = [self.fixed_demonstrations] * len(examples)
         prompts = [self.prompt(ex, demos) for ex, demos in zip(examples, demo_sets, strict=True)]
         distributions = self._distributions(prompts, progress=progress)
-        if self.calibrate and self._neighbours is not None:
-            content_free = self._content_free_distributions(demo_sets)
-        else:
-            content_free = [self.content_free] * len(examples)
+        content_free: list[dict[str, float] | None] = [self.content_free] * len(examples)
+        if self.calibrate and self.calibration == "batch":
+            bias = content_free_distribution([d["probabilities"] for d in distributions])
+            content_free = [bias] * len(examples)
+        elif self.calibrate and self.content_free is None:  # kNN, or domain inputs from unlabelled examples
+            if not self.content_free_inputs:
+                texts = [str(ex[f]) for ex in examples for f in self.template.fields if isinstance(ex.get(f), str)]
+                self.content_free_inputs = domain_content_free_inputs(texts, seed=self.seed)
+            if self.uses_knn:
+                content_free = self._content_free_distributions(demo_sets)
+            else:
+                [self.content_free] = self._content_free_distributions([self.fixed_demonstrations])
+                content_free = [self.content_free] * len(examples)
         predictions = []
         for dist, demos, cf in zip(distributions, demo_sets, content_free, strict=True):
             probabilities = calibrate(dist["probabilities"], cf) if cf is not None else dist["probabilities"]

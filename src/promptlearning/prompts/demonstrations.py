@@ -3,6 +3,7 @@
 * ``random``: ``k`` examples drawn with a seed, shared by every test example;
 * ``balanced``: ``k`` examples spread evenly over the classes (the remainder to randomly chosen
   classes), shuffled, shared by every test example;
+* ``first``: the first ``k`` pool examples in pool order (a fixed, hand-picked set of shots);
 * ``knn``: for each test example, its ``k`` nearest pool examples by sentence-embedding cosine
   similarity (Liu et al. 2022), ordered so the nearest comes last, right before the query.
 """
@@ -18,7 +19,7 @@ import numpy as np
 
 from promptlearning.errors import PromptLearningError
 
-Selection = Literal["random", "balanced", "knn"]
+Selection = Literal["random", "balanced", "knn", "first"]
 Example = Mapping[str, Any]
 
 
@@ -33,10 +34,12 @@ def select_fixed(pool: Sequence[Example], k: int, strategy: Selection, *, label_
     if k > len(pool):
         raise DemonstrationError(f"{k} shots asked for, but the training pool has only {len(pool)} examples")
     rng = random.Random(seed)
+    if strategy == "first":
+        return list(range(k))
     if strategy == "random":
         return rng.sample(range(len(pool)), k)
     if strategy != "balanced":
-        raise DemonstrationError(f"unknown selection {strategy!r}; use random, balanced or knn")
+        raise DemonstrationError(f"unknown selection {strategy!r}; use random, balanced, first or knn")
     by_label: dict[str, list[int]] = defaultdict(list)
     for i, example in enumerate(pool):
         by_label[str(example[label_field])].append(i)

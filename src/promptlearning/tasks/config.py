@@ -68,8 +68,9 @@ class VerbalizerConfig(_Strict):
 
 class MethodConfig(_Strict):
     name: Literal["auto", "zero-shot", "icl"] = Field("auto", description="auto: zero-shot if shots == 0, else icl")
-    selection: Literal["random", "balanced", "knn"] = "random"
+    selection: Literal["random", "balanced", "first", "knn"] = "random"
     calibrate: bool = False
+    calibration: Literal["contextual", "domain", "batch"] = "contextual"
     content_free: list[str] = Field(default_factory=lambda: list(CONTENT_FREE_INPUTS))
 
 
@@ -97,10 +98,15 @@ class TaskConfig(_Strict):
 
 
 def _parse_value(text: str) -> Any:
+    """A YAML scalar, or a flow list/mapping written with brackets; anything else stays a string
+    (so ``--set template.instruction=Answer: yes or no`` is not read as a mapping)."""
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    if isinstance(value, dict | list) and not text.lstrip().startswith(("{", "[")):
+        return text
+    return value
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

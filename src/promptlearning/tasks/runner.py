@@ -48,6 +48,7 @@ def build_classifier(
         shots=config.shots,
         selection=config.method.selection,
         calibrate=config.method.calibrate,
+        calibration=config.method.calibration,
         content_free_inputs=config.method.content_free,
         label_field=config.data.label_field,
         seed=config.seed,
