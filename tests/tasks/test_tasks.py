@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from promptlearning.cli import main
+from promptlearning.prompts.demonstrations import DemonstrationError
 from promptlearning.tasks import TaskConfigError, load_task, run_task
 from promptlearning.tasks.loading import DataError, load_examples
 
@@ -142,3 +143,16 @@ def test_override_values_with_colons_stay_strings(task_file):
     config = load_task(task_file, ["template.instruction=Answer: yes or no", "verbalizer.words={a: [' x'], b: ' y'}"])
     assert config.template.instruction == "Answer: yes or no"
     assert config.verbalizer.words == {"a": [" x"], "b": " y"}
+
+
+def test_eval_offset_selects_a_disjoint_slice(tmp_path):
+    path = write_jsonl(tmp_path / "rows.jsonl", ROWS)
+    assert load_examples(path, offset=1, limit=2) == ROWS[1:3]
+
+
+def test_train_min_words_filters_the_demonstration_pool(task_file):
+    # Only "i loved this film" and "a dull , tedious mess" have >= 4 words.
+    config = load_task(task_file, ["shots=2", "method.selection=first", "data.train_min_words=4"])
+    run_task(config, write=False, progress=False)
+    with pytest.raises(DemonstrationError, match="only 2 examples"):
+        run_task(load_task(task_file, ["shots=3", "data.train_min_words=4"]), write=False, progress=False)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from promptlearning.errors import PromptLearningError
@@ -164,17 +165,17 @@ class PromptClassifier:
         return self.template.render_to_fit(
             example,
             self.demonstrations(demonstration_indices),
-            budget=self.model.max_length - self._answer_tokens(),
+            budget=self.model.max_length - self.answer_tokens,
             count_tokens=self.model.count_tokens,
             truncate=self.model.truncate,
             chat=chat,
         )
 
-    def _answer_tokens(self) -> int:
-        if not hasattr(self, "_answer_budget"):
-            words = [w for ws in self.verbalizer.label_words.values() for w in ws]
-            self._answer_budget = max(self.model.count_tokens(self.template.answer_text(w)) for w in words)
-        return self._answer_budget
+    @cached_property
+    def answer_tokens(self) -> int:
+        """Tokens to keep free after the prompt: the longest label word."""
+        words = [w for ws in self.verbalizer.label_words.values() for w in ws]
+        return max(self.model.count_tokens(self.template.answer_text(w)) for w in words)
 
     def _requests(self, prompts: Sequence[str]) -> list[tuple[str, str]]:
         return [

@@ -44,7 +44,11 @@ class DataConfig(_Strict):
     eval: str
     label_field: str = "label"
     train_limit: int | None = Field(None, ge=1)
+    train_min_words: int | None = Field(
+        None, ge=1, description="keep training examples whose text fields have at least this many words in all"
+    )
     eval_limit: int | None = Field(None, ge=1)
+    eval_offset: int = Field(0, ge=0, description="skip this many eval rows first (select on a disjoint slice)")
 
 
 class TemplateConfig(_Strict):

@@ -32,9 +32,9 @@ def resolve_path(path: str | Path, root: str | Path | None = None) -> Path:
 
 
 def load_examples(
-    path: str | Path, *, root: str | Path | None = None, limit: int | None = None
+    path: str | Path, *, root: str | Path | None = None, limit: int | None = None, offset: int = 0
 ) -> list[dict[str, Any]]:
-    """Read examples as a list of dicts; ``limit`` keeps the first rows."""
+    """Read examples as a list of dicts; ``offset`` skips rows, then ``limit`` keeps the first ones."""
     resolved = resolve_path(path, root)
     if not resolved.exists():
         hint = "" if os.environ.get("PROMPTLEARNING_DATA") else " (set PROMPTLEARNING_DATA to your data folder)"
@@ -48,6 +48,7 @@ def load_examples(
             rows = list(csv.DictReader(f, delimiter="\t" if resolved.suffix == ".tsv" else ","))
     else:
         raise DataError(f"{resolved}: unknown data format (use .jsonl, .csv, .tsv or a datasets directory)")
+    rows = rows[offset:]
     if limit is not None:
         rows = rows[:limit]
     if not rows:

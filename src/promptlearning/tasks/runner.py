@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from promptlearning.errors import PromptLearningError
 from promptlearning.evaluation.runs import write_run
 from promptlearning.methods.classifier import Evaluation, PromptClassifier
 from promptlearning.models.interface import LanguageModel
@@ -56,6 +57,10 @@ def build_classifier(
     )
 
 
+def _word_count(example: dict[str, Any], fields: list[str]) -> int:
+    return sum(len(str(example.get(f, "")).split()) for f in fields)
+
+
 def run_task(
     config: TaskConfig,
     *,
@@ -68,17 +73,23 @@ def run_task(
     """Evaluate the task's classifier on its eval split and (by default) write a run directory."""
     from promptlearning.models import load_model
 
-    eval_examples = load_examples(config.data.eval, root=config.data.root, limit=config.data.eval_limit)
+    eval_examples = load_examples(
+        config.data.eval, root=config.data.root, limit=config.data.eval_limit, offset=config.data.eval_offset
+    )
+    if model is None:
+        model = load_model(config.model, pull=True, dtype=config.dtype, batch_size=config.batch_size)
+    classifier = build_classifier(config, model, embedder)
     train: list[dict[str, Any]] = []
     if config.method_name == "icl":
         if not config.data.train:
-            from promptlearning.errors import PromptLearningError
-
             raise PromptLearningError("icl needs data.train (the pool of demonstrations)")
-        train = load_examples(config.data.train, root=config.data.root, limit=config.data.train_limit)
-    if model is None:
-        model = load_model(config.model, pull=True, dtype=config.dtype, batch_size=config.batch_size)
-    classifier = build_classifier(config, model, embedder).fit(train)
+        train = load_examples(config.data.train, root=config.data.root)
+        if config.data.train_min_words:
+            # e.g. SST-2's train split is mostly short phrases; sentences make better demonstrations
+            fields = [f for f in classifier.template.fields if f != config.data.label_field]
+            train = [ex for ex in train if _word_count(ex, fields) >= config.data.train_min_words]
+        train = train[: config.data.train_limit]
+    classifier.fit(train)
     evaluation = classifier.evaluate(eval_examples, progress=progress)
     run_dir = None
     if write:
