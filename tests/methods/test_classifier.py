@@ -145,6 +145,30 @@ def test_domain_calibration_uses_random_in_domain_words(tiny_lm):
     words = {w for ex in TRAIN for w in ex["text"].split()}
     assert len(clf.content_free_inputs) == 20
     assert all(set(text.split()) <= words for text in clf.content_free_inputs)
-    assert clf.content_free is not None and sum(clf.content_free.values()) == pytest.approx(1.0)
+    assert clf.content_free is not None and sum(clf.content_free[0].values()) == pytest.approx(1.0)
     with pytest.raises(PromptLearningError, match="unknown calibration"):
         classifier(tiny_lm, calibrate=True, calibration="magic")
+
+
+def test_orderings_average_the_calibrated_distributions_of_permuted_demonstrations(tiny_lm):
+    ensemble = classifier(tiny_lm, method="icl", shots=4, orderings=3, calibrate=True, calibration="batch").fit(TRAIN)
+    orders = ensemble.demonstration_orderings
+    assert len(orders) == 3 and orders[0] == ensemble.fixed_demonstrations
+    assert all(sorted(order) == sorted(orders[0]) for order in orders)
+    predictions = ensemble.predict(TEST)
+    singles = []
+    for order in orders:
+        single = classifier(tiny_lm, method="icl", shots=4, calibrate=True, calibration="batch").fit(TRAIN)
+        single.fixed_demonstrations = single.demonstration_orderings[0] = order
+        singles.append(single.predict(TEST))
+    for i, prediction in enumerate(predictions):
+        mean = {k: sum(s[i].probabilities[k] for s in singles) / 3 for k in ("negative", "positive")}
+        assert prediction.probabilities == pytest.approx(mean, abs=1e-6)
+        assert prediction.label == max(mean, key=mean.__getitem__)
+
+
+def test_orderings_need_fixed_demonstrations(tiny_lm):
+    with pytest.raises(PromptLearningError, match="orderings"):
+        classifier(tiny_lm, orderings=2)
+    with pytest.raises(PromptLearningError, match="orderings"):
+        classifier(tiny_lm, method="icl", shots=2, selection="knn", orderings=2)

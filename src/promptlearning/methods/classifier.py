@@ -9,6 +9,7 @@ all prompts).
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -59,6 +60,8 @@ class PromptClassifier:
     ``random``, ``balanced``, ``first`` or ``knn``). ``calibrate=True`` corrects the label
     distribution; ``calibration`` says how the bias is estimated: ``contextual`` (content-free
     inputs), ``domain`` (random in-domain words) or ``batch`` (mean over the predicted examples).
+    ``orderings > 1`` averages the calibrated label distributions of that many orderings of the same
+    fixed demonstrations (the order of demonstrations moves small models a lot; Lu et al. 2022).
     Call :meth:`fit` with the training pool (may be empty for zero-shot), then :meth:`predict`.
     """
 
@@ -77,6 +80,7 @@ class PromptClassifier:
         label_field: str = "label",
         seed: int = 0,
         embedder: LanguageModel | None = None,
+        orderings: int = 1,
     ) -> None:
         if method not in METHODS:
             raise PromptLearningError(f"unknown method {method!r}; known methods: {', '.join(METHODS)}")
@@ -88,6 +92,13 @@ class PromptClassifier:
             raise PromptLearningError(f"unknown calibration {calibration!r}; use one of {', '.join(CALIBRATIONS)}")
         if method == "icl" and shots < 1:
             raise DemonstrationError(f"icl needs shots >= 1, got {shots}")
+        if orderings < 1:
+            raise PromptLearningError(f"orderings must be >= 1, got {orderings}")
+        if orderings > 1 and (method != "icl" or selection == "knn"):
+            raise PromptLearningError(
+                "orderings > 1 averages orderings of fixed demonstrations: it needs method 'icl' with "
+                f"selection random, balanced or first (got method {method!r}, selection {selection!r})"
+            )
         self.model = model
         self.template = template
         self.verbalizer = verbalizer
@@ -100,9 +111,11 @@ class PromptClassifier:
         self.label_field = label_field
         self.seed = seed
         self.embedder = embedder
+        self.orderings = orderings
         self.pool: list[Example] = []
         self.fixed_demonstrations: list[int] = []
-        self.content_free: dict[str, float] | None = None
+        self.demonstration_orderings: list[list[int]] = [[]]
+        self.content_free: list[dict[str, float]] | None = None  # one per ordering
         self._neighbours: NearestNeighbours | None = None
         self._fitted = False
 
@@ -132,13 +145,17 @@ class PromptClassifier:
                 self.fixed_demonstrations = select_fixed(
                     self.pool, self.shots, self.selection, label_field=self.label_field, seed=self.seed
                 )
+        rng = random.Random(f"orderings-{self.seed}")
+        self.demonstration_orderings = [self.fixed_demonstrations] + [
+            rng.sample(self.fixed_demonstrations, len(self.fixed_demonstrations)) for _ in range(self.orderings - 1)
+        ]
         self._fitted = True
         if self.calibrate and self.calibration == "domain":
             texts = [str(ex[f]) for ex in self.pool for f in self.template.fields if isinstance(ex.get(f), str)]
             self.content_free_inputs = domain_content_free_inputs(texts, seed=self.seed) if texts else []
         if self.calibrate and self.calibration != "batch" and self.content_free_inputs and not self.uses_knn:
             # kNN calibrates per example (its demonstrations differ), in predict()
-            [self.content_free] = self._content_free_distributions([self.fixed_demonstrations])
+            self.content_free = self._content_free_distributions(self.demonstration_orderings)
         return self
 
     @property
@@ -222,32 +239,54 @@ class PromptClassifier:
         examples = list(examples)
         if not examples:
             raise EmptyDataError("nothing to predict: the example list is empty")
+        n = len(examples)
         if self._neighbours is not None:
             queries = [self.template.render_input(ex) for ex in examples]
-            demo_sets = self._neighbours.select(queries, self.shots)
+            orderings = [self._neighbours.select(queries, self.shots)]
         else:
-            demo_sets = [self.fixed_demonstrations] * len(examples)
-        prompts = [self.prompt(ex, demos) for ex, demos in zip(examples, demo_sets, strict=True)]
-        distributions = self._distributions(prompts, progress=progress)
-        content_free: list[dict[str, float] | None] = [self.content_free] * len(examples)
-        if self.calibrate and self.calibration == "batch":
-            bias = content_free_distribution([d["probabilities"] for d in distributions])
-            content_free = [bias] * len(examples)
-        elif self.calibrate and self.content_free is None:  # kNN, or domain inputs from unlabelled examples
+            orderings = [[order] * n for order in self.demonstration_orderings]
+        calibrated: list[list[dict[str, float]]] = []
+        scores: list[list[dict[str, float]]] = []
+        for position, demo_sets in enumerate(orderings):
+            prompts = [self.prompt(ex, demos) for ex, demos in zip(examples, demo_sets, strict=True)]
+            distributions = self._distributions(prompts, progress=progress)
+            content_free = self._bias(examples, distributions, demo_sets, position)
+            calibrated.append(
+                [
+                    calibrate(d["probabilities"], cf) if cf is not None else d["probabilities"]
+                    for d, cf in zip(distributions, content_free, strict=True)
+                ]
+            )
+            scores.append([d["scores"] for d in distributions])
+        predictions = []
+        for i in range(n):
+            probabilities = _mean_distribution([per_ordering[i] for per_ordering in calibrated])
+            label_scores = _mean_distribution([per_ordering[i] for per_ordering in scores], normalise=False)
+            label = max(probabilities, key=probabilities.__getitem__)
+            predictions.append(Prediction(label, probabilities, label_scores, list(orderings[0][i])))
+        return predictions
+
+    def _bias(
+        self,
+        examples: Sequence[Example],
+        distributions: Sequence[dict[str, Any]],
+        demo_sets: Sequence[Sequence[int]],
+        ordering: int,
+    ) -> list[dict[str, float] | None]:
+        """The label distribution to calibrate each example against (None: no calibration)."""
+        n = len(examples)
+        if not self.calibrate:
+            return [None] * n
+        if self.calibration == "batch":
+            return [content_free_distribution([d["probabilities"] for d in distributions])] * n
+        if self.content_free is None:  # kNN, or domain inputs from the unlabelled examples
             if not self.content_free_inputs:
                 texts = [str(ex[f]) for ex in examples for f in self.template.fields if isinstance(ex.get(f), str)]
                 self.content_free_inputs = domain_content_free_inputs(texts, seed=self.seed)
             if self.uses_knn:
-                content_free = self._content_free_distributions(demo_sets)
-            else:
-                [self.content_free] = self._content_free_distributions([self.fixed_demonstrations])
-                content_free = [self.content_free] * len(examples)
-        predictions = []
-        for dist, demos, cf in zip(distributions, demo_sets, content_free, strict=True):
-            probabilities = calibrate(dist["probabilities"], cf) if cf is not None else dist["probabilities"]
-            label = max(probabilities, key=probabilities.__getitem__)
-            predictions.append(Prediction(label, probabilities, dist["scores"], list(demos)))
-        return predictions
+                return list(self._content_free_distributions(demo_sets))
+            self.content_free = self._content_free_distributions(self.demonstration_orderings)
+        return [self.content_free[ordering]] * n
 
     def evaluate(self, examples: Iterable[Example], *, progress: bool | None = None) -> Evaluation:
         """Predict and compare with the gold labels; returns metrics, predictions and timing."""
@@ -267,6 +306,16 @@ class PromptClassifier:
         metrics["examples_per_second"] = len(examples) / seconds
         metrics["seconds"] = seconds
         return Evaluation(metrics=metrics, predictions=predictions, gold=gold)
+
+
+def _mean_distribution(distributions: Sequence[Mapping[str, float]], *, normalise: bool = True) -> dict[str, float]:
+    if len(distributions) == 1:
+        return dict(distributions[0])
+    mean = {label: sum(d[label] for d in distributions) / len(distributions) for label in distributions[0]}
+    if normalise:
+        total = sum(mean.values())
+        mean = {label: value / total for label, value in mean.items()}
+    return mean
 
 
 @dataclass

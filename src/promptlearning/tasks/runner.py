@@ -54,6 +54,7 @@ def build_classifier(
         label_field=config.data.label_field,
         seed=config.seed,
         embedder=embedder,
+        orderings=config.method.orderings,
     )
 
 
