@@ -6,11 +6,12 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LLAMACPP_STAMP := $(VENV)/.llamacpp
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 TORCH_SPEC ?= torch==2.13.0
 MODELS ?= smollm2-135m-instruct minilm-l6
 
-.PHONY: setup models demo test lint format bench clean
+.PHONY: setup llamacpp models demo test lint format bench clean
 
 setup: $(STAMP)
 
@@ -20,13 +21,20 @@ $(STAMP): pyproject.toml
 	$(PIP) install -e ".[dev]"
 	touch $(STAMP)
 
+# The optional llama.cpp backend (built from source by pip the first time, ~5 min; cached after).
+llamacpp: $(LLAMACPP_STAMP)
+
+$(LLAMACPP_STAMP): $(STAMP)
+	$(PIP) install -e ".[dev,llamacpp]"
+	touch $(LLAMACPP_STAMP)
+
 models: setup
 	$(BIN)/promptlearning models pull $(MODELS)
 
 demo: models
 	$(BIN)/promptlearning demo
 
-test: models
+test: models llamacpp
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest
 
@@ -38,10 +46,12 @@ format: setup
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
 
-bench: models
-	$(PIP) install -e ".[dev,bench]"
+bench: models llamacpp
+	$(PIP) install -e ".[dev,bench,llamacpp]"
 	$(BIN)/python benchmarks/load_time.py
 	$(BIN)/python benchmarks/scoring_throughput.py
+	$(BIN)/python benchmarks/icl_vs_lm_eval.py
+	$(BIN)/python benchmarks/self_consistency.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis src/*.egg-info

@@ -158,3 +158,21 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"
     monkeypatch.setenv("PROMPTLEARNING_HOME", str(home))
     return home
+
+
+@pytest.fixture(scope="session")
+def reference_greedy():
+    """Unbatched greedy decoding with a plain loop over full forward passes (no KV cache)."""
+
+    def decode(lm, prompt: str, n: int) -> list[int]:
+        ids = lm._prefix + lm.encode(prompt)
+        out: list[int] = []
+        with torch.no_grad():
+            for _ in range(n):
+                next_id = int(lm.model(input_ids=torch.tensor([ids + out])).logits[0, -1].argmax())
+                if next_id in lm.eos_token_ids:
+                    break
+                out.append(next_id)
+        return out
+
+    return decode

@@ -152,9 +152,21 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from promptlearning.evaluation.compare import comparison_table, read_runs
-    from promptlearning.tasks import load_task, run_task
+    from promptlearning.tasks import CoTTaskConfig, load_task, run_cot_task, run_task
 
     config = load_task(args.task, args.set or [])
+    if isinstance(config, CoTTaskConfig):
+        cot = run_cot_task(config, output_dir=args.output_dir, progress=True)
+        m = cot.evaluation.metrics
+        print(f"accuracy strict {m['accuracy_strict']:.4f}  flexible {m['accuracy_flexible']:.4f}  "
+              f"agreement {m['agreement']:.3f}  ({m['questions']} questions x {m['samples']} samples, "
+              f"{m['generated_tokens']} tokens, {m['tokens_per_second']:.1f} tokens/s)")  # fmt: skip
+        if len(cot.evaluation.curves.get("flexible", {})) > 1:
+            curve = ", ".join(f"{k}: {v:.4f}" for k, v in cot.evaluation.curves["flexible"].items())
+            print(f"flexible accuracy by number of samples: {curve}")
+        if cot.run_dir is not None:
+            print(f"run written to {cot.run_dir}")
+        return 0
     result = run_task(config, output_dir=args.output_dir, progress=True)
     metrics = result.evaluation.metrics
     print(f"accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  ECE {metrics['ece']:.4f}  "
@@ -162,6 +174,30 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if result.run_dir is not None:
         print(comparison_table(read_runs([result.run_dir])))
         print(f"run written to {result.run_dir}")
+    return 0
+
+
+def _cmd_cot(args: argparse.Namespace) -> int:
+    from promptlearning.methods.cot import ChainOfThought
+    from promptlearning.tasks.cot_runner import load_exemplars
+
+    model = _load(args)
+    exemplars = load_exemplars(args.exemplars) if args.mode != "zero-shot-cot" else []
+    cot = ChainOfThought(
+        model, mode=args.mode, exemplars=exemplars, n=args.sc, temperature=args.temperature,
+        max_new_tokens=args.max_new_tokens, seed=args.seed,
+    )  # fmt: skip
+    [solution] = cot.solve([{"question": args.question}])
+    if args.show_rationales:
+        for i, rationale in enumerate(solution.rationales, 1):
+            answer = solution.sample_answers["flexible"][i - 1]
+            print(f"--- sample {i} (answer: {answer if answer is not None else 'none'})\n{rationale.strip()}")
+    answer = solution.answers["flexible"]
+    print(f"answer: {answer if answer is not None else 'no answer found'}")
+    if args.sc > 1:
+        votes = ", ".join(f"{a}: {c}" for a, c in solution.votes["flexible"].items()) or "none"
+        print(f"votes: {votes} (agreement {solution.agreement:.2f})")
+    print(f"[{solution.generated_tokens} tokens in {cot.last_seconds:.1f} s]", file=sys.stderr)
     return 0
 
 
@@ -189,7 +225,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- parser
 
 
-def _add_model_options(parser: argparse.ArgumentParser, chat_default: str = "auto") -> None:
+def _add_model_options(parser: argparse.ArgumentParser, chat_default: str | None = "auto") -> None:
     parser.add_argument(
         "--model",
         "-m",
@@ -202,6 +238,8 @@ def _add_model_options(parser: argparse.ArgumentParser, chat_default: str = "aut
         choices=["float32", "bfloat16"],
         help="weights dtype (default: %(default)s)",
     )
+    if chat_default is None:
+        return
     parser.add_argument(
         "--chat",
         default=chat_default,
@@ -260,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(p, chat_default="off")
     p.set_defaults(func=_cmd_score)
 
-    p = sub.add_parser("run", help="run a task YAML file (prompt classification) and write a run directory")
+    p = sub.add_parser("run", help="run a task YAML file (classification or chain-of-thought), write a run directory")
     p.add_argument("task", help="task file, e.g. tasks/sst2.yaml")
     p.add_argument(
         "--set",
@@ -270,6 +308,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--output-dir", help="where run directories go (default: the task's output_dir, runs/)")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("cot", help="answer one question with chain-of-thought (and self-consistency)")
+    p.add_argument("question")
+    _add_model_options(p, chat_default=None)
+    p.add_argument("--mode", default="few-shot-cot", choices=["few-shot-cot", "zero-shot-cot", "direct"])
+    p.add_argument("--exemplars", default="gsm8k-wei2022", help="shipped exemplar set or YAML file (few-shot modes)")
+    p.add_argument("--sc", type=int, default=1, metavar="N", help="self-consistency: sample N rationales and vote")
+    p.add_argument("--temperature", type=float, help="default: 0 for one sample, 0.7 with --sc > 1")
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--show-rationales", action="store_true", help="print every sampled rationale")
+    p.set_defaults(func=_cmd_cot)
 
     p = sub.add_parser("compare", help="one table comparing run directories")
     p.add_argument("runs", nargs="+", metavar="RUN_DIR")

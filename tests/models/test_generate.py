@@ -17,20 +17,7 @@ PROMPTS = [
 ]
 
 
-def reference_greedy(lm, prompt: str, n: int) -> list[int]:
-    """Unbatched greedy decoding with a plain loop over full forward passes."""
-    ids = lm._prefix + lm.encode(prompt)
-    out: list[int] = []
-    with torch.no_grad():
-        for _ in range(n):
-            next_id = int(lm.model(input_ids=torch.tensor([ids + out])).logits[0, -1].argmax())
-            if next_id in lm.eos_token_ids:
-                break
-            out.append(next_id)
-    return out
-
-
-def test_greedy_matches_a_plain_decoding_loop(tiny_lm):
+def test_greedy_matches_a_plain_decoding_loop(tiny_lm, reference_greedy):
     config = GenerationConfig(max_new_tokens=8)
     [generation] = tiny_lm.generate(["the capital of"], config)
     expected = reference_greedy(tiny_lm, "the capital of", 8)

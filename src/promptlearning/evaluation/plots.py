@@ -1,4 +1,4 @@
-"""PNG plots of a run: confusion matrix and reliability diagram (matplotlib, headless)."""
+"""PNG plots of a run: confusion matrix, reliability diagram, self-consistency curve (matplotlib, headless)."""
 
 from __future__ import annotations
 
@@ -75,6 +75,23 @@ def plot_comparison(rows: list[dict[str, Any]], path: Path, metric: str = "accur
     ax.set_xlabel(metric)
     for i, r in enumerate(rows):
         ax.text(r[metric] + 0.01, i, f"{r[metric]:.3f}", va="center", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_sample_curve(curves: dict[str, dict[int, float]], path: Path) -> None:
+    """Accuracy of the majority vote against the number of sampled rationales, one line per extractor."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for name, curve in curves.items():
+        ks = sorted(curve)
+        ax.plot(ks, [100 * curve[k] for k in ks], "o-", label=name)
+    ax.set_xlabel("sampled rationales (majority vote)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title("Self-consistency")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -51,3 +51,39 @@ def write_report(path: Path, config: Any, metrics: dict[str, Any]) -> None:
         "",
     ]
     path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def write_cot_report(path: Path, config: Any, metrics: dict[str, Any]) -> None:
+    sc = f"self-consistency over {config.self_consistency} samples" if config.self_consistency > 1 else "1 sample"
+    curve = metrics.get("self_consistency_curve", {}).get("flexible", {})
+    lines = [
+        f"# {config.name}",
+        "",
+        f"- model: `{config.model}`; mode: {config.mode}; {sc}; seed {config.seed}",
+        f"- {metrics['questions']} questions ({config.data.eval}) in {metrics['seconds']:.1f} s; "
+        f"{metrics['generated_tokens']} tokens generated ({metrics['tokens_per_second']:.1f} tokens/s)",
+        "",
+        markdown_table(
+            ["accuracy (strict)", "accuracy (flexible)", "no answer (strict)", "no answer (flexible)", "agreement"],
+            [
+                [
+                    f"{metrics['accuracy_strict']:.4f}",
+                    f"{metrics['accuracy_flexible']:.4f}",
+                    f"{metrics['no_answer_strict']:.3f}",
+                    f"{metrics['no_answer_flexible']:.3f}",
+                    f"{metrics['agreement']:.3f}",
+                ]
+            ],
+        ),
+        "",
+    ]
+    if len(curve) > 1:
+        lines += [
+            "## Accuracy (flexible) against the number of samples",
+            "",
+            markdown_table(["samples", "accuracy"], [[k, f"{v:.4f}"] for k, v in curve.items()]),
+            "",
+            "![self-consistency](samples.png)",
+            "",
+        ]
+    path.write_text("\n".join(lines), encoding="utf-8")

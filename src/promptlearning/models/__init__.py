@@ -43,6 +43,14 @@ def _hf_backend(path: str | Path, **options: Any) -> LanguageModel:
     return load_hf(path, **options)
 
 
+@register_backend("llamacpp")
+def _llamacpp_backend(path: str | Path, **options: Any) -> LanguageModel:
+    from promptlearning.models.llamacpp import LlamaCppModel
+
+    options.pop("dtype", None)  # the GGUF file's own quantisation is used
+    return LlamaCppModel(path, **options)
+
+
 @register_backend("sentence-transformers")
 def _sentence_transformers_backend(path: str | Path, **options: Any) -> LanguageModel:
     from promptlearning.models.embeddings import SentenceTransformerModel
@@ -63,6 +71,8 @@ def load_model(
     Backend options (``dtype``, ``batch_size``, ``max_length`` …) pass through ``options``.
     """
     key = str(name_or_path)
+    if backend == "llamacpp":
+        return get_backend(backend)(_gguf_file(key, pull), name=options.pop("name", Path(key).name), **options)
     if key in hub.EMBEDDED_MODELS:
         spec = hub.EMBEDDED_MODELS[key]
         path = hub.pull(key) if pull and not hub.is_pulled(key) else hub.loadable_path(key)
@@ -84,6 +94,22 @@ def load_model(
             "A local Hugging Face directory, a .gguf file or a hub id (owner/name, online only) also works."
         )
     return _load_hub_id(key, backend or "hf", options)
+
+
+def _gguf_file(key: str, pull: bool) -> Path:
+    """The GGUF file behind an embedded model name or a path (for the llama.cpp backend)."""
+    if key in hub.EMBEDDED_MODELS:
+        spec = hub.EMBEDDED_MODELS[key]
+        if not spec.gguf_file:
+            raise ModelNotFoundError(f"{key} has no GGUF file; the llama.cpp backend runs GGUF models only")
+        if pull and not hub.is_pulled(key):
+            hub.pull(key)
+        hub.loadable_path(key)  # checks the cache is complete
+        return hub.model_dir(key) / "files" / spec.gguf_file
+    path = Path(key).expanduser()
+    if not (path.is_file() and path.suffix == ".gguf"):
+        raise ModelNotFoundError(f"the llama.cpp backend needs an embedded model name or a .gguf file, got {key!r}")
+    return path
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:

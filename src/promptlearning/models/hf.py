@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import inspect
 from collections.abc import Iterable, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from promptlearning.errors import CorruptModelError, PromptTooLongError, UnsupportedOperationError
+from promptlearning.models.decoding import Decoder
 from promptlearning.models.interface import (
     Generation,
     GenerationConfig,
@@ -26,6 +28,7 @@ from promptlearning.models.interface import (
     RequestLike,
     as_requests,
     check_prompts,
+    check_samples,
 )
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -342,10 +345,27 @@ class HFLanguageModel(LanguageModel):
         batch_size: int | None = None,
         progress: bool | None = None,
     ) -> list[Generation]:
-        from transformers import GenerationConfig as HFGenerationConfig
-
-        prompts = check_prompts(prompts)
+        """Continue each prompt (batched; a prefix shared by all prompts is prefilled once)."""
         config = config or GenerationConfig()
+        return [s[0] for s in self._decode(prompts, config, 1, batch_size, progress)]
+
+    def sample(
+        self,
+        prompts: Sequence[str],
+        config: GenerationConfig,
+        *,
+        n: int,
+        batch_size: int | None = None,
+        progress: bool | None = None,
+    ) -> list[list[Generation]]:
+        """``n`` continuations per prompt; each prompt is prefilled once for all its samples."""
+        check_samples(config, n)
+        return self._decode(prompts, config, n, batch_size, progress)
+
+    def _decode(
+        self, prompts: Sequence[str], config: GenerationConfig, n: int, batch_size: int | None, progress: bool | None
+    ) -> list[list[Generation]]:
+        prompts = check_prompts(prompts)
         encoded = [self._prefix + ids for ids in self._encode_many(prompts)]
         for prompt, ids in zip(prompts, encoded, strict=True):
             if not ids:  # an empty prompt without BOS: start from EOS, as an empty context does
@@ -355,48 +375,20 @@ class HFLanguageModel(LanguageModel):
                     f"prompt of {len(ids)} tokens + max_new_tokens={config.max_new_tokens} exceeds "
                     f"{self.name}'s maximum of {self.max_length} tokens (prompt starts {prompt[:60]!r})"
                 )
-        hf_config = HFGenerationConfig(
-            max_new_tokens=config.max_new_tokens,
-            do_sample=config.do_sample,
-            pad_token_id=self.tokenizer.pad_token_id,
-            eos_token_id=self.eos_token_ids,
-            bos_token_id=self.tokenizer.bos_token_id,
-            **(
-                {"temperature": config.temperature, "top_p": config.top_p, "top_k": config.top_k or None}
-                if config.do_sample
-                else {}
-            ),
-            **({"stop_strings": config.stop} if config.stop else {}),
-        )
-        order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
         size = batch_size or self.batch_size
-        batches = [order[i : i + size] for i in range(0, len(order), size)]
-        outputs: dict[int, Generation] = {}
-        bar = tqdm(total=len(prompts), desc="generate", disable=not _show_progress(progress, len(batches)))
-        with torch.random.fork_rng(devices=[]), torch.inference_mode(), bar:
-            if config.seed is not None:
-                torch.manual_seed(config.seed)
-            for batch in batches:
-                ids, mask, _ = left_pad([encoded[i] for i in batch], self.tokenizer.pad_token_id)
-                extra = {"tokenizer": self.tokenizer} if config.stop else {}
-                out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=hf_config, **extra)
-                for row, i in enumerate(batch):
-                    outputs[i] = self._finish(out[row, ids.shape[1] :].tolist(), config)
-                bar.update(len(batch))
-        return [outputs[i] for i in range(len(prompts))]
+        n_batches = -(-len(prompts) * n // size)
+        return self.decoder.run(encoded, config, n=n, batch_size=size, progress=_show_progress(progress, n_batches))
 
-    def _finish(self, new_tokens: list[int], config: GenerationConfig) -> Generation:
-        """Cut a generated row at EOS and at the first stop string (which is not returned)."""
-        reason = "length"
-        for position, token in enumerate(new_tokens):
-            if token in self.eos_token_ids:
-                new_tokens, reason = new_tokens[:position], "stop"
-                break
-        text = self.tokenizer.decode(new_tokens, skip_special_tokens=True)
-        cut = min((p for p in (text.find(s) for s in config.stop) if p >= 0), default=-1)
-        if cut >= 0:
-            text, reason = text[:cut], "stop"
-        return Generation(text=text, num_tokens=len(new_tokens), finish_reason=reason)
+    @cached_property
+    def decoder(self) -> Decoder:
+        """The batched decoding engine (its ``last_stats`` say where the time of the last run went)."""
+        return Decoder(
+            self.model,
+            self.tokenizer,
+            eos_token_ids=self.eos_token_ids,
+            keeps_logits=self._keeps_logits,
+            min_shared_prefix=self.min_shared_prefix,
+        )
 
 
 class HFEncoderModel(LanguageModel):

@@ -14,9 +14,10 @@ in-process later) implement this class and register themselves by name with
 from __future__ import annotations
 
 import math
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from promptlearning.errors import BackendNotFoundError, PromptLearningError, UnsupportedOperationError
@@ -126,6 +127,23 @@ def check_prompts(prompts: Sequence[str]) -> list[str]:
     return prompts
 
 
+def sample_seed(seed: int, sample: int) -> int:
+    """The seed of sample ``sample`` of every prompt in a run seeded with ``seed``."""
+    return (seed * 1_000_003 + sample * 7919 + 17) % (2**63 - 1)
+
+
+def check_samples(config: GenerationConfig, n: int) -> None:
+    """Validate a sample count; warn when greedy decoding would make the samples identical."""
+    if not isinstance(n, int) or n < 1:
+        raise PromptLearningError(f"the number of samples n must be a positive integer, got {n!r}")
+    if n > 1 and not config.do_sample:
+        warnings.warn(
+            f"temperature 0 (greedy) with n={n}: all samples will be identical; set a temperature > 0",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
 class LanguageModel(ABC):
     """A model that answers the two request kinds (and optionally embeds texts)."""
 
@@ -147,6 +165,30 @@ class LanguageModel(ABC):
         progress: bool | None = None,
     ) -> list[Generation]:
         """Continue each prompt, in prompt order."""
+
+    def sample(
+        self,
+        prompts: Sequence[str],
+        config: GenerationConfig,
+        *,
+        n: int,
+        batch_size: int | None = None,
+        progress: bool | None = None,
+    ) -> list[list[Generation]]:
+        """``n`` continuations of every prompt (self-consistency). Sample ``j`` is seeded with
+        ``sample_seed(config.seed, j)``. This default calls :meth:`generate` ``n`` times; backends
+        that can share the prompt's prefill between samples override it."""
+        check_samples(config, n)
+        runs = [
+            self.generate(
+                prompts,
+                replace(config, seed=None if config.seed is None else sample_seed(config.seed, j)),
+                batch_size=batch_size,
+                progress=progress,
+            )
+            for j in range(n)
+        ]
+        return [[run[i] for run in runs] for i in range(len(runs[0]))]
 
     @property
     @abstractmethod

@@ -1,6 +1,16 @@
 """Tasks: YAML task files (schema, loading, data) and running them."""
 
-from promptlearning.tasks.config import TaskConfig, TaskConfigError, load_task
+from promptlearning.tasks.config import CoTTaskConfig, TaskConfig, TaskConfigError, load_task
+from promptlearning.tasks.cot_runner import build_cot, run_cot_task
 from promptlearning.tasks.runner import build_classifier, run_task
 
-__all__ = ["TaskConfig", "TaskConfigError", "build_classifier", "load_task", "run_task"]
+__all__ = [
+    "CoTTaskConfig",
+    "TaskConfig",
+    "TaskConfigError",
+    "build_classifier",
+    "build_cot",
+    "load_task",
+    "run_cot_task",
+    "run_task",
+]

@@ -76,11 +76,13 @@ class MethodConfig(_Strict):
     calibrate: bool = False
     calibration: Literal["contextual", "domain", "batch"] = "contextual"
     content_free: list[str] = Field(default_factory=lambda: list(CONTENT_FREE_INPUTS))
+    orderings: int = Field(1, ge=1, description="average over this many orderings of the fixed demonstrations")
 
 
 class TaskConfig(_Strict):
     """One experiment: data, model, template, verbalizer, method, shots and seed."""
 
+    type: Literal["classification"] = "classification"
     name: str
     description: str = ""
     data: DataConfig
@@ -99,6 +101,63 @@ class TaskConfig(_Strict):
         if self.method.name == "auto":
             return "icl" if self.shots else "zero-shot"
         return self.method.name
+
+
+class CoTDataConfig(_Strict):
+    """Questions with numeric (or letter) answers. Relative paths resolve against the data root."""
+
+    root: str | None = None
+    train: str | None = Field(None, description="solutions to draw exemplars from (GSM8K format: '... #### N')")
+    eval: str
+    question_field: str = "question"
+    answer_field: str = Field("final", description="the gold answer; a GSM8K 'answer' with '#### N' works too")
+    eval_limit: int | None = Field(None, ge=1)
+    eval_offset: int = Field(0, ge=0)
+
+
+class Exemplar(_Strict):
+    question: str
+    rationale: str = ""
+    answer: str
+
+    @field_validator("answer", mode="before")
+    @classmethod
+    def _answer_as_string(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int | float) else value
+
+
+class CoTTaskConfig(_Strict):
+    """A chain-of-thought experiment (``type: cot``): questions, exemplars, mode, self-consistency."""
+
+    type: Literal["cot"]
+    name: str
+    description: str = ""
+    data: CoTDataConfig
+    model: str = "smollm2-135m-instruct"
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    batch_size: int = Field(16, ge=1)
+    template: str = "Q: {{ question }}\nA:"
+    mode: Literal["direct", "few-shot-cot", "zero-shot-cot"] = "few-shot-cot"
+    exemplars: list[Exemplar] = Field(default_factory=list)
+    exemplars_file: str | None = Field(
+        None,
+        description="YAML list of exemplars: a shipped set (gsm8k-wei2022) or a path relative to the task file",
+    )
+    exemplars_from_train: int = Field(0, ge=0, description="draw this many exemplars from data.train instead")
+    answer_type: Literal["numeric", "multiple_choice"] = "numeric"
+    self_consistency: int = Field(1, ge=1, description="samples per question; > 1 votes over sampled rationales")
+    temperature: float | None = Field(None, ge=0, description="default: 0 (greedy) for 1 sample, 0.7 for more")
+    top_p: float = Field(1.0, gt=0, le=1)
+    top_k: int = Field(0, ge=0)
+    max_new_tokens: int = Field(256, ge=1)
+    stop: list[str] = Field(default_factory=lambda: ["Q:", "\n\n\n"])
+    trigger: str = "Let's think step by step."
+    answer_trigger: str = "Therefore, the answer (arabic numerals) is"
+    seed: int = 0
+    output_dir: str = "runs"
+
+
+AnyTaskConfig = TaskConfig | CoTTaskConfig
 
 
 def _parse_value(text: str) -> Any:
@@ -138,16 +197,18 @@ def format_validation_error(error: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def validate_config(raw: Any, source: str = "config") -> TaskConfig:
+def validate_config(raw: Any, source: str = "config") -> AnyTaskConfig:
+    """Validate a raw task mapping; ``type: cot`` selects the chain-of-thought schema."""
     if not isinstance(raw, dict):
         raise TaskConfigError(f"task {source} must be a mapping of keys to values, got {type(raw).__name__}")
+    schema: type[TaskConfig] | type[CoTTaskConfig] = CoTTaskConfig if raw.get("type") == "cot" else TaskConfig
     try:
-        return TaskConfig.model_validate(raw)
+        return schema.model_validate(raw)
     except ValidationError as exc:
         raise TaskConfigError(format_validation_error(exc, source)) from None
 
 
-def load_task(path: str | Path, overrides: list[str] | None = None) -> TaskConfig:
+def load_task(path: str | Path, overrides: list[str] | None = None) -> AnyTaskConfig:
     """Read a task YAML file, apply ``--set`` overrides and validate it.
 
     A relative ``data.root`` is made relative to the task file's directory.
@@ -166,4 +227,11 @@ def load_task(path: str | Path, overrides: list[str] | None = None) -> TaskConfi
         root = (raw.get("data") or {}).get("root") if isinstance(raw.get("data"), dict) else None
         if root and not Path(root).expanduser().is_absolute():
             raw["data"]["root"] = str((path.parent / root).resolve())
+        exemplars_file = raw.get("exemplars_file")
+        if (
+            isinstance(exemplars_file, str)
+            and exemplars_file.endswith((".yaml", ".yml", ".json"))
+            and not Path(exemplars_file).expanduser().is_absolute()
+        ):
+            raw["exemplars_file"] = str((path.parent / exemplars_file).resolve())
     return validate_config(raw, str(path))

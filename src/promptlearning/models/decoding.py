@@ -1,0 +1,274 @@
+"""Batched decoding for reasoning workloads (chain-of-thought, self-consistency).
+
+Written by hand because ``transformers``' ``generate`` lacks three things this workload needs:
+
+* **shared prefill**: the token prefix common to every prompt of a run (the few-shot exemplar
+  block) is run once and its KV cache reused by every batch; each prompt is prefilled once and its
+  cache expanded to its ``n`` samples (``generate(num_return_sequences=n)`` prefills n times);
+* **per-sample seeds**: sample ``j`` of a prompt draws from its own ``torch.Generator`` seeded by
+  ``(seed, j)``, so a sample does not depend on batch size or on which prompts share its batch;
+* **early finish**: rows that hit EOS or a stop string leave the batch (their cache rows are
+  dropped) instead of decoding padding until the longest row ends.
+
+The model call itself (attention, KV cache, masks) is ``transformers``': we only drive it with an
+explicit 2D attention mask, position ids and cache positions, as ``generate`` does.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from promptlearning.models.interface import Generation, GenerationConfig, sample_seed
+
+STOP_TAIL_TOKENS = 24  # tokens decoded at the end of a row to look for stop strings
+
+
+@dataclass
+class DecodeStats:
+    """Where the time of one decoding run went."""
+
+    prompts: int = 0
+    samples: int = 0
+    shared_prefix_tokens: int = 0
+    prompt_tokens: int = 0  # tokens prefilled (shared prefix counted once)
+    generated_tokens: int = 0
+    prefill_seconds: float = 0.0
+    decode_seconds: float = 0.0
+    per_batch: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float:
+        return self.prefill_seconds + self.decode_seconds
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.generated_tokens / self.seconds if self.seconds else 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "prompts": self.prompts,
+            "samples": self.samples,
+            "shared_prefix_tokens": self.shared_prefix_tokens,
+            "prompt_tokens": self.prompt_tokens,
+            "generated_tokens": self.generated_tokens,
+            "prefill_seconds": round(self.prefill_seconds, 3),
+            "decode_seconds": round(self.decode_seconds, 3),
+            "prefill_share": round(self.prefill_seconds / self.seconds, 3) if self.seconds else 0.0,
+            "generated_tokens_per_second": round(self.tokens_per_second, 2),
+        }
+
+
+def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
+    """Tokens shared by the start of every sequence, leaving at least one token in each."""
+    first = sequences[0]
+    shared = min(len(s) for s in sequences) - 1
+    for seq in sequences[1:]:
+        n = 0
+        while n < shared and seq[n] == first[n]:
+            n += 1
+        shared = n
+    return max(shared, 0)
+
+
+def choose_tokens(
+    logits: torch.Tensor, config: GenerationConfig, generators: Sequence[torch.Generator] | None
+) -> torch.Tensor:
+    """Next token of every row: argmax when greedy, else temperature / top-k / top-p sampling."""
+    if not config.do_sample:
+        return logits.argmax(-1)
+    scores = logits.float() / config.temperature
+    if config.top_k:
+        kth = torch.topk(scores, min(config.top_k, scores.shape[-1]), dim=-1).values[:, -1:]
+        scores = scores.masked_fill(scores < kth, float("-inf"))
+    if config.top_p < 1.0:
+        ordered, order = torch.sort(scores, descending=True, dim=-1)
+        cumulative = ordered.softmax(-1).cumsum(-1)
+        drop_sorted = cumulative - ordered.softmax(-1) >= config.top_p  # keep the token that crosses top_p
+        drop = drop_sorted.scatter(-1, order, drop_sorted)
+        scores = scores.masked_fill(drop, float("-inf"))
+    probs = scores.softmax(-1)
+    assert generators is not None
+    return torch.stack(
+        [torch.multinomial(probs[row], 1, generator=generators[row])[0] for row in range(probs.shape[0])]
+    )
+
+
+class Decoder:
+    """Drives a ``transformers`` causal LM through prefill and decode (see module docstring)."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        eos_token_ids: Sequence[int],
+        keeps_logits: bool = True,
+        min_shared_prefix: int = 16,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.eos_token_ids = set(eos_token_ids)
+        self.keeps_logits = keeps_logits
+        self.min_shared_prefix = min_shared_prefix
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_token_ids[0]
+        self.last_stats = DecodeStats()
+
+    # ------------------------------------------------------------------ model calls
+
+    def _forward(
+        self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any, past: int
+    ) -> tuple[torch.Tensor, Any]:
+        kwargs: dict[str, Any] = {
+            "input_ids": ids,
+            "attention_mask": mask,
+            "position_ids": positions,
+            "cache_position": torch.arange(past, past + ids.shape[1]),
+            "use_cache": True,
+        }
+        if cache is not None:
+            kwargs["past_key_values"] = cache
+        if self.keeps_logits:
+            kwargs["logits_to_keep"] = 1
+        out = self.model(**kwargs)
+        return out.logits[:, -1], out.past_key_values
+
+    def _prefill(
+        self, suffixes: list[list[int]], prefix_cache: Any, shared: int
+    ) -> tuple[torch.Tensor, Any, torch.Tensor, torch.Tensor]:
+        """Run left-padded suffixes after the cached shared prefix; returns last logits, cache,
+        the 2D attention mask so far and each row's last position."""
+        width = max(len(s) for s in suffixes)
+        ids = torch.full((len(suffixes), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(suffixes), shared + width), dtype=torch.long)
+        mask[:, :shared] = 1
+        for row, seq in enumerate(suffixes):
+            ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
+            mask[row, shared + width - len(seq) :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
+        cache = None
+        if prefix_cache is not None:
+            cache = copy.deepcopy(prefix_cache)
+            cache.batch_repeat_interleave(len(suffixes))
+        logits, cache = self._forward(ids, mask, positions, cache, shared)
+        return logits, cache, mask, positions[:, -1]
+
+    # ------------------------------------------------------------------ public
+
+    @torch.inference_mode()
+    def run(
+        self,
+        prompts: Sequence[Sequence[int]],
+        config: GenerationConfig,
+        *,
+        n: int = 1,
+        batch_size: int = 16,
+        progress: bool = False,
+    ) -> list[list[Generation]]:
+        """``n`` continuations of every prompt (token ids, special tokens included)."""
+        stats = DecodeStats(prompts=len(prompts), samples=len(prompts) * n)
+        self.last_stats = stats
+        seed = config.seed if config.seed is not None else int(torch.randint(0, 2**62, (1,)).item())
+        shared = common_prefix_length(prompts) if len(prompts) > 1 else 0
+        if shared < self.min_shared_prefix:
+            shared = 0
+        start = time.perf_counter()
+        prefix_cache = None
+        if shared:
+            _, prefix_cache = self._forward(
+                torch.tensor([list(prompts[0][:shared])]),
+                torch.ones(1, shared, dtype=torch.long),
+                torch.arange(shared)[None],
+                None,
+                0,
+            )
+        stats.prefill_seconds += time.perf_counter() - start
+        stats.shared_prefix_tokens = shared
+        stats.prompt_tokens = shared + sum(len(p) - shared for p in prompts)
+
+        order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+        per_batch = max(1, batch_size // n)
+        results: dict[int, list[Generation]] = {}
+        bar = tqdm(total=len(prompts), desc="generate", disable=not progress)
+        with bar:
+            for first in range(0, len(order), per_batch):
+                batch = order[first : first + per_batch]
+                outputs = self._run_batch(
+                    [list(prompts[i][shared:]) for i in batch], prefix_cache, shared, config, n, seed
+                )
+                for k, i in enumerate(batch):
+                    results[i] = outputs[k * n : (k + 1) * n]
+                bar.update(len(batch))
+        return [results[i] for i in range(len(prompts))]
+
+    def _run_batch(
+        self, suffixes: list[list[int]], prefix_cache: Any, shared: int, config: GenerationConfig, n: int, seed: int
+    ) -> list[Generation]:
+        stats = self.last_stats
+        start = time.perf_counter()
+        logits, cache, mask, last_position = self._prefill(suffixes, prefix_cache, shared)
+        if n > 1:  # one prefill per prompt, expanded to its n samples
+            cache.batch_repeat_interleave(n)
+            logits = logits.repeat_interleave(n, 0)
+            mask = mask.repeat_interleave(n, 0)
+            last_position = last_position.repeat_interleave(n, 0)
+        prefill_seconds = time.perf_counter() - start
+        stats.prefill_seconds += prefill_seconds
+
+        start = time.perf_counter()
+        rows = len(suffixes) * n
+        generators = None
+        if config.do_sample:
+            generators = [torch.Generator().manual_seed(sample_seed(seed, row % n)) for row in range(rows)]
+        tokens: list[list[int]] = [[] for _ in range(rows)]
+        reasons = ["length"] * rows
+        active = list(range(rows))  # original row of each row still in the batch
+        past = mask.shape[1]
+        for step in range(config.max_new_tokens):
+            chosen = choose_tokens(logits, config, [generators[r] for r in active] if generators else None)
+            keep = []
+            for k, row in enumerate(active):
+                token = int(chosen[k])
+                if token in self.eos_token_ids:
+                    reasons[row] = "stop"
+                    continue
+                tokens[row].append(token)
+                if config.stop and self._hits_stop(tokens[row], config.stop):
+                    reasons[row] = "stop"
+                    continue
+                keep.append(k)
+            if not keep or step == config.max_new_tokens - 1:
+                break
+            if len(keep) < len(active):
+                index = torch.tensor(keep)
+                cache.batch_select_indices(index)
+                mask, last_position, chosen = mask[index], last_position[index], chosen[index]
+                active = [active[k] for k in keep]
+            mask = torch.cat([mask, torch.ones(len(active), 1, dtype=torch.long)], 1)
+            last_position = last_position + 1
+            logits, cache = self._forward(chosen[:, None], mask, last_position[:, None], cache, past)
+            past += 1
+        decode_seconds = time.perf_counter() - start
+        stats.decode_seconds += decode_seconds
+        generated = sum(len(t) for t in tokens)
+        stats.generated_tokens += generated
+        stats.per_batch.append({"rows": rows, "prefill_s": prefill_seconds, "decode_s": decode_seconds})
+        return [self._finish(t, reason, config) for t, reason in zip(tokens, reasons, strict=True)]
+
+    def _hits_stop(self, tokens: list[int], stop: Sequence[str]) -> bool:
+        tail = self.tokenizer.decode(tokens[-STOP_TAIL_TOKENS:], skip_special_tokens=True)
+        return any(s in tail for s in stop)
+
+    def _finish(self, tokens: list[int], reason: str, config: GenerationConfig) -> Generation:
+        """Decode a row and cut it at the first stop string (which is not returned)."""
+        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        cut = min((p for p in (text.find(s) for s in config.stop) if p >= 0), default=-1)
+        if cut >= 0:
+            text, reason = text[:cut], "stop"
+        return Generation(text=text, num_tokens=len(tokens), finish_reason=reason)  # type: ignore[arg-type]

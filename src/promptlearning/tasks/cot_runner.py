@@ -1,0 +1,121 @@
+"""Run a chain-of-thought task (``type: cot``): load questions and exemplars, solve, write the run."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from promptlearning.errors import PromptLearningError
+from promptlearning.evaluation.runs import write_cot_run
+from promptlearning.methods.cot import ChainOfThought, CoTEvaluation, gsm8k_rationale
+from promptlearning.methods.extraction import multiple_choice_extractors, numeric_extractors
+from promptlearning.models.interface import LanguageModel
+from promptlearning.tasks.config import CoTTaskConfig, Exemplar
+from promptlearning.tasks.loading import load_examples
+
+
+@dataclass
+class CoTRunResult:
+    """A finished chain-of-thought run: its directory, the evaluation and the resolved config."""
+
+    run_dir: Path | None
+    evaluation: CoTEvaluation
+    config: CoTTaskConfig
+
+
+def exemplars_from_train(rows: list[dict[str, Any]], k: int, *, question_field: str, seed: int) -> list[dict[str, str]]:
+    """``k`` solved training questions (GSM8K format: rationale, then ``#### N``), drawn with a seed."""
+    solved = [row for row in rows if "####" in str(row.get("answer", ""))]
+    if k > len(solved):
+        raise PromptLearningError(f"{k} exemplars asked for, but the training file has {len(solved)} solved questions")
+    out = []
+    for row in random.Random(seed).sample(solved, k):
+        rationale, final = gsm8k_rationale(str(row["answer"]))
+        out.append({"question": str(row[question_field]), "rationale": rationale, "answer": final})
+    return out
+
+
+SHIPPED_EXEMPLARS = Path(__file__).resolve().parent.parent / "data" / "exemplars"
+
+
+def load_exemplars(name_or_path: str) -> list[dict[str, str]]:
+    """A YAML list of exemplars (question, rationale, answer): a shipped set by name, or a file."""
+    path = Path(name_or_path).expanduser()
+    if not path.suffix:
+        path = SHIPPED_EXEMPLARS / f"{name_or_path}.yaml"
+        if not path.is_file():
+            known = sorted(p.stem for p in SHIPPED_EXEMPLARS.glob("*.yaml"))
+            raise PromptLearningError(f"no shipped exemplar set {name_or_path!r}; shipped: {', '.join(known)}")
+    if not path.is_file():
+        raise PromptLearningError(f"exemplars file {path} does not exist")
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    try:
+        return [Exemplar.model_validate(item).model_dump() for item in raw]
+    except (ValidationError, TypeError) as exc:
+        raise PromptLearningError(f"{path}: expected a list of {{question, rationale, answer}}: {exc}") from None
+
+
+def build_cot(config: CoTTaskConfig, model: LanguageModel) -> ChainOfThought:
+    """The :class:`ChainOfThought` a task config describes (exemplars drawn from train if asked)."""
+    exemplars = [e.model_dump() for e in config.exemplars]
+    if config.exemplars_file:
+        exemplars += load_exemplars(config.exemplars_file)
+    if config.exemplars_from_train:
+        if not config.data.train:
+            raise PromptLearningError("exemplars_from_train needs data.train")
+        rows = load_examples(config.data.train, root=config.data.root)
+        exemplars = exemplars_from_train(
+            rows, config.exemplars_from_train, question_field=config.data.question_field, seed=config.seed
+        )
+    for exemplar in exemplars:
+        exemplar.setdefault(config.data.question_field, exemplar["question"])
+    extractors = numeric_extractors() if config.answer_type == "numeric" else multiple_choice_extractors()
+    return ChainOfThought(
+        model,
+        mode=config.mode,
+        exemplars=exemplars if config.mode != "zero-shot-cot" else [],
+        template=config.template,
+        n=config.self_consistency,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        top_k=config.top_k,
+        max_new_tokens=config.max_new_tokens,
+        stop=config.stop,
+        trigger=config.trigger,
+        answer_trigger=config.answer_trigger,
+        extractors=extractors,
+        seed=config.seed,
+        batch_size=config.batch_size,
+    )
+
+
+def run_cot_task(
+    config: CoTTaskConfig,
+    *,
+    model: LanguageModel | None = None,
+    output_dir: str | Path | None = None,
+    write: bool = True,
+    progress: bool | None = None,
+) -> CoTRunResult:
+    """Evaluate a chain-of-thought task on its eval split and (by default) write a run directory."""
+    from promptlearning.models import load_model
+
+    questions = load_examples(
+        config.data.eval, root=config.data.root, limit=config.data.eval_limit, offset=config.data.eval_offset
+    )
+    if model is None:
+        model = load_model(config.model, pull=True, dtype=config.dtype, batch_size=config.batch_size)
+    cot = build_cot(config, model)
+    evaluation = cot.evaluate(questions, answer_field=config.data.answer_field, progress=progress)
+    stats = getattr(getattr(model, "decoder", None), "last_stats", None)
+    if stats is not None:
+        evaluation.metrics["decoding"] = stats.as_dict()
+    run_dir = None
+    if write:
+        run_dir = write_cot_run(Path(output_dir or config.output_dir), config, evaluation, cot.exemplars)
+    return CoTRunResult(run_dir=run_dir, evaluation=evaluation, config=config)
