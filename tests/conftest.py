@@ -176,3 +176,9 @@ def reference_greedy():
         return out
 
     return decode
+
+
+@pytest.fixture(scope="session")
+def make_bpe_tokenizer():
+    """The tiny byte-level BPE tokenizer builder, for tests that build their own model."""
+    return train_bpe_tokenizer

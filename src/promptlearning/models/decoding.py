@@ -111,12 +111,14 @@ class Decoder:
         eos_token_ids: Sequence[int],
         keeps_logits: bool = True,
         min_shared_prefix: int = 16,
+        sliding_window: int | None = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.eos_token_ids = set(eos_token_ids)
         self.keeps_logits = keeps_logits
         self.min_shared_prefix = min_shared_prefix
+        self.sliding_window = sliding_window
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_token_ids[0]
         self.last_stats = DecodeStats()
 
@@ -176,8 +178,9 @@ class Decoder:
         self.last_stats = stats
         seed = config.seed if config.seed is not None else int(torch.randint(0, 2**62, (1,)).item())
         shared = common_prefix_length(prompts) if len(prompts) > 1 else 0
-        if shared < self.min_shared_prefix:
-            shared = 0
+        longest = max(len(p) for p in prompts) + config.max_new_tokens
+        if shared < self.min_shared_prefix or (self.sliding_window is not None and longest > self.sliding_window):
+            shared = 0  # (see hf.prefix_reuse_is_exact: middle padding and sliding windows)
         start = time.perf_counter()
         prefix_cache = None
         if shared:

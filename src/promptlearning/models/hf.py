@@ -94,6 +94,26 @@ def _shared_prefix_length(rows: list[_Row]) -> int:
     return max(shared, 0)
 
 
+def _sliding_window(config: Any) -> int | None:
+    """The attention window of a model with sliding-window layers (Gemma 3, Mistral), else None."""
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    window = getattr(text_config, "sliding_window", None)
+    layer_types = getattr(text_config, "layer_types", None)
+    if layer_types is not None and "sliding_attention" not in layer_types:
+        return None
+    return int(window) if window else None
+
+
+def prefix_reuse_is_exact(sliding_window: int | None, longest_row: int) -> bool:
+    """Whether a cached shared prefix gives the same results as full rows.
+
+    Rows after a shared prefix are padded in the middle ([prefix | pad | row]). Full attention masks
+    the padding away, but a sliding window counts cache slots, pad slots included, so a row longer
+    than the window would see fewer real tokens than it does alone. Then the prefix is not shared.
+    """
+    return sliding_window is None or longest_row <= sliding_window
+
+
 def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Left-pad token lists; return ``input_ids``, ``attention_mask`` and ``position_ids``."""
     width = max(len(s) for s in sequences)
@@ -130,6 +150,7 @@ class HFLanguageModel(LanguageModel):
         self.add_bos = tokenizer_adds_bos(tokenizer, model_type) if add_bos is None else add_bos
         self._max_length = max_length or self._detect_max_length()
         self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
+        self.sliding_window = _sliding_window(model.config)
         eos = model.generation_config.eos_token_id if model.generation_config else None
         eos_ids = eos if isinstance(eos, list) else [eos]
         self.eos_token_ids = sorted({i for i in [*eos_ids, tokenizer.eos_token_id] if i is not None})
@@ -274,7 +295,9 @@ class HFLanguageModel(LanguageModel):
                 )
         rows = _scoring_rows(encoded)
         shared = _shared_prefix_length(rows) if len(rows) > 1 else 0
-        if shared < self.min_shared_prefix:
+        if shared < self.min_shared_prefix or not prefix_reuse_is_exact(
+            self.sliding_window, max(len(tokens) for tokens, _ in rows)
+        ):
             shared = 0
         # Longest first: padding stays small and an out-of-memory batch fails at once.
         rows.sort(key=lambda row: -len(row[0]))
@@ -388,6 +411,7 @@ class HFLanguageModel(LanguageModel):
             eos_token_ids=self.eos_token_ids,
             keeps_logits=self._keeps_logits,
             min_shared_prefix=self.min_shared_prefix,
+            sliding_window=self.sliding_window,
         )
 
 
