@@ -1,8 +1,8 @@
 """The main job of ``make demo``: prompt-based classification with the embedded default model.
 
 On the small movie-review set shipped with the package (100 train / 200 test sentences, balanced,
-written for this project), it compares zero-shot, few-shot, few-shot + contextual calibration and
-kNN few-shot, prints one table and writes each run (metrics, predictions, report, plots) plus a
+written for this project), it compares zero-shot, few-shot (balanced), few-shot + batch calibration
+and kNN few-shot, prints one table and writes each run (metrics, predictions, report, plots) plus a
 comparison plot under ``runs/demo``.
 """
 
@@ -24,19 +24,19 @@ BASE = {
     "name": "movie-reviews",
     "description": "Sentiment of short movie reviews (shipped demo data).",
     "data": {"root": str(DATA), "train": "train.jsonl", "eval": "test.jsonl"},
-    "template": {
-        "mode": "chat",
-        "instruction": "You classify the sentiment of movie reviews. Answer with one word: positive or negative.",
-        "input": "{{ text }}",
-        "shorten": "text",
-    },
-    "verbalizer": {"words": {"negative": ["negative"], "positive": ["positive"]}},
+    # plain prompts: on SST-2 dev they beat every chat variant tried (benchmarks/RESULTS.md)
+    "template": {"mode": "plain", "input": "Review: {{ text }}\nSentiment:", "shorten": "text"},
+    "verbalizer": {"words": {"negative": [" negative"], "positive": [" positive"]}},
 }
 
+BALANCED = {"selection": "balanced"}
 SETTINGS = [
     ("zero-shot", {}),
-    ("8-shot random", {"shots": 8, "method": {"selection": "random"}}),
-    ("8-shot random + calibration", {"shots": 8, "method": {"selection": "random", "calibrate": True}}),
+    ("8-shot balanced", {"shots": 8, "method": BALANCED}),
+    (
+        "8-shot balanced + calibration",
+        {"shots": 8, "method": {"selection": "balanced", "calibrate": True, "calibration": "batch"}},
+    ),
     ("8-shot kNN", {"shots": 8, "method": {"selection": "knn"}}),
 ]
 
@@ -56,9 +56,6 @@ def run_demo(model_name: str, output_dir: str | Path = "runs/demo") -> int:
     rows, run_dirs = [], []
     for label, overrides in SETTINGS:
         raw = {**BASE, "model": model_name, **overrides}
-        if model.has_chat_template is False:
-            raw["template"] = {**BASE["template"], "mode": "plain", "input": "Review: {{ text }}\nSentiment:"}
-            raw["verbalizer"] = {"words": {"negative": [" negative"], "positive": [" positive"]}}
         config = validate_config(raw, f"demo setting {label!r}")
         result = run_task(config, model=model, embedder=embedder, output_dir=output_dir, progress=False)
         m = result.evaluation.metrics
