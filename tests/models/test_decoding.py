@@ -89,3 +89,16 @@ def test_bad_sample_counts(tiny_lm):
     with pytest.warns(UserWarning, match="identical"):
         greedy = tiny_lm.sample(PROMPTS[:1], GenerationConfig(max_new_tokens=4), n=2)
     assert greedy[0][0] == greedy[0][1]
+
+
+def test_rows_that_finish_are_replaced_by_waiting_prompts(tiny_lm, reference_greedy):
+    # stop strings end the rows at different steps, so waiting prompts join a running batch
+    prompts = [EXEMPLARS + q for q in (*QUESTIONS, "the dog", "question : what")]
+    config = GenerationConfig(max_new_tokens=14, stop=[" of", "ck"])
+    small = tiny_lm.generate(prompts, config, batch_size=2)
+    assert tiny_lm.decoder.last_stats.shared_prefix_tokens > 20
+    alone = [tiny_lm.generate([p], config, batch_size=1)[0] for p in prompts]
+    assert small == alone
+    assert len({g.num_tokens for g in small}) > 2  # rows did finish at different steps
+    sampled = tiny_lm.sample(prompts[:3], SAMPLE, n=3, batch_size=4)
+    assert sampled == [tiny_lm.sample([p], SAMPLE, n=3)[0] for p in prompts[:3]]

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import copy
 import time
+from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -41,7 +42,6 @@ class DecodeStats:
     generated_tokens: int = 0
     prefill_seconds: float = 0.0
     decode_seconds: float = 0.0
-    per_batch: list[dict[str, float]] = field(default_factory=list)
 
     @property
     def seconds(self) -> float:
@@ -63,6 +63,63 @@ class DecodeStats:
             "prefill_share": round(self.prefill_seconds / self.seconds, 3) if self.seconds else 0.0,
             "generated_tokens_per_second": round(self.tokens_per_second, 2),
         }
+
+
+@dataclass
+class _Batch:
+    """The rows being decoded: KV cache, 2D attention mask over cache slots, each row's last
+    position, next-token logits, (prompt, sample) of each row and the tokens generated so far."""
+
+    cache: Any
+    mask: torch.Tensor
+    last_position: torch.Tensor
+    logits: torch.Tensor
+    rows: list[tuple[int, int]]
+    tokens: list[list[int]]
+    generators: list[torch.Generator] | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.rows)
+
+    def select(self, keep: list[int]) -> None:
+        index = torch.tensor(keep)
+        self.cache.batch_select_indices(index)
+        self.mask, self.last_position, self.logits = self.mask[index], self.last_position[index], self.logits[index]
+        self.rows = [self.rows[k] for k in keep]
+        self.tokens = [self.tokens[k] for k in keep]
+        if self.generators is not None:
+            self.generators = [self.generators[k] for k in keep]
+
+    def merge(self, other: _Batch, shared: int) -> _Batch:
+        """Append ``other``'s rows. The shorter batch gets empty (masked) cache slots right after
+        the shared prefix, so both span the same slots; positions are per row and do not move."""
+        width = max(self.mask.shape[1], other.mask.shape[1])
+        self._widen(width, shared)
+        other._widen(width, shared)
+        for mine, theirs in zip(self.cache.layers, other.cache.layers, strict=True):
+            mine.keys = torch.cat([mine.keys, theirs.keys], 0)
+            mine.values = torch.cat([mine.values, theirs.values], 0)
+        self.mask = torch.cat([self.mask, other.mask], 0)
+        self.last_position = torch.cat([self.last_position, other.last_position], 0)
+        self.logits = torch.cat([self.logits, other.logits], 0)
+        self.rows += other.rows
+        self.tokens += other.tokens
+        if self.generators is not None and other.generators is not None:
+            self.generators += other.generators
+        return self
+
+    def _widen(self, width: int, shared: int) -> None:
+        extra = width - self.mask.shape[1]
+        if extra <= 0:
+            return
+        for layer in self.cache.layers:  # hand-written: transformers' caches cannot insert slots
+            for name in ("keys", "values"):
+                tensor = getattr(layer, name)
+                gap = tensor.new_zeros(tensor.shape[0], tensor.shape[1], extra, tensor.shape[3])
+                setattr(layer, name, torch.cat([tensor[:, :, :shared], gap, tensor[:, :, shared:]], 2))
+        gap = self.mask.new_zeros(self.mask.shape[0], extra)
+        self.mask = torch.cat([self.mask[:, :shared], gap, self.mask[:, shared:]], 1)
 
 
 def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
@@ -195,74 +252,75 @@ class Decoder:
         stats.shared_prefix_tokens = shared
         stats.prompt_tokens = shared + sum(len(p) - shared for p in prompts)
 
-        order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
-        per_batch = max(1, batch_size // n)
-        results: dict[int, list[Generation]] = {}
+        order = deque(sorted(range(len(prompts)), key=lambda i: -len(prompts[i])))
+        results: dict[int, list[Generation | None]] = {i: [None] * n for i in range(len(prompts))}
+        refill = self.sliding_window is None  # slot surgery would move sliding windows
+        batch: _Batch | None = None
         bar = tqdm(total=len(prompts), desc="generate", disable=not progress)
         with bar:
-            for first in range(0, len(order), per_batch):
-                batch = order[first : first + per_batch]
-                outputs = self._run_batch(
-                    [list(prompts[i][shared:]) for i in batch], prefix_cache, shared, config, n, seed
-                )
-                for k, i in enumerate(batch):
-                    results[i] = outputs[k * n : (k + 1) * n]
-                bar.update(len(batch))
-        return [results[i] for i in range(len(prompts))]
+            while order or batch is not None:
+                room = batch_size - (batch.size if batch is not None else 0)
+                if order and (batch is None or (refill and room >= n)):
+                    start = time.perf_counter()
+                    take = [order.popleft() for _ in range(min(max(1, room // n), len(order)))]
+                    new = self._start([list(prompts[i][shared:]) for i in take], take, prefix_cache, shared, n)
+                    if config.do_sample:
+                        new.generators = [torch.Generator().manual_seed(sample_seed(seed, j)) for _, j in new.rows]
+                    batch = new if batch is None else batch.merge(new, shared)
+                    stats.prefill_seconds += time.perf_counter() - start
+                start = time.perf_counter()
+                batch = self._step(batch, config, results, bar)
+                stats.decode_seconds += time.perf_counter() - start
+        stats.generated_tokens = sum(g.num_tokens for row in results.values() for g in row if g is not None)
+        return [list(results[i]) for i in range(len(prompts))]  # type: ignore[arg-type]
 
-    def _run_batch(
-        self, suffixes: list[list[int]], prefix_cache: Any, shared: int, config: GenerationConfig, n: int, seed: int
-    ) -> list[Generation]:
-        stats = self.last_stats
-        start = time.perf_counter()
+    def _start(
+        self, suffixes: list[list[int]], prompt_ids: list[int], prefix_cache: Any, shared: int, n: int
+    ) -> _Batch:
+        """Prefill new prompts once each and expand every prompt to its ``n`` sample rows."""
         logits, cache, mask, last_position = self._prefill(suffixes, prefix_cache, shared)
-        if n > 1:  # one prefill per prompt, expanded to its n samples
+        if n > 1:
             cache.batch_repeat_interleave(n)
             logits = logits.repeat_interleave(n, 0)
             mask = mask.repeat_interleave(n, 0)
             last_position = last_position.repeat_interleave(n, 0)
-        prefill_seconds = time.perf_counter() - start
-        stats.prefill_seconds += prefill_seconds
+        rows = [(i, j) for i in prompt_ids for j in range(n)]
+        return _Batch(cache, mask, last_position, logits, rows, [[] for _ in rows])
 
-        start = time.perf_counter()
-        rows = len(suffixes) * n
-        generators = None
-        if config.do_sample:
-            generators = [torch.Generator().manual_seed(sample_seed(seed, row % n)) for row in range(rows)]
-        tokens: list[list[int]] = [[] for _ in range(rows)]
-        reasons = ["length"] * rows
-        active = list(range(rows))  # original row of each row still in the batch
-        past = mask.shape[1]
-        for step in range(config.max_new_tokens):
-            chosen = choose_tokens(logits, config, [generators[r] for r in active] if generators else None)
-            keep = []
-            for k, row in enumerate(active):
-                token = int(chosen[k])
-                if token in self.eos_token_ids:
-                    reasons[row] = "stop"
-                    continue
-                tokens[row].append(token)
-                if config.stop and self._hits_stop(tokens[row], config.stop):
-                    reasons[row] = "stop"
-                    continue
+    def _step(
+        self, batch: _Batch, config: GenerationConfig, results: dict[int, list[Generation | None]], bar: Any
+    ) -> _Batch | None:
+        """Choose every row's next token; retire finished rows; run the others one position on."""
+        chosen = choose_tokens(batch.logits, config, batch.generators)
+        keep = []
+        for k, (prompt, sample) in enumerate(batch.rows):
+            token, tokens = int(chosen[k]), batch.tokens[k]
+            reason = None
+            if token in self.eos_token_ids:
+                reason = "stop"
+            else:
+                tokens.append(token)
+                if config.stop and self._hits_stop(tokens, config.stop):
+                    reason = "stop"
+                elif len(tokens) >= config.max_new_tokens:
+                    reason = "length"
+            if reason is None:
                 keep.append(k)
-            if not keep or step == config.max_new_tokens - 1:
-                break
-            if len(keep) < len(active):
-                index = torch.tensor(keep)
-                cache.batch_select_indices(index)
-                mask, last_position, chosen = mask[index], last_position[index], chosen[index]
-                active = [active[k] for k in keep]
-            mask = torch.cat([mask, torch.ones(len(active), 1, dtype=torch.long)], 1)
-            last_position = last_position + 1
-            logits, cache = self._forward(chosen[:, None], mask, last_position[:, None], cache, past)
-            past += 1
-        decode_seconds = time.perf_counter() - start
-        stats.decode_seconds += decode_seconds
-        generated = sum(len(t) for t in tokens)
-        stats.generated_tokens += generated
-        stats.per_batch.append({"rows": rows, "prefill_s": prefill_seconds, "decode_s": decode_seconds})
-        return [self._finish(t, reason, config) for t, reason in zip(tokens, reasons, strict=True)]
+                continue
+            results[prompt][sample] = self._finish(tokens, reason, config)
+            if all(g is not None for g in results[prompt]):
+                bar.update(1)
+        if not keep:
+            return None
+        if len(keep) < batch.size:
+            batch.select(keep)
+            chosen = chosen[torch.tensor(keep)]
+        batch.mask = torch.cat([batch.mask, torch.ones(batch.size, 1, dtype=torch.long)], 1)
+        batch.last_position = batch.last_position + 1
+        batch.logits, batch.cache = self._forward(
+            chosen[:, None], batch.mask, batch.last_position[:, None], batch.cache, batch.mask.shape[1] - 1
+        )
+        return batch
 
     def _hits_stop(self, tokens: list[int], stop: Sequence[str]) -> bool:
         tail = self.tokenizer.decode(tokens[-STOP_TAIL_TOKENS:], skip_special_tokens=True)
