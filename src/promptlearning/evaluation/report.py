@@ -16,6 +16,8 @@ def write_report(path: Path, config: Any, metrics: dict[str, Any]) -> None:
     method = config.method_name
     if method == "icl":
         method += f", {config.shots} shots ({config.method.selection})"
+        if config.method.orderings > 1:
+            method += f", {config.method.orderings} orderings averaged"
     calibration = config.method.calibration if config.method.calibrate else "off"
     lines = [
         f"# {config.name}",

@@ -30,6 +30,8 @@ from promptlearning.evaluation.report import write_cot_report, write_report
 def run_name(config: Any) -> str:
     method = config.method_name + ("-" + config.method.selection if config.method_name == "icl" else "")
     calibrated = f"-{config.method.calibration}-cal" if config.method.calibrate else ""
+    if config.method.orderings > 1:
+        calibrated += f"-{config.method.orderings}orders"
     return f"{config.name}-{method}{calibrated}-{config.shots}shot-seed{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
