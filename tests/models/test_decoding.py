@@ -102,3 +102,12 @@ def test_rows_that_finish_are_replaced_by_waiting_prompts(tiny_lm, reference_gre
     assert len({g.num_tokens for g in small}) > 2  # rows did finish at different steps
     sampled = tiny_lm.sample(prompts[:3], SAMPLE, n=3, batch_size=4)
     assert sampled == [tiny_lm.sample([p], SAMPLE, n=3)[0] for p in prompts[:3]]
+
+
+def test_cache_slots_of_finished_rows_are_dropped(tiny_lm):
+    prompts = [EXEMPLARS + q for q in (*QUESTIONS, "the dog", "question : what")] * 3
+    config = GenerationConfig(max_new_tokens=14, stop=[" of", "ck"])
+    generations = tiny_lm.generate(prompts, config, batch_size=3)
+    longest = max(tiny_lm.count_tokens(p) for p in prompts)
+    assert tiny_lm.decoder.last_stats.max_cache_slots <= longest + config.max_new_tokens
+    assert generations == tiny_lm.generate(prompts, config, batch_size=len(prompts))

@@ -40,6 +40,7 @@ class DecodeStats:
     shared_prefix_tokens: int = 0
     prompt_tokens: int = 0  # tokens prefilled (shared prefix counted once)
     generated_tokens: int = 0
+    max_cache_slots: int = 0
     prefill_seconds: float = 0.0
     decode_seconds: float = 0.0
 
@@ -108,6 +109,17 @@ class _Batch:
         if self.generators is not None and other.generators is not None:
             self.generators += other.generators
         return self
+
+    def compact(self, shared: int) -> None:
+        """Drop cache slots after the shared prefix that no row attends to any more (left by rows
+        that finished), so the cache does not grow with every refill."""
+        used = self.mask[:, shared:].bool().any(0)
+        if bool(used.all()):
+            return
+        index = torch.cat([torch.arange(shared), shared + used.nonzero().squeeze(1)])
+        for layer in self.cache.layers:
+            layer.keys, layer.values = layer.keys[:, :, index], layer.values[:, :, index]
+        self.mask = self.mask[:, index]
 
     def _widen(self, width: int, shared: int) -> None:
         extra = width - self.mask.shape[1]
@@ -269,7 +281,8 @@ class Decoder:
                     batch = new if batch is None else batch.merge(new, shared)
                     stats.prefill_seconds += time.perf_counter() - start
                 start = time.perf_counter()
-                batch = self._step(batch, config, results, bar)
+                stats.max_cache_slots = max(stats.max_cache_slots, batch.mask.shape[1])
+                batch = self._step(batch, config, results, bar, shared if refill else None)
                 stats.decode_seconds += time.perf_counter() - start
         stats.generated_tokens = sum(g.num_tokens for row in results.values() for g in row if g is not None)
         return [list(results[i]) for i in range(len(prompts))]  # type: ignore[arg-type]
@@ -288,7 +301,12 @@ class Decoder:
         return _Batch(cache, mask, last_position, logits, rows, [[] for _ in rows])
 
     def _step(
-        self, batch: _Batch, config: GenerationConfig, results: dict[int, list[Generation | None]], bar: Any
+        self,
+        batch: _Batch,
+        config: GenerationConfig,
+        results: dict[int, list[Generation | None]],
+        bar: Any,
+        compact_after: int | None,
     ) -> _Batch | None:
         """Choose every row's next token; retire finished rows; run the others one position on."""
         chosen = choose_tokens(batch.logits, config, batch.generators)
@@ -315,6 +333,8 @@ class Decoder:
         if len(keep) < batch.size:
             batch.select(keep)
             chosen = chosen[torch.tensor(keep)]
+            if compact_after is not None:
+                batch.compact(compact_after)
         batch.mask = torch.cat([batch.mask, torch.ones(batch.size, 1, dtype=torch.long)], 1)
         batch.last_position = batch.last_position + 1
         batch.logits, batch.cache = self._forward(
