@@ -9,7 +9,7 @@ from promptlearning.cli import build_parser, main
 
 def test_every_command_has_help(capsys):
     for argv in (["--help"], ["models", "--help"], ["models", "pull", "--help"], ["generate", "--help"],
-                 ["score", "--help"], ["demo", "--help"]):  # fmt: skip
+                 ["score", "--help"], ["demo", "--help"], ["cot", "--help"], ["run", "--help"]):  # fmt: skip
         with pytest.raises(SystemExit) as exit_info:
             build_parser().parse_args(argv)
         assert exit_info.value.code == 0

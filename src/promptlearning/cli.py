@@ -97,7 +97,7 @@ def _load(args: argparse.Namespace):
     from promptlearning.models import load_model
 
     start = time.perf_counter()
-    model = load_model(args.model, pull=True, dtype=args.dtype)
+    model = load_model(args.model, pull=True, dtype=args.dtype, backend=getattr(args, "backend", None))
     print(f"[{model.name} loaded in {time.perf_counter() - start:.1f} s]", file=sys.stderr)
     return model
 
@@ -237,6 +237,11 @@ def _add_model_options(parser: argparse.ArgumentParser, chat_default: str | None
         default="float32",
         choices=["float32", "bfloat16"],
         help="weights dtype (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=["hf", "llamacpp"],
+        help="hf (transformers, default) or llamacpp (the GGUF file in-process; needs the [llamacpp] extra)",
     )
     if chat_default is None:
         return

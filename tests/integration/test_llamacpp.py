@@ -58,3 +58,11 @@ def test_prefix_reuse_gives_the_same_scores(llama):
     backward = llama.loglikelihood(REQUESTS[::-1])[::-1]
     for a, b in zip(forward, backward, strict=True):
         assert a.token_logprobs == pytest.approx(b.token_logprobs, abs=1e-4)
+
+
+def test_the_cli_selects_the_backend_by_name(capsys):
+    from promptlearning.cli import main
+
+    argv = ["cot", "What is 2 + 3?", "--backend", "llamacpp", "--mode", "direct", "--max-new-tokens", "12"]
+    assert main(argv) == 0
+    assert "answer:" in capsys.readouterr().out

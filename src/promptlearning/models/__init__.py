@@ -48,6 +48,7 @@ def _llamacpp_backend(path: str | Path, **options: Any) -> LanguageModel:
     from promptlearning.models.llamacpp import LlamaCppModel
 
     options.pop("dtype", None)  # the GGUF file's own quantisation is used
+    options.pop("batch_size", None)  # one sequence at a time
     return LlamaCppModel(path, **options)
 
 

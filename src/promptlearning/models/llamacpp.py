@@ -63,7 +63,7 @@ class LlamaCppModel(LanguageModel):
         name: str | None = None,
         n_ctx: int = 2048,
         n_threads: int | None = None,
-        batch_size: int = 512,
+        n_batch: int = 512,
         **_: Any,
     ) -> None:
         path = Path(gguf_path)
@@ -72,7 +72,7 @@ class LlamaCppModel(LanguageModel):
         Llama = _import_llama()
         try:
             self.llm = Llama(
-                model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, n_batch=batch_size, logits_all=True,
+                model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch, logits_all=True,
                 verbose=False,
             )  # fmt: skip
         except (ValueError, RuntimeError) as exc:

@@ -134,6 +134,7 @@ class CoTTaskConfig(_Strict):
     description: str = ""
     data: CoTDataConfig
     model: str = "smollm2-135m-instruct"
+    backend: Literal["hf", "llamacpp"] | None = Field(None, description="default: hf (transformers)")
     dtype: Literal["float32", "bfloat16"] = "float32"
     batch_size: int = Field(16, ge=1)
     template: str = "Q: {{ question }}\nA:"

@@ -109,7 +109,9 @@ def run_cot_task(
         config.data.eval, root=config.data.root, limit=config.data.eval_limit, offset=config.data.eval_offset
     )
     if model is None:
-        model = load_model(config.model, pull=True, dtype=config.dtype, batch_size=config.batch_size)
+        model = load_model(
+            config.model, pull=True, dtype=config.dtype, batch_size=config.batch_size, backend=config.backend
+        )
     cot = build_cot(config, model)
     evaluation = cot.evaluate(questions, answer_field=config.data.answer_field, progress=progress)
     stats = getattr(getattr(model, "decoder", None), "last_stats", None)
