@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from promptlearning.errors import PromptLearningError, PromptTooLongError
 from promptlearning.models import LoglikelihoodRequest
-from promptlearning.models.hf import _scoring_rows, _shared_prefix_length
+from promptlearning.models.decoding import common_prefix_length
+from promptlearning.models.hf import _scoring_rows
 
 WORDS = [
     "the",
@@ -166,7 +167,7 @@ def test_shared_prefix_kv_reuse_equals_the_naive_path(request, fixture, monkeypa
     lm = request.getfixturevalue(fixture)
     requests = few_shot_requests()
     rows = _scoring_rows([lm.split_request(LoglikelihoodRequest(*r)) for r in requests])
-    shared = _shared_prefix_length(rows)
+    shared = common_prefix_length([tokens for tokens, _ in rows])
     assert shared > lm.min_shared_prefix, "the demonstrations must be long enough to be cached"
     calls = []
     prefill = lm._prefill

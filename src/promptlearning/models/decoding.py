@@ -146,6 +146,16 @@ def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
     return max(shared, 0)
 
 
+def prefix_reuse_is_exact(sliding_window: int | None, longest_row: int) -> bool:
+    """Whether a cached shared prefix gives the same results as full rows.
+
+    Rows after a shared prefix are padded in the middle ([prefix | pad | row]). Full attention masks
+    the padding away, but a sliding window counts cache slots, pad slots included, so a row longer
+    than the window would see fewer real tokens than it does alone. Then the prefix is not shared.
+    """
+    return sliding_window is None or longest_row <= sliding_window
+
+
 def choose_tokens(
     logits: torch.Tensor, config: GenerationConfig, generators: Sequence[torch.Generator] | None
 ) -> torch.Tensor:
@@ -248,8 +258,8 @@ class Decoder:
         seed = config.seed if config.seed is not None else int(torch.randint(0, 2**62, (1,)).item())
         shared = common_prefix_length(prompts) if len(prompts) > 1 else 0
         longest = max(len(p) for p in prompts) + config.max_new_tokens
-        if shared < self.min_shared_prefix or (self.sliding_window is not None and longest > self.sliding_window):
-            shared = 0  # (see hf.prefix_reuse_is_exact: middle padding and sliding windows)
+        if shared < self.min_shared_prefix or not prefix_reuse_is_exact(self.sliding_window, longest):
+            shared = 0
         start = time.perf_counter()
         prefix_cache = None
         if shared:

@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from promptlearning.errors import CorruptModelError, PromptTooLongError, UnsupportedOperationError
-from promptlearning.models.decoding import Decoder
+from promptlearning.models.decoding import Decoder, common_prefix_length, prefix_reuse_is_exact
 from promptlearning.models.interface import (
     Generation,
     GenerationConfig,
@@ -80,20 +80,6 @@ def _scoring_rows(encoded: list[tuple[list[int], list[int]]]) -> list[_Row]:
     return rows
 
 
-def _shared_prefix_length(rows: list[_Row]) -> int:
-    """Length of the token prefix shared by all rows, leaving at least one token in each row."""
-    first = rows[0][0]
-    shared = min(len(tokens) for tokens, _ in rows) - 1
-    for tokens, _ in rows[1:]:
-        n = 0
-        while n < shared and tokens[n] == first[n]:
-            n += 1
-        shared = n
-        if shared == 0:
-            break
-    return max(shared, 0)
-
-
 def _sliding_window(config: Any) -> int | None:
     """The attention window of a model with sliding-window layers (Gemma 3, Mistral), else None."""
     text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
@@ -102,16 +88,6 @@ def _sliding_window(config: Any) -> int | None:
     if layer_types is not None and "sliding_attention" not in layer_types:
         return None
     return int(window) if window else None
-
-
-def prefix_reuse_is_exact(sliding_window: int | None, longest_row: int) -> bool:
-    """Whether a cached shared prefix gives the same results as full rows.
-
-    Rows after a shared prefix are padded in the middle ([prefix | pad | row]). Full attention masks
-    the padding away, but a sliding window counts cache slots, pad slots included, so a row longer
-    than the window would see fewer real tokens than it does alone. Then the prefix is not shared.
-    """
-    return sliding_window is None or longest_row <= sliding_window
 
 
 def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -294,7 +270,7 @@ class HFLanguageModel(LanguageModel):
                     f"{self.max_length} (context starts {request.context[:60]!r}); shorten the input"
                 )
         rows = _scoring_rows(encoded)
-        shared = _shared_prefix_length(rows) if len(rows) > 1 else 0
+        shared = common_prefix_length([tokens for tokens, _ in rows]) if len(rows) > 1 else 0
         if shared < self.min_shared_prefix or not prefix_reuse_is_exact(
             self.sliding_window, max(len(tokens) for tokens, _ in rows)
         ):
