@@ -29,6 +29,7 @@ from promptlearning.models.interface import (
     as_requests,
     check_prompts,
     check_samples,
+    split_at_boundary,
 )
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -217,35 +218,15 @@ class HFLanguageModel(LanguageModel):
     # ------------------------------------------------------------------ scoring
 
     def split_request(self, request: LoglikelihoodRequest) -> tuple[list[int], list[int]]:
-        """Token ids of (context, continuation) as the model sees ``context + continuation``.
-
-        * Trailing whitespace of the context moves to the continuation, because tokenizers attach
-          a space to the word after it (``"is" + " Paris"``, not ``"is " + "Paris"``).
-        * The whole string is tokenized once; the context is the longest prefix of that
-          tokenization shared with the context's own tokenization. When BPE merges a token across
-          the boundary, the merged token counts as continuation, so the scored tokens are exactly
-          those the model would see for the whole string.
-        * An empty context is replaced by BOS (or EOS when there is no BOS), as lm-eval does.
-        """
-        context, continuation = request.context, request.continuation
-        stripped = context.rstrip()
-        if stripped != context:
-            continuation = context[len(stripped) :] + continuation
-            context = stripped
-        whole, context_ids = self._encode_many([context + continuation, context]) if context else (
-            self.encode(continuation), [],
-        )  # fmt: skip
-        shared = 0
-        for a, b in zip(whole, context_ids, strict=False):
-            if a != b:
-                break
-            shared += 1
-        shared = min(shared, len(whole) - 1)  # the continuation always keeps at least one token
-        prefix = self._prefix + whole[:shared]
+        """Token ids of (context, continuation) as the model sees ``context + continuation`` (see
+        :func:`split_at_boundary`); BOS is added when the model needs it, and an empty context is
+        replaced by BOS (or EOS when there is no BOS), as lm-eval does."""
+        context_ids, continuation_ids = split_at_boundary(request, self._encode_many)
+        prefix = self._prefix + context_ids
         if not prefix:
             start = self.tokenizer.bos_token_id
             prefix = [start if start is not None else self.eos_token_ids[0]]
-        return prefix, whole[shared:]
+        return prefix, continuation_ids
 
     def loglikelihood(
         self, requests: Iterable[RequestLike], *, batch_size: int | None = None, progress: bool | None = None

@@ -114,6 +114,33 @@ def as_requests(requests: Iterable[RequestLike]) -> list[LoglikelihoodRequest]:
     return out
 
 
+def split_at_boundary(
+    request: LoglikelihoodRequest, encode_many: Callable[[list[str]], list[list[int]]]
+) -> tuple[list[int], list[int]]:
+    """Token ids of (context, continuation) as a model sees ``context + continuation``.
+
+    * Trailing whitespace of the context moves to the continuation, because tokenizers attach a
+      space to the word after it (``"is" + " Paris"``, not ``"is " + "Paris"``).
+    * The whole string is tokenized once; the context is the longest prefix of that tokenization
+      shared with the context's own tokenization. When BPE merges a token across the boundary, the
+      merged token counts as continuation, so the scored tokens are those of the whole string.
+    * The continuation always keeps at least one token. Special tokens (BOS) are the backend's.
+    """
+    context, continuation = request.context, request.continuation
+    stripped = context.rstrip()
+    continuation = context[len(stripped) :] + continuation
+    if not stripped:
+        return [], encode_many([continuation])[0]
+    whole, context_ids = encode_many([stripped + continuation, stripped])
+    shared = 0
+    for a, b in zip(whole, context_ids, strict=False):
+        if a != b:
+            break
+        shared += 1
+    shared = min(shared, len(whole) - 1)
+    return whole[:shared], whole[shared:]
+
+
 def check_prompts(prompts: Sequence[str]) -> list[str]:
     """Validate a prompt list for :meth:`LanguageModel.generate`."""
     if isinstance(prompts, str):

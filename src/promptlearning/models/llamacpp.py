@@ -39,6 +39,7 @@ from promptlearning.models.interface import (
     RequestLike,
     as_requests,
     check_prompts,
+    split_at_boundary,
 )
 
 
@@ -139,20 +140,10 @@ class LlamaCppModel(LanguageModel):
         requests = as_requests(requests)
         out = []
         for request in tqdm(requests, desc="loglikelihood", disable=not progress):
-            context = request.context.rstrip()
-            continuation = request.context[len(context) :] + request.continuation
-            whole = self.encode(context + continuation)
-            context_ids = self.encode(context)
-            shared = 0
-            for a, b in zip(whole, context_ids, strict=False):
-                if a != b:
-                    break
-                shared += 1
-            shared = min(shared, len(whole) - 1)
-            prefix = ([self.llm.token_bos()] if self.add_bos else []) + whole[:shared]
+            context_ids, target = split_at_boundary(request, lambda texts: [self.encode(t) for t in texts])
+            prefix = ([self.llm.token_bos()] if self.add_bos else []) + context_ids
             if not prefix:
                 prefix = [self.eos_token_id]
-            target = whole[shared:]
             tokens = prefix + target
             if len(tokens) > self.max_length:
                 raise PromptTooLongError(
