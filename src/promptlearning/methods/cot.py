@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from promptlearning.errors import PromptLearningError, PromptTooLongError
@@ -137,6 +138,7 @@ class ChainOfThought:
 
     # ------------------------------------------------------------------ prompts
 
+    @cached_property
     def exemplar_block(self) -> str:
         """The demonstrations shared by every prompt (empty for zero-shot modes)."""
         if self.mode == "zero-shot-cot":
@@ -153,7 +155,7 @@ class ChainOfThought:
         """The full prompt of one question: exemplars, the question, the answer slot."""
         if not self._question(example).strip():
             raise PromptLearningError("empty question: nothing to reason about")
-        text = self.exemplar_block() + self.template.render(example)
+        text = self.exemplar_block + self.template.render(example)
         if self.mode == "zero-shot-cot":
             text += " " + self.trigger
         return text
