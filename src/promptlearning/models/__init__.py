@@ -33,6 +33,7 @@ __all__ = [
     "backend_names",
     "load_model",
     "register_backend",
+    "resolve_model_dir",
 ]
 
 
@@ -95,6 +96,28 @@ def load_model(
             "A local Hugging Face directory, a .gguf file or a hub id (owner/name, online only) also works."
         )
     return _load_hub_id(key, backend or "hf", options)
+
+
+def resolve_model_dir(name_or_path: str | Path, *, pull: bool = False) -> Path | str:
+    """The local Hugging Face directory behind a model name, for code that loads it with ``transformers``.
+
+    Embedded models resolve to their cached (for GGUF models: converted safetensors) directory; a
+    ``.gguf`` file to its converted copy, since GGUF-loaded models cannot be trained; anything else
+    that is not a local directory is returned as is (a hub id).
+    """
+    key = str(name_or_path)
+    if key in hub.EMBEDDED_MODELS:
+        return hub.pull(key) if pull and not hub.is_pulled(key) else hub.loadable_path(key)
+    local = Path(key).expanduser()
+    if local.is_file() and local.suffix == ".gguf":
+        return hub.converted_gguf_dir(local)
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise ModelNotFoundError(f"{local} is a directory but holds no config.json: not a model directory")
+        return local
+    if local.exists() or key.startswith((".", "/", "~")) or key.endswith(".gguf"):
+        raise ModelNotFoundError(f"{key} is neither a .gguf file nor a model directory")
+    return key
 
 
 def _gguf_file(key: str, pull: bool) -> Path:

@@ -1,0 +1,47 @@
+"""LM-BFF's few-shot protocol: k examples per class for training and k more for dev, per seed."""
+
+from __future__ import annotations
+
+import random
+import statistics
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from promptlearning.errors import PromptLearningError
+
+Example = Mapping[str, Any]
+
+
+class FewShotError(PromptLearningError):
+    """A class with fewer examples than the protocol needs."""
+
+
+def sample_per_class(
+    pool: Sequence[Example], k: int, *, label_field: str = "label", seed: int, dev: bool = True
+) -> tuple[list[Example], list[Example]]:
+    """``k`` training examples per class and, if ``dev``, ``k`` other ones per class for dev."""
+    by_label: dict[str, list[int]] = defaultdict(list)
+    for i, example in enumerate(pool):
+        by_label[str(example[label_field])].append(i)
+    need = 2 * k if dev else k
+    short = {label: len(ids) for label, ids in by_label.items() if len(ids) < need}
+    if short:
+        detail = ", ".join(f"{label!r} has {n}" for label, n in sorted(short.items()))
+        raise FewShotError(
+            f"k={k} per class{' (plus k for dev)' if dev else ''} needs {need} examples of every class: {detail}"
+        )
+    rng = random.Random(seed)
+    train, dev_set = [], []
+    for label in sorted(by_label):
+        chosen = rng.sample(by_label[label], need)
+        train += [pool[i] for i in chosen[:k]]
+        dev_set += [pool[i] for i in chosen[k:]]
+    rng.shuffle(train)
+    return train, dev_set
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and (sample) standard deviation; the deviation of one value is 0."""
+    values = list(values)
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0

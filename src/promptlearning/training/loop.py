@@ -1,0 +1,232 @@
+"""One training loop for every method, on ``accelerate``; readable top to bottom.
+
+    result = train(model, train_features, collate, evaluate, TrainingArguments(), output_dir)
+
+``model`` is a module whose ``forward(**batch)`` returns ``{"loss": ..., "logits": ...}`` (see
+:class:`~promptlearning.training.pet.PetModel` and :class:`~promptlearning.training.heads.HeadModel`);
+``evaluate(model) -> {"accuracy": ...}`` scores it on the dev set. What the loop does:
+
+* AdamW with linear warm-up and decay, gradient accumulation and clipping, bf16 autocast on request;
+* evaluation every ``eval_every`` optimizer steps, early stopping after ``patience`` evaluations
+  without improvement, the best weights kept and restored at the end;
+* an atomic checkpoint at every evaluation; ``resume=True`` continues from the newest valid one
+  with the same data order and RNG state, so a resumed run ends where an uninterrupted one does;
+* TensorBoard scalars under ``output_dir/tensorboard``, a tqdm bar.
+
+Multi-process data parallelism comes from ``accelerate``: run the same script under
+``torchrun --nproc_per_node 2`` (or ``accelerate launch``) and each process trains on its shard.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from promptlearning.errors import PromptLearningError
+from promptlearning.training import checkpoints
+
+
+@dataclass
+class TrainingArguments:
+    """Optimisation and bookkeeping settings (the ``training:`` section of a task file)."""
+
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.0
+    batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    max_steps: int = 200
+    warmup_ratio: float = 0.06
+    max_grad_norm: float = 1.0
+    eval_every: int = 50
+    patience: int | None = None
+    metric: str = "accuracy"
+    bf16: bool = False
+    seed: int = 0
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    log_with: str | None = "tensorboard"  # an accelerate tracker name, or None for no tracking
+
+
+@dataclass
+class TrainResult:
+    """What a run reached: the best dev metric, its step, and the evaluation history."""
+
+    best_metric: float | None
+    best_step: int | None
+    steps: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    resumed_from: int | None = None
+
+
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.randperm(n, generator=generator).tolist()
+
+
+def train(
+    model: nn.Module,
+    train_features: Sequence[Mapping[str, Any]],
+    collate: Callable[[Sequence[Mapping[str, Any]]], dict[str, torch.Tensor]],
+    evaluate: Callable[[nn.Module], dict[str, float]],
+    args: TrainingArguments,
+    output_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool | None = None,
+    after_step: Callable[[int], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` in place; at the end it holds the best weights seen on dev."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from transformers import get_linear_schedule_with_warmup
+
+    output_dir = Path(output_dir)
+    # accelerate keeps one process-wide state and refuses a second Accelerator with another mixed
+    # precision; several runs in one process (sweeps, notebooks) may differ in bf16, so the
+    # per-run part of that state is cleared (the process group, in PartialState, is kept)
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
+    accelerator = Accelerator(
+        cpu=True,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision="bf16" if args.bf16 else "no",
+        log_with=args.log_with,
+        project_dir=str(output_dir),
+    )
+    set_seed(args.seed)
+    if accelerator.num_processes > 1:
+        accelerator.print(
+            f"data parallel: {accelerator.num_processes} processes ({accelerator.distributed_type.value})"
+        )
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise PromptLearningError("the model has no trainable parameters")
+    optimizer = torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=args.weight_decay)
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer, math.ceil(args.warmup_ratio * args.max_steps), args.max_steps
+    )
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    raw = accelerator.unwrap_model(model)
+    checkpoint_dir = output_dir / "checkpoints"
+    state: dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0, "best_metric": None, "best_step": None,
+                             "bad_evals": 0, "history": []}  # fmt: skip
+    resumed_from = None
+    if resume and (found := checkpoints.load_latest(checkpoint_dir)) is not None:
+        path, weights, saved, state = found
+        unexpected = raw.load_state_dict(weights, strict=False).unexpected_keys
+        if unexpected:
+            raise PromptLearningError(f"checkpoint {path} holds weights this model does not have: {unexpected[:3]}")
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        torch.set_rng_state(saved["torch_rng"])
+        random.setstate((saved["python_rng"][0], tuple(saved["python_rng"][1]), saved["python_rng"][2]))
+        resumed_from = state["step"]
+        accelerator.print(f"resumed from {path} (step {resumed_from})")
+    if accelerator.is_main_process and args.log_with:
+        accelerator.init_trackers("tensorboard", config={k: v for k, v in asdict(args).items() if v is not None})
+
+    def save(best_changed: bool) -> None:
+        accelerator.wait_for_everyone()
+        if not accelerator.is_main_process:
+            return
+        weights = trainable_state(raw)
+        if best_changed:
+            # the new best is complete on disk before the previous one is pruned
+            checkpoints.save_checkpoint(
+                output_dir / "best", state["step"], weights, {}, {"step": state["step"]}, keep=1
+            )
+        version, internal, gauss = random.getstate()
+        saved = {
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "python_rng": [version, list(internal), gauss],
+        }
+        checkpoints.save_checkpoint(checkpoint_dir, state["step"], weights, saved, state, keep=args.keep_checkpoints)
+
+    bar = tqdm(total=args.max_steps, initial=state["step"], desc="train", disable=progress is False
+               or not accelerator.is_local_main_process)  # fmt: skip
+    stop = state["step"] >= args.max_steps
+    running_loss, running_n = 0.0, 0
+    while not stop:
+        order = _epoch_order(len(train_features), args.seed, state["epoch"])
+        # its own generator: creating an iterator must not draw from the global RNG (dropout's), or
+        # a resumed run, which creates one more iterator, would diverge from an uninterrupted one
+        loader = DataLoader(
+            [train_features[i] for i in order], batch_size=args.batch_size, collate_fn=collate,
+            generator=torch.Generator().manual_seed(args.seed),
+        )  # fmt: skip
+        loader = accelerator.prepare_data_loader(loader)
+        skip = state["batch"]
+        batches = accelerator.skip_first_batches(loader, skip) if skip else loader
+        model.train()
+        for batch in batches:
+            with accelerator.accumulate(model):
+                loss = model(**batch)["loss"]
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and args.max_grad_norm:
+                    accelerator.clip_grad_norm_(params, args.max_grad_norm)
+                optimizer.step()
+                if accelerator.sync_gradients:
+                    scheduler.step()
+                    if after_step is not None:
+                        after_step(state["step"])
+                optimizer.zero_grad()
+            state["batch"] += 1
+            running_loss, running_n = running_loss + loss.item(), running_n + 1
+            if not accelerator.sync_gradients:
+                continue
+            state["step"] += 1
+            bar.update(1)
+            if state["step"] % args.log_every == 0 or state["step"] == args.max_steps:
+                accelerator.log({"train/loss": running_loss / running_n, "train/lr": scheduler.get_last_lr()[0]},
+                                step=state["step"])  # fmt: skip
+                bar.set_postfix(loss=f"{running_loss / running_n:.4f}")
+                running_loss, running_n = 0.0, 0
+            if state["step"] % args.eval_every == 0 or state["step"] == args.max_steps:
+                if state["batch"] >= len(loader):  # the epoch ended with this step
+                    state["epoch"], state["batch"] = state["epoch"] + 1, 0
+                model.eval()
+                metrics = evaluate(raw)
+                model.train()
+                value = metrics[args.metric]
+                improved = state["best_metric"] is None or value > state["best_metric"]
+                if improved:
+                    state["best_metric"], state["best_step"], state["bad_evals"] = value, state["step"], 0
+                else:
+                    state["bad_evals"] += 1
+                state["history"].append({"step": state["step"], **metrics})
+                accelerator.log({f"dev/{k}": v for k, v in metrics.items()}, step=state["step"])
+                bar.write(f"step {state['step']}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+                save(improved)
+                if args.patience is not None and state["bad_evals"] >= args.patience:
+                    bar.write(f"early stop: no improvement in {args.patience} evaluations")
+                    stop = True
+            if state["step"] >= args.max_steps:
+                stop = True
+            if stop or state["batch"] == 0:
+                break
+        else:
+            state["epoch"], state["batch"] = state["epoch"] + 1, 0
+    bar.close()
+    for tracker in accelerator.trackers:  # not end_training(): it would end the process group, and a
+        tracker.finish()  # few-shot run trains the next seed in the same processes
+    accelerator.wait_for_everyone()  # the main process has written the best weights
+    best = output_dir / "best"
+    if (found := checkpoints.load_latest(best)) is not None:
+        raw.load_state_dict(found[1], strict=False)
+    return TrainResult(state["best_metric"], state["best_step"], state["step"], state["history"], resumed_from)

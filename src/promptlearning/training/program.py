@@ -1,0 +1,326 @@
+"""Prompt programs: a trained method as one directory that can be loaded and run.
+
+A program directory holds::
+
+    program.json        what to rebuild: objective, base model reference, PEFT method and options,
+                        template, verbalizer, chosen demonstrations, labels, max_length, metrics
+    adapter/            PEFT weights (``save_pretrained``, safetensors)      -- with a PEFT method
+    weights.safetensors all trained weights                                   -- full fine-tuning
+
+The base model itself is referenced (embedded name, directory or hub id), not copied.
+
+    program = build_program(ProgramSpec(objective="pet", model="smollm2-135m-instruct", ...))
+    ...train...
+    program.save("runs/sst2-pet")
+    program = load_program("runs/sst2-pet")
+    program.predict([{"text": "a gorgeous film"}])
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from promptlearning.errors import CorruptModelError, PromptLearningError
+from promptlearning.methods.classifier import Prediction
+from promptlearning.models import resolve_model_dir
+from promptlearning.prompts.template import Demonstration, PromptTemplate
+from promptlearning.prompts.verbalizer import Verbalizer, softmax
+from promptlearning.training.checkpoints import write_json_atomically
+from promptlearning.training.heads import HeadModel, SequenceFeaturizer, TokenFeaturizer
+from promptlearning.training.peft_methods import apply_peft, get_method, quiet_peft
+from promptlearning.training.pet import PetFeaturizer, PetModel
+
+Objective = Literal["pet", "head", "ner"]
+FORMAT_VERSION = 1
+_ENCODERS = {"bert", "roberta", "distilbert", "electra", "deberta", "deberta-v2", "xlm-roberta", "albert",
+             "modernbert", "mpnet"}  # fmt: skip
+
+
+@dataclass
+class ProgramSpec:
+    """Everything needed to rebuild a program's model and inputs (saved as ``program.json``)."""
+
+    objective: Objective
+    model: str
+    labels: list[str] = field(default_factory=list)
+    template: dict[str, Any] = field(default_factory=lambda: {"input": "{{ text }}"})
+    verbalizer: dict[str, Any] | None = None
+    peft: str | None = None  # None: full fine-tuning
+    peft_options: dict[str, Any] = field(default_factory=dict)
+    demonstrations: list[dict[str, Any]] = field(default_factory=list)  # {"example": {...}, "answer": str}
+    max_length: int = 256
+    label_field: str = "label"
+    tokens_field: str = "tokens"
+    tags_field: str = "ner_tags"
+    dtype: str = "float32"
+    metrics: dict[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ProgramSpec:
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise CorruptModelError(f"program.json has unknown keys {unknown}; was it written by a newer version?")
+        return cls(**data)
+
+
+def _is_masked(config: Any) -> bool:
+    architectures = getattr(config, "architectures", None) or []
+    return any(a.endswith("ForMaskedLM") for a in architectures) or config.model_type in _ENCODERS
+
+
+class PromptProgram:
+    """A model (with its PEFT method) plus the featurizer that turns examples into its inputs."""
+
+    def __init__(self, spec: ProgramSpec, module: nn.Module, featurizer: Any, tokenizer: Any) -> None:
+        self.spec = spec
+        self.module = module
+        self.featurizer = featurizer
+        self.tokenizer = tokenizer
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.spec.labels)
+
+    @property
+    def inner_model(self) -> nn.Module:
+        """The transformers (or PEFT-wrapped) model inside the objective wrapper."""
+        return self.module.model
+
+    @property
+    def after_step(self) -> Any:
+        """Called by the loop after each optimizer step: AdaLoRA reallocates its ranks there."""
+        if self.spec.peft != "adalora":
+            return None
+        return lambda step: self.inner_model.base_model.update_and_allocate(step)
+
+    def encode(self, examples: Iterable[Mapping[str, Any]], *, with_label: bool = True) -> list[dict[str, Any]]:
+        return [self.featurizer.encode(e, with_label=with_label) for e in examples]
+
+    # ------------------------------------------------------------------ prediction
+
+    @torch.no_grad()
+    def logits(self, features: Sequence[Mapping[str, Any]], *, batch_size: int = 16, progress: bool = False):
+        """Label logits per example (per token for NER), in input order."""
+        self.module.eval()
+        out = []
+        for start in tqdm(range(0, len(features), batch_size), desc="predict", disable=not progress):
+            chunk = features[start : start + batch_size]
+            batch = self.featurizer.collate([{k: v for k, v in f.items() if k != "labels"} for f in chunk])
+            out.extend(self.module(**batch)["logits"].float().unbind(0))
+        return out
+
+    def predict(
+        self, examples: Iterable[Mapping[str, Any]], *, batch_size: int = 16, progress: bool = False
+    ) -> list[Any]:
+        """A :class:`Prediction` per example; for NER ``{"tags": [...]}``, one tag per word."""
+        examples = list(examples)
+        features = self.encode(examples, with_label=False)
+        logits = self.logits(features, batch_size=batch_size, progress=progress)
+        if self.spec.objective == "ner":
+            out = []
+            for f, row in zip(features, logits, strict=True):
+                best = row.argmax(-1).tolist()
+                out.append({"tags": [self.labels[best[i]] if i >= 0 else "O" for i in f["word_starts"]]})
+            return out
+        results = []
+        for row in logits:
+            scores = dict(zip(self.labels, row.tolist(), strict=True))
+            probabilities = dict(zip(self.labels, softmax(list(scores.values())), strict=True))
+            results.append(Prediction(max(probabilities, key=probabilities.__getitem__), probabilities, scores))
+        return results
+
+    def evaluate(
+        self, examples: Sequence[Mapping[str, Any]], *, batch_size: int = 16, progress: bool = False
+    ) -> dict[str, float]:
+        """Accuracy and macro-F1 (classification) or seqeval span F1 (NER) on labelled examples."""
+        from promptlearning.evaluation.metrics import classification_metrics
+
+        predictions = self.predict(examples, batch_size=batch_size, progress=progress)
+        if self.spec.objective == "ner":
+            from seqeval.metrics import f1_score, precision_score, recall_score
+
+            gold = [list(map(str, e[self.spec.tags_field])) for e in examples]
+            pred = [p["tags"] for p in predictions]
+            return {"f1": f1_score(gold, pred), "precision": precision_score(gold, pred),
+                    "recall": recall_score(gold, pred)}  # fmt: skip
+        gold = [str(e[self.spec.label_field]) for e in examples]
+        return classification_metrics(gold, predictions, self.labels)
+
+    def generate(self, prompts: Sequence[str], *, max_new_tokens: int = 32) -> list[str]:
+        """Greedy continuations from the causal LM with its trained adapter or soft prompt."""
+        if self.spec.objective != "pet" or self.featurizer.masked:
+            raise PromptLearningError("generate needs a causal-LM PET program")
+        self.module.eval()
+        out = []
+        with torch.no_grad():
+            for prompt in prompts:
+                ids = torch.tensor([self.featurizer._ids(prompt)])
+                generated = self.inner_model.generate(
+                    input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, do_sample=False,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                )  # fmt: skip
+                out.append(self.tokenizer.decode(generated[0, ids.shape[1] :], skip_special_tokens=True))
+        return out
+
+    # ------------------------------------------------------------------ saving
+
+    def save(self, directory: str | Path, *, metrics: Mapping[str, Any] | None = None) -> Path:
+        """Write the program directory (weights in safetensors, then ``program.json`` last)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        if metrics is not None:
+            self.spec.metrics = dict(metrics)
+        if self.spec.peft:
+            self.inner_model.save_pretrained(str(directory / "adapter"), safe_serialization=True)
+        else:
+            weights = {k: v.detach().contiguous() for k, v in self.module.state_dict().items()}
+            tmp = directory / ".weights.safetensors.tmp"
+            save_file(_untie(weights), str(tmp))
+            tmp.replace(directory / "weights.safetensors")
+        write_json_atomically(directory / "program.json", asdict(self.spec))
+        return directory
+
+
+def _untie(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """safetensors refuses tensors sharing memory (tied embeddings): store each once, as its own copy."""
+    seen: dict[int, str] = {}
+    out = {}
+    for name, tensor in weights.items():
+        pointer = tensor.data_ptr()
+        out[name] = tensor.clone() if pointer in seen else tensor
+        seen.setdefault(pointer, name)
+    return out
+
+
+def _chat_function(tokenizer: Any, template: PromptTemplate) -> Any:
+    if template.mode != "chat":
+        return None
+
+    def chat(messages: list[dict[str, str]]) -> str:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    return chat
+
+
+def _init_text(template: PromptTemplate) -> str:
+    """Words to initialise a soft prompt from: the instruction, else the template's own words."""
+    return template.instruction or template.render_input(dict.fromkeys(template.fields, "")).strip() or "Answer:"
+
+
+def build_program(
+    spec: ProgramSpec, *, total_steps: int | None = None, seed: int = 0, adapter_dir: Path | None = None
+) -> PromptProgram:
+    """Load the base model and wrap it for ``spec.objective`` with ``spec.peft``.
+
+    The PEFT weights are fresh, or loaded from ``adapter_dir`` (a saved program's ``adapter/``).
+    """
+    import transformers
+
+    torch.manual_seed(seed)  # new heads, LoRA matrices and soft prompts start the same for a seed
+    path = resolve_model_dir(spec.model, pull=True)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(path))
+    config = transformers.AutoConfig.from_pretrained(str(path))
+    dtype = getattr(torch, spec.dtype)
+    template = PromptTemplate(**spec.template)
+    if spec.objective == "pet":
+        if spec.verbalizer is None:
+            raise PromptLearningError("a PET program needs a verbalizer")
+        verbalizer = Verbalizer(**spec.verbalizer)
+        spec.labels = spec.labels or verbalizer.labels
+        masked = _is_masked(config)
+        auto = transformers.AutoModelForMaskedLM if masked else transformers.AutoModelForCausalLM
+        model = auto.from_pretrained(str(path), dtype=dtype)
+        demos = [Demonstration(d["example"], d["answer"]) for d in spec.demonstrations]
+        featurizer = PetFeaturizer(
+            tokenizer, template, verbalizer, masked=masked, model_type=config.model_type, demonstrations=demos,
+            max_length=spec.max_length, label_field=spec.label_field, chat=_chat_function(tokenizer, template),
+        )  # fmt: skip
+        task_type = None if masked else "CAUSAL_LM"
+        virtual = 0
+        if spec.peft:
+            model = _apply(model, spec, task_type, path, template, total_steps, adapter_dir)
+            method = get_method(spec.peft)
+            if method.prompt_learning and spec.peft != "prefix-tuning":
+                virtual = model.peft_config["default"].num_virtual_tokens
+        module: nn.Module = PetModel(model, featurizer.label_token_ids, masked=masked, virtual_tokens=virtual)
+        return PromptProgram(spec, module, featurizer, tokenizer)
+    if not spec.labels:
+        raise PromptLearningError(f"a {spec.objective!r} program needs its labels")
+    label_maps = {
+        "id2label": dict(enumerate(spec.labels)),
+        "label2id": {label: i for i, label in enumerate(spec.labels)},
+    }
+    featurizer = (
+        TokenFeaturizer(tokenizer, spec.labels, max_length=spec.max_length, tokens_field=spec.tokens_field,
+                        tags_field=spec.tags_field)
+        if spec.objective == "ner"
+        else SequenceFeaturizer(tokenizer, spec.labels, template.render_input, max_length=spec.max_length,
+                                label_field=spec.label_field)
+    )  # fmt: skip
+    auto = (
+        transformers.AutoModelForTokenClassification
+        if spec.objective == "ner"
+        else transformers.AutoModelForSequenceClassification
+    )
+    model = auto.from_pretrained(
+        str(path), num_labels=len(spec.labels), pad_token_id=tokenizer.pad_token_id, dtype=dtype, **label_maps
+    )
+    if spec.peft:
+        task_type = "TOKEN_CLS" if spec.objective == "ner" else "SEQ_CLS"
+        model = _apply(model, spec, task_type, path, template, total_steps, adapter_dir)
+    return PromptProgram(spec, HeadModel(model), featurizer, tokenizer)
+
+
+def _apply(
+    model: Any, spec: ProgramSpec, task_type: str | None, path: Any, template: Any, total_steps: Any, adapter_dir: Any
+) -> Any:
+    if adapter_dir is not None:
+        import peft
+
+        try:
+            with quiet_peft():
+                return peft.PeftModel.from_pretrained(model, str(adapter_dir))
+        except Exception as exc:  # safetensors, json and peft each raise their own error types
+            raise CorruptModelError(f"could not load the adapter in {adapter_dir}: {exc}") from exc
+    return apply_peft(
+        model, spec.peft, spec.peft_options, task_type=task_type, init_text=_init_text(template),
+        tokenizer_dir=str(path), total_steps=total_steps,
+    )  # fmt: skip
+
+
+def load_program(directory: str | Path) -> PromptProgram:
+    """Restore a saved program for prediction."""
+    directory = Path(directory)
+    spec_path = directory / "program.json"
+    if not spec_path.is_file():
+        raise PromptLearningError(f"{directory} is not a prompt program directory (no program.json)")
+    try:
+        spec = ProgramSpec.from_json(json.loads(spec_path.read_text()))
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise CorruptModelError(f"{spec_path} is not a valid program description: {exc}") from exc
+    if spec.peft:
+        return build_program(spec, adapter_dir=directory / "adapter")
+    program = build_program(spec)
+    weights_path = directory / "weights.safetensors"
+    try:
+        weights = load_file(str(weights_path))
+    except Exception as exc:
+        raise CorruptModelError(f"could not read {weights_path}: {exc}") from exc
+    missing, unexpected = program.module.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise CorruptModelError(
+            f"{weights_path} does not fit {spec.model} ({len(missing)} weights missing, e.g. {missing[:2]}; "
+            f"{len(unexpected)} unexpected, e.g. {unexpected[:2]})"
+        )
+    return program
