@@ -1,6 +1,7 @@
 """promptlearning: take large language models from theory to practice through prompt learning.
 
-The public entry point for models is :func:`load_model`; see the README for a tour.
+The public entry points are :func:`load_model` for models and :func:`load_program` for trained prompt
+programs; see the README for a tour.
 """
 
 from __future__ import annotations
@@ -9,10 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["GenerationConfig", "LoglikelihoodRequest", "__version__", "load_model"]
+__all__ = ["GenerationConfig", "LoglikelihoodRequest", "__version__", "load_model", "load_program"]
 
 if TYPE_CHECKING:
     from promptlearning.models import GenerationConfig, LoglikelihoodRequest, load_model
+    from promptlearning.training import load_program
 
 
 def __getattr__(name: str) -> Any:
@@ -21,4 +23,8 @@ def __getattr__(name: str) -> Any:
         from promptlearning import models
 
         return getattr(models, name)
+    if name == "load_program":
+        from promptlearning.training import load_program
+
+        return load_program
     raise AttributeError(f"module 'promptlearning' has no attribute {name!r}")

@@ -152,9 +152,12 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from promptlearning.evaluation.compare import comparison_table, read_runs
-    from promptlearning.tasks import CoTTaskConfig, load_task, run_cot_task, run_task
+    from promptlearning.tasks import CoTTaskConfig, TrainTaskConfig, load_task, run_cot_task, run_task, run_train_task
 
     config = load_task(args.task, args.set or [])
+    if isinstance(config, TrainTaskConfig):
+        _print_train_summary(run_train_task(config, output_dir=args.output_dir, progress=True))
+        return 0
     if isinstance(config, CoTTaskConfig):
         cot = run_cot_task(config, output_dir=args.output_dir, progress=True)
         m = cot.evaluation.metrics
@@ -174,6 +177,72 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if result.run_dir is not None:
         print(comparison_table(read_runs([result.run_dir])))
         print(f"run written to {result.run_dir}")
+    return 0
+
+
+def _print_train_summary(result: object) -> None:
+    summary = result.summary  # type: ignore[attr-defined]
+    if not summary:  # a non-main process of a multi-process run
+        return
+    seeds = ", ".join(f"{seed}: {value:.2f}" for seed, value in summary["per_seed"].items())
+    print(f"{summary['metric']} {summary['mean']:.2f} ± {summary['std']:.2f} on the eval split (per seed: {seeds})")
+    print(f"run written to {result.run_dir}; programs in {result.run_dir}/seed-*/program")  # type: ignore[attr-defined]
+
+
+def _few_shot_overrides(args: argparse.Namespace) -> list[str]:
+    """``--k`` / ``--seeds`` as overrides of the task's ``few_shot`` section."""
+    out = []
+    if args.k is not None:
+        out.append(f"few_shot.k={args.k}")
+    if args.seeds:
+        out.append(f"few_shot.seeds=[{args.seeds}]")
+    return out
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from promptlearning.tasks import TrainTaskConfig, load_task, run_train_task
+
+    config = load_task(args.task, [*(args.set or []), *_few_shot_overrides(args)])
+    if not isinstance(config, TrainTaskConfig):
+        raise PromptLearningError(f"{args.task} is not a training task (it needs `type: train`); use `run`")
+    _print_train_summary(run_train_task(config, output_dir=args.output, resume=args.resume, progress=True))
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from promptlearning.tasks.loading import load_examples
+    from promptlearning.training import load_program
+
+    program = load_program(args.program)
+    examples = load_examples(args.input)
+    predictions = program.predict(examples, batch_size=args.batch_size, progress=True)
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
+    try:
+        for example, prediction in zip(examples, predictions, strict=True):
+            row = dict(prediction) if isinstance(prediction, dict) else {
+                "label": prediction.label, "probabilities": prediction.probabilities,
+            }  # fmt: skip
+            print(json.dumps({"input": example, **row}, ensure_ascii=False), file=out)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    has_gold = program.spec.objective != "ner" and all(program.spec.label_field in e for e in examples)
+    if has_gold and examples:
+        correct = sum(str(e[program.spec.label_field]) == p.label for e, p in zip(examples, predictions, strict=True))
+        print(f"accuracy {correct / len(examples):.4f} on {len(examples)} labelled examples", file=sys.stderr)
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from promptlearning.tasks.sweep import parse_grid, run_sweep
+
+    sweep_dir, _ = run_sweep(
+        args.task, parse_grid(args.grid or []), overrides=[*(args.set or []), *_few_shot_overrides(args)],
+        output_dir=args.output, resume=args.resume,
+        progress=True,
+    )  # fmt: skip
+    print((sweep_dir / "sweep.md").read_text().split("\n\n")[1])
+    print(f"sweep written to {sweep_dir}")
     return 0
 
 
@@ -253,6 +322,11 @@ def _add_model_options(parser: argparse.ArgumentParser, chat_default: str | None
     )
 
 
+def _add_few_shot_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--k", type=int, help="few-shot protocol: k training (and k dev) examples per class")
+    p.add_argument("--seeds", metavar="S1,S2,...", help="few-shot seeds (default: the task's, or 13,21,42,87,100)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="promptlearning",
@@ -313,6 +387,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--output-dir", help="where run directories go (default: the task's output_dir, runs/)")
     p.set_defaults(func=_cmd_run)
+
+    set_help = "override a config key (repeatable): --set training.max_steps=100 --set peft.method=lora"
+    p = sub.add_parser("train", help="train a task YAML file (type: train): PET, PEFT or head fine-tuning")
+    p.add_argument("task", help="task file, e.g. tasks/sst2-pet.yaml")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help)
+    p.add_argument("--output", help="run directory (default: <output_dir>/<name>)")
+    _add_few_shot_options(p)
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last good checkpoint")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("predict", help="run a saved prompt program on a JSONL file")
+    p.add_argument("program", help="program directory (a training run's seed-*/program)")
+    p.add_argument("input", help="JSONL file with the fields the program's template uses")
+    p.add_argument("--output", "-o", help="write predictions here (JSONL; default: stdout)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("sweep", help="train a task over a grid of settings; one comparison table and plot")
+    p.add_argument("task")
+    p.add_argument(
+        "--grid", action="append", metavar="KEY=V1,V2", help="values to try (repeatable); none drops a section",
+    )  # fmt: skip
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help)
+    p.add_argument("--output", help="sweep directory (default: <output_dir>/<name>-sweep)")
+    _add_few_shot_options(p)
+    p.add_argument("--resume", action="store_true")
+    p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser("cot", help="answer one question with chain-of-thought (and self-consistency)")
     p.add_argument("question")

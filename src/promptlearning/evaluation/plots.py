@@ -64,11 +64,12 @@ def plot_reliability(bins: list[dict[str, float]], path: Path) -> None:
 
 
 def plot_comparison(rows: list[dict[str, Any]], path: Path, metric: str = "accuracy") -> None:
-    """Horizontal bars of one metric across runs."""
+    """Horizontal bars of one metric across runs (with ± ``<metric>_std`` error bars where given)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.2))
     names = [r["run"] for r in rows]
-    ax.barh(range(len(rows)), [r[metric] for r in rows], color="tab:blue")
+    errors = [r.get(f"{metric}_std", 0.0) for r in rows]
+    ax.barh(range(len(rows)), [r[metric] for r in rows], xerr=errors if any(errors) else None, color="tab:blue")
     ax.set_yticks(range(len(rows)), names, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
@@ -92,6 +93,26 @@ def plot_sample_curve(curves: dict[str, dict[int, float]], path: Path) -> None:
     ax.set_title("Self-consistency")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_training_curves(histories: dict[str, list[dict[str, float]]], metric: str, path: Path) -> None:
+    """Dev ``metric`` against the optimizer step, one line per run (e.g. per few-shot seed)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for name, history in histories.items():
+        points = [(h["step"], h[metric]) for h in history if metric in h]
+        if points:
+            steps, values = zip(*points, strict=True)
+            ax.plot(steps, values, marker="o", markersize=3, label=name)
+    ax.set_xlabel("step")
+    ax.set_ylabel(f"dev {metric}")
+    ax.grid(alpha=0.3)
+    if histories:
+        ax.legend(fontsize=8)
+    ax.set_title(f"Dev {metric} during training")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

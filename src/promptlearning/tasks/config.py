@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from promptlearning.errors import PromptLearningError
 from promptlearning.methods.calibration import CONTENT_FREE_INPUTS
@@ -158,7 +158,86 @@ class CoTTaskConfig(_Strict):
     output_dir: str = "runs"
 
 
-AnyTaskConfig = TaskConfig | CoTTaskConfig
+class TrainDataConfig(_Strict):
+    """Training, dev and evaluation splits. Without ``dev``, dev examples come from the train pool."""
+
+    root: str | None = None
+    train: str
+    dev: str | None = None
+    eval: str
+    label_field: str = "label"
+    tokens_field: str = Field("tokens", description="NER: the words of a sentence")
+    tags_field: str = Field("ner_tags", description="NER: one BIO tag per word")
+    train_limit: int | None = Field(None, ge=1)
+    dev_limit: int | None = Field(None, ge=1)
+    eval_limit: int | None = Field(None, ge=1)
+
+
+class PeftSection(_Strict):
+    """A ``peft`` method by name with its options (checked against peft's config fields)."""
+
+    method: Literal["lora", "adalora", "ia3", "prompt-tuning", "p-tuning", "prefix-tuning"]
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class FewShotConfig(_Strict):
+    """LM-BFF's protocol: k training and k dev examples per class, drawn under each seed."""
+
+    k: int = Field(16, ge=1)
+    seeds: list[int] = Field(default_factory=lambda: [13, 21, 42, 87, 100])
+
+
+class TrainingSection(_Strict):
+    """Optimiser and loop settings (``promptlearning.training.TrainingArguments``)."""
+
+    learning_rate: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    batch_size: int = Field(8, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    max_steps: int = Field(200, ge=1)
+    warmup_ratio: float = Field(0.06, ge=0, le=1)
+    max_grad_norm: float = Field(1.0, ge=0)
+    eval_every: int = Field(50, ge=1)
+    patience: int | None = Field(None, ge=1)
+    bf16: bool = False
+    keep_checkpoints: int = Field(2, ge=1)
+    log_every: int = Field(10, ge=1)
+    log_with: Literal["tensorboard"] | None = Field("tensorboard", description="null: no experiment tracking")
+
+
+class TrainTaskConfig(_Strict):
+    """A training experiment (``type: train``): objective, model, PEFT method, data protocol, loop."""
+
+    type: Literal["train"]
+    name: str
+    description: str = ""
+    data: TrainDataConfig
+    model: str = "smollm2-135m-instruct"
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    objective: Literal["pet", "head", "ner"] = Field(
+        "pet", description="pet: label words at the answer position; head: classification head; ner: token tags"
+    )
+    template: TemplateConfig = Field(default_factory=lambda: TemplateConfig(input="{{ text }}"))
+    verbalizer: VerbalizerConfig | None = None
+    labels: list[str] | None = Field(None, description="head/ner: the label set (default: from the train data)")
+    peft: PeftSection | None = Field(None, description="none: full fine-tuning")
+    demonstrations: int = Field(0, ge=0, description="pet: training examples per label shown in every prompt")
+    few_shot: FewShotConfig | None = None
+    training: TrainingSection = Field(default_factory=TrainingSection)
+    max_length: int = Field(256, ge=8)
+    eval_batch_size: int = Field(32, ge=1)
+    seed: int = Field(0, description="the seed of a run without few_shot")
+    output_dir: str = "runs"
+
+    @model_validator(mode="after")
+    def _pet_needs_verbalizer(self) -> TrainTaskConfig:
+        if self.objective == "pet" and self.verbalizer is None:
+            raise ValueError("objective pet needs a verbalizer (label words)")
+        return self
+
+
+AnyTaskConfig = TaskConfig | CoTTaskConfig | TrainTaskConfig
+_SCHEMAS: dict[str, type[BaseModel]] = {"cot": CoTTaskConfig, "train": TrainTaskConfig}
 
 
 def _parse_value(text: str) -> Any:
@@ -182,7 +261,9 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         keys = path.strip().split(".")
         node = raw
         for key in keys[:-1]:
-            child = node.setdefault(key, {})
+            if node.get(key) is None:  # a missing or null section (e.g. `peft: null`) becomes a new one
+                node[key] = {}
+            child = node[key]
             if not isinstance(child, dict):
                 raise TaskConfigError(f"--set {path}: {key!r} is not a section")
             node = child
@@ -199,10 +280,10 @@ def format_validation_error(error: ValidationError, source: str) -> str:
 
 
 def validate_config(raw: Any, source: str = "config") -> AnyTaskConfig:
-    """Validate a raw task mapping; ``type: cot`` selects the chain-of-thought schema."""
+    """Validate a raw task mapping; ``type: cot`` / ``type: train`` select their schemas."""
     if not isinstance(raw, dict):
         raise TaskConfigError(f"task {source} must be a mapping of keys to values, got {type(raw).__name__}")
-    schema: type[TaskConfig] | type[CoTTaskConfig] = CoTTaskConfig if raw.get("type") == "cot" else TaskConfig
+    schema = _SCHEMAS.get(str(raw.get("type")), TaskConfig)
     try:
         return schema.model_validate(raw)
     except ValidationError as exc:

@@ -1,0 +1,90 @@
+"""Sweeps: one training task file run over a grid of overrides, compared in one table and plot.
+
+    promptlearning sweep tasks/sst2-train.yaml --grid peft.method=lora,prompt-tuning,none --grid objective=pet,head
+
+``none`` as a value removes the key's section (``peft=none``: full fine-tuning). Each grid point is
+an ordinary training run directory under ``<output_dir>/<sweep name>/``; ``--resume`` skips the
+points (and seeds) already finished.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from promptlearning.evaluation.plots import plot_comparison
+from promptlearning.evaluation.report import markdown_table
+from promptlearning.tasks.config import TaskConfigError, TrainTaskConfig, load_task
+from promptlearning.tasks.train_runner import run_train_task
+from promptlearning.training.checkpoints import write_json_atomically
+
+
+def parse_grid(items: Sequence[str]) -> dict[str, list[str]]:
+    """``["peft.method=lora,ia3", "objective=pet"]`` → ``{"peft.method": ["lora", "ia3"], ...}``."""
+    grid: dict[str, list[str]] = {}
+    for item in items:
+        if "=" not in item:
+            raise TaskConfigError(f"--grid expects key=value1,value2,..., got {item!r}")
+        key, values = item.split("=", 1)
+        grid[key.strip()] = [v.strip() for v in values.split(",") if v.strip()]
+    return grid
+
+
+def grid_points(grid: Mapping[str, Sequence[str]]) -> list[dict[str, str]]:
+    keys = list(grid)
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(grid[k] for k in keys))]
+
+
+def _overrides(point: Mapping[str, str]) -> list[str]:
+    out = []
+    for key, value in point.items():
+        if value == "none":  # drop the whole top-level section, e.g. peft.method=none -> peft: null
+            out.append(f"{key.split('.')[0]}=null")
+        else:
+            out.append(f"{key}={value}")
+    return out
+
+
+def point_name(point: Mapping[str, str]) -> str:
+    return "-".join(f"{key.split('.')[-1]}={value}" for key, value in point.items()) or "base"
+
+
+def run_sweep(
+    task: str | Path,
+    grid: Mapping[str, Sequence[str]],
+    *,
+    overrides: Sequence[str] = (),
+    output_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool | None = None,
+) -> tuple[Path, list[dict[str, Any]]]:
+    """Run every grid point; write ``sweep.md``, ``sweep.json`` and ``sweep.png``; return the rows."""
+    points = grid_points(grid)
+    configs = []
+    for point in points:  # validate every point before training any
+        config = load_task(task, [*overrides, *_overrides(point)])
+        if not isinstance(config, TrainTaskConfig):
+            raise TaskConfigError(f"{task} is not a training task (type: train); sweeps run training tasks")
+        configs.append(config)
+    sweep_dir = Path(output_dir) if output_dir else Path(configs[0].output_dir) / f"{configs[0].name}-sweep"
+    rows = []
+    for point, config in zip(points, configs, strict=True):
+        result = run_train_task(config, output_dir=sweep_dir / point_name(point), resume=resume, progress=progress)
+        s = result.summary
+        rows.append({"run": point_name(point), **point, "metric": s["metric"], "mean": s["mean"], "std": s["std"],
+                     "seeds": len(s["per_seed"]), "run_dir": str(result.run_dir)})  # fmt: skip
+    write_json_atomically(sweep_dir / "sweep.json", rows)
+    table = markdown_table(
+        [*grid, "seeds", f"{rows[0]['metric']} (mean ± std)"],
+        [[*(r[k] for k in grid), r["seeds"], f"{r['mean']:.2f} ± {r['std']:.2f}"] for r in rows],
+    )
+    (sweep_dir / "sweep.md").write_text(f"# Sweep of {Path(task).name}\n\n{table}\n\n![sweep](sweep.png)\n")
+    metric = rows[0]["metric"]
+    plot_comparison(
+        [{"run": r["run"], metric: r["mean"] / 100, f"{metric}_std": r["std"] / 100} for r in rows],
+        sweep_dir / "sweep.png",
+        metric=metric,
+    )
+    return sweep_dir, rows
