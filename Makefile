@@ -52,6 +52,7 @@ bench: models llamacpp
 	$(BIN)/python benchmarks/scoring_throughput.py
 	$(BIN)/python benchmarks/icl_vs_lm_eval.py
 	$(BIN)/python benchmarks/self_consistency.py
+	$(BIN)/python benchmarks/train_step.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis src/*.egg-info

@@ -136,7 +136,13 @@ def test_bad_data_files_are_clear_errors(tmp_path):
 def test_shipped_task_files_validate():
     for path in sorted(Path(__file__).resolve().parents[2].joinpath("tasks").glob("*.yaml")):
         config = load_task(path)
-        assert config.verbalizer.words if config.type == "classification" else config.mode, path
+        if config.type == "classification":
+            assert config.verbalizer.words, path
+        elif config.type == "train":
+            assert config.objective in {"pet", "head", "ner"}, path
+            assert config.objective != "pet" or (config.verbalizer and config.verbalizer.words), path
+        else:
+            assert config.mode, path
 
 
 def test_override_values_with_colons_stay_strings(task_file):
