@@ -21,10 +21,22 @@ $(STAMP): pyproject.toml
 	$(PIP) install -e ".[dev]"
 	touch $(STAMP)
 
-# The optional llama.cpp backend (built from source by pip the first time, ~5 min; cached after).
+# The optional llama.cpp backend, built from source the first time (~5 min) into a wheel kept in
+# $(WHEELHOUSE). The build is portable (AVX2, no -march=native): a native build on these Xeons
+# uses AMX tiles, which the VM does not enable, and crashes in `ldtilecfg` (general protection fault).
+LLAMACPP_VERSION := 0.3.36
+LLAMACPP_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+WHEELHOUSE ?= $(HOME)/.cache/promptlearning/wheels/llama-cpp-python-$(LLAMACPP_VERSION)-avx2
+
 llamacpp: $(LLAMACPP_STAMP)
 
 $(LLAMACPP_STAMP): $(STAMP)
+	if ! ls $(WHEELHOUSE)/llama_cpp_python-*.whl >/dev/null 2>&1; then \
+	  rm -rf $(WHEELHOUSE).tmp && \
+	  CMAKE_ARGS="$(LLAMACPP_CMAKE_ARGS)" $(PIP) wheel --no-deps --no-cache-dir \
+	    "llama-cpp-python==$(LLAMACPP_VERSION)" -w $(WHEELHOUSE).tmp && \
+	  rm -rf $(WHEELHOUSE) && mv $(WHEELHOUSE).tmp $(WHEELHOUSE); fi
+	$(PIP) install --force-reinstall --no-deps $(WHEELHOUSE)/llama_cpp_python-*.whl
 	$(PIP) install -e ".[dev,llamacpp]"
 	touch $(LLAMACPP_STAMP)
 

@@ -185,8 +185,10 @@ def run_train_task(
             "dev_history": result.history,
             "eval": evaluation,
         }
-        program.save(seed_dir / "program", metrics=_scalars(evaluation))
-        write_json_atomically(seed_dir / "metrics.json", metrics)
+        if state.is_main_process:  # every process holds the same weights; one writes them
+            program.save(seed_dir / "program", metrics=_scalars(evaluation))
+            write_json_atomically(seed_dir / "metrics.json", metrics)
+        state.wait_for_everyone()
         results[seed] = metrics
     if not state.is_main_process:
         return TrainRunResult(run_dir, results, {})
