@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from promptlearning.training import ProgramSpec, TrainingArguments, build_program, load_program, train
-from promptlearning.training.peft_methods import PeftMethodError, method_names, peft_config, valid_options
+from promptlearning.training.peft_methods import (
+    PeftMethodError,
+    adalora_orthogonality_penalty,
+    method_names,
+    peft_config,
+    valid_options,
+)
 
 TEMPLATE = {"input": "review : {{ text }}\nsentiment :"}
 VERBALIZER = {"label_words": {"negative": " negative", "positive": " positive"}}
@@ -86,3 +92,24 @@ def test_a_corrupt_program_is_reported(method: str | None, tiny_llama_dir: Path,
     (tmp_path / "program.json").write_text("{not json")
     with pytest.raises(CorruptModelError, match="not a valid program"):
         load_program(tmp_path)
+
+
+def test_adalora_adds_its_orthogonality_penalty_to_the_pet_loss(tiny_llama_dir: Path, make_rows) -> None:
+    spec = ProgramSpec(objective="pet", model=str(tiny_llama_dir), template=TEMPLATE, verbalizer=VERBALIZER,
+                       peft="adalora")  # fmt: skip
+    program = build_program(spec, total_steps=16, seed=0)
+    batch = program.featurizer.collate(program.encode(make_rows(8, 0)))
+    model = program.inner_model
+    with torch.no_grad():
+        penalty = adalora_orthogonality_penalty(model).item()
+        program.module.train()
+        train_loss = program.module(**batch)["loss"].item()
+        program.module.eval()
+        eval_loss = program.module(**batch)["loss"].item()
+        # peft adds the same penalty to a loss the wrapped model computes itself
+        lm_batch = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        with_penalty = model(**lm_batch, labels=batch["input_ids"]).loss.item()
+        without = model.base_model.model(**lm_batch, labels=batch["input_ids"]).loss.item()
+    assert penalty > 0
+    assert train_loss == pytest.approx(eval_loss + penalty, rel=1e-5)
+    assert with_penalty - without == pytest.approx(penalty, rel=1e-4)

@@ -129,3 +129,26 @@ def apply_peft(model: Any, name: str, options: Mapping[str, Any] | None = None, 
             return peft.get_peft_model(model, config)
     except (ValueError, KeyError) as exc:
         raise PeftMethodError(f"PEFT method {name!r} does not apply to this model: {exc}") from exc
+
+
+def adalora_orthogonality_penalty(model: Any) -> Any:
+    """AdaLoRA's orthogonality regulariser on its P (``lora_A``) and Q (``lora_B``) factors, weighted.
+
+    ``peft`` adds it only to a loss that its wrapped model computed (``outputs.loss``); objectives that
+    compute their loss outside the model (PET's label-word loss) add this instead. Written here
+    because peft has no public function for it: mean over factors of ||P Pᵀ - I||_F (||QᵀQ - I||_F).
+    """
+    import torch
+
+    adapter = model.active_adapter
+    weight = model.peft_config[adapter].orth_reg_weight
+    terms = []
+    for name, param in model.named_parameters():
+        if param.requires_grad and name.endswith(f"lora_A.{adapter}"):
+            cov = param @ param.T
+        elif param.requires_grad and name.endswith(f"lora_B.{adapter}"):
+            cov = param.T @ param
+        else:
+            continue
+        terms.append(torch.linalg.matrix_norm(cov - torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)))
+    return weight * torch.stack(terms).mean() if terms else None

@@ -14,7 +14,7 @@ in LM-BFF), so the first tokens of different labels must differ.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -175,7 +175,8 @@ class PetModel(nn.Module):
     """A (PEFT-wrapped or plain) LM whose output is one logit per label, read at the answer position.
 
     ``virtual_tokens`` is the number of soft-prompt tokens peft prepends to the input (prompt tuning,
-    P-tuning): the answer position moves right by that many in the output.
+    P-tuning): the answer position moves right by that many in the output. ``regulariser`` (AdaLoRA's
+    orthogonality penalty) is added to the training loss.
     """
 
     def __init__(
@@ -185,11 +186,13 @@ class PetModel(nn.Module):
         *,
         masked: bool = False,
         virtual_tokens: int = 0,
+        regulariser: Callable[[nn.Module], torch.Tensor | None] | None = None,
     ) -> None:
         super().__init__()
         self.model = model
         self.masked = masked
         self.virtual_tokens = virtual_tokens
+        self.regulariser = regulariser
         width = max(len(ids) for ids in label_token_ids)
         table = torch.tensor([list(ids) + [ids[0]] * (width - len(ids)) for ids in label_token_ids])
         valid = torch.tensor([[True] * len(ids) + [False] * (width - len(ids)) for ids in label_token_ids])
@@ -218,4 +221,7 @@ class PetModel(nn.Module):
         out = {"logits": logits}
         if labels is not None:
             out["loss"] = nn.functional.cross_entropy(logits, labels)
+            penalty = self.regulariser(self.model) if self.regulariser and self.training else None
+            if penalty is not None:
+                out["loss"] = out["loss"] + penalty
         return out

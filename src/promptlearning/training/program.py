@@ -36,7 +36,7 @@ from promptlearning.prompts.template import Demonstration, PromptTemplate
 from promptlearning.prompts.verbalizer import Verbalizer, softmax
 from promptlearning.training.checkpoints import write_json_atomically
 from promptlearning.training.heads import HeadModel, SequenceFeaturizer, TokenFeaturizer
-from promptlearning.training.peft_methods import apply_peft, get_method, quiet_peft
+from promptlearning.training.peft_methods import adalora_orthogonality_penalty, apply_peft, get_method, quiet_peft
 from promptlearning.training.pet import PetFeaturizer, PetModel
 
 Objective = Literal["pet", "head", "ner"]
@@ -247,13 +247,17 @@ def build_program(
             max_length=spec.max_length, label_field=spec.label_field, chat=_chat_function(tokenizer, template),
         )  # fmt: skip
         task_type = None if masked else "CAUSAL_LM"
-        virtual = 0
+        virtual, regulariser = 0, None
         if spec.peft:
             model = _apply(model, spec, task_type, path, template, total_steps, adapter_dir)
             method = get_method(spec.peft)
             if method.prompt_learning and spec.peft != "prefix-tuning":
                 virtual = model.peft_config["default"].num_virtual_tokens
-        module: nn.Module = PetModel(model, featurizer.label_token_ids, masked=masked, virtual_tokens=virtual)
+            if spec.peft == "adalora":
+                regulariser = adalora_orthogonality_penalty
+        module: nn.Module = PetModel(
+            model, featurizer.label_token_ids, masked=masked, virtual_tokens=virtual, regulariser=regulariser
+        )
         return PromptProgram(spec, module, featurizer, tokenizer)
     if not spec.labels:
         raise PromptLearningError(f"a {spec.objective!r} program needs its labels")
