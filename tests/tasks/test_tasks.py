@@ -162,3 +162,12 @@ def test_train_min_words_filters_the_demonstration_pool(task_file):
     run_task(config, write=False, progress=False)
     with pytest.raises(DemonstrationError, match="only 2 examples"):
         run_task(load_task(task_file, ["shots=3", "data.train_min_words=4"]), write=False, progress=False)
+
+
+def test_switching_the_peft_method_drops_the_other_methods_options():
+    shipped = Path(__file__).resolve().parents[2] / "tasks" / "sst2-fewshot.yaml"
+    assert load_task(shipped).peft.options["r"] == 8
+    assert load_task(shipped, ["peft.method=prompt-tuning"]).peft.options == {}
+    switched = load_task(shipped, ["peft.method=prompt-tuning", "peft.options.num_virtual_tokens=10"])
+    assert switched.peft.options == {"num_virtual_tokens": 10}
+    assert load_task(shipped, ["peft.method=lora"]).peft.options["r"] == 8  # the same method keeps them

@@ -267,7 +267,12 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             if not isinstance(child, dict):
                 raise TaskConfigError(f"--set {path}: {key!r} is not a section")
             node = child
-        node[keys[-1]] = _parse_value(value)
+        new_value = _parse_value(value)
+        if keys == ["peft", "method"] and node.get("method") not in (None, new_value):
+            # another method's options (LoRA's r, target_modules…) would not apply to this one;
+            # `--set peft.options…` after this override sets its own
+            node["options"] = {}
+        node[keys[-1]] = new_value
     return raw
 
 
