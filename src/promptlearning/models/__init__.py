@@ -75,27 +75,13 @@ def load_model(
     key = str(name_or_path)
     if backend == "llamacpp":
         return get_backend(backend)(_gguf_file(key, pull), name=options.pop("name", Path(key).name), **options)
+    path = resolve_model_dir(key, pull=pull)
     if key in hub.EMBEDDED_MODELS:
-        spec = hub.EMBEDDED_MODELS[key]
-        path = hub.pull(key) if pull and not hub.is_pulled(key) else hub.loadable_path(key)
-        return get_backend(backend or spec.default_backend)(path, name=key, **options)
-    local = Path(key).expanduser()
-    if local.is_file() and local.suffix == ".gguf":
-        path = hub.converted_gguf_dir(local)
-        return get_backend(backend or "hf")(path, name=local.name, **options)
-    if local.is_dir():
-        if not (local / "config.json").is_file() and not (local / "modules.json").is_file():
-            raise ModelNotFoundError(f"{local} is a directory but holds no config.json: not a model directory")
-        factory = get_backend(backend or ("sentence-transformers" if (local / "modules.json").is_file() else "hf"))
-        return factory(local, name=options.pop("name", local.name), **options)
-    if local.exists() or key.startswith((".", "/", "~")) or key.endswith(".gguf"):
-        raise ModelNotFoundError(f"{key} is neither a .gguf file nor a model directory")
-    if "/" not in key:
-        raise ModelNotFoundError(
-            f"unknown model {key!r}. Embedded models: {', '.join(hub.EMBEDDED_MODELS)}. "
-            "A local Hugging Face directory, a .gguf file or a hub id (owner/name, online only) also works."
-        )
-    return _load_hub_id(key, backend or "hf", options)
+        return get_backend(backend or hub.EMBEDDED_MODELS[key].default_backend)(path, name=key, **options)
+    if isinstance(path, str):  # a hub id
+        return _load_hub_id(key, backend or "hf", options)
+    default = "sentence-transformers" if (path / "modules.json").is_file() else "hf"
+    return get_backend(backend or default)(path, name=options.pop("name", Path(key).name), **options)
 
 
 def resolve_model_dir(name_or_path: str | Path, *, pull: bool = False) -> Path | str:
@@ -103,7 +89,7 @@ def resolve_model_dir(name_or_path: str | Path, *, pull: bool = False) -> Path |
 
     Embedded models resolve to their cached (for GGUF models: converted safetensors) directory; a
     ``.gguf`` file to its converted copy, since GGUF-loaded models cannot be trained; anything else
-    that is not a local directory is returned as is (a hub id).
+    that is not a local path and looks like ``owner/name`` is returned as is (a hub id).
     """
     key = str(name_or_path)
     if key in hub.EMBEDDED_MODELS:
@@ -112,11 +98,16 @@ def resolve_model_dir(name_or_path: str | Path, *, pull: bool = False) -> Path |
     if local.is_file() and local.suffix == ".gguf":
         return hub.converted_gguf_dir(local)
     if local.is_dir():
-        if not (local / "config.json").is_file():
+        if not (local / "config.json").is_file() and not (local / "modules.json").is_file():
             raise ModelNotFoundError(f"{local} is a directory but holds no config.json: not a model directory")
         return local
     if local.exists() or key.startswith((".", "/", "~")) or key.endswith(".gguf"):
         raise ModelNotFoundError(f"{key} is neither a .gguf file nor a model directory")
+    if "/" not in key:
+        raise ModelNotFoundError(
+            f"unknown model {key!r}. Embedded models: {', '.join(hub.EMBEDDED_MODELS)}. "
+            "A local Hugging Face directory, a .gguf file or a hub id (owner/name, online only) also works."
+        )
     return key
 
 
