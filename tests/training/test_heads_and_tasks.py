@@ -117,6 +117,19 @@ def test_sweep_writes_one_table_and_plot(write_task, tmp_path: Path, capsys) -> 
     assert summary["peft"] == "full" and summary["k"] == 4 and sorted(summary["per_seed"]) == ["5", "6"]
 
 
+def test_train_min_words_keeps_sentences_before_the_limit(write_task, sentiment_data: Path, tmp_path: Path) -> None:
+    rows = [json.loads(line) for line in (sentiment_data / "train.jsonl").read_text().splitlines()]
+    short = [{"text": "good", "label": "positive"}, {"text": "bad", "label": "negative"}] * 10
+    (sentiment_data / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in short + rows))
+    for limit, expected in ((None, len(rows)), (40, 40)):  # the limit counts kept sentences only
+        data = {"root": str(sentiment_data), "train": "train.jsonl", "eval": "test.jsonl", "train_min_words": 3,
+                "train_limit": limit}  # fmt: skip
+        task = write_task("words", data=data, few_shot=None, training={"max_steps": 1, "eval_every": 1})
+        assert main(["train", str(task), "--output", str(tmp_path / f"words-{limit}")]) == 0
+        metrics = json.loads((tmp_path / f"words-{limit}" / "seed-0" / "metrics.json").read_text())
+        assert metrics["train_examples"] + metrics["dev_examples"] == expected
+
+
 def test_lm_bff_demonstrations_are_fixed_per_seed_and_saved(write_task, tmp_path: Path) -> None:
     task = write_task("demos", demonstrations=1, training={"max_steps": 2, "eval_every": 2, "batch_size": 4})
     assert main(["train", str(task), "--output", str(tmp_path / "demos")]) == 0

@@ -169,6 +169,9 @@ class TrainDataConfig(_Strict):
     tokens_field: str = Field("tokens", description="NER: the words of a sentence")
     tags_field: str = Field("ner_tags", description="NER: one BIO tag per word")
     train_limit: int | None = Field(None, ge=1)
+    train_min_words: int | None = Field(
+        None, ge=1, description="keep training examples whose template fields have at least this many words"
+    )
     dev_limit: int | None = Field(None, ge=1)
     eval_limit: int | None = Field(None, ge=1)
 

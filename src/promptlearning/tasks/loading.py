@@ -56,6 +56,15 @@ def load_examples(
     return rows
 
 
+def keep_min_words(examples: list[dict[str, Any]], fields: list[str], min_words: int) -> list[dict[str, Any]]:
+    """The examples whose ``fields`` hold at least ``min_words`` words in all (e.g. SST-2's train
+    split is mostly short phrases; this keeps the sentences)."""
+    kept = [ex for ex in examples if sum(len(str(ex.get(f, "")).split()) for f in fields) >= min_words]
+    if not kept:
+        raise DataError(f"no example has {min_words} or more words in {fields}")
+    return kept
+
+
 def _load_jsonl(path: Path) -> list[dict[str, Any]]:
     rows = []
     with open(path, encoding="utf-8") as f:

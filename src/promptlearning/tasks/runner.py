@@ -13,7 +13,7 @@ from promptlearning.models.interface import LanguageModel
 from promptlearning.prompts.template import PromptTemplate
 from promptlearning.prompts.verbalizer import Verbalizer
 from promptlearning.tasks.config import TaskConfig
-from promptlearning.tasks.loading import load_examples
+from promptlearning.tasks.loading import keep_min_words, load_examples
 
 
 @dataclass
@@ -58,10 +58,6 @@ def build_classifier(
     )
 
 
-def _word_count(example: dict[str, Any], fields: list[str]) -> int:
-    return sum(len(str(example.get(f, "")).split()) for f in fields)
-
-
 def run_task(
     config: TaskConfig,
     *,
@@ -86,9 +82,8 @@ def run_task(
             raise PromptLearningError("icl needs data.train (the pool of demonstrations)")
         train = load_examples(config.data.train, root=config.data.root)
         if config.data.train_min_words:
-            # e.g. SST-2's train split is mostly short phrases; sentences make better demonstrations
             fields = [f for f in classifier.template.fields if f != config.data.label_field]
-            train = [ex for ex in train if _word_count(ex, fields) >= config.data.train_min_words]
+            train = keep_min_words(train, fields, config.data.train_min_words)
         train = train[: config.data.train_limit]
     classifier.fit(train)
     evaluation = classifier.evaluate(eval_examples, progress=progress)

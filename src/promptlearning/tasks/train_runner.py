@@ -28,8 +28,9 @@ from promptlearning.errors import PromptLearningError
 from promptlearning.evaluation.plots import plot_training_curves
 from promptlearning.evaluation.report import markdown_table
 from promptlearning.prompts.demonstrations import select_fixed
+from promptlearning.prompts.template import PromptTemplate
 from promptlearning.tasks.config import TrainTaskConfig
-from promptlearning.tasks.loading import load_examples
+from promptlearning.tasks.loading import keep_min_words, load_examples
 from promptlearning.training.checkpoints import write_json_atomically
 from promptlearning.training.fewshot import mean_std, sample_per_class
 from promptlearning.training.loop import TrainingArguments, train
@@ -153,7 +154,11 @@ def run_train_task(
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     state.wait_for_everyone()
-    pool = load_examples(data.train, root=data.root, limit=data.train_limit)
+    pool = load_examples(data.train, root=data.root)
+    if data.train_min_words:
+        fields = [f for f in PromptTemplate(**config.template.model_dump()).fields if f != data.label_field]
+        pool = keep_min_words(pool, fields or [data.tokens_field], data.train_min_words)
+    pool = pool[: data.train_limit]
     eval_set = load_examples(data.eval, root=data.root, limit=data.eval_limit)
     dev_split = load_examples(data.dev, root=data.root, limit=data.dev_limit) if data.dev else None
     seeds = config.few_shot.seeds if config.few_shot else [config.seed]
