@@ -11,9 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
-from promptlearning.training import checkpoints
+from promptlearning.training import checkpoints, load_program
 
 
 def _save(root: Path, step: int, value: float, keep: int = 3) -> Path:
@@ -95,7 +96,7 @@ def test_an_existing_run_is_not_overwritten_without_resume(write_task, tmp_path:
     assert again.returncode == 0 and "accuracy" in again.stdout  # finished seeds are not trained again
 
 
-def test_accelerate_launch_trains_on_two_processes(write_task, tmp_path: Path) -> None:
+def test_accelerate_launch_trains_on_two_processes(write_task, sentiment_data: Path, tmp_path: Path) -> None:
     """The same command under ``accelerate launch --multi_gpu --num_processes 2``: DDP on CPU over gloo."""
     import shutil
 
@@ -109,3 +110,9 @@ def test_accelerate_launch_trains_on_two_processes(write_task, tmp_path: Path) -
     assert "data parallel: 2 processes (MULTI_CPU)" in result.stdout + result.stderr
     summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
     assert sorted(summary["per_seed"]) == ["1", "2"]
+    # the eval split was shared out between the processes and gathered back whole, in order
+    metrics = json.loads((tmp_path / "ddp" / "seed-1" / "metrics.json").read_text())
+    test = [json.loads(line) for line in (sentiment_data / "test.jsonl").read_text().splitlines()]
+    assert metrics["eval"]["num_examples"] == len(test)
+    alone = load_program(tmp_path / "ddp" / "seed-1" / "program").evaluate(test)
+    assert alone["accuracy"] == pytest.approx(metrics["eval"]["accuracy"])

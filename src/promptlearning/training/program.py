@@ -125,6 +125,8 @@ class PromptProgram:
     ) -> list[Any]:
         """A :class:`Prediction` per example; for NER ``{"tags": [...]}``, one tag per word."""
         examples = list(examples)
+        if not examples:
+            return []
         features = self.encode(examples, with_label=False)
         logits = self.logits(features, batch_size=batch_size, progress=progress)
         if self.spec.objective == "ner":
@@ -146,7 +148,7 @@ class PromptProgram:
         """Accuracy and macro-F1 (classification) or seqeval span F1 (NER) on labelled examples."""
         from promptlearning.evaluation.metrics import classification_metrics
 
-        predictions = self.predict(examples, batch_size=batch_size, progress=progress)
+        predictions = self._predict_across_processes(examples, batch_size=batch_size, progress=progress)
         if self.spec.objective == "ner":
             from seqeval.metrics import f1_score, precision_score, recall_score
 
@@ -156,6 +158,21 @@ class PromptProgram:
                     "recall": recall_score(gold, pred)}  # fmt: skip
         gold = [str(e[self.spec.label_field]) for e in examples]
         return classification_metrics(gold, predictions, self.labels)
+
+    def _predict_across_processes(
+        self, examples: Sequence[Mapping[str, Any]], *, batch_size: int, progress: bool
+    ) -> list[Any]:
+        """``predict``, shared out under ``accelerate launch``: each process predicts a contiguous
+        shard and every process gets the whole list back, in order."""
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return self.predict(examples, batch_size=batch_size, progress=progress)
+        from accelerate import PartialState
+        from accelerate.utils import gather_object
+
+        state = PartialState()
+        with state.split_between_processes(list(examples)) as shard:
+            mine = self.predict(shard, batch_size=batch_size, progress=progress and state.is_main_process)
+        return gather_object(mine)
 
     def generate(self, prompts: Sequence[str], *, max_new_tokens: int = 32) -> list[str]:
         """Greedy continuations from the causal LM with its trained adapter or soft prompt."""
