@@ -171,3 +171,13 @@ def test_switching_the_peft_method_drops_the_other_methods_options():
     switched = load_task(shipped, ["peft.method=prompt-tuning", "peft.options.num_virtual_tokens=10"])
     assert switched.peft.options == {"num_virtual_tokens": 10}
     assert load_task(shipped, ["peft.method=lora"]).peft.options["r"] == 8  # the same method keeps them
+
+
+def test_keep_min_words_counts_the_items_of_a_token_list():
+    from promptlearning.tasks.loading import DataError, keep_min_words
+
+    rows = [{"tokens": ["EU", "rejects", "German", "call"]}, {"tokens": ["Peter"]}, {"text": "a short one"}]
+    assert keep_min_words(rows, ["tokens"], 2) == rows[:1]
+    assert keep_min_words(rows, ["text"], 3) == rows[2:]
+    with pytest.raises(DataError, match="no example has 9 or more words"):
+        keep_min_words(rows, ["tokens"], 9)

@@ -58,8 +58,12 @@ def load_examples(
 
 def keep_min_words(examples: list[dict[str, Any]], fields: list[str], min_words: int) -> list[dict[str, Any]]:
     """The examples whose ``fields`` hold at least ``min_words`` words in all (e.g. SST-2's train
-    split is mostly short phrases; this keeps the sentences)."""
-    kept = [ex for ex in examples if sum(len(str(ex.get(f, "")).split()) for f in fields) >= min_words]
+    split is mostly short phrases; this keeps the sentences). A list field (NER tokens) counts its items."""
+
+    def words(value: Any) -> int:
+        return len(value) if isinstance(value, list) else len(str(value).split())
+
+    kept = [ex for ex in examples if sum(words(ex.get(f, "")) for f in fields) >= min_words]
     if not kept:
         raise DataError(f"no example has {min_words} or more words in {fields}")
     return kept

@@ -156,8 +156,11 @@ def run_train_task(
     state.wait_for_everyone()
     pool = load_examples(data.train, root=data.root)
     if data.train_min_words:
-        fields = [f for f in PromptTemplate(**config.template.model_dump()).fields if f != data.label_field]
-        pool = keep_min_words(pool, fields or [data.tokens_field], data.train_min_words)
+        if config.objective == "ner":  # its template is unused; a sentence is its tokens
+            fields = [data.tokens_field]
+        else:
+            fields = [f for f in PromptTemplate(**config.template.model_dump()).fields if f != data.label_field]
+        pool = keep_min_words(pool, fields, data.train_min_words)
     pool = pool[: data.train_limit]
     eval_set = load_examples(data.eval, root=data.root, limit=data.eval_limit)
     dev_split = load_examples(data.dev, root=data.root, limit=data.dev_limit) if data.dev else None
