@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from promptlearning.models.interface import Generation, GenerationConfig, sample_seed
+from promptlearning.progress import progress_bar
 
 STOP_TAIL_TOKENS = 24  # tokens decoded at the end of a row to look for stop strings
 
@@ -278,7 +278,7 @@ class Decoder:
         results: dict[int, list[Generation | None]] = {i: [None] * n for i in range(len(prompts))}
         refill = self.sliding_window is None  # slot surgery would move sliding windows
         batch: _Batch | None = None
-        bar = tqdm(total=len(prompts), desc="generate", disable=not progress)
+        bar = progress_bar(len(prompts), desc="generate", enabled=progress)
         with bar:
             while order or batch is not None:
                 room = batch_size - (batch.size if batch is not None else 0)

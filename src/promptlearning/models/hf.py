@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from promptlearning.errors import CorruptModelError, PromptTooLongError, UnsupportedOperationError
 from promptlearning.models.decoding import Decoder, common_prefix_length, prefix_reuse_is_exact
@@ -31,6 +30,7 @@ from promptlearning.models.interface import (
     check_samples,
     split_at_boundary,
 )
+from promptlearning.progress import progress_bar, quiet_third_party
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -79,6 +79,17 @@ def _scoring_rows(encoded: list[tuple[list[int], list[int]]]) -> list[_Row]:
             rows.append((prefix + continuation[:-1], [(index, continuation)]))
     rows += [(list(prefix), targets) for prefix, targets in single.items()]
     return rows
+
+
+def _cacheable_prefix(rows: Sequence[_Row]) -> int:
+    """How many leading tokens of every row may come from a cached prefix.
+
+    A row's targets are predicted by its last ``len(target)`` positions, so those positions must be
+    run, not cached: at most ``len(row) - longest target`` tokens of a row can be shared. (A context
+    whose trailing newline moved into the continuation makes identical rows whose targets start
+    inside the common prefix; caching all of it lost the positions that score them.)
+    """
+    return min(len(tokens) - max(len(target) for _, target in targets) for tokens, targets in rows)
 
 
 def _sliding_window(config: Any) -> int | None:
@@ -150,16 +161,18 @@ class HFLanguageModel(LanguageModel):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+            raise UnsupportedOperationError(f"dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
+        local = Path(str(path)).is_dir()
         try:
-            tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=local_files_only)
-            model = AutoModelForCausalLM.from_pretrained(
-                str(path), dtype=_DTYPES[dtype], local_files_only=local_files_only
-            )
-        except (OSError, ValueError, RuntimeError) as exc:
-            if Path(str(path)).is_dir():
+            with quiet_third_party():
+                tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=local_files_only or local)
+                model = AutoModelForCausalLM.from_pretrained(
+                    str(path), dtype=_DTYPES[dtype], local_files_only=local_files_only or local
+                )
+        except Exception as exc:  # damaged files fail in many ways: OSError, SafetensorError, ValueError …
+            if local:
                 raise CorruptModelError(
-                    f"could not load the model in {path} ({type(exc).__name__}: {exc}). If it is a "
+                    f"could not load the model in {path} ({type(exc).__name__}: {_first_line(exc)}). If it is a "
                     "pulled embedded model, re-pull it with `promptlearning models pull NAME --force`."
                 ) from exc
             raise
@@ -251,7 +264,9 @@ class HFLanguageModel(LanguageModel):
                     f"{self.max_length} (context starts {request.context[:60]!r}); shorten the input"
                 )
         rows = _scoring_rows(encoded)
-        shared = common_prefix_length([tokens for tokens, _ in rows]) if len(rows) > 1 else 0
+        shared = (
+            min(common_prefix_length([tokens for tokens, _ in rows]), _cacheable_prefix(rows)) if len(rows) > 1 else 0
+        )
         if shared < self.min_shared_prefix or not prefix_reuse_is_exact(
             self.sliding_window, max(len(tokens) for tokens, _ in rows)
         ):
@@ -261,7 +276,7 @@ class HFLanguageModel(LanguageModel):
         size = batch_size or self.batch_size
         batches = [rows[i : i + size] for i in range(0, len(rows), size)]
         scored: list[LoglikelihoodResult | None] = [None] * len(unique)
-        bar = tqdm(total=len(unique), desc="loglikelihood", disable=not _show_progress(progress, len(batches)))
+        bar = progress_bar(len(unique), desc="loglikelihood", enabled=_show_progress(progress, len(batches)))
         with torch.inference_mode(), bar:
             prefix_cache = self._prefill(rows[0][0][:shared]) if shared else None
             for batch in batches:
@@ -436,14 +451,34 @@ def is_causal_lm(config: Any) -> bool:
     )
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def load_hf(path: str | Path, **options: Any) -> LanguageModel:
-    """Load a causal LM, or an encoder (for embeddings) when the config is not a causal LM."""
+    """Load a causal LM, or an encoder (for embeddings) when the config is not a causal LM.
+
+    A local directory is read with ``local_files_only``: it never reaches the network.
+    """
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-    local_only = bool(options.get("local_files_only", False))
-    config = AutoConfig.from_pretrained(str(path), local_files_only=local_only)
+    local = Path(str(path)).is_dir()
+    local_only = bool(options.get("local_files_only", False)) or local
+    try:
+        config = AutoConfig.from_pretrained(str(path), local_files_only=local_only)
+    except (OSError, ValueError) as exc:
+        if local:
+            raise CorruptModelError(f"{path}/config.json cannot be read: {_first_line(exc)}") from exc
+        raise
     if is_causal_lm(config):
         return HFLanguageModel.from_pretrained(path, **options)
-    tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=local_only)
-    model = AutoModel.from_pretrained(str(path), local_files_only=local_only)
+    try:
+        with quiet_third_party():
+            tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=local_only)
+            model = AutoModel.from_pretrained(str(path), local_files_only=local_only)
+    except Exception as exc:
+        if local:
+            raise CorruptModelError(f"could not load the encoder in {path}: {_first_line(exc)}") from exc
+        raise
     return HFEncoderModel(model, tokenizer, name=options.get("name") or str(path))

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from promptlearning.errors import (
     CorruptModelError,
@@ -41,6 +40,7 @@ from promptlearning.models.interface import (
     check_prompts,
     split_at_boundary,
 )
+from promptlearning.progress import progress_bar
 
 
 def _import_llama() -> Any:
@@ -139,7 +139,9 @@ class LlamaCppModel(LanguageModel):
     ) -> list[LoglikelihoodResult]:
         requests = as_requests(requests)
         out = []
-        for request in tqdm(requests, desc="loglikelihood", disable=not progress):
+        bar = progress_bar(len(requests), desc="loglikelihood", enabled=bool(progress))
+        for request in requests:
+            bar.update(1)
             context_ids, target = split_at_boundary(request, lambda texts: [self.encode(t) for t in texts])
             prefix = ([self.llm.token_bos()] if self.add_bos else []) + context_ids
             if not prefix:
@@ -157,6 +159,7 @@ class LlamaCppModel(LanguageModel):
             is_greedy = all(int(logprobs[i].argmax()) == t for i, t in enumerate(target))
             pieces = tuple(self.llm.detokenize([t]).decode("utf-8", errors="replace") for t in target)
             out.append(LoglikelihoodResult(token_logprobs=token_logprobs, is_greedy=is_greedy, tokens=pieces))
+        bar.close()
         return out
 
     # ------------------------------------------------------------------ generation
@@ -173,7 +176,9 @@ class LlamaCppModel(LanguageModel):
         config = config or GenerationConfig()
         start = time.perf_counter()
         out = []
-        for prompt in tqdm(prompts, desc="generate", disable=not progress):
+        bar = progress_bar(len(prompts), desc="generate", enabled=bool(progress))
+        for prompt in prompts:
+            bar.update(1)
             tokens = self._prompt_tokens(prompt) or [self.eos_token_id]
             if len(tokens) + config.max_new_tokens > self.max_length:
                 raise PromptTooLongError(
@@ -195,4 +200,5 @@ class LlamaCppModel(LanguageModel):
             reason = "stop" if choice["finish_reason"] == "stop" else "length"
             out.append(Generation(choice["text"], int(result["usage"]["completion_tokens"]), reason))
         self.last_seconds = time.perf_counter() - start
+        bar.close()
         return out

@@ -11,7 +11,7 @@
   without improvement, the best weights kept and restored at the end;
 * an atomic checkpoint at every evaluation; ``resume=True`` continues from the newest valid one
   with the same data order and RNG state, so a resumed run ends where an uninterrupted one does;
-* TensorBoard scalars under ``output_dir/tensorboard``, a tqdm bar.
+* TensorBoard scalars under ``output_dir/tensorboard``; a progress bar on a terminal, plain lines in logs.
 
 Multi-process data parallelism comes from ``accelerate``: run the same script under
 ``torchrun --nproc_per_node 2`` (or ``accelerate launch``) and each process trains on its shard.
@@ -29,9 +29,9 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from promptlearning.errors import PromptLearningError
+from promptlearning.progress import progress_bar
 from promptlearning.training import checkpoints
 
 
@@ -160,8 +160,8 @@ def train(
         }
         checkpoints.save_checkpoint(checkpoint_dir, state["step"], weights, saved, state, keep=args.keep_checkpoints)
 
-    bar = tqdm(total=args.max_steps, initial=state["step"], desc="train", disable=progress is False
-               or not accelerator.is_local_main_process)  # fmt: skip
+    bar = progress_bar(args.max_steps, initial=state["step"], desc="train",
+                       enabled=progress is not False and accelerator.is_local_main_process)  # fmt: skip
     stop = state["step"] >= args.max_steps
     running_loss, running_n = 0.0, 0
     while not stop:

@@ -1,0 +1,123 @@
+"""Progress reporting that fits where the output goes.
+
+* On a terminal (or with ``--progress`` / ``set_progress_style("bar")``): tqdm bars.
+* Anywhere else (logs, CI, pipes): a plain line every ``LINE_INTERVAL`` seconds and one at the
+  end, so a log file shows progress without carriage-return noise.
+* ``"off"``: nothing.
+
+``progress_bar`` is the one way the library reports progress; its ``write`` prints a message
+without breaking the bar (training logs use it). Third-party bars (transformers' "Loading weights",
+safetensors shards) are silenced around our own loads with :func:`quiet_third_party`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Literal
+
+Style = Literal["auto", "bar", "lines", "off"]
+LINE_INTERVAL = 15.0  # seconds between plain progress lines
+
+_style: ContextVar[Style] = ContextVar("progress_style", default="auto")
+
+
+def set_progress_style(style: Style) -> None:
+    """``auto`` (bars on a terminal, plain lines elsewhere), ``bar``, ``lines`` or ``off``."""
+    if style not in ("auto", "bar", "lines", "off"):
+        raise ValueError(f"progress style must be auto, bar, lines or off, got {style!r}")
+    _style.set(style)
+
+
+def progress_style() -> Style:
+    style = _style.get()
+    if style == "auto":
+        return "bar" if sys.stderr.isatty() else "lines"
+    return style
+
+
+class LineProgress:
+    """A tqdm-like counter that prints ``desc: n/total (p%), rate/s`` lines at most every few seconds."""
+
+    def __init__(self, total: int | None = None, desc: str = "", initial: int = 0, unit: str = "it", **_: Any) -> None:
+        self.total, self.desc, self.n, self.unit = total, desc, initial, unit
+        self.start = self.last = time.monotonic()
+        self.first = initial
+        self.postfix = ""
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        now = time.monotonic()
+        if now - self.last >= LINE_INTERVAL:
+            self.last = now
+            self._line()
+
+    def set_postfix(self, **values: Any) -> None:
+        self.postfix = ", ".join(f"{k}={v}" for k, v in values.items())
+
+    def write(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    def _line(self, final: bool = False) -> None:
+        elapsed = max(time.monotonic() - self.start, 1e-9)
+        rate = (self.n - self.first) / elapsed
+        done = f"{self.n}/{self.total} ({100 * self.n / self.total:.0f}%)" if self.total else f"{self.n}"
+        extra = f", {self.postfix}" if self.postfix else ""
+        tail = f" in {elapsed:.0f} s" if final else ""
+        print(f"{self.desc}: {done}, {rate:.1f} {self.unit}/s{extra}{tail}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.n > self.first and time.monotonic() - self.start >= LINE_INTERVAL:
+            self._line(final=True)
+
+    def __enter__(self) -> LineProgress:
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.close()
+
+
+class _Silent(LineProgress):
+    def update(self, n: int = 1) -> None:
+        self.n += n
+
+    def close(self) -> None:
+        pass
+
+
+def progress_bar(total: int | None = None, *, desc: str = "", enabled: bool = True, **options: Any) -> Any:
+    """A progress counter with tqdm's ``update``/``write``/``set_postfix``/``close`` interface.
+
+    ``enabled=False`` (the caller's own choice, e.g. a one-batch call) gives a silent counter whose
+    ``write`` still prints.
+    """
+    style = progress_style()
+    if not enabled or style == "off":
+        return _Silent(total, desc, **options)
+    if style == "lines":
+        return LineProgress(total, desc, **options)
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, **options)
+
+
+@contextmanager
+def quiet_third_party() -> Iterator[None]:
+    """Silence transformers' and huggingface_hub's own progress bars (weights loading, shard writing)."""
+    from huggingface_hub import utils as hub_utils
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hub_was_disabled = hub_utils.are_progress_bars_disabled()
+    hf_logging.disable_progress_bar()
+    hub_utils.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+        if not hub_was_disabled:
+            hub_utils.enable_progress_bars()
