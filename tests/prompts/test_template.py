@@ -99,3 +99,50 @@ def test_prompt_that_cannot_fit_is_a_clear_error():
     no_shorten = PromptTemplate("{{ body }}")
     with pytest.raises(PromptTooLongError, match="names no field to shorten"):
         no_shorten.render_to_fit({"body": "a " * 50}, [], budget=5, count_tokens=word_count, truncate=first_words)
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("{{ 9**(9**9) }}", "larger than 4096 bits"),
+        ("{{ text * 10**11 }}", "repeating a value"),
+        ("{{ range(10**9)|list|length }}", "above the limit"),
+        ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "loop iterations"),
+        ("{% set ns = namespace(x='a') %}{% for i in range(60) %}{% set ns.x = ns.x ~ ns.x %}{% endfor %}", "~"),
+        ("{% macro f(x, n) %}{{ f(x ~ x, n - 1) if n else x }}{% endmacro %}{{ f('a', 60) }}", "~"),
+        ("{{ 'a'|center(10**9) }}", "above the limit"),
+        ("{{ 'ab'.ljust(10**9) }}", "above the limit"),
+        ("{{ text|replace('a', 'b' * 900000) * 3 }}", "limit"),
+        ("{{ '%999999999d' % 1 }}", "format width"),
+        ("{{ '{:>999999999}'.format(1) }}", "format width"),
+        ("{{ range(100000)|join(text * 100000) }}", "join would build"),
+        ("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "RecursionError"),
+    ],
+)
+def test_templates_cannot_exhaust_time_or_memory(source, message):
+    """Each of these would hang or allocate gigabytes in a plain Jinja sandbox."""
+    import time
+
+    from promptlearning.prompts import TemplateLimitError
+
+    start = time.perf_counter()
+    with pytest.raises(TemplateLimitError, match=message):
+        PromptTemplate(source).render_input({"text": "ab"})
+    assert time.perf_counter() - start < 5
+
+
+def test_ordinary_templates_still_render_within_the_limits():
+    source = (
+        "{{ (text ~ '!')|upper }} {{ text|join(',') }} {{ [1, 2]|map('string')|join('-') }} "
+        "{% for x in words %}{{ loop.index }}{{ x }}{% endfor %} {{ 2**10 }} {{ '%5d' % 3 }} {{ 'x' * 3 }} "
+        "{{ '{:>4}'.format(7) }}"
+    )
+    rendered = PromptTemplate(source).render_input({"text": "ab", "words": ["a", "b"]})
+    assert rendered == "AB! a,b 1-2 1a2b 1024     3 xxx    7"
+
+
+def test_templates_must_be_strings_and_fields_not_null():
+    with pytest.raises(TemplateError, match="must be a string"):
+        PromptTemplate(None)  # type: ignore[arg-type]
+    with pytest.raises(TemplateError, match=r"\['text'\] of the example are null"):
+        PromptTemplate("Review: {{ text }}").render_input({"text": None})

@@ -60,3 +60,13 @@ def test_answer_is_the_first_word_and_labels_are_strings():
     verbalizer = Verbalizer({1: [" yes", " sure"], 0: " no"})
     assert verbalizer.labels == ["1", "0"]
     assert verbalizer.answer("1") == " yes"
+
+
+def test_the_same_word_for_two_labels_is_refused():
+    with pytest.raises(VerbalizerError, match="'good' is given for both 'positive' and 'negative'"):
+        Verbalizer({"positive": [" good", " great"], "negative": [" bad", "good"]})
+
+
+def test_label_words_must_be_a_mapping():
+    with pytest.raises(VerbalizerError, match="must map each label"):
+        Verbalizer([" good", " bad"])  # type: ignore[arg-type]

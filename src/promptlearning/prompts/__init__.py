@@ -1,7 +1,7 @@
 """Prompts: templates, verbalizers and demonstration selection."""
 
 from promptlearning.prompts.demonstrations import NearestNeighbours, select_fixed
-from promptlearning.prompts.template import Demonstration, PromptTemplate, TemplateError
+from promptlearning.prompts.template import Demonstration, PromptTemplate, TemplateError, TemplateLimitError
 from promptlearning.prompts.verbalizer import Verbalizer, VerbalizerError
 
 __all__ = [
@@ -9,6 +9,7 @@ __all__ = [
     "NearestNeighbours",
     "PromptTemplate",
     "TemplateError",
+    "TemplateLimitError",
     "Verbalizer",
     "VerbalizerError",
     "select_fixed",

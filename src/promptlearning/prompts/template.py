@@ -16,17 +16,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta
+from jinja2 import TemplateSyntaxError, UndefinedError, meta
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from promptlearning.errors import PromptLearningError, PromptTooLongError
+from promptlearning.errors import PromptTooLongError
+from promptlearning.prompts.sandbox import ENVIRONMENT as _ENV
+from promptlearning.prompts.sandbox import TemplateError, TemplateLimitError, render_limited
 
-_ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
-
-
-class TemplateError(PromptLearningError):
-    """A template that does not parse, names a missing field, or tries to escape the sandbox."""
+__all__ = ["Demonstration", "PromptTemplate", "TemplateError", "TemplateLimitError", "compile_template"]
 
 
 @dataclass(frozen=True)
@@ -38,8 +35,10 @@ class Demonstration:
 
 
 def compile_template(source: str, what: str = "template") -> Any:
+    if not isinstance(source, str):
+        raise TemplateError(f"{what} must be a string (a Jinja2 template), got {type(source).__name__}")
     try:
-        return _ENV.from_string(source)
+        return _ENV.from_string(_ENV.parse_limited(source))
     except TemplateSyntaxError as exc:
         raise TemplateError(f"{what} does not parse (line {exc.lineno}): {exc.message}\n  {source!r}") from exc
 
@@ -72,8 +71,13 @@ class PromptTemplate:
 
     def render_input(self, example: Mapping[str, Any]) -> str:
         """The query text for one example (no demonstrations, no chat wrapping)."""
+        if not isinstance(example, Mapping):
+            raise TemplateError(f"an example must be a mapping of field names to values, got {type(example).__name__}")
+        nulls = [f for f in self.fields if f in example and example[f] is None]
+        if nulls:
+            raise TemplateError(f"field(s) {nulls} of the example are null; give them a value or drop the example")
         try:
-            return self._template.render(**example)
+            return render_limited(self._template, example)
         except UndefinedError as exc:
             missing = [f for f in self.fields if f not in example]
             raise TemplateError(

@@ -45,6 +45,11 @@ class Verbalizer:
         word_score: WordScore = "sum",
         aggregate: Aggregate = "logsumexp",
     ) -> None:
+        if not isinstance(label_words, Mapping):
+            raise VerbalizerError(
+                "label_words must map each label to its word(s), e.g. {'positive': ' great', 'negative': ' awful'}; "
+                f"got {type(label_words).__name__}"
+            )
         if not label_words:
             raise VerbalizerError("a verbalizer needs at least one label")
         if word_score not in ("sum", "mean", "chars"):
@@ -57,6 +62,15 @@ class Verbalizer:
             if not word_list or any(not isinstance(w, str) or not w.strip() for w in word_list):
                 raise VerbalizerError(f"label {label!r} needs one or more non-empty words, got {words!r}")
             self.label_words[str(label)] = word_list
+        owners: dict[str, str] = {}
+        for label, word_list in self.label_words.items():
+            for word in word_list:
+                other = owners.setdefault(word.strip(), label)
+                if other != label:
+                    raise VerbalizerError(
+                        f"the word {word.strip()!r} is given for both {other!r} and {label!r}: the model could not "
+                        "tell those labels apart; give each label its own words"
+                    )
         self.word_score = word_score
         self.aggregate = aggregate
 
