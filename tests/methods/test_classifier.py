@@ -131,7 +131,7 @@ def test_long_inputs_are_shortened_to_fit(tiny_lm):
 
 
 def test_batch_calibration_balances_the_mean_prediction(tiny_lm):
-    predictions = classifier(tiny_lm, calibrate=True, calibration="batch").fit().predict(TEST)
+    predictions = classifier(tiny_lm, calibrate=True, calibration="batch", min_batch=3).fit().predict(TEST)
     raw = classifier(tiny_lm).fit().predict(TEST)
     bias = {label: sum(p.probabilities[label] for p in raw) / len(raw) for label in ("negative", "positive")}
     for calibrated, uncalibrated in zip(predictions, raw, strict=True):
@@ -151,14 +151,16 @@ def test_domain_calibration_uses_random_in_domain_words(tiny_lm):
 
 
 def test_orderings_average_the_calibrated_distributions_of_permuted_demonstrations(tiny_lm):
-    ensemble = classifier(tiny_lm, method="icl", shots=4, orderings=3, calibrate=True, calibration="batch").fit(TRAIN)
+    ensemble = classifier(tiny_lm, method="icl", shots=4, orderings=3, calibrate=True, calibration="batch", min_batch=3)
+    ensemble.fit(TRAIN)
     orders = ensemble.demonstration_orderings
     assert len(orders) == 3 and orders[0] == ensemble.fixed_demonstrations
     assert all(sorted(order) == sorted(orders[0]) for order in orders)
     predictions = ensemble.predict(TEST)
     singles = []
     for order in orders:
-        single = classifier(tiny_lm, method="icl", shots=4, calibrate=True, calibration="batch").fit(TRAIN)
+        single = classifier(tiny_lm, method="icl", shots=4, calibrate=True, calibration="batch", min_batch=3)
+        single.fit(TRAIN)
         single.fixed_demonstrations = single.demonstration_orderings[0] = order
         singles.append(single.predict(TEST))
     for i, prediction in enumerate(predictions):
@@ -172,3 +174,23 @@ def test_orderings_need_fixed_demonstrations(tiny_lm):
         classifier(tiny_lm, orderings=2)
     with pytest.raises(PromptLearningError, match="orderings"):
         classifier(tiny_lm, method="icl", shots=2, selection="knn", orderings=2)
+
+
+def test_batch_calibration_of_too_few_examples_falls_back_to_contextual(tiny_lm):
+    """One example calibrated against itself is always 50/50: refuse to estimate from so little."""
+    with pytest.warns(UserWarning, match="batch calibration needs at least 16"):
+        [batch] = classifier(tiny_lm, calibrate=True, calibration="batch").fit().predict(TEST[:1])
+    [contextual] = classifier(tiny_lm, calibrate=True, calibration="contextual").fit().predict(TEST[:1])
+    assert batch.probabilities == pytest.approx(contextual.probabilities)
+    assert batch.probabilities["positive"] != pytest.approx(0.5)
+
+
+def test_a_single_example_or_a_string_is_not_a_list_of_examples(tiny_lm):
+    clf = classifier(tiny_lm).fit()
+    for wrong in ("a string", {"text": "a dict"}):
+        with pytest.raises(PromptLearningError, match="wrap it in a list"):
+            clf.predict(wrong)
+    with pytest.raises(PromptLearningError, match="example 1 is a str"):
+        clf.predict([{"text": "fine"}, "not a dict"])
+    with pytest.raises(PromptLearningError, match="null"):
+        clf.predict([{"text": None}])

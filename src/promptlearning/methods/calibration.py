@@ -7,7 +7,9 @@ Three ways to estimate the bias, all correcting with ``W = diag(p_bias)^-1``, ``
 * ``domain`` (Fei et al. 2023, "Mitigating Label Biases for In-context Learning"): content-free
   inputs made of random words from the task's own texts, as long as a typical input;
 * ``batch`` (Zhou et al. 2024, "Batch Calibration"): the mean label distribution over the
-  unlabelled examples being predicted.
+  unlabelled examples being predicted. The mean of a handful of examples is mostly those examples'
+  own labels (one example calibrates to a uniform distribution), so a batch smaller than
+  ``MIN_BATCH`` falls back to ``contextual`` calibration, with a warning.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Mapping, Sequence
 
 CONTENT_FREE_INPUTS = ("N/A", "", "[MASK]")
 CALIBRATIONS = ("contextual", "domain", "batch")
+MIN_BATCH = 16  # examples a batch-calibration estimate needs; smaller batches use contextual calibration
 
 
 def domain_content_free_inputs(texts: Sequence[str], *, n: int = 20, seed: int = 0) -> list[str]:

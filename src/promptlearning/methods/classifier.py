@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import time
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -20,6 +21,7 @@ from promptlearning.errors import PromptLearningError
 from promptlearning.methods.calibration import (
     CALIBRATIONS,
     CONTENT_FREE_INPUTS,
+    MIN_BATCH,
     calibrate,
     content_free_distribution,
     domain_content_free_inputs,
@@ -31,6 +33,7 @@ from promptlearning.prompts.demonstrations import (
     Selection,
     select_fixed,
 )
+from promptlearning.prompts.examples import as_examples
 from promptlearning.prompts.template import Demonstration, PromptTemplate
 from promptlearning.prompts.verbalizer import Verbalizer, softmax
 
@@ -53,13 +56,37 @@ class Prediction:
     demonstrations: list[int] = field(default_factory=list)  # indices into the training pool
 
 
+def check_classifier_settings(*, method: str, shots: int, selection: str, calibration: str, orderings: int) -> None:
+    """The constructor's checks of its settings, callable before any model is loaded."""
+    if method not in METHODS:
+        raise PromptLearningError(f"unknown method {method!r}; known methods: {', '.join(METHODS)}")
+    if selection not in SELECTIONS:
+        raise DemonstrationError(f"unknown selection {selection!r}; use one of {', '.join(SELECTIONS)}")
+    if not isinstance(shots, int) or isinstance(shots, bool) or shots < 0:
+        raise DemonstrationError(f"shots must be a whole number >= 0, got {shots!r}")
+    if method == "zero-shot" and shots:
+        raise PromptLearningError(f"zero-shot takes no demonstrations (shots={shots}); use method 'icl'")
+    if calibration not in CALIBRATIONS:
+        raise PromptLearningError(f"unknown calibration {calibration!r}; use one of {', '.join(CALIBRATIONS)}")
+    if method == "icl" and shots < 1:
+        raise DemonstrationError(f"icl needs shots >= 1, got {shots}")
+    if orderings < 1:
+        raise PromptLearningError(f"orderings must be >= 1, got {orderings}")
+    if orderings > 1 and (method != "icl" or selection == "knn"):
+        raise PromptLearningError(
+            "orderings > 1 averages orderings of fixed demonstrations: it needs method 'icl' with "
+            f"selection random, balanced or first (got method {method!r}, selection {selection!r})"
+        )
+
+
 class PromptClassifier:
     """Turn a language model into a classifier with a template and a verbalizer.
 
     ``method`` is ``"zero-shot"`` or ``"icl"`` (``shots`` demonstrations chosen by ``selection``:
     ``random``, ``balanced``, ``first`` or ``knn``). ``calibrate=True`` corrects the label
     distribution; ``calibration`` says how the bias is estimated: ``contextual`` (content-free
-    inputs), ``domain`` (random in-domain words) or ``batch`` (mean over the predicted examples).
+    inputs), ``domain`` (random in-domain words) or ``batch`` (mean over the predicted examples; a
+    ``predict`` call with fewer than ``min_batch`` examples falls back to ``contextual``, with a warning).
     ``orderings > 1`` averages the calibrated label distributions of that many orderings of the same
     fixed demonstrations (the order of demonstrations moves small models a lot; Lu et al. 2022).
     Call :meth:`fit` with the training pool (may be empty for zero-shot), then :meth:`predict`.
@@ -81,24 +108,15 @@ class PromptClassifier:
         seed: int = 0,
         embedder: LanguageModel | None = None,
         orderings: int = 1,
+        min_batch: int = MIN_BATCH,
     ) -> None:
-        if method not in METHODS:
-            raise PromptLearningError(f"unknown method {method!r}; known methods: {', '.join(METHODS)}")
-        if selection not in SELECTIONS:
-            raise DemonstrationError(f"unknown selection {selection!r}; use one of {', '.join(SELECTIONS)}")
-        if method == "zero-shot" and shots:
-            raise PromptLearningError(f"zero-shot takes no demonstrations (shots={shots}); use method 'icl'")
-        if calibration not in CALIBRATIONS:
-            raise PromptLearningError(f"unknown calibration {calibration!r}; use one of {', '.join(CALIBRATIONS)}")
-        if method == "icl" and shots < 1:
-            raise DemonstrationError(f"icl needs shots >= 1, got {shots}")
-        if orderings < 1:
-            raise PromptLearningError(f"orderings must be >= 1, got {orderings}")
-        if orderings > 1 and (method != "icl" or selection == "knn"):
-            raise PromptLearningError(
-                "orderings > 1 averages orderings of fixed demonstrations: it needs method 'icl' with "
-                f"selection random, balanced or first (got method {method!r}, selection {selection!r})"
-            )
+        check_classifier_settings(
+            method=method, shots=shots, selection=selection, calibration=calibration, orderings=orderings
+        )
+        if not isinstance(template, PromptTemplate):
+            raise PromptLearningError(f"template must be a PromptTemplate, got {type(template).__name__}")
+        if not isinstance(verbalizer, Verbalizer):
+            raise PromptLearningError(f"verbalizer must be a Verbalizer, got {type(verbalizer).__name__}")
         self.model = model
         self.template = template
         self.verbalizer = verbalizer
@@ -112,6 +130,7 @@ class PromptClassifier:
         self.seed = seed
         self.embedder = embedder
         self.orderings = orderings
+        self.min_batch = min_batch
         self.pool: list[Example] = []
         self.fixed_demonstrations: list[int] = []
         self.demonstration_orderings: list[list[int]] = [[]]
@@ -123,7 +142,7 @@ class PromptClassifier:
 
     def fit(self, train: Iterable[Example] = ()) -> PromptClassifier:
         """Choose demonstrations from ``train`` (and embed it for kNN); estimate calibration."""
-        self.pool = list(train)
+        self.pool = as_examples(train, "fit")
         if self.method == "icl":
             if not self.pool:
                 raise EmptyDataError("icl needs a training pool to draw demonstrations from; it is empty")
@@ -236,7 +255,7 @@ class PromptClassifier:
         """Predict a label for each example."""
         if not self._fitted:
             raise PromptLearningError("call fit(train) before predict (fit() with no pool for zero-shot)")
-        examples = list(examples)
+        examples = as_examples(examples, "predict")
         if not examples:
             raise EmptyDataError("nothing to predict: the example list is empty")
         n = len(examples)
@@ -278,7 +297,14 @@ class PromptClassifier:
         if not self.calibrate:
             return [None] * n
         if self.calibration == "batch":
-            return [content_free_distribution([d["probabilities"] for d in distributions])] * n
+            if n >= self.min_batch:
+                return [content_free_distribution([d["probabilities"] for d in distributions])] * n
+            warnings.warn(
+                f"batch calibration needs at least {self.min_batch} examples per predict() call to estimate the "
+                f"label bias; {n} given, so contextual calibration (content-free inputs) is used instead",
+                UserWarning,
+                stacklevel=3,
+            )
         if self.content_free is None:  # kNN, or domain inputs from the unlabelled examples
             if not self.content_free_inputs:
                 texts = [str(ex[f]) for ex in examples for f in self.template.fields if isinstance(ex.get(f), str)]
@@ -292,7 +318,7 @@ class PromptClassifier:
         """Predict and compare with the gold labels; returns metrics, predictions and timing."""
         from promptlearning.evaluation.metrics import classification_metrics
 
-        examples = list(examples)
+        examples = as_examples(examples, "evaluate")
         if not examples:
             raise EmptyDataError("cannot evaluate on an empty dataset")
         if any(self.label_field not in ex for ex in examples):

@@ -32,6 +32,7 @@ from promptlearning.methods.extraction import (
     numeric_extractors,
 )
 from promptlearning.models.interface import GenerationConfig, LanguageModel
+from promptlearning.prompts.examples import as_examples
 from promptlearning.prompts.template import PromptTemplate
 
 MODES = ("direct", "few-shot-cot", "zero-shot-cot")
@@ -79,6 +80,35 @@ def majority(answers: Sequence[str | None]) -> tuple[str | None, dict[str, int]]
     return winner, dict(counts.most_common())
 
 
+def check_cot_settings(
+    *,
+    mode: str,
+    exemplars: Sequence[Example] = (),
+    n: int = 1,
+    temperature: float | None = None,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    max_new_tokens: int = 256,
+    stop: Sequence[str] = DEFAULT_STOP,
+) -> None:
+    """The constructor's checks, callable before a model is loaded."""
+    if mode not in MODES:
+        raise PromptLearningError(f"unknown chain-of-thought mode {mode!r}; use one of {', '.join(MODES)}")
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise PromptLearningError(f"self-consistency needs n >= 1 samples, got {n!r}")
+    GenerationConfig(  # validates the decoding settings
+        max_new_tokens=max_new_tokens, temperature=temperature or 0.0, top_p=top_p, top_k=top_k, stop=list(stop)
+    )
+    exemplars = as_examples(exemplars, "exemplars")
+    if mode == "few-shot-cot" and not exemplars:
+        raise PromptLearningError("few-shot-cot needs exemplars (questions with rationale and answer)")
+    for i, exemplar in enumerate(exemplars):
+        needed = ["answer"] + (["rationale"] if mode != "direct" else [])
+        missing = [f for f in needed if not str(exemplar.get(f, "")).strip()]
+        if missing:
+            raise PromptLearningError(f"exemplar {i} lacks {', '.join(missing)} (has {sorted(exemplar)})")
+
+
 class ChainOfThought:
     """Answer questions with (or without) generated reasoning; see the module docstring.
 
@@ -107,10 +137,10 @@ class ChainOfThought:
         seed: int = 0,
         batch_size: int | None = None,
     ) -> None:
-        if mode not in MODES:
-            raise PromptLearningError(f"unknown chain-of-thought mode {mode!r}; use one of {', '.join(MODES)}")
-        if not isinstance(n, int) or n < 1:
-            raise PromptLearningError(f"self-consistency needs n >= 1 samples, got {n!r}")
+        check_cot_settings(
+            mode=mode, exemplars=exemplars, n=n, temperature=temperature, top_p=top_p, top_k=top_k,
+            max_new_tokens=max_new_tokens, stop=stop,
+        )  # fmt: skip
         self.model = model
         self.mode = mode
         self.template = template if isinstance(template, PromptTemplate) else PromptTemplate(template)
@@ -127,13 +157,6 @@ class ChainOfThought:
         self.seed = seed
         self.batch_size = batch_size
         self.exemplars = [dict(e) for e in exemplars]
-        if mode == "few-shot-cot" and not self.exemplars:
-            raise PromptLearningError("few-shot-cot needs exemplars (questions with rationale and answer)")
-        for i, exemplar in enumerate(self.exemplars):
-            needed = ["answer"] + (["rationale"] if mode != "direct" else [])
-            missing = [f for f in needed if not str(exemplar.get(f, "")).strip()]
-            if missing:
-                raise PromptLearningError(f"exemplar {i} lacks {', '.join(missing)} (has {sorted(exemplar)})")
         self.last_seconds = 0.0
 
     # ------------------------------------------------------------------ prompts
@@ -153,6 +176,12 @@ class ChainOfThought:
 
     def prompt(self, example: Example) -> str:
         """The full prompt of one question: exemplars, the question, the answer slot."""
+        missing = [f for f in self.template.fields if f not in example]
+        if missing:
+            raise PromptLearningError(
+                f"a question has no field {missing[0]!r} (it has {sorted(example)}); set the question field "
+                "(data.question_field) or the template to match your data"
+            )
         if not self._question(example).strip():
             raise PromptLearningError("empty question: nothing to reason about")
         text = self.exemplar_block + self.template.render(example)
@@ -178,7 +207,7 @@ class ChainOfThought:
 
     def solve(self, examples: Iterable[Example], *, progress: bool | None = None) -> list[Solution]:
         """Answer every example (a mapping with the template's fields)."""
-        examples = list(examples)
+        examples = as_examples(examples, "solve")
         if not examples:
             raise PromptLearningError("no questions to answer: the list is empty")
         prompts = [self.prompt(ex) for ex in examples]
@@ -257,7 +286,7 @@ class ChainOfThought:
         self, examples: Iterable[Example], *, answer_field: str = "final", progress: bool | None = None
     ) -> CoTEvaluation:
         """Solve and score against ``answer_field`` (GSM8K's ``final``; a ``#### N`` solution works too)."""
-        examples = list(examples)
+        examples = as_examples(examples, "evaluate")
         if not examples:
             raise PromptLearningError("cannot evaluate on an empty dataset")
         gold = [reference_answer(ex, answer_field) for ex in examples]
