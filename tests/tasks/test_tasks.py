@@ -11,7 +11,7 @@ import yaml
 from promptlearning.cli import main
 from promptlearning.prompts.demonstrations import DemonstrationError
 from promptlearning.tasks import TaskConfigError, load_task, run_task
-from promptlearning.tasks.loading import DataError, load_examples
+from promptlearning.tasks.loading import DataError, load_examples, task_data_root
 
 ROWS = [
     {"text": "i loved this film", "label": "positive"},
@@ -70,7 +70,7 @@ def test_cli_run_and_compare(task_file, tmp_path, capsys):
     plot = tmp_path / "compare.png"
     assert main(["compare", *map(str, runs.iterdir()), "--plot", str(plot)]) == 0
     out = capsys.readouterr().out
-    assert "zero-shot" in out and "icl (random)" in out
+    assert "zero-shot" in out and "2-shot random" in out
     assert plot.stat().st_size > 1000
 
 
@@ -80,11 +80,24 @@ def test_the_data_root_variable_wins(task_file, tmp_path, monkeypatch):
     write_jsonl(other / "dev.jsonl", ROWS[:1])
     monkeypatch.setenv("PROMPTLEARNING_DATA", str(other))
     config = load_task(task_file)
-    assert len(load_examples(config.data.eval, root=config.data.root)) == 1
+    assert len(load_examples(config.data.eval, root=task_data_root(config.data.root))) == 1
+
+
+def test_paths_outside_task_files_resolve_against_the_current_directory(tmp_path, monkeypatch):
+    """The data root is for task files only: a path given on the command line is the user's own."""
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    write_jsonl(other / "in.jsonl", ROWS[:1])
+    here = tmp_path / "here"
+    here.mkdir()
+    write_jsonl(here / "in.jsonl", ROWS)
+    monkeypatch.setenv("PROMPTLEARNING_DATA", str(other))
+    monkeypatch.chdir(here)
+    assert len(load_examples("in.jsonl")) == 4
 
 
 def test_unknown_keys_are_reported_with_their_path(task_file):
-    with pytest.raises(TaskConfigError, match=r"template\.inpt: Extra inputs are not permitted"):
+    with pytest.raises(TaskConfigError, match=r"template\.inpt: unknown key; did you mean .input.\?"):
         load_task(task_file, ["template.inpt=x"])
     with pytest.raises(TaskConfigError, match=r"method\.name: Input should be"):
         load_task(task_file, ["method.name=magic"])
@@ -181,3 +194,37 @@ def test_keep_min_words_counts_the_items_of_a_token_list():
     assert keep_min_words(rows, ["text"], 3) == rows[2:]
     with pytest.raises(DataError, match="no example has 9 or more words"):
         keep_min_words(rows, ["tokens"], 9)
+
+
+def test_yaml_1_1_words_stay_text_and_booleans_are_not_numbers(task_file):
+    assert load_task(task_file, ["name=no"]).name == "no"
+    assert load_task(task_file, ["method.calibrate=yes"]).method.calibrate is True
+    with pytest.raises(TaskConfigError, match="shots: expects a number, got the boolean true"):
+        load_task(task_file, ["shots=true"])
+    with pytest.raises(TaskConfigError, match="name: expects text, got the boolean false.*quotes"):
+        load_task(task_file, ["name=false"])
+
+
+def test_overrides_need_a_key(task_file):
+    with pytest.raises(TaskConfigError, match="names no key"):
+        load_task(task_file, ["=5"])
+    with pytest.raises(TaskConfigError, match="empty key"):
+        load_task(task_file, ["method..calibrate=true"])
+
+
+def test_json_files_are_read_as_json(tmp_path):
+    (tmp_path / "array.json").write_text(json.dumps(ROWS, indent=2))
+    (tmp_path / "one.json").write_text(json.dumps(ROWS[0], indent=2))
+    (tmp_path / "lines.json").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    assert load_examples(tmp_path / "array.json") == ROWS
+    assert load_examples(tmp_path / "one.json") == ROWS[:1]
+    assert load_examples(tmp_path / "lines.json") == ROWS
+
+
+def test_null_and_missing_fields_name_their_row(tmp_path):
+    path = write_jsonl(tmp_path / "rows.jsonl", [ROWS[0], {"text": None, "label": "positive"}])
+    with pytest.raises(DataError, match="row 2: field 'text' is null"):
+        load_examples(path, required=["text", "label"])
+    missing = write_jsonl(tmp_path / "more.jsonl", [*ROWS[:2], {"text": "x"}])
+    with pytest.raises(DataError, match="row 3: no field 'label'"):
+        load_examples(missing, required=["label"])

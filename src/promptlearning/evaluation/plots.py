@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,19 +65,65 @@ def plot_reliability(bins: list[dict[str, float]], path: Path) -> None:
     plt.close(fig)
 
 
-def plot_comparison(rows: list[dict[str, Any]], path: Path, metric: str = "accuracy") -> None:
-    """Horizontal bars of one metric across runs (with ± ``<metric>_std`` error bars where given)."""
+def wilson_interval(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95 % Wilson score interval of a proportion (how far chance alone moves an accuracy)."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def plot_comparison(
+    rows: Sequence[Mapping[str, Any]], path: Path, metric: str = "accuracy", label: str = "setting"
+) -> None:
+    """One line per setting (``row[label]``), best first: every run of the setting as a small dot,
+    their mean as a large one with its spread (± one standard deviation over the runs, or for a
+    single run the 95 % confidence interval of its accuracy on ``num_examples`` examples). The axis
+    is zoomed to the values, so differences of a few points are visible."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.2))
-    names = [r["run"] for r in rows]
-    errors = [r.get(f"{metric}_std", 0.0) for r in rows]
-    ax.barh(range(len(rows)), [r[metric] for r in rows], xerr=errors if any(errors) else None, color="tab:blue")
-    ax.set_yticks(range(len(rows)), names, fontsize=8)
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(str(row.get(label, row.get("run", "?"))), []).append(row)
+    summary = []
+    for name, members in groups.items():
+        values = [float(r[metric]) for r in members]
+        mean = sum(values) / len(values)
+        if len(values) > 1:
+            std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+            low, high, spread = mean - std, mean + std, f"± {std:.3f} over {len(values)} runs"
+        elif members[0].get(f"{metric}_std"):
+            std = float(members[0][f"{metric}_std"])
+            low, high, spread = mean - std, mean + std, f"± {std:.3f}"
+        elif members[0].get("num_examples") and 0 <= mean <= 1:
+            low, high = wilson_interval(mean * members[0]["num_examples"], int(members[0]["num_examples"]))
+            spread = f"95% CI, n={members[0]['num_examples']}"
+        else:
+            low = high = mean
+            spread = ""
+        summary.append((name, values, mean, low, high, spread))
+    summary.sort(key=lambda item: -item[2])
+    fig, ax = plt.subplots(figsize=(7.5, 0.5 * len(summary) + 1.4))
+    for y, (_, values, mean, low, high, _) in enumerate(summary):
+        ax.plot([low, high], [y, y], color="tab:blue", linewidth=2, alpha=0.6, solid_capstyle="round")
+        if len(values) > 1:
+            ax.plot(values, [y] * len(values), "o", color="gray", markersize=3, alpha=0.8)
+        ax.plot([mean], [y], "o", color="tab:blue", markersize=8)
+    lows = [item[3] for item in summary] + [min(item[1]) for item in summary]
+    highs = [item[4] for item in summary] + [max(item[1]) for item in summary]
+    pad = max(0.02, 0.08 * (max(highs) - min(lows)))
+    left, right = min(lows) - pad, max(highs) + 4 * pad  # room for the value labels
+    if all(0 <= v <= 1 for item in summary for v in item[1]):
+        left, right = max(0.0, left), min(1.0 + 4 * pad, right)
+    ax.set_xlim(left, right)
+    for y, (_, _, mean, _, high, spread) in enumerate(summary):
+        ax.text(max(high, mean) + pad / 2, y, f"{mean:.3f}" + (f"  ({spread})" if spread else ""), va="center",
+                fontsize=7)  # fmt: skip
+    ax.set_yticks(range(len(summary)), [item[0] for item in summary], fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlim(0, 1)
-    ax.set_xlabel(metric)
-    for i, r in enumerate(rows):
-        ax.text(r[metric] + 0.01, i, f"{r[metric]:.3f}", va="center", fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_xlabel(f"{metric} (axis zoomed to the values)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from promptlearning.errors import PromptLearningError
 from promptlearning.evaluation.plots import plot_confusion_matrix, plot_reliability, plot_sample_curve
 from promptlearning.evaluation.report import write_cot_report, write_report
 
@@ -33,6 +34,20 @@ def run_name(config: Any) -> str:
     if config.method.orderings > 1:
         calibrated += f"-{config.method.orderings}orders"
     return f"{config.name}-{method}{calibrated}-{config.shots}shot-seed{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def prepare_output_dir(path: str | Path, what: str = "output directory") -> Path:
+    """Create the directory runs are written to, or say why it cannot be used, before any work starts."""
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise PromptLearningError(f"the {what} {path} is a file, not a directory; choose another path")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PromptLearningError(f"cannot create the {what} {path}: {exc.strerror or exc}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise PromptLearningError(f"the {what} {path} is not writable")
+    return path
 
 
 def _write_atomically(output_dir: Path, name: str, fill: Callable[[Path], None]) -> Path:

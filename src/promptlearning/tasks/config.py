@@ -16,8 +16,10 @@ Example (``tasks/sst2.yaml``)::
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -30,8 +32,37 @@ class TaskConfigError(PromptLearningError):
     """A task file that is not valid YAML or does not fit the schema."""
 
 
+def _annotation_types(annotation: Any) -> set[Any]:
+    """The plain types an annotation admits (``int | None`` -> {int, NoneType}; Literals by their values' types)."""
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return {type(v) for v in get_args(annotation)}
+    if origin in (Union, UnionType):
+        return set().union(*(_annotation_types(a) for a in get_args(annotation)))
+    return {origin or annotation}
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_yaml_booleans_for_numbers_or_text(cls, value: Any, info: Any) -> Any:
+        """YAML 1.1 reads yes/no/on/off/true/false as booleans, and pydantic would turn ``true`` into 1:
+        a boolean where a number or text is expected is an error that says what to write instead."""
+        if not isinstance(value, bool):
+            return value
+        types = _annotation_types(cls.model_fields[info.field_name].annotation)
+        if bool in types or Any in types:
+            return value
+        if types & {int, float}:
+            raise ValueError(f"expects a number, got the boolean {str(value).lower()}")
+        if str in types:
+            raise ValueError(
+                f"expects text, got the boolean {str(value).lower()} (YAML reads yes/no/on/off/true/false as "
+                'booleans): put the text in quotes, e.g. name: "no" or --set \'name="no"\''
+            )
+        return value
 
 
 class DataConfig(_Strict):
@@ -252,6 +283,8 @@ def _parse_value(text: str) -> Any:
         return text
     if isinstance(value, dict | list) and not text.lstrip().startswith(("{", "[")):
         return text
+    if isinstance(value, bool) and text.strip().lower() not in ("true", "false"):
+        return text  # YAML 1.2: yes/no/on/off are words, not booleans (--set name=no names a task "no")
     return value
 
 
@@ -262,6 +295,11 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             raise TaskConfigError(f"--set expects key=value, got {override!r}")
         path, value = override.split("=", 1)
         keys = path.strip().split(".")
+        if not path.strip():
+            raise TaskConfigError(f"--set {override!r} names no key: write key=value, e.g. --set shots=4")
+        if any(not key.strip() for key in keys):
+            raise TaskConfigError(f"--set {path!r}: an empty key between dots; write e.g. method.calibrate=true")
+        keys = [key.strip() for key in keys]
         node = raw
         for key in keys[:-1]:
             if node.get(key) is None:  # a missing or null section (e.g. `peft: null`) becomes a new one
@@ -279,12 +317,28 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
-def format_validation_error(error: ValidationError, source: str) -> str:
-    lines = [f"invalid task {source}:"]
+def _known_keys(schema: type[BaseModel] | None, path: tuple[Any, ...]) -> list[str]:
+    """The keys a section of ``schema`` accepts (for suggesting a misspelt one)."""
+    for part in path:
+        if schema is None or part not in schema.model_fields:
+            return []
+        inner = [t for t in _annotation_types(schema.model_fields[part].annotation) if isinstance(t, type)]
+        schema = next((t for t in inner if issubclass(t, BaseModel)), None)
+    return list(schema.model_fields) if schema is not None else []
+
+
+def format_validation_error(error: ValidationError, source: str, schema: type[BaseModel] | None = None) -> str:
+    problems = []
     for item in error.errors():
         where = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        lines.append(f"  {where}: {item['msg']}")
-    return "\n".join(lines)
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(str(item["loc"][-1]), _known_keys(schema, item["loc"][:-1]), n=1)
+            message = f"unknown key; did you mean {close[0]!r}?" if close else "unknown key"
+        problems.append(f"{where}: {message}")
+    if len(problems) == 1:
+        return f"invalid task {source}: {problems[0]}"
+    return "\n  ".join([f"invalid task {source} ({len(problems)} problems):", *problems])
 
 
 def validate_config(raw: Any, source: str = "config") -> AnyTaskConfig:
@@ -295,7 +349,7 @@ def validate_config(raw: Any, source: str = "config") -> AnyTaskConfig:
     try:
         return schema.model_validate(raw)
     except ValidationError as exc:
-        raise TaskConfigError(format_validation_error(exc, source)) from None
+        raise TaskConfigError(format_validation_error(exc, source, schema)) from None
 
 
 def load_task(path: str | Path, overrides: list[str] | None = None) -> AnyTaskConfig:
@@ -308,6 +362,8 @@ def load_task(path: str | Path, overrides: list[str] | None = None) -> AnyTaskCo
         raise TaskConfigError(f"task file {path} does not exist")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise TaskConfigError(f"{path} is not UTF-8 text: is it really a task YAML file?") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""

@@ -11,12 +11,19 @@ import yaml
 from pydantic import ValidationError
 
 from promptlearning.errors import PromptLearningError
-from promptlearning.evaluation.runs import write_cot_run
-from promptlearning.methods.cot import ChainOfThought, CoTEvaluation, gsm8k_rationale
+from promptlearning.evaluation.runs import prepare_output_dir, write_cot_run
+from promptlearning.methods.cot import (
+    ChainOfThought,
+    CoTEvaluation,
+    check_cot_settings,
+    gsm8k_rationale,
+    reference_answer,
+)
 from promptlearning.methods.extraction import multiple_choice_extractors, numeric_extractors
 from promptlearning.models.interface import LanguageModel
+from promptlearning.prompts.template import PromptTemplate
 from promptlearning.tasks.config import CoTTaskConfig, Exemplar
-from promptlearning.tasks.loading import load_examples
+from promptlearning.tasks.loading import load_examples, task_data_root
 
 
 @dataclass
@@ -53,27 +60,52 @@ def load_exemplars(name_or_path: str) -> list[dict[str, str]]:
             raise PromptLearningError(f"no shipped exemplar set {name_or_path!r}; shipped: {', '.join(known)}")
     if not path.is_file():
         raise PromptLearningError(f"exemplars file {path} does not exist")
-    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise PromptLearningError(f"exemplars file {path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, list):
+        raise PromptLearningError(f"{path}: expected a YAML list of {{question, rationale, answer}}")
     try:
         return [Exemplar.model_validate(item).model_dump() for item in raw]
     except (ValidationError, TypeError) as exc:
         raise PromptLearningError(f"{path}: expected a list of {{question, rationale, answer}}: {exc}") from None
 
 
-def build_cot(config: CoTTaskConfig, model: LanguageModel) -> ChainOfThought:
-    """The :class:`ChainOfThought` a task config describes (exemplars drawn from train if asked)."""
+def cot_exemplars(config: CoTTaskConfig) -> list[dict[str, Any]]:
+    """The exemplars a task describes: inline, from a file or shipped set, or drawn from train."""
     exemplars = [e.model_dump() for e in config.exemplars]
     if config.exemplars_file:
         exemplars += load_exemplars(config.exemplars_file)
     if config.exemplars_from_train:
         if not config.data.train:
             raise PromptLearningError("exemplars_from_train needs data.train")
-        rows = load_examples(config.data.train, root=config.data.root)
+        rows = load_examples(
+            config.data.train, root=task_data_root(config.data.root), required=[config.data.question_field]
+        )
         exemplars = exemplars_from_train(
             rows, config.exemplars_from_train, question_field=config.data.question_field, seed=config.seed
         )
     for exemplar in exemplars:
         exemplar.setdefault(config.data.question_field, exemplar["question"])
+    return exemplars
+
+
+def check_cot_task(config: CoTTaskConfig, exemplars: list[dict[str, Any]]) -> None:
+    """Everything about a chain-of-thought task that can be checked without its model."""
+    check_cot_settings(
+        mode=config.mode, exemplars=exemplars if config.mode != "zero-shot-cot" else [], n=config.self_consistency,
+        temperature=config.temperature, top_p=config.top_p, top_k=config.top_k,
+        max_new_tokens=config.max_new_tokens, stop=config.stop,
+    )  # fmt: skip
+    PromptTemplate(config.template)
+
+
+def build_cot(
+    config: CoTTaskConfig, model: LanguageModel, exemplars: list[dict[str, Any]] | None = None
+) -> ChainOfThought:
+    """The :class:`ChainOfThought` a task config describes (exemplars drawn from train if asked)."""
+    exemplars = cot_exemplars(config) if exemplars is None else exemplars
     extractors = numeric_extractors() if config.answer_type == "numeric" else multiple_choice_extractors()
     return ChainOfThought(
         model,
@@ -103,21 +135,32 @@ def run_cot_task(
     progress: bool | None = None,
 ) -> CoTRunResult:
     """Evaluate a chain-of-thought task on its eval split and (by default) write a run directory."""
-    from promptlearning.models import load_model
+    from promptlearning.models import check_text_model, load_model
 
+    template = PromptTemplate(config.template)
     questions = load_examples(
-        config.data.eval, root=config.data.root, limit=config.data.eval_limit, offset=config.data.eval_offset
-    )
+        config.data.eval, root=task_data_root(config.data.root), limit=config.data.eval_limit,
+        offset=config.data.eval_offset, required=template.fields,
+    )  # fmt: skip
+    for number, question in enumerate(questions, config.data.eval_offset + 1):
+        try:
+            reference_answer(question, config.data.answer_field)
+        except PromptLearningError as exc:
+            raise PromptLearningError(f"{config.data.eval}, row {number}: {exc}") from None
+    exemplars = cot_exemplars(config)
+    check_cot_task(config, exemplars)
+    output_dir = prepare_output_dir(output_dir or config.output_dir) if write else None
     if model is None:
+        check_text_model(config.model)
         model = load_model(
             config.model, pull=True, dtype=config.dtype, batch_size=config.batch_size, backend=config.backend
         )
-    cot = build_cot(config, model)
+    cot = build_cot(config, model, exemplars)
     evaluation = cot.evaluate(questions, answer_field=config.data.answer_field, progress=progress)
     stats = getattr(getattr(model, "decoder", None), "last_stats", None)
     if stats is not None:
         evaluation.metrics["decoding"] = stats.as_dict()
     run_dir = None
     if write:
-        run_dir = write_cot_run(Path(output_dir or config.output_dir), config, evaluation, cot.exemplars)
+        run_dir = write_cot_run(output_dir, config, evaluation, cot.exemplars)
     return CoTRunResult(run_dir=run_dir, evaluation=evaluation, config=config)

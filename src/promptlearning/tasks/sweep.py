@@ -16,8 +16,9 @@ from typing import Any
 
 from promptlearning.evaluation.plots import plot_comparison
 from promptlearning.evaluation.report import markdown_table
+from promptlearning.evaluation.runs import prepare_output_dir
 from promptlearning.tasks.config import TaskConfigError, TrainTaskConfig, load_task
-from promptlearning.tasks.train_runner import run_train_task
+from promptlearning.tasks.train_runner import check_run_dir, check_train_task, run_train_task
 from promptlearning.training.checkpoints import write_json_atomically
 
 
@@ -27,8 +28,23 @@ def parse_grid(items: Sequence[str]) -> dict[str, list[str]]:
     for item in items:
         if "=" not in item:
             raise TaskConfigError(f"--grid expects key=value1,value2,..., got {item!r}")
-        key, values = item.split("=", 1)
-        grid[key.strip()] = [v.strip() for v in values.split(",") if v.strip()]
+        key, text = item.split("=", 1)
+        key = key.strip()
+        values = [v.strip() for v in text.split(",") if v.strip()]
+        if not key:
+            raise TaskConfigError(f"--grid {item!r} names no key; write key=value1,value2")
+        if key in grid:
+            raise TaskConfigError(f"--grid names {key!r} twice; give all its values in one --grid {key}=v1,v2")
+        if not values:
+            raise TaskConfigError(f"--grid {key}= gives no values; write {key}=value1,value2")
+        repeated = sorted({v for v in values if values.count(v) > 1})
+        if repeated:
+            raise TaskConfigError(
+                f"--grid {key} repeats the value(s) {', '.join(repeated)}: each point would run twice"
+            )
+        grid[key] = values
+    if not grid:
+        raise TaskConfigError("a sweep needs at least one --grid key=value1,value2")
     return grid
 
 
@@ -69,12 +85,20 @@ def run_sweep(
             raise TaskConfigError(f"{task} is not a training task (type: train); sweeps run training tasks")
         configs.append(config)
     sweep_dir = Path(output_dir) if output_dir else Path(configs[0].output_dir) / f"{configs[0].name}-sweep"
+    names = [point_name(point) for point in points]
+    if len(set(names)) < len(names):
+        raise TaskConfigError(f"two grid keys end in the same name, so their runs would share a directory: {names}")
+    for point, config in zip(points, configs, strict=True):  # every point is valid and its directory usable
+        check_train_task(config)
+        check_run_dir(sweep_dir / point_name(point), config, resume)
+    prepare_output_dir(sweep_dir, "sweep directory")
     rows = []
     for point, config in zip(points, configs, strict=True):
         result = run_train_task(config, output_dir=sweep_dir / point_name(point), resume=resume, progress=progress)
         s = result.summary
         rows.append({"run": point_name(point), **point, "metric": s["metric"], "mean": s["mean"], "std": s["std"],
-                     "seeds": len(s["per_seed"]), "run_dir": str(result.run_dir)})  # fmt: skip
+                     "seeds": len(s["per_seed"]), "per_seed": s["per_seed"],
+                     "run_dir": str(result.run_dir)})  # fmt: skip
     write_json_atomically(sweep_dir / "sweep.json", rows)
     table = markdown_table(
         [*grid, "seeds", f"{rows[0]['metric']} (mean ± std)"],
@@ -82,8 +106,8 @@ def run_sweep(
     )
     (sweep_dir / "sweep.md").write_text(f"# Sweep of {Path(task).name}\n\n{table}\n\n![sweep](sweep.png)\n")
     metric = rows[0]["metric"]
-    plot_comparison(
-        [{"run": r["run"], metric: r["mean"] / 100, f"{metric}_std": r["std"] / 100} for r in rows],
+    plot_comparison(  # one dot per seed, grouped by grid point
+        [{"setting": r["run"], metric: value / 100} for r in rows for value in r["per_seed"].values()],
         sweep_dir / "sweep.png",
         metric=metric,
     )

@@ -27,13 +27,16 @@ import yaml
 from promptlearning.errors import PromptLearningError
 from promptlearning.evaluation.plots import plot_training_curves
 from promptlearning.evaluation.report import markdown_table
+from promptlearning.evaluation.runs import prepare_output_dir
 from promptlearning.prompts.demonstrations import select_fixed
 from promptlearning.prompts.template import PromptTemplate
-from promptlearning.tasks.config import TrainTaskConfig
-from promptlearning.tasks.loading import keep_min_words, load_examples
+from promptlearning.prompts.verbalizer import Verbalizer
+from promptlearning.tasks.config import TaskConfigError, TrainTaskConfig
+from promptlearning.tasks.loading import keep_min_words, load_examples, task_data_root
 from promptlearning.training.checkpoints import write_json_atomically
 from promptlearning.training.fewshot import mean_std, sample_per_class
 from promptlearning.training.loop import TrainingArguments, train
+from promptlearning.training.peft_methods import peft_config
 from promptlearning.training.program import ProgramSpec, PromptProgram, build_program
 
 
@@ -129,11 +132,87 @@ def train_program(
     return program, result
 
 
-def _check_new_run(run_dir: Path, resume: bool) -> None:
-    if run_dir.exists() and not resume and any(run_dir.iterdir()):
+# Settings that do not change what a run computes: a resumed run may differ in these.
+RESUME_IGNORES = frozenset(
+    {"description", "output_dir", "eval_batch_size", "training.log_every", "training.log_with",
+     "training.keep_checkpoints"}
+)  # fmt: skip
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, Mapping) and value:
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: value}
+
+
+def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """``key: saved -> current`` for every setting that differs and changes the result."""
+    old, new = _flatten(saved), _flatten(current)
+    missing = "(unset)"
+    return [
+        f"{key}: {old.get(key, missing)!r} -> {new.get(key, missing)!r}"
+        for key in sorted(set(old) | set(new))
+        if key not in RESUME_IGNORES and old.get(key, missing) != new.get(key, missing)
+    ]
+
+
+def check_run_dir(run_dir: Path, config: TrainTaskConfig, resume: bool) -> None:
+    """A new run needs an empty directory (one holding only the config.yaml of a start that failed
+    before training is fine); a resumed run needs the same settings as the one it continues."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise PromptLearningError(f"the run directory {run_dir} is a file; choose another --output")
+    if not run_dir.is_dir():
+        return
+    saved_path = run_dir / "config.yaml"
+    if resume:
+        if saved_path.is_file():
+            saved = yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {}
+            differences = config_differences(saved, config.model_dump(mode="json"))
+            if differences:
+                raise TaskConfigError(
+                    f"cannot resume {run_dir}: its config.yaml differs in {len(differences)} setting(s) that change "
+                    f"the result ({'; '.join(differences)}). Resume with the same settings, or start a new run "
+                    "with another --output"
+                )
+        return
+    started = [p.name for p in run_dir.iterdir() if p.name != "config.yaml"]
+    if started:
         raise PromptLearningError(
             f"{run_dir} already holds a run: continue it with --resume, or choose another --output"
         )
+
+
+def check_train_task(config: TrainTaskConfig) -> None:
+    """What a training task can be checked for without its model: template, label words, PEFT options."""
+    PromptTemplate(**config.template.model_dump())
+    if config.verbalizer is not None:
+        Verbalizer(config.verbalizer.words)
+    if config.peft is not None:
+        peft_config(config.peft.method, config.peft.options, total_steps=config.training.max_steps)
+
+
+def _load_splits(config: TrainTaskConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list | None]:
+    """The training pool, the eval split and the dev split (if any), each row checked for its fields."""
+    data, root = config.data, task_data_root(config.data.root)
+    if config.objective == "ner":
+        required, words = [data.tokens_field, data.tags_field], [data.tokens_field]
+    else:
+        fields = [f for f in PromptTemplate(**config.template.model_dump()).fields if f != "mask"]
+        required, words = [*fields, data.label_field], [f for f in fields if f != data.label_field]
+    pool = load_examples(data.train, root=root, required=required)
+    if data.train_min_words:  # an NER template is unused; its sentence is its tokens
+        pool = keep_min_words(pool, words, data.train_min_words)
+    pool = pool[: data.train_limit]
+    eval_set = load_examples(data.eval, root=root, limit=data.eval_limit, required=required)
+    dev_split = load_examples(data.dev, root=root, limit=data.dev_limit, required=required) if data.dev else None
+    if config.verbalizer is not None and config.objective == "pet":
+        verbalizer = Verbalizer(config.verbalizer.words)
+        for rows in (pool, eval_set, dev_split or []):
+            verbalizer.check_labels(row[data.label_field] for row in rows)
+    return pool, eval_set, dev_split
 
 
 def run_train_task(
@@ -149,21 +228,14 @@ def run_train_task(
     state = PartialState(cpu=True)  # under `accelerate launch` / torchrun, one of several processes
     data = config.data
     run_dir = Path(output_dir) if output_dir else Path(config.output_dir) / config.name
-    if state.is_main_process:
-        _check_new_run(run_dir, resume)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    check_run_dir(run_dir, config, resume)
+    check_train_task(config)
+    pool, eval_set, dev_split = _load_splits(config)
+    if state.is_main_process:  # only once the task and its data are known to be good
+        prepare_output_dir(run_dir, "run directory")
+        if not (resume and (run_dir / "config.yaml").is_file()):
+            (run_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     state.wait_for_everyone()
-    pool = load_examples(data.train, root=data.root)
-    if data.train_min_words:
-        if config.objective == "ner":  # its template is unused; a sentence is its tokens
-            fields = [data.tokens_field]
-        else:
-            fields = [f for f in PromptTemplate(**config.template.model_dump()).fields if f != data.label_field]
-        pool = keep_min_words(pool, fields, data.train_min_words)
-    pool = pool[: data.train_limit]
-    eval_set = load_examples(data.eval, root=data.root, limit=data.eval_limit)
-    dev_split = load_examples(data.dev, root=data.root, limit=data.dev_limit) if data.dev else None
     seeds = config.few_shot.seeds if config.few_shot else [config.seed]
     results: dict[int, dict[str, Any]] = {}
     for seed in seeds:

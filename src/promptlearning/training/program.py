@@ -27,11 +27,12 @@ from typing import Any, Literal
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from tqdm.auto import tqdm
 
 from promptlearning.errors import CorruptModelError, PromptLearningError
 from promptlearning.methods.classifier import Prediction
 from promptlearning.models import resolve_model_dir
+from promptlearning.progress import progress_bar, quiet_third_party
+from promptlearning.prompts.examples import as_examples
 from promptlearning.prompts.template import Demonstration, PromptTemplate
 from promptlearning.prompts.verbalizer import Verbalizer, softmax
 from promptlearning.training.checkpoints import write_json_atomically
@@ -114,17 +115,19 @@ class PromptProgram:
         """Label logits per example (per token for NER), in input order."""
         self.module.eval()
         out = []
-        for start in tqdm(range(0, len(features), batch_size), desc="predict", disable=not progress):
-            chunk = features[start : start + batch_size]
-            batch = self.featurizer.collate([{k: v for k, v in f.items() if k != "labels"} for f in chunk])
-            out.extend(self.module(**batch)["logits"].float().unbind(0))
+        with progress_bar(len(features), desc="predict", enabled=progress) as bar:
+            for start in range(0, len(features), batch_size):
+                chunk = features[start : start + batch_size]
+                batch = self.featurizer.collate([{k: v for k, v in f.items() if k != "labels"} for f in chunk])
+                out.extend(self.module(**batch)["logits"].float().unbind(0))
+                bar.update(len(chunk))
         return out
 
     def predict(
         self, examples: Iterable[Mapping[str, Any]], *, batch_size: int = 16, progress: bool = False
     ) -> list[Any]:
         """A :class:`Prediction` per example; for NER ``{"tags": [...]}``, one tag per word."""
-        examples = list(examples)
+        examples = as_examples(examples, "predict")
         if not examples:
             return []
         features = self.encode(examples, with_label=False)
@@ -199,7 +202,8 @@ class PromptProgram:
         if metrics is not None:
             self.spec.metrics = dict(metrics)
         if self.spec.peft:
-            self.inner_model.save_pretrained(str(directory / "adapter"), safe_serialization=True)
+            with quiet_third_party():
+                self.inner_model.save_pretrained(str(directory / "adapter"), safe_serialization=True)
         else:
             weights = {k: v.detach().contiguous() for k, v in self.module.state_dict().items()}
             tmp = directory / ".weights.safetensors.tmp"
@@ -246,8 +250,12 @@ def build_program(
 
     torch.manual_seed(seed)  # new heads, LoRA matrices and soft prompts start the same for a seed
     path = resolve_model_dir(spec.model, pull=True)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(str(path))
-    config = transformers.AutoConfig.from_pretrained(str(path))
+    local = {"local_files_only": True} if isinstance(path, Path) else {}  # a local model never goes online
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(str(path), **local)
+        config = transformers.AutoConfig.from_pretrained(str(path), **local)
+    except (OSError, ValueError) as exc:
+        raise CorruptModelError(f"could not read the tokenizer and config of {spec.model} ({path}): {exc}") from exc
     dtype = getattr(torch, spec.dtype)
     template = PromptTemplate(**spec.template)
     if spec.objective == "pet":
@@ -257,7 +265,8 @@ def build_program(
         spec.labels = spec.labels or verbalizer.labels
         masked = _is_masked(config)
         auto = transformers.AutoModelForMaskedLM if masked else transformers.AutoModelForCausalLM
-        model = auto.from_pretrained(str(path), dtype=dtype)
+        with quiet_third_party():
+            model = auto.from_pretrained(str(path), dtype=dtype, **local)
         demos = [Demonstration(d["example"], d["answer"]) for d in spec.demonstrations]
         featurizer = PetFeaturizer(
             tokenizer, template, verbalizer, masked=masked, model_type=config.model_type, demonstrations=demos,
@@ -294,9 +303,11 @@ def build_program(
         if spec.objective == "ner"
         else transformers.AutoModelForSequenceClassification
     )
-    model = auto.from_pretrained(
-        str(path), num_labels=len(spec.labels), pad_token_id=tokenizer.pad_token_id, dtype=dtype, **label_maps
-    )
+    with quiet_third_party():
+        model = auto.from_pretrained(
+            str(path), num_labels=len(spec.labels), pad_token_id=tokenizer.pad_token_id, dtype=dtype, **label_maps,
+            **local,
+        )  # fmt: skip
     if spec.peft:
         task_type = "TOKEN_CLS" if spec.objective == "ner" else "SEQ_CLS"
         model = _apply(model, spec, task_type, path, template, total_steps, adapter_dir)
@@ -309,9 +320,10 @@ def _apply(
     if adapter_dir is not None:
         import peft
 
+        check_adapter_dir(Path(adapter_dir))
         try:
-            with quiet_peft():
-                return peft.PeftModel.from_pretrained(model, str(adapter_dir))
+            with quiet_peft(), quiet_third_party():
+                return peft.PeftModel.from_pretrained(model, str(adapter_dir), local_files_only=True)
         except Exception as exc:  # safetensors, json and peft each raise their own error types
             raise CorruptModelError(f"could not load the adapter in {adapter_dir}: {exc}") from exc
     return apply_peft(
@@ -320,20 +332,59 @@ def _apply(
     )  # fmt: skip
 
 
-def load_program(directory: str | Path) -> PromptProgram:
-    """Restore a saved program for prediction."""
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+def check_adapter_dir(adapter_dir: Path) -> None:
+    """A saved program's adapter must be complete on disk: given a folder name that does not exist
+    locally, peft would look it up on the model hub instead."""
+    missing = [name for name in ADAPTER_FILES if not (adapter_dir / name).is_file()]
+    if missing:
+        raise CorruptModelError(
+            f"the program's adapter in {adapter_dir} is incomplete (missing {', '.join(missing)}); "
+            "save the program again or copy the whole program directory"
+        )
+
+
+def read_program_spec(directory: str | Path) -> ProgramSpec:
+    """Read and check a program directory's ``program.json`` (and that its weights are there),
+    without loading any model."""
     directory = Path(directory)
     spec_path = directory / "program.json"
     if not spec_path.is_file():
         raise PromptLearningError(f"{directory} is not a prompt program directory (no program.json)")
     try:
         spec = ProgramSpec.from_json(json.loads(spec_path.read_text()))
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise CorruptModelError(f"{spec_path} is not a valid program description: {exc}") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, AttributeError) as exc:
+        raise CorruptModelError(f"{spec_path} is not a valid program description: {exc}") from None
+    try:
+        PromptTemplate(**spec.template)
+        if spec.verbalizer is not None:
+            Verbalizer(**spec.verbalizer)
+    except TypeError as exc:
+        raise CorruptModelError(f"{spec_path}: the template or verbalizer is not valid: {exc}") from None
+    if spec.peft:
+        check_adapter_dir(directory / "adapter")
+    elif not (directory / "weights.safetensors").is_file():
+        raise CorruptModelError(f"{directory} has no weights.safetensors: the program was not saved completely")
+    return spec
+
+
+def input_fields(spec: ProgramSpec) -> list[str]:
+    """The fields every input of a program must have."""
+    if spec.objective == "ner":
+        return [spec.tokens_field]
+    return [f for f in PromptTemplate(**spec.template).fields if f != "mask"]
+
+
+def load_program(directory: str | Path) -> PromptProgram:
+    """Restore a saved program for prediction (everything but the weights is checked first)."""
+    directory = Path(directory)
+    spec = read_program_spec(directory)
     if spec.peft:
         return build_program(spec, adapter_dir=directory / "adapter")
-    program = build_program(spec)
     weights_path = directory / "weights.safetensors"
+    program = build_program(spec)
     try:
         weights = load_file(str(weights_path))
     except Exception as exc:
