@@ -123,6 +123,32 @@ def build_tiny_bert(directory: Path) -> Path:
     return directory
 
 
+def build_tiny_sentence_encoder(directory: Path, bert_dir: Path) -> Path:
+    """A sentence-transformers encoder (tiny BERT + mean pooling), laid out like minilm-l6's files."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+
+    word = Transformer(str(bert_dir), max_seq_length=64)
+    encoder = SentenceTransformer(modules=[word, Pooling(word.get_embedding_dimension())], device="cpu")
+    encoder.save(str(directory))
+    return directory
+
+
+def install_fake_model(home: Path, name: str, source: Path) -> Path:
+    """Put ``source`` (a tiny model directory) into a ``PROMPTLEARNING_HOME`` cache as the pulled
+    embedded model ``name``, with a manifest written by the hub's own code: commands that name the
+    embedded model then load the tiny one, offline and fast."""
+    import shutil
+
+    from promptlearning.models import hub
+
+    spec = hub.EMBEDDED_MODELS[name]
+    root = home / "models" / name
+    shutil.copytree(source, root / spec.load_dir)
+    hub._write_manifest(root, spec)
+    return root
+
+
 @pytest.fixture(scope="session")
 def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
@@ -136,6 +162,17 @@ def tiny_llama_bos_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_dir(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Path:
+    return build_tiny_sentence_encoder(tmp_path_factory.mktemp("tiny-encoder"), tiny_bert_dir)
+
+
+@pytest.fixture(scope="session")
+def fake_model_installer():
+    """``install(home, embedded_name, tiny_model_dir)``: see :func:`install_fake_model`."""
+    return install_fake_model
 
 
 @pytest.fixture(scope="session")

@@ -69,5 +69,7 @@ def test_score_prints_one_row_per_choice(capsys, tiny_llama_dir):
 
 
 def test_bad_generation_options_exit_2(capsys, tiny_llama_dir):
-    assert main(["generate", "x", "--model", str(tiny_llama_dir), "--temperature", "-1"]) == 2
-    assert "temperature" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["generate", "x", "--model", str(tiny_llama_dir), "--temperature", "-1"])
+    assert exit_info.value.code == 2
+    assert "--temperature: must be 0 or more" in capsys.readouterr().err

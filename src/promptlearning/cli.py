@@ -1,15 +1,23 @@
 """The ``promptlearning`` command line: parses arguments, calls the library, prints.
 
 Heavy imports (torch, transformers) happen inside the commands so ``--help`` stays instant.
+Everything a command can check without a model (task files, templates, verbalizers, data, output
+paths) is checked before the model is loaded. :func:`main` is the one error boundary: a
+:class:`PromptLearningError` (or an operating-system error) prints one line and exits 2; any other
+exception is a bug: one line, a saved traceback, exit 1 (``--debug`` shows the traceback instead).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
+import traceback
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 from promptlearning.errors import PromptLearningError
 
@@ -22,12 +30,41 @@ DEFAULT_MODEL = "smollm2-135m-instruct"
 def _cmd_models_list(args: argparse.Namespace) -> int:
     from promptlearning.models import hub
 
-    print(f"{'name':<24} {'kind':<20} {'pulled':<7} description")
+    print(f"{'name':<24} {'kind':<20} {'pulled':<8} description")
+    states = {}
     for spec in hub.EMBEDDED_MODELS.values():
-        pulled = "yes" if hub.is_pulled(spec.name) else "no"
+        states[spec.name] = hub.cache_state(spec.name)
         default = " (default)" if spec.name == hub.DEFAULT_MODEL else ""
-        print(f"{spec.name:<24} {spec.kind:<20} {pulled:<7} {spec.description}{default}")
+        print(f"{spec.name:<24} {spec.kind:<20} {states[spec.name]:<8} {spec.description}{default}")
     print(f"\ncache: {hub.home()}  (set PROMPTLEARNING_HOME to move it)")
+    if any(state in ("changed", "damaged") for state in states.values()):
+        print("changed: a file's size or time differs from the pull (`promptlearning models verify` checks it); "
+              "damaged: re-pull with `promptlearning models pull NAME --force`")  # fmt: skip
+    return 0
+
+
+def _cmd_models_verify(args: argparse.Namespace) -> int:
+    from promptlearning.models import hub
+
+    names = args.names or [name for name in hub.EMBEDDED_MODELS if hub.is_pulled(name)]
+    if not names:
+        raise PromptLearningError("no model is pulled yet; pull one with `promptlearning models pull NAME`")
+    damaged = []
+    for name in names:
+        hub.get_spec(name)
+        if not hub.is_pulled(name):
+            raise PromptLearningError(f"{name} is not pulled; nothing to verify")
+        problems = hub.verify(name)
+        if problems:
+            damaged.append(name)
+            print(f"{name}: DAMAGED ({'; '.join(problems)})")
+        else:
+            print(f"{name}: ok (every file matches its sha256)")
+    if damaged:
+        raise PromptLearningError(
+            f"{', '.join(damaged)} failed verification: re-pull with "
+            f"`promptlearning models pull {' '.join(damaged)} --force`"
+        )
     return 0
 
 
@@ -94,8 +131,9 @@ def _cmd_models_remove(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace):
-    from promptlearning.models import load_model
+    from promptlearning.models import check_text_model, load_model
 
+    check_text_model(args.model)
     start = time.perf_counter()
     model = load_model(args.model, pull=True, dtype=args.dtype, backend=getattr(args, "backend", None))
     print(f"[{model.name} loaded in {time.perf_counter() - start:.1f} s]", file=sys.stderr)
@@ -135,6 +173,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 def _cmd_score(args: argparse.Namespace) -> int:
     import math
 
+    from promptlearning.models.interface import as_requests
+
+    as_requests((args.context, choice) for choice in args.choices)  # empty choices fail before the load
     model = _load(args)
     context = args.context
     if _use_chat(model, args.chat):
@@ -155,6 +196,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from promptlearning.tasks import CoTTaskConfig, TrainTaskConfig, load_task, run_cot_task, run_task, run_train_task
 
     config = load_task(args.task, args.set or [])
+    if args.output_dir:
+        from promptlearning.evaluation.runs import prepare_output_dir
+
+        prepare_output_dir(args.output_dir)
     if isinstance(config, TrainTaskConfig):
         _print_train_summary(run_train_task(config, output_dir=args.output_dir, progress=True))
         return 0
@@ -212,25 +257,40 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from promptlearning.tasks.loading import load_examples
     from promptlearning.training import load_program
+    from promptlearning.training.program import input_fields, read_program_spec
 
+    spec = read_program_spec(args.program)
+    examples = load_examples(args.input, required=input_fields(spec))  # relative to the current directory
+    output = _check_output_file(args.output) if args.output else None
     program = load_program(args.program)
-    examples = load_examples(args.input)
     predictions = program.predict(examples, batch_size=args.batch_size, progress=True)
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
-    try:
-        for example, prediction in zip(examples, predictions, strict=True):
-            row = dict(prediction) if isinstance(prediction, dict) else {
-                "label": prediction.label, "probabilities": prediction.probabilities,
-            }  # fmt: skip
-            print(json.dumps({"input": example, **row}, ensure_ascii=False), file=out)
-    finally:
-        if out is not sys.stdout:
-            out.close()
+    lines = []
+    for example, prediction in zip(examples, predictions, strict=True):
+        row = dict(prediction) if isinstance(prediction, dict) else {
+            "label": prediction.label, "probabilities": prediction.probabilities,
+        }  # fmt: skip
+        lines.append(json.dumps({"input": example, **row}, ensure_ascii=False) + "\n")
+    if output is None:
+        sys.stdout.write("".join(lines))
+    else:  # written whole, then renamed: an interrupted run leaves no half file
+        tmp = output.with_name(f".{output.name}.tmp")
+        tmp.write_text("".join(lines), encoding="utf-8")
+        os.replace(tmp, output)
+        print(f"{len(lines)} predictions written to {output}", file=sys.stderr)
     has_gold = program.spec.objective != "ner" and all(program.spec.label_field in e for e in examples)
     if has_gold and examples:
         correct = sum(str(e[program.spec.label_field]) == p.label for e, p in zip(examples, predictions, strict=True))
         print(f"accuracy {correct / len(examples):.4f} on {len(examples)} labelled examples", file=sys.stderr)
     return 0
+
+
+def _check_output_file(path: str) -> Path:
+    output = Path(path).expanduser()
+    if output.is_dir():
+        raise PromptLearningError(f"--output {output} is a directory; name a file, e.g. {output}/predictions.jsonl")
+    if not output.parent.is_dir():
+        raise PromptLearningError(f"--output {output}: the folder {output.parent} does not exist")
+    return output
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -247,11 +307,15 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_cot(args: argparse.Namespace) -> int:
-    from promptlearning.methods.cot import ChainOfThought
+    from promptlearning.methods.cot import ChainOfThought, check_cot_settings
     from promptlearning.tasks.cot_runner import load_exemplars
 
-    model = _load(args)
     exemplars = load_exemplars(args.exemplars) if args.mode != "zero-shot-cot" else []
+    settings = {"mode": args.mode, "n": args.sc, "temperature": args.temperature, "max_new_tokens": args.max_new_tokens}
+    check_cot_settings(exemplars=exemplars, **settings)
+    if not args.question.strip():
+        raise PromptLearningError("empty question: nothing to reason about")
+    model = _load(args)
     cot = ChainOfThought(
         model, mode=args.mode, exemplars=exemplars, n=args.sc, temperature=args.temperature,
         max_new_tokens=args.max_new_tokens, seed=args.seed,
@@ -271,17 +335,16 @@ def _cmd_cot(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from promptlearning.evaluation.compare import comparison_table, read_runs
+    from promptlearning.evaluation.compare import check_plot_path, comparison_table, read_runs
     from promptlearning.evaluation.plots import plot_comparison
 
+    plot = check_plot_path(args.plot) if args.plot else None
     rows = read_runs(args.runs)
-    rows.sort(key=lambda r: r[args.sort], reverse=args.sort != "run")
+    rows.sort(key=lambda r: r[args.sort], reverse=args.sort not in ("run", "setting"))
     print(comparison_table(rows))
-    if args.plot:
-        plot_comparison(rows, Path(args.plot))
-        print(f"plot written to {args.plot}")
+    if plot is not None:
+        plot_comparison(rows, plot)
+        print(f"plot written to {plot}")
     return 0
 
 
@@ -292,6 +355,38 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def _common_options() -> argparse.ArgumentParser:
+    """Options every command takes: progress display and debugging."""
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("output")
+    group.add_argument("--progress", dest="progress", action="store_const", const="bar",
+                       help="progress bars even when stderr is not a terminal (default: bars on a terminal, "
+                            "plain lines every 15 s elsewhere)")  # fmt: skip
+    group.add_argument("--no-progress", dest="progress", action="store_const", const="off", help="no progress output")
+    group.add_argument("--debug", action="store_true", help="show the full traceback of an unexpected error")
+    return common
 
 
 def _add_model_options(parser: argparse.ArgumentParser, chat_default: str | None = "auto") -> None:
@@ -323,7 +418,7 @@ def _add_model_options(parser: argparse.ArgumentParser, chat_default: str | None
 
 
 def _add_few_shot_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--k", type=int, help="few-shot protocol: k training (and k dev) examples per class")
+    p.add_argument("--k", type=_positive_int, help="few-shot protocol: k training (and k dev) examples per class")
     p.add_argument("--seeds", metavar="S1,S2,...", help="few-shot seeds (default: the task's, or 13,21,42,87,100)")
 
 
@@ -333,9 +428,22 @@ def build_parser() -> argparse.ArgumentParser:
         description="Prompt learning for language models: offline models, scoring, generation.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = _common_options()
+    add_parser = sub.add_parser
 
-    models = sub.add_parser("models", help="list, pull and inspect the embedded offline models")
+    def add_command(name: str, **options: object) -> argparse.ArgumentParser:
+        return add_parser(name, parents=[common], **options)  # type: ignore[arg-type]
+
+    sub.add_parser = add_command  # type: ignore[method-assign]
+
+    models = add_parser("models", help="list, pull, verify and inspect the embedded offline models")
     msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    add_action = msub.add_parser
+
+    def add_models_action(name: str, **options: object) -> argparse.ArgumentParser:
+        return add_action(name, parents=[common], **options)  # type: ignore[arg-type]
+
+    msub.add_parser = add_models_action  # type: ignore[method-assign]
     p = msub.add_parser("list", help="embedded models and whether they are in the cache")
     p.set_defaults(func=_cmd_models_list)
     p = msub.add_parser("pull", help="fetch, verify (sha256) and convert embedded models into the cache")
@@ -346,6 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = msub.add_parser("info", help="sources, checksums, notes and cache state of a model")
     p.add_argument("name", metavar="NAME")
     p.set_defaults(func=_cmd_models_info)
+    p = msub.add_parser("verify", help="hash every cached file of pulled models and compare with the pull")
+    p.add_argument("names", nargs="*", metavar="NAME", help="default: every pulled model")
+    p.set_defaults(func=_cmd_models_verify)
     p = msub.add_parser("path", help="print the directory a backend loads for a pulled model")
     p.add_argument("name", metavar="NAME")
     p.set_defaults(func=_cmd_models_path)
@@ -357,8 +468,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("prompts", nargs="+", metavar="PROMPT")
     _add_model_options(p)
     p.add_argument("--system", help="system message (chat mode)")
-    p.add_argument("--max-new-tokens", type=int, default=128)
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    p.add_argument("--max-new-tokens", type=_positive_int, default=128)
+    p.add_argument("--temperature", type=_non_negative_float, default=0.0, help="0 = greedy (default)")
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--top-k", type=int, default=0)
     p.add_argument("--seed", type=int)
@@ -401,7 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("program", help="program directory (a training run's seed-*/program)")
     p.add_argument("input", help="JSONL file with the fields the program's template uses")
     p.add_argument("--output", "-o", help="write predictions here (JSONL; default: stdout)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=_positive_int, default=32)
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("sweep", help="train a task over a grid of settings; one comparison table and plot")
@@ -420,17 +531,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(p, chat_default=None)
     p.add_argument("--mode", default="few-shot-cot", choices=["few-shot-cot", "zero-shot-cot", "direct"])
     p.add_argument("--exemplars", default="gsm8k-wei2022", help="shipped exemplar set or YAML file (few-shot modes)")
-    p.add_argument("--sc", type=int, default=1, metavar="N", help="self-consistency: sample N rationales and vote")
-    p.add_argument("--temperature", type=float, help="default: 0 for one sample, 0.7 with --sc > 1")
-    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--sc", type=_positive_int, default=1, metavar="N",
+                   help="self-consistency: sample N rationales and vote")  # fmt: skip
+    p.add_argument("--temperature", type=_non_negative_float, help="default: 0 for one sample, 0.7 with --sc > 1")
+    p.add_argument("--max-new-tokens", type=_positive_int, default=256)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--show-rationales", action="store_true", help="print every sampled rationale")
     p.set_defaults(func=_cmd_cot)
 
     p = sub.add_parser("compare", help="one table comparing run directories")
     p.add_argument("runs", nargs="+", metavar="RUN_DIR")
-    p.add_argument("--sort", default="run", choices=["run", "accuracy", "macro_f1", "examples_per_second"])
-    p.add_argument("--plot", metavar="PNG", help="also write a bar plot of accuracy")
+    p.add_argument("--sort", default="run", choices=["run", "setting", "accuracy", "macro_f1", "examples_per_second"])
+    p.add_argument("--plot", metavar="PNG", help="also write a plot of accuracy by setting (.png, .svg or .pdf)")
     p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("demo", help="the main job on the embedded default model")
@@ -439,17 +551,59 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _save_traceback() -> Path:
+    """Write the current exception's traceback where a bug report can pick it up."""
+    from promptlearning.models.hub import home
+
+    text = traceback.format_exc()
+    name = f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
+    for folder in (home() / "logs", Path(os.environ.get("TMPDIR", "/tmp"))):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text(f"promptlearning {' '.join(sys.argv[1:])}\n\n{text}")
+            return folder / name
+        except OSError:
+            continue
+    return Path("(could not be saved)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; see the module docstring for exit codes."""
+    from promptlearning.progress import set_progress_style
+
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except PromptLearningError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    set_progress_style(getattr(args, "progress", None) or "auto")
+    debug = getattr(args, "debug", False)
+    with warnings.catch_warnings():
+        if not debug:
+            warnings.showwarning = _show_warning
+        try:
+            return args.func(args)
+        except PromptLearningError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+        except OSError as exc:  # the environment, not a bug: a full disk, a permission, a missing file
+            if debug:
+                raise
+            where = f": {exc.filename}" if exc.filename else ""
+            print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+            return 2
+        except Exception as exc:
+            if debug:
+                raise
+            path = _save_traceback()
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            print(f"internal error (a bug in promptlearning): {type(exc).__name__}: {first}. The traceback is in "
+                  f"{path}; please report it (rerun with --debug to see it here).", file=sys.stderr)  # fmt: skip
+            return 1
 
 
 if __name__ == "__main__":
