@@ -92,19 +92,19 @@ def plot_comparison(
         mean = sum(values) / len(values)
         if len(values) > 1:
             std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-            low, high, spread = mean - std, mean + std, f"± {std:.3f} over {len(values)} runs"
+            low, high, spread = mean - std, mean + std, f"± {std:.3f} std over {len(values)} runs"
         elif members[0].get(f"{metric}_std"):
             std = float(members[0][f"{metric}_std"])
             low, high, spread = mean - std, mean + std, f"± {std:.3f}"
         elif members[0].get("num_examples") and 0 <= mean <= 1:
             low, high = wilson_interval(mean * members[0]["num_examples"], int(members[0]["num_examples"]))
-            spread = f"95% CI, n={members[0]['num_examples']}"
+            spread = f"95% interval, n={members[0]['num_examples']}"
         else:
             low = high = mean
             spread = ""
         summary.append((name, values, mean, low, high, spread))
     summary.sort(key=lambda item: -item[2])
-    fig, ax = plt.subplots(figsize=(7.5, 0.5 * len(summary) + 1.4))
+    fig, ax = plt.subplots(figsize=(8, 0.62 * len(summary) + 1.3))
     for y, (_, values, mean, low, high, _) in enumerate(summary):
         ax.plot([low, high], [y, y], color="tab:blue", linewidth=2, alpha=0.6, solid_capstyle="round")
         if len(values) > 1:
@@ -112,18 +112,16 @@ def plot_comparison(
         ax.plot([mean], [y], "o", color="tab:blue", markersize=8)
     lows = [item[3] for item in summary] + [min(item[1]) for item in summary]
     highs = [item[4] for item in summary] + [max(item[1]) for item in summary]
-    pad = max(0.02, 0.08 * (max(highs) - min(lows)))
-    left, right = min(lows) - pad, max(highs) + 4 * pad  # room for the value labels
+    pad = max(0.01, 0.05 * (max(highs) - min(lows)))
+    left, right = min(lows) - pad, max(highs) + pad
     if all(0 <= v <= 1 for item in summary for v in item[1]):
-        left, right = max(0.0, left), min(1.0 + 4 * pad, right)
+        left, right = max(0.0, left), min(1.0, right)
     ax.set_xlim(left, right)
-    for y, (_, _, mean, _, high, spread) in enumerate(summary):
-        ax.text(max(high, mean) + pad / 2, y, f"{mean:.3f}" + (f"  ({spread})" if spread else ""), va="center",
-                fontsize=7)  # fmt: skip
-    ax.set_yticks(range(len(summary)), [item[0] for item in summary], fontsize=8)
+    labels = [f"{name}   {mean:.3f}" + (f"\n({spread})" if spread else "") for name, _, mean, _, _, spread in summary]
+    ax.set_yticks(range(len(summary)), labels, fontsize=8)
     ax.invert_yaxis()
     ax.grid(axis="x", alpha=0.3)
-    ax.set_xlabel(f"{metric} (axis zoomed to the values)")
+    ax.set_xlabel(f"{metric}  (axis zoomed to the values; large dot: mean, small dots: runs)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
