@@ -10,6 +10,7 @@ loading path is exercised too.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -62,7 +63,9 @@ def train_bpe_tokenizer(add_bos: bool = False, pad: bool = True):
     return fast
 
 
-def build_tiny_llama(directory: Path, *, add_bos: bool = False, pad: bool = True, seed: int = 0) -> Path:
+def build_tiny_llama(
+    directory: Path, *, add_bos: bool = False, pad: bool = True, seed: int = 0, max_positions: int = 128
+) -> Path:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tokenizer = train_bpe_tokenizer(add_bos=add_bos, pad=pad)
@@ -73,7 +76,7 @@ def build_tiny_llama(directory: Path, *, add_bos: bool = False, pad: bool = True
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=128,
+        max_position_embeddings=max_positions,
         initializer_range=0.2,  # peaked logits: greedy decoding is not decided by rounding noise
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -146,6 +149,9 @@ def install_fake_model(home: Path, name: str, source: Path) -> Path:
     root = home / "models" / name
     shutil.copytree(source, root / spec.load_dir)
     hub._write_manifest(root, spec)
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["sha256"] = {}  # not the pinned wheel members: nothing to compare with the pins
+    (root / "manifest.json").write_text(json.dumps(manifest))
     return root
 
 
@@ -167,6 +173,12 @@ def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_encoder_dir(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Path:
     return build_tiny_sentence_encoder(tmp_path_factory.mktemp("tiny-encoder"), tiny_bert_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_builder():
+    """:func:`build_tiny_llama`, for tests that need their own variant (e.g. a longer context)."""
+    return build_tiny_llama
 
 
 @pytest.fixture(scope="session")

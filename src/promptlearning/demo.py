@@ -30,7 +30,8 @@ DATA = Path(__file__).resolve().parent / "data" / "movie_reviews"
 BASE = {
     "name": "movie-reviews",
     "description": "Sentiment of movie-review sentences (shipped demo data).",
-    "data": {"root": str(DATA), "train": "train.jsonl", "eval": "test.jsonl"},
+    # absolute paths: the shipped files, whatever $PROMPTLEARNING_DATA says
+    "data": {"train": str(DATA / "train.jsonl"), "eval": str(DATA / "test.jsonl")},
     # plain prompts: on SST-2 dev they beat every chat variant tried (benchmarks/RESULTS.md)
     "template": {"mode": "plain", "input": "Review: {{ text }}\nSentiment:", "shorten": "text"},
     "verbalizer": {"words": {"negative": [" negative"], "positive": [" positive"]}},

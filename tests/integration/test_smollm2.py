@@ -65,3 +65,22 @@ def test_minilm_embeds_similar_sentences_closer():
     assert vectors.shape == (3, 384)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.2
+
+
+def test_chat_mode_scoring_equals_an_uncached_forward_pass(smollm2):
+    """The chat prompt's trailing newline joins every continuation, so the requests share 20+ tokens
+    that run into the scored positions: the case that crashed before the cache stopped short of them."""
+    import torch
+
+    from promptlearning.models import LoglikelihoodRequest
+
+    context = smollm2.apply_chat_template([{"role": "user", "content": "The capital of France is "}])
+    results = smollm2.loglikelihood([(context, "Paris"), (context, "London")])
+    for word, result in zip(["Paris", "London"], results, strict=True):
+        prefix, target = smollm2.split_request(LoglikelihoodRequest(context, word))
+        with torch.no_grad():
+            logits = smollm2.model(input_ids=torch.tensor([prefix + target])).logits[0].float()
+        logprobs = torch.log_softmax(logits, -1)
+        expected = [logprobs[len(prefix) + i - 1, t].item() for i, t in enumerate(target)]
+        assert result.token_logprobs == pytest.approx(expected, abs=1e-3)
+    assert results[0].logprob > results[1].logprob

@@ -1,0 +1,149 @@
+"""The README's examples run as documented.
+
+Every ```python block and every command of every ```bash block in README.md runs here, unchanged,
+in a fresh directory holding a copy of ``tasks/``. The embedded model names resolve to tiny random
+models installed in a temporary cache, and ``$PROMPTLEARNING_DATA`` points at small synthetic data
+laid out like ``../shared/data``, so nothing here needs the real weights or benchmark data (the
+integration tests use those). A few commands are not run, each for a stated reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from promptlearning.models import hub
+
+REPO = Path(__file__).resolve().parents[1]
+NOT_RUN = {
+    "make ": "the set-up itself (it runs this test)",
+    "accelerate launch": "two training processes; covered by tests/training (test_accelerate_launch_...)",
+}
+
+
+def code_blocks(text: str) -> list[tuple[str, str]]:
+    """(language, body) of every fenced block."""
+    return [(m.group(1), m.group(2)) for m in re.finditer(r"```(\w*)\n(.*?)```", text, flags=re.S)]
+
+
+BLOCKS = code_blocks((REPO / "README.md").read_text(encoding="utf-8"))
+
+
+def runnable(command: str) -> bool:
+    return not any(command.startswith(prefix) for prefix in NOT_RUN)
+
+
+# Each block runs in its own copy of the working directory (its commands in order, as a reader
+# would type them); blocks are independent, so they run two at a time.
+UNITS = [
+    (f"{language}-block-{number}", language, body)
+    for number, (language, body) in enumerate(BLOCKS, 1)
+    if language == "python"
+    or (language == "bash" and any(runnable(line.strip()) for line in body.splitlines() if line.strip()))
+]
+
+
+def commands(body: str) -> list[str]:
+    lines = [line.strip() for line in body.splitlines()]
+    return [line for line in lines if line and not line.startswith("#") and runnable(line)]
+
+
+def _jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def synthetic_data(root: Path) -> Path:
+    """Tiny stand-ins for ../shared/data: the same folders, files and fields, a few rows each."""
+    rng = random.Random(0)
+    words = {"positive": ["great", "wonderful", "moving"], "negative": ["dull", "awful", "tedious"]}
+    sst2 = [{"text": f"the film was {rng.choice(words[label])} and long enough", "label": label}
+            for label in ("positive", "negative") for _ in range(40)]  # fmt: skip
+    rng.shuffle(sst2)
+    for split in ("train", "dev", "test"):
+        _jsonl(root / "sst2" / f"{split}.jsonl", sst2)
+    topics = ["World", "Sports", "Business", "Sci/Tech"]
+    news = [{"text": f"news about {topic.lower()} number {i}", "label": topic} for topic in topics for i in range(10)]
+    _jsonl(root / "ag_news" / "train.jsonl", news)
+    _jsonl(root / "ag_news" / "test.jsonl", news[:12])
+    maths = [{"question": f"what is {a} plus {b} ?", "answer": f"{a} + {b} = {a + b}\n#### {a + b}",
+              "final": str(a + b)} for a, b in ((1, 2), (3, 4), (5, 6))]  # fmt: skip
+    _jsonl(root / "gsm8k" / "train.jsonl", maths)
+    _jsonl(root / "gsm8k" / "test.jsonl", maths)
+    tags = ["B-PER", "O", "B-LOC", "O"]
+    ner = [{"tokens": ["john", "lives", "in", "paris"], "ner_tags": tags} for _ in range(24)]
+    for split in ("train", "dev", "test"):
+        _jsonl(root / "conll2003" / f"{split}.jsonl", ner)
+    return root
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory, tiny_encoder_dir, fake_model_installer, tiny_llama_builder) -> tuple[Path, dict]:
+    """A working directory, a model cache of tiny models under the embedded names, and the data."""
+    root = tmp_path_factory.mktemp("readme")
+    home = root / "home"
+    # a long context: the chain-of-thought examples put 8 GSM8K exemplars in every prompt
+    llama = tiny_llama_builder(root / "llama", max_positions=4096)
+    llama_bos = tiny_llama_builder(root / "llama-bos", add_bos=True, pad=False, seed=1, max_positions=4096)
+    fake_model_installer(home, "smollm2-135m-instruct", llama)
+    fake_model_installer(home, "gemma3-270m", llama_bos)
+    fake_model_installer(home, "minilm-l6", tiny_encoder_dir)
+    data = synthetic_data(root / "data")
+    work = root / "work"
+    shutil.copytree(REPO / "tasks", work / "tasks")
+    _jsonl(work / "reviews.jsonl", [{"text": "a gorgeous film"}, {"text": "a dull mess"}])
+    _jsonl(work / "my_questions.jsonl", [{"question": "what is 2 plus 2 ?", "answer": "4"}])
+    env = {**os.environ, "PROMPTLEARNING_HOME": str(home), "PROMPTLEARNING_DATA": str(data),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}  # fmt: skip
+    return work, env
+
+
+def run_unit(
+    language: str, body: str, work: Path, env: dict[str, str]
+) -> list[tuple[str, subprocess.CompletedProcess]]:
+    steps = [[sys.executable, "-c", body]] if language == "python" else [["bash", "-c", c] for c in commands(body)]
+    results = []
+    for step in steps:
+        result = subprocess.run(step, cwd=work, env=env, capture_output=True, text=True, timeout=600, check=False)
+        results.append((step[-1], result))
+        if result.returncode != 0:
+            break
+    return results
+
+
+@pytest.fixture(scope="module")
+def outcomes(sandbox):
+    work, env = sandbox
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {}
+        for name, language, body in UNITS:
+            own = shutil.copytree(work, work.parent / name)
+            futures[name] = pool.submit(run_unit, language, body, own, env)
+        return {name: future.result() for name, future in futures.items()}
+
+
+def test_the_readme_has_examples_to_run():
+    assert sum(language == "python" for _, language, _ in UNITS) >= 4
+    assert sum(len(commands(body)) for _, language, body in UNITS if language == "bash") >= 20
+
+
+@pytest.mark.parametrize("unit", UNITS, ids=[name for name, _, _ in UNITS])
+def test_readme_example(unit, outcomes):
+    name, language, body = unit
+    for step, result in outcomes[name]:
+        assert result.returncode == 0, f"{step!r} failed:\n--- stderr\n{result.stderr[-3000:]}"
+    expected = 1 if language == "python" else len(commands(body))
+    assert len(outcomes[name]) == expected
+
+
+def test_every_embedded_model_name_is_installed_for_the_examples():
+    assert set(hub.EMBEDDED_MODELS) == {"smollm2-135m-instruct", "gemma3-270m", "minilm-l6"}
