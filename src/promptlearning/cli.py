@@ -389,6 +389,14 @@ def _common_options() -> argparse.ArgumentParser:
     return common
 
 
+_COMMON = _common_options()
+
+
+def _command(subparsers: argparse._SubParsersAction, name: str, **options: object) -> argparse.ArgumentParser:
+    """A command (or ``models`` action) that takes the common options."""
+    return subparsers.add_parser(name, parents=[_COMMON], **options)  # type: ignore[arg-type]
+
+
 def _add_model_options(parser: argparse.ArgumentParser, chat_default: str | None = "auto") -> None:
     parser.add_argument(
         "--model",
@@ -428,43 +436,30 @@ def build_parser() -> argparse.ArgumentParser:
         description="Prompt learning for language models: offline models, scoring, generation.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    common = _common_options()
-    add_parser = sub.add_parser
 
-    def add_command(name: str, **options: object) -> argparse.ArgumentParser:
-        return add_parser(name, parents=[common], **options)  # type: ignore[arg-type]
-
-    sub.add_parser = add_command  # type: ignore[method-assign]
-
-    models = add_parser("models", help="list, pull, verify and inspect the embedded offline models")
+    models = sub.add_parser("models", help="list, pull, verify and inspect the embedded offline models")
     msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
-    add_action = msub.add_parser
-
-    def add_models_action(name: str, **options: object) -> argparse.ArgumentParser:
-        return add_action(name, parents=[common], **options)  # type: ignore[arg-type]
-
-    msub.add_parser = add_models_action  # type: ignore[method-assign]
-    p = msub.add_parser("list", help="embedded models and whether they are in the cache")
+    p = _command(msub, "list", help="embedded models and whether they are in the cache")
     p.set_defaults(func=_cmd_models_list)
-    p = msub.add_parser("pull", help="fetch, verify (sha256) and convert embedded models into the cache")
+    p = _command(msub, "pull", help="fetch, verify (sha256) and convert embedded models into the cache")
     p.add_argument("names", nargs="*", metavar="NAME")
     p.add_argument("--all", action="store_true", help="pull every embedded model")
     p.add_argument("--force", action="store_true", help="pull again even if the cache looks complete")
     p.set_defaults(func=_cmd_models_pull)
-    p = msub.add_parser("info", help="sources, checksums, notes and cache state of a model")
+    p = _command(msub, "info", help="sources, checksums, notes and cache state of a model")
     p.add_argument("name", metavar="NAME")
     p.set_defaults(func=_cmd_models_info)
-    p = msub.add_parser("verify", help="hash every cached file of pulled models and compare with the pull")
+    p = _command(msub, "verify", help="hash every cached file of pulled models and compare with the pull")
     p.add_argument("names", nargs="*", metavar="NAME", help="default: every pulled model")
     p.set_defaults(func=_cmd_models_verify)
-    p = msub.add_parser("path", help="print the directory a backend loads for a pulled model")
+    p = _command(msub, "path", help="print the directory a backend loads for a pulled model")
     p.add_argument("name", metavar="NAME")
     p.set_defaults(func=_cmd_models_path)
-    p = msub.add_parser("remove", help="delete a pulled model from the cache")
+    p = _command(msub, "remove", help="delete a pulled model from the cache")
     p.add_argument("name", metavar="NAME")
     p.set_defaults(func=_cmd_models_remove)
 
-    p = sub.add_parser("generate", help="continue one or more prompts")
+    p = _command(sub, "generate", help="continue one or more prompts")
     p.add_argument("prompts", nargs="+", metavar="PROMPT")
     _add_model_options(p)
     p.add_argument("--system", help="system message (chat mode)")
@@ -476,7 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stop", action="append", metavar="TEXT", help="stop string (repeatable)")
     p.set_defaults(func=_cmd_generate)
 
-    p = sub.add_parser("score", help="log-likelihood of each choice as the continuation of a context")
+    p = _command(sub, "score", help="log-likelihood of each choice as the continuation of a context")
     p.add_argument("--context", required=True)
     p.add_argument(
         "--choices",
@@ -488,7 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(p, chat_default="off")
     p.set_defaults(func=_cmd_score)
 
-    p = sub.add_parser("run", help="run a task YAML file (classification or chain-of-thought), write a run directory")
+    p = _command(sub, "run", help="run a task YAML file (classification or chain-of-thought), write a run directory")
     p.add_argument("task", help="task file, e.g. tasks/sst2.yaml")
     p.add_argument(
         "--set",
@@ -500,7 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_run)
 
     set_help = "override a config key (repeatable): --set training.max_steps=100 --set peft.method=lora"
-    p = sub.add_parser("train", help="train a task YAML file (type: train): PET, PEFT or head fine-tuning")
+    p = _command(sub, "train", help="train a task YAML file (type: train): PET, PEFT or head fine-tuning")
     p.add_argument("task", help="task file, e.g. tasks/sst2-pet.yaml")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help)
     p.add_argument("--output", help="run directory (default: <output_dir>/<name>)")
@@ -508,14 +503,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last good checkpoint")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("predict", help="run a saved prompt program on a JSONL file")
+    p = _command(sub, "predict", help="run a saved prompt program on a JSONL file")
     p.add_argument("program", help="program directory (a training run's seed-*/program)")
     p.add_argument("input", help="JSONL file with the fields the program's template uses")
     p.add_argument("--output", "-o", help="write predictions here (JSONL; default: stdout)")
     p.add_argument("--batch-size", type=_positive_int, default=32)
     p.set_defaults(func=_cmd_predict)
 
-    p = sub.add_parser("sweep", help="train a task over a grid of settings; one comparison table and plot")
+    p = _command(sub, "sweep", help="train a task over a grid of settings; one comparison table and plot")
     p.add_argument("task")
     p.add_argument(
         "--grid", action="append", metavar="KEY=V1,V2", help="values to try (repeatable); none drops a section",
@@ -526,7 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true")
     p.set_defaults(func=_cmd_sweep)
 
-    p = sub.add_parser("cot", help="answer one question with chain-of-thought (and self-consistency)")
+    p = _command(sub, "cot", help="answer one question with chain-of-thought (and self-consistency)")
     p.add_argument("question")
     _add_model_options(p, chat_default=None)
     p.add_argument("--mode", default="few-shot-cot", choices=["few-shot-cot", "zero-shot-cot", "direct"])
@@ -539,13 +534,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show-rationales", action="store_true", help="print every sampled rationale")
     p.set_defaults(func=_cmd_cot)
 
-    p = sub.add_parser("compare", help="one table comparing run directories")
+    p = _command(sub, "compare", help="one table comparing run directories")
     p.add_argument("runs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--sort", default="run", choices=["run", "setting", "accuracy", "macro_f1", "examples_per_second"])
     p.add_argument("--plot", metavar="PNG", help="also write a plot of accuracy by setting (.png, .svg or .pdf)")
     p.set_defaults(func=_cmd_compare)
 
-    p = sub.add_parser("demo", help="the main job on the embedded default model")
+    p = _command(sub, "demo", help="the main job on the embedded default model")
     p.add_argument("--model", "-m", default=DEFAULT_MODEL)
     p.set_defaults(func=_cmd_demo)
     return parser
