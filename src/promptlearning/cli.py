@@ -273,9 +273,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if output is None:
         sys.stdout.write("".join(lines))
     else:  # written whole, then renamed: an interrupted run leaves no half file
-        tmp = output.with_name(f".{output.name}.tmp")
-        tmp.write_text("".join(lines), encoding="utf-8")
-        os.replace(tmp, output)
+        from promptlearning.io import write_atomically
+
+        write_atomically(output, "".join(lines))
         print(f"{len(lines)} predictions written to {output}", file=sys.stderr)
     has_gold = program.spec.objective != "ner" and all(program.spec.label_field in e for e in examples)
     if has_gold and examples:

@@ -33,13 +33,12 @@ from promptlearning.prompts.demonstrations import (
     Selection,
     select_fixed,
 )
-from promptlearning.prompts.examples import as_examples
+from promptlearning.prompts.examples import Example, as_examples
 from promptlearning.prompts.template import Demonstration, PromptTemplate
-from promptlearning.prompts.verbalizer import Verbalizer, softmax
+from promptlearning.prompts.verbalizer import Verbalizer, label_distribution
 
 METHODS = ("zero-shot", "icl")
 SELECTIONS = ("random", "balanced", "first", "knn")
-Example = Mapping[str, Any]
 
 
 class EmptyDataError(PromptLearningError):
@@ -231,7 +230,7 @@ class PromptClassifier:
                 per_label[label] = results[position : position + len(words)]
                 position += len(words)
             scores = self.verbalizer.label_scores(per_label)
-            probabilities = dict(zip(scores, softmax(list(scores.values())), strict=True))
+            probabilities = label_distribution(scores)
             out.append({"scores": scores, "probabilities": probabilities})
         return out
 

@@ -32,12 +32,11 @@ from promptlearning.methods.extraction import (
     numeric_extractors,
 )
 from promptlearning.models.interface import GenerationConfig, LanguageModel
-from promptlearning.prompts.examples import as_examples
+from promptlearning.prompts.examples import Example, as_examples
 from promptlearning.prompts.template import PromptTemplate
 
 MODES = ("direct", "few-shot-cot", "zero-shot-cot")
 DEFAULT_STOP = ("Q:", "\n\n\n")
-Example = Mapping[str, Any]
 
 
 def gsm8k_rationale(answer: str) -> tuple[str, str]:

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from promptlearning.models.interface import Generation, GenerationConfig, sample_seed
+from promptlearning.models.interface import Generation, GenerationConfig, sample_seed, shared_prefix_length
 from promptlearning.progress import progress_bar
 
 STOP_TAIL_TOKENS = 24  # tokens decoded at the end of a row to look for stop strings
@@ -136,13 +136,9 @@ class _Batch:
 
 def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
     """Tokens shared by the start of every sequence, leaving at least one token in each."""
-    first = sequences[0]
     shared = min(len(s) for s in sequences) - 1
     for seq in sequences[1:]:
-        n = 0
-        while n < shared and seq[n] == first[n]:
-            n += 1
-        shared = n
+        shared = min(shared, shared_prefix_length(sequences[0], seq))
     return max(shared, 0)
 
 

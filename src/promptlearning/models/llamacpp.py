@@ -38,6 +38,7 @@ from promptlearning.models.interface import (
     RequestLike,
     as_requests,
     check_prompts,
+    shared_prefix_length,
     split_at_boundary,
 )
 from promptlearning.progress import progress_bar
@@ -125,11 +126,7 @@ class LlamaCppModel(LanguageModel):
         """Evaluate ``tokens``, reusing the longest prefix already in the KV cache."""
         llm = self.llm
         cached = list(llm.input_ids[: llm.n_tokens])
-        common = 0
-        for a, b in zip(cached, tokens, strict=False):
-            if a != b:
-                break
-            common += 1
+        common = shared_prefix_length(cached, tokens)
         # eval() drops the KV cache beyond n_tokens and continues from there
         llm.n_tokens = min(common, len(tokens) - 1)  # always evaluate at least one token
         llm.eval(tokens[llm.n_tokens :])

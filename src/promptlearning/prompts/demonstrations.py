@@ -11,16 +11,15 @@
 from __future__ import annotations
 
 import random
-from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Sequence
+from typing import Literal
 
 import numpy as np
 
 from promptlearning.errors import PromptLearningError
+from promptlearning.prompts.examples import Example, group_by_label
 
 Selection = Literal["random", "balanced", "knn", "first"]
-Example = Mapping[str, Any]
 
 
 class DemonstrationError(PromptLearningError):
@@ -40,9 +39,7 @@ def select_fixed(pool: Sequence[Example], k: int, strategy: Selection, *, label_
         return rng.sample(range(len(pool)), k)
     if strategy != "balanced":
         raise DemonstrationError(f"unknown selection {strategy!r}; use random, balanced, first or knn")
-    by_label: dict[str, list[int]] = defaultdict(list)
-    for i, example in enumerate(pool):
-        by_label[str(example[label_field])].append(i)
+    by_label = group_by_label(pool, label_field)
     labels = sorted(by_label)
     counts = dict.fromkeys(labels, k // len(labels))
     for label in rng.sample(labels, k % len(labels)):

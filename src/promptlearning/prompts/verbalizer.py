@@ -35,6 +35,11 @@ def softmax(values: Sequence[float]) -> list[float]:
     return [math.exp(v - total) for v in values]
 
 
+def label_distribution(scores: Mapping[str, float]) -> dict[str, float]:
+    """Label log-scores turned into probabilities over the labels (a softmax)."""
+    return dict(zip(scores, softmax(list(scores.values())), strict=True))
+
+
 class Verbalizer:
     """Label → one or more words (or phrases) that the model may say for it."""
 

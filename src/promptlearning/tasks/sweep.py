@@ -17,9 +17,9 @@ from typing import Any
 from promptlearning.evaluation.plots import plot_comparison
 from promptlearning.evaluation.report import markdown_table
 from promptlearning.evaluation.runs import prepare_output_dir
+from promptlearning.io import write_json_atomically
 from promptlearning.tasks.config import TaskConfigError, TrainTaskConfig, load_task
 from promptlearning.tasks.train_runner import check_run_dir, check_train_task, run_train_task
-from promptlearning.training.checkpoints import write_json_atomically
 
 
 def parse_grid(items: Sequence[str]) -> dict[str, list[str]]:

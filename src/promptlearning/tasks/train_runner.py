@@ -28,12 +28,12 @@ from promptlearning.errors import PromptLearningError
 from promptlearning.evaluation.plots import plot_training_curves
 from promptlearning.evaluation.report import markdown_table
 from promptlearning.evaluation.runs import prepare_output_dir
+from promptlearning.io import write_json_atomically
 from promptlearning.prompts.demonstrations import select_fixed
 from promptlearning.prompts.template import PromptTemplate
 from promptlearning.prompts.verbalizer import Verbalizer
 from promptlearning.tasks.config import TaskConfigError, TrainTaskConfig
 from promptlearning.tasks.loading import keep_min_words, load_examples, task_data_root
-from promptlearning.training.checkpoints import write_json_atomically
 from promptlearning.training.fewshot import mean_std, sample_per_class
 from promptlearning.training.loop import TrainingArguments, train
 from promptlearning.training.peft_methods import peft_config

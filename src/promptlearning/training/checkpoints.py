@@ -17,7 +17,6 @@ manifest is reported and skipped.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -29,29 +28,11 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from promptlearning.io import fsync_file, sha256_file, write_json_atomically
+
 logger = logging.getLogger(__name__)
 
 _FILES = ("trainable.safetensors", "state.pt", "trainer_state.json")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _fsync(path: Path) -> None:
-    with path.open("rb") as f:
-        os.fsync(f.fileno())
-
-
-def write_json_atomically(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    _fsync(tmp)
-    os.replace(tmp, path)
 
 
 def save_checkpoint(
@@ -73,8 +54,8 @@ def save_checkpoint(
     torch.save(dict(state), tmp / _FILES[1])
     (tmp / _FILES[2]).write_text(json.dumps(dict(trainer_state), indent=2, sort_keys=True) + "\n")
     for name in _FILES:
-        _fsync(tmp / name)
-    write_json_atomically(tmp / "manifest.json", {name: _sha256(tmp / name) for name in _FILES})
+        fsync_file(tmp / name)
+    write_json_atomically(tmp / "manifest.json", {name: sha256_file(tmp / name) for name in _FILES})
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     for old in list_checkpoints(root)[:-keep] if keep > 0 else []:
@@ -102,7 +83,7 @@ def verify(checkpoint: Path) -> str | None:
         path = checkpoint / name
         if not path.is_file():
             return f"{name} is missing"
-        if manifest.get(name) != _sha256(path):
+        if manifest.get(name) != sha256_file(path):
             return f"{name} does not match its checksum"
     return None
 

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import random
 import statistics
-from collections import defaultdict
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from promptlearning.errors import PromptLearningError
-
-Example = Mapping[str, Any]
+from promptlearning.prompts.examples import Example, group_by_label
 
 
 class FewShotError(PromptLearningError):
@@ -21,9 +18,7 @@ def sample_per_class(
     pool: Sequence[Example], k: int, *, label_field: str = "label", seed: int, dev: bool = True
 ) -> tuple[list[Example], list[Example]]:
     """``k`` training examples per class and, if ``dev``, ``k`` other ones per class for dev."""
-    by_label: dict[str, list[int]] = defaultdict(list)
-    for i, example in enumerate(pool):
-        by_label[str(example[label_field])].append(i)
+    by_label = group_by_label(pool, label_field)
     need = 2 * k if dev else k
     short = {label: len(ids) for label, ids in by_label.items() if len(ids) < need}
     if short:

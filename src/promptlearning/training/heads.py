@@ -19,9 +19,8 @@ from torch import nn
 
 from promptlearning.errors import PromptLearningError
 from promptlearning.models.hf import prepare_tokenizer
+from promptlearning.prompts.examples import Example
 from promptlearning.training.pet import right_pad_batch
-
-Example = Mapping[str, Any]
 
 
 class NerDataError(PromptLearningError):

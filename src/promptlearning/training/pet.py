@@ -22,10 +22,9 @@ from torch import nn
 
 from promptlearning.errors import PromptLearningError, PromptTooLongError
 from promptlearning.models.hf import prepare_tokenizer, tokenizer_adds_bos
+from promptlearning.prompts.examples import Example
 from promptlearning.prompts.template import Demonstration, PromptTemplate
 from promptlearning.prompts.verbalizer import Verbalizer
-
-Example = Mapping[str, Any]
 
 
 class LabelWordError(PromptLearningError):

@@ -25,17 +25,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from promptlearning.errors import CorruptModelError, PromptLearningError
+from promptlearning.io import write_atomically, write_json_atomically
 from promptlearning.methods.classifier import Prediction
 from promptlearning.models import resolve_model_dir
 from promptlearning.progress import progress_bar, quiet_third_party
 from promptlearning.prompts.examples import as_examples
 from promptlearning.prompts.template import Demonstration, PromptTemplate
-from promptlearning.prompts.verbalizer import Verbalizer, softmax
-from promptlearning.training.checkpoints import write_json_atomically
+from promptlearning.prompts.verbalizer import Verbalizer, label_distribution
 from promptlearning.training.heads import HeadModel, SequenceFeaturizer, TokenFeaturizer
 from promptlearning.training.peft_methods import adalora_orthogonality_penalty, apply_peft, get_method, quiet_peft
 from promptlearning.training.pet import PetFeaturizer, PetModel
@@ -141,7 +142,7 @@ class PromptProgram:
         results = []
         for row in logits:
             scores = dict(zip(self.labels, row.tolist(), strict=True))
-            probabilities = dict(zip(self.labels, softmax(list(scores.values())), strict=True))
+            probabilities = label_distribution(scores)
             results.append(Prediction(max(probabilities, key=probabilities.__getitem__), probabilities, scores))
         return results
 
@@ -205,10 +206,8 @@ class PromptProgram:
             with quiet_third_party():
                 self.inner_model.save_pretrained(str(directory / "adapter"), safe_serialization=True)
         else:
-            weights = {k: v.detach().contiguous() for k, v in self.module.state_dict().items()}
-            tmp = directory / ".weights.safetensors.tmp"
-            save_file(_untie(weights), str(tmp))
-            tmp.replace(directory / "weights.safetensors")
+            weights = {k: v.detach().contiguous().cpu() for k, v in self.module.state_dict().items()}
+            write_atomically(directory / "weights.safetensors", save_safetensors(_untie(weights)))
         write_json_atomically(directory / "program.json", asdict(self.spec))
         return directory
 
