@@ -7,7 +7,7 @@ import torch
 
 from promptlearning.errors import PromptLearningError
 from promptlearning.models import GenerationConfig
-from promptlearning.models.decoding import choose_tokens, common_prefix_length
+from promptlearning.models.hf.decoding import choose_tokens, common_prefix_length
 
 EXEMPLARS = (
     "question : what is two plus three ? answer : five\n\n"

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from promptlearning.errors import PromptLearningError, PromptTooLongError
 from promptlearning.models import LoglikelihoodRequest
-from promptlearning.models.decoding import common_prefix_length
-from promptlearning.models.hf import _scoring_rows
+from promptlearning.models.hf.causal import _scoring_rows
+from promptlearning.models.hf.decoding import common_prefix_length
 
 WORDS = [
     "the",

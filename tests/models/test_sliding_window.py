@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from promptlearning.models import GenerationConfig, load_model
-from promptlearning.models.hf import prefix_reuse_is_exact
+from promptlearning.models.hf.decoding import prefix_reuse_is_exact
 
 EXEMPLARS = "review : great movie !\nsentiment : positive\n\nreview : awful .\nsentiment : negative\n\n"
 PROMPTS = [EXEMPLARS + q for q in ("the cat sat on the mat", "i loved", "a dull , tedious mess that wasted")]

@@ -51,6 +51,7 @@ def _llamacpp_backend(path: str | Path, **options: Any) -> LanguageModel:
 
     options.pop("dtype", None)  # the GGUF file's own quantisation is used
     options.pop("batch_size", None)  # one sequence at a time
+    options.pop("local_files_only", None)  # always a local file
     return LlamaCppModel(path, **options)
 
 
@@ -66,13 +67,21 @@ def load_model(
     *,
     backend: str | None = None,
     pull: bool = False,
+    device: str = "auto",
+    dtype: str = "auto",
     **options: Any,
 ) -> LanguageModel:
     """Load a model by embedded name, local path or hub id, with the named backend.
 
-    ``pull=True`` fetches an embedded model into the cache first if it is missing.
-    Backend options (``dtype``, ``batch_size``, ``max_length`` …) pass through ``options``.
+    ``pull=True`` fetches an embedded model into the cache first if it is missing. ``device``
+    (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``) and ``dtype`` (``auto``, ``float32``,
+    ``bfloat16``, ``float16``) are checked here, before anything loads; ``auto`` takes a GPU when
+    there is one (:mod:`promptlearning.devices`). Other backend options (``batch_size``,
+    ``max_length`` …) pass through ``options``.
     """
+    from promptlearning.devices import check_device_name, check_dtype_name
+
+    options.update(device=check_device_name(device), dtype=check_dtype_name(dtype))
     key = str(name_or_path)
     if not key.strip():
         raise ModelNotFoundError(

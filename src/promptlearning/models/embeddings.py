@@ -20,25 +20,26 @@ class SentenceTransformerModel(LanguageModel):
         *,
         name: str | None = None,
         batch_size: int = 64,
+        device: str = "auto",
         dtype: str = "float32",
         local_files_only: bool = False,
     ) -> None:
-        import torch
         from sentence_transformers import SentenceTransformer
 
-        if dtype not in ("float32", "bfloat16", "float16"):
-            raise UnsupportedOperationError(f"dtype must be float32, bfloat16 or float16, got {dtype!r}")
+        from promptlearning.devices import resolve_device, resolve_dtype
+
+        target = resolve_device(device)
+        torch_dtype = resolve_dtype(dtype, target)
         local = local_files_only or Path(str(path)).exists()
         try:
             with quiet_third_party():
-                self.encoder = SentenceTransformer(str(path), device="cpu", local_files_only=local)
+                self.encoder = SentenceTransformer(str(path), device=str(target), local_files_only=local)
         except Exception as exc:  # damaged files fail in many ways inside transformers
             if Path(str(path)).exists():
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 raise CorruptModelError(f"could not load the sentence encoder in {path}: {first}") from exc
             raise
-        if dtype != "float32":
-            self.encoder.to(getattr(torch, dtype))
+        self.encoder.to(torch_dtype)
         self.name = name or str(path)
         self.batch_size = batch_size
 

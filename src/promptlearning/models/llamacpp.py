@@ -55,6 +55,22 @@ def _import_llama() -> Any:
     return Llama
 
 
+def _gpu_layers(device: str) -> int:
+    """llama.cpp offloads every layer to the GPU (-1) when asked for one, or for ``auto`` when its
+    build supports offloading; none (0) on ``cpu``."""
+    import llama_cpp
+
+    from promptlearning.devices import DeviceError, check_device_name
+
+    device = check_device_name(device)
+    offload = bool(llama_cpp.llama_supports_gpu_offload())
+    if device == "cpu":
+        return 0
+    if device != "auto" and not offload:
+        raise DeviceError(f"device {device!r}: this llama-cpp-python build cannot offload to a GPU (a CPU build)")
+    return -1 if offload else 0
+
+
 class LlamaCppModel(LanguageModel):
     """A GGUF model run in-process by llama.cpp."""
 
@@ -66,6 +82,7 @@ class LlamaCppModel(LanguageModel):
         n_ctx: int = 2048,
         n_threads: int | None = None,
         n_batch: int = 512,
+        device: str = "auto",
         **_: Any,
     ) -> None:
         path = Path(gguf_path)
@@ -75,7 +92,7 @@ class LlamaCppModel(LanguageModel):
         try:
             self.llm = Llama(
                 model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch, logits_all=True,
-                verbose=False,
+                n_gpu_layers=_gpu_layers(device), verbose=False,
             )  # fmt: skip
         except (ValueError, RuntimeError) as exc:
             raise CorruptModelError(f"llama.cpp could not load {path}: {exc}") from exc

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from promptlearning.errors import PromptLearningError
-from promptlearning.models.hf import prepare_tokenizer
+from promptlearning.models.hf.tokens import prepare_tokenizer
 from promptlearning.prompts.examples import Example
 from promptlearning.training.pet import right_pad_batch
 

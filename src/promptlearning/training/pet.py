@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from promptlearning.errors import PromptLearningError, PromptTooLongError
-from promptlearning.models.hf import prepare_tokenizer, tokenizer_adds_bos
+from promptlearning.models.hf.tokens import prepare_tokenizer, tokenizer_adds_bos
 from promptlearning.prompts.examples import Example
 from promptlearning.prompts.template import Demonstration, PromptTemplate
 from promptlearning.prompts.verbalizer import Verbalizer

@@ -84,7 +84,7 @@ class _Batch:
         return len(self.rows)
 
     def select(self, keep: list[int]) -> None:
-        index = torch.tensor(keep)
+        index = torch.tensor(keep, device=self.mask.device)
         self.cache.batch_select_indices(index)
         self.mask, self.last_position, self.logits = self.mask[index], self.last_position[index], self.logits[index]
         self.rows = [self.rows[k] for k in keep]
@@ -116,7 +116,7 @@ class _Batch:
         used = self.mask[:, shared:].bool().any(0)
         if bool(used.all()):
             return
-        index = torch.cat([torch.arange(shared), shared + used.nonzero().squeeze(1)])
+        index = torch.cat([torch.arange(shared, device=used.device), shared + used.nonzero().squeeze(1)])
         for layer in self.cache.layers:
             layer.keys, layer.values = layer.keys[:, :, index], layer.values[:, :, index]
         self.mask = self.mask[:, index]
@@ -197,6 +197,10 @@ class Decoder:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_token_ids[0]
         self.last_stats = DecodeStats()
 
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
     # ------------------------------------------------------------------ model calls
 
     def _forward(
@@ -206,7 +210,7 @@ class Decoder:
             "input_ids": ids,
             "attention_mask": mask,
             "position_ids": positions,
-            "cache_position": torch.arange(past, past + ids.shape[1]),
+            "cache_position": torch.arange(past, past + ids.shape[1], device=ids.device),
             "use_cache": True,
         }
         if cache is not None:
@@ -229,6 +233,7 @@ class Decoder:
             ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
             mask[row, shared + width - len(seq) :] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
+        ids, mask, positions = ids.to(self.device), mask.to(self.device), positions.to(self.device)
         cache = None
         if prefix_cache is not None:
             cache = copy.deepcopy(prefix_cache)
@@ -260,9 +265,9 @@ class Decoder:
         prefix_cache = None
         if shared:
             _, prefix_cache = self._forward(
-                torch.tensor([list(prompts[0][:shared])]),
-                torch.ones(1, shared, dtype=torch.long),
-                torch.arange(shared)[None],
+                torch.tensor([list(prompts[0][:shared])], device=self.device),
+                torch.ones(1, shared, dtype=torch.long, device=self.device),
+                torch.arange(shared, device=self.device)[None],
                 None,
                 0,
             )
@@ -283,7 +288,9 @@ class Decoder:
                     take = [order.popleft() for _ in range(min(max(1, room // n), len(order)))]
                     new = self._start([list(prompts[i][shared:]) for i in take], take, prefix_cache, shared, n)
                     if config.do_sample:
-                        new.generators = [torch.Generator().manual_seed(sample_seed(seed, j)) for _, j in new.rows]
+                        new.generators = [
+                            torch.Generator(device=self.device).manual_seed(sample_seed(seed, j)) for _, j in new.rows
+                        ]
                     batch = new if batch is None else batch.merge(new, shared)
                     stats.prefill_seconds += time.perf_counter() - start
                 start = time.perf_counter()
@@ -316,9 +323,10 @@ class Decoder:
     ) -> _Batch | None:
         """Choose every row's next token; retire finished rows; run the others one position on."""
         chosen = choose_tokens(batch.logits, config, batch.generators)
+        picked = chosen.tolist()  # one device-to-host copy per step
         keep = []
         for k, (prompt, sample) in enumerate(batch.rows):
-            token, tokens = int(chosen[k]), batch.tokens[k]
+            token, tokens = picked[k], batch.tokens[k]
             reason = None
             if token in self.eos_token_ids:
                 reason = "stop"
@@ -338,10 +346,10 @@ class Decoder:
             return None
         if len(keep) < batch.size:
             batch.select(keep)
-            chosen = chosen[torch.tensor(keep)]
+            chosen = chosen[torch.tensor(keep, device=chosen.device)]
             if compact_after is not None:
                 batch.compact(compact_after)
-        batch.mask = torch.cat([batch.mask, torch.ones(batch.size, 1, dtype=torch.long)], 1)
+        batch.mask = torch.cat([batch.mask, torch.ones(batch.size, 1, dtype=torch.long, device=batch.mask.device)], 1)
         batch.last_position = batch.last_position + 1
         batch.logits, batch.cache = self._forward(
             chosen[:, None], batch.mask, batch.last_position[:, None], batch.cache, batch.mask.shape[1] - 1

@@ -1,8 +1,9 @@
-"""Hugging Face ``transformers`` backend for the :class:`LanguageModel` interface.
+"""The causal-LM part of the Hugging Face backend (SmolLM2, Gemma, Llama, GPT-2, …).
 
 Scoring and generation both pad on the left with explicit attention masks and position ids, so
 every sequence ends at the last column: the scores of a continuation are the last few positions
 of every row, and only those positions go through the vocabulary projection (``logits_to_keep``).
+Every tensor is made on the model's device.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from typing import Any
 
 import torch
 
-from promptlearning.errors import CorruptModelError, PromptTooLongError, UnsupportedOperationError
-from promptlearning.models.decoding import Decoder, common_prefix_length, prefix_reuse_is_exact
+from promptlearning.errors import CorruptModelError, PromptTooLongError
+from promptlearning.models.hf.decoding import Decoder, common_prefix_length, prefix_reuse_is_exact
+from promptlearning.models.hf.tokens import PromptTokens, left_pad
 from promptlearning.models.interface import (
     Generation,
     GenerationConfig,
@@ -32,34 +34,14 @@ from promptlearning.models.interface import (
 )
 from promptlearning.progress import progress_bar, quiet_third_party
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
 
 def _show_progress(progress: bool | None, n_batches: int) -> bool:
     return n_batches > 1 if progress is None else progress
 
 
-def prepare_tokenizer(tokenizer: Any) -> None:
-    """Make a tokenizer usable for batched work: it must have a pad token.
-
-    We never derive attention masks from the pad id (SmolLM2 pads with its EOS token), so reusing
-    EOS or UNK as padding is safe here.
-    """
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token or tokenizer.bos_token
-
-
-def tokenizer_adds_bos(tokenizer: Any, model_type: str = "") -> bool:
-    """Whether prompts must start with BOS: the tokenizer adds it by itself, or the model needs it.
-
-    Gemma models degrade badly without ``<bos>``, so it is forced for them.
-    """
-    if tokenizer.bos_token_id is None:
-        return False
-    if model_type.startswith("gemma"):
-        return True
-    with_special = tokenizer("x")["input_ids"]
-    return bool(with_special) and with_special[0] == tokenizer.bos_token_id
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 _Row = tuple[list[int], list[tuple[int, list[int]]]]  # (input tokens, [(request index, target tokens)])
@@ -102,19 +84,6 @@ def _sliding_window(config: Any) -> int | None:
     return int(window) if window else None
 
 
-def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Left-pad token lists; return ``input_ids``, ``attention_mask`` and ``position_ids``."""
-    width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        if seq:
-            ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
-            mask[row, width - len(seq) :] = 1
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    return ids, mask, positions
-
-
 class HFLanguageModel(LanguageModel):
     """A causal language model from ``transformers``, with its tokenizer."""
 
@@ -130,12 +99,10 @@ class HFLanguageModel(LanguageModel):
     ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
+        self.tokens = PromptTokens(tokenizer, model_type=getattr(model.config, "model_type", ""), add_bos=add_bos)
         self.name = name
         self.batch_size = batch_size
         self.min_shared_prefix = 16  # tokens; shorter shared prefixes are not worth a cached prefill
-        prepare_tokenizer(tokenizer)
-        model_type = getattr(model.config, "model_type", "")
-        self.add_bos = tokenizer_adds_bos(tokenizer, model_type) if add_bos is None else add_bos
         self._max_length = max_length or self._detect_max_length()
         self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
         self.sliding_window = _sliding_window(model.config)
@@ -151,33 +118,37 @@ class HFLanguageModel(LanguageModel):
         path: str | Path,
         *,
         name: str | None = None,
-        dtype: str = "float32",
+        device: str | torch.device = "auto",
+        dtype: str = "auto",
         batch_size: int = 16,
         max_length: int | None = None,
         add_bos: bool | None = None,
         local_files_only: bool = False,
     ) -> HFLanguageModel:
-        """Load a causal LM directory (or hub id) with its tokenizer."""
+        """Load a causal LM directory (or hub id) with its tokenizer onto ``device`` in ``dtype``
+        (see :mod:`promptlearning.devices`: ``auto`` picks a GPU when there is one)."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        if dtype not in _DTYPES:
-            raise UnsupportedOperationError(f"dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
+        from promptlearning.devices import resolve_device, resolve_dtype
+
+        target = resolve_device(device)
+        torch_dtype = resolve_dtype(dtype, target)
         local = Path(str(path)).is_dir()
         try:
             with quiet_third_party():
                 tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=local_files_only or local)
                 model = AutoModelForCausalLM.from_pretrained(
-                    str(path), dtype=_DTYPES[dtype], local_files_only=local_files_only or local
+                    str(path), dtype=torch_dtype, local_files_only=local_files_only or local
                 )
         except Exception as exc:  # damaged files fail in many ways: OSError, SafetensorError, ValueError …
             if local:
                 raise CorruptModelError(
-                    f"could not load the model in {path} ({type(exc).__name__}: {_first_line(exc)}). If it is a "
+                    f"could not load the model in {path} ({type(exc).__name__}: {first_line(exc)}). If it is a "
                     "pulled embedded model, re-pull it with `promptlearning models pull NAME --force`."
                 ) from exc
             raise
         return cls(
-            model, tokenizer, name=name or str(path), batch_size=batch_size, max_length=max_length,
+            model.to(target), tokenizer, name=name or str(path), batch_size=batch_size, max_length=max_length,
             add_bos=add_bos,
         )  # fmt: skip
 
@@ -194,39 +165,37 @@ class HFLanguageModel(LanguageModel):
     # ------------------------------------------------------------------ tokens
 
     @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
     def max_length(self) -> int:
         return self._max_length
 
-    def encode(self, text: str) -> list[int]:
-        """Token ids of ``text`` without any special token."""
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
-
-    def _encode_many(self, texts: list[str]) -> list[list[int]]:
-        if not texts:
-            return []
-        return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+    @property
+    def add_bos(self) -> bool:
+        return self.tokens.add_bos
 
     @property
     def _prefix(self) -> list[int]:
-        return [self.tokenizer.bos_token_id] if self.add_bos else []
+        return self.tokens.prefix
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text`` without any special token."""
+        return self.tokens.encode(text)
 
     def count_tokens(self, text: str) -> int:
-        return len(self._prefix) + len(self.encode(text))
+        return self.tokens.count(text)
 
     def truncate(self, text: str, max_tokens: int) -> str:
-        ids = self.encode(text)
-        if len(ids) <= max_tokens:
-            return text
-        return self.tokenizer.decode(ids[: max(max_tokens, 0)], skip_special_tokens=True)
+        return self.tokens.truncate(text, max_tokens)
 
     @property
     def has_chat_template(self) -> bool:
-        return bool(getattr(self.tokenizer, "chat_template", None))
+        return self.tokens.has_chat_template
 
     def apply_chat_template(self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True) -> str:
-        if not self.has_chat_template:
-            raise UnsupportedOperationError(f"{self.name} has no chat template (a base model?); use plain prompts")
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+        return self.tokens.apply_chat_template(messages, add_generation_prompt=add_generation_prompt)
 
     # ------------------------------------------------------------------ scoring
 
@@ -234,7 +203,7 @@ class HFLanguageModel(LanguageModel):
         """Token ids of (context, continuation) as the model sees ``context + continuation`` (see
         :func:`split_at_boundary`); BOS is added when the model needs it, and an empty context is
         replaced by BOS (or EOS when there is no BOS), as lm-eval does."""
-        context_ids, continuation_ids = split_at_boundary(request, self._encode_many)
+        context_ids, continuation_ids = split_at_boundary(request, self.tokens.encode_many)
         prefix = self._prefix + context_ids
         if not prefix:
             start = self.tokenizer.bos_token_id
@@ -288,7 +257,7 @@ class HFLanguageModel(LanguageModel):
 
     def _prefill(self, tokens: list[int]) -> Any:
         """Run a prefix once and return its KV cache."""
-        ids = torch.tensor([tokens], dtype=torch.long)
+        ids = torch.tensor([tokens], dtype=torch.long, device=self.device)
         return self.model(input_ids=ids, use_cache=True, logits_to_keep=1).past_key_values
 
     def _score_rows(self, batch: list[_Row], prefix_cache: Any, shared: int) -> list[tuple[int, LoglikelihoodResult]]:
@@ -301,7 +270,7 @@ class HFLanguageModel(LanguageModel):
         for row, (_, targets) in enumerate(batch):
             for index, cont in targets:
                 row_logprobs = logprobs[row, keep - len(cont) :]
-                target = torch.tensor(cont, dtype=torch.long)
+                target = torch.tensor(cont, dtype=torch.long, device=row_logprobs.device)
                 token_logprobs = row_logprobs.gather(-1, target[:, None]).squeeze(-1)
                 result = LoglikelihoodResult(
                     token_logprobs=tuple(token_logprobs.tolist()),
@@ -315,7 +284,7 @@ class HFLanguageModel(LanguageModel):
         self, inputs: list[list[int]], keep: int, prefix_cache: Any = None, shared: int = 0
     ) -> torch.Tensor:
         """Logits of the last ``keep`` positions of every left-padded row (after a cached prefix)."""
-        ids, mask, positions = left_pad(inputs, self.tokenizer.pad_token_id)
+        ids, mask, positions = left_pad(inputs, self.tokens.pad_id, self.device)
         kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
         if prefix_cache is not None:
             # The rows continue the cached prefix: [prefix | left padding | row]. Padding in the
@@ -323,7 +292,8 @@ class HFLanguageModel(LanguageModel):
             cache = copy.deepcopy(prefix_cache)
             cache.batch_repeat_interleave(len(inputs))
             kwargs["past_key_values"] = cache
-            kwargs["attention_mask"] = torch.cat([torch.ones(len(inputs), shared, dtype=torch.long), mask], 1)
+            prefix_mask = torch.ones(len(inputs), shared, dtype=torch.long, device=self.device)
+            kwargs["attention_mask"] = torch.cat([prefix_mask, mask], 1)
             kwargs["position_ids"] = positions + shared
         if self._keeps_logits:
             kwargs["logits_to_keep"] = keep
@@ -361,7 +331,7 @@ class HFLanguageModel(LanguageModel):
         self, prompts: Sequence[str], config: GenerationConfig, n: int, batch_size: int | None, progress: bool | None
     ) -> list[list[Generation]]:
         prompts = check_prompts(prompts)
-        encoded = [self._prefix + ids for ids in self._encode_many(prompts)]
+        encoded = [self._prefix + ids for ids in self.tokens.encode_many(prompts)]
         for prompt, ids in zip(prompts, encoded, strict=True):
             if not ids:  # an empty prompt without BOS: start from EOS, as an empty context does
                 ids.append(self.eos_token_ids[0])
@@ -385,100 +355,3 @@ class HFLanguageModel(LanguageModel):
             min_shared_prefix=self.min_shared_prefix,
             sliding_window=self.sliding_window,
         )
-
-
-class HFEncoderModel(LanguageModel):
-    """An encoder (BERT-style) from ``transformers``: embeddings by masked mean pooling."""
-
-    def __init__(self, model: Any, tokenizer: Any, *, name: str = "encoder", batch_size: int = 32) -> None:
-        self.model = model.eval()
-        self.tokenizer = tokenizer
-        self.name = name
-        self.batch_size = batch_size
-
-    @property
-    def max_length(self) -> int:
-        return int(getattr(self.model.config, "max_position_embeddings", 512))
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text)["input_ids"])
-
-    def loglikelihood(self, requests, *, batch_size=None, progress=None):  # type: ignore[override]
-        raise UnsupportedOperationError(f"{self.name} is an encoder: it cannot score continuations")
-
-    def generate(self, prompts, config=None, *, batch_size=None, progress=None):  # type: ignore[override]
-        raise UnsupportedOperationError(f"{self.name} is an encoder: it cannot generate text")
-
-    def embed(self, texts: Sequence[str], *, batch_size: int | None = None) -> Any:
-        import numpy as np
-
-        texts = list(texts)
-        size = batch_size or self.batch_size
-        chunks = []
-        with torch.inference_mode():
-            for start in range(0, len(texts), size):
-                batch = self.tokenizer(
-                    texts[start : start + size], padding=True, truncation=True, max_length=self.max_length,
-                    return_tensors="pt",
-                )  # fmt: skip
-                hidden = self.model(**batch).last_hidden_state
-                weights = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                chunks.append((hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9))
-        if not chunks:
-            return np.zeros((0, 0), dtype=np.float32)
-        return torch.cat(chunks).float().numpy()
-
-
-def is_causal_lm(config: Any) -> bool:
-    """Decide from a config whether to load a causal LM (else an encoder is loaded)."""
-    from transformers.models.auto.modeling_auto import (
-        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
-        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
-    )
-
-    if getattr(config, "is_encoder_decoder", False):
-        raise UnsupportedOperationError(
-            f"{config.model_type} is an encoder-decoder (seq2seq) model; the hf backend loads causal LMs "
-            "and encoders for now"
-        )
-    architectures = config.architectures or []
-    if architectures:
-        return any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures)
-    # No architecture recorded: models that also have a masked-LM head (BERT …) are encoders.
-    return (
-        config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-        and config.model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
-    )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def load_hf(path: str | Path, **options: Any) -> LanguageModel:
-    """Load a causal LM, or an encoder (for embeddings) when the config is not a causal LM.
-
-    A local directory is read with ``local_files_only``: it never reaches the network.
-    """
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
-
-    local = Path(str(path)).is_dir()
-    local_only = bool(options.get("local_files_only", False)) or local
-    try:
-        config = AutoConfig.from_pretrained(str(path), local_files_only=local_only)
-    except (OSError, ValueError) as exc:
-        if local:
-            raise CorruptModelError(f"{path}/config.json cannot be read: {_first_line(exc)}") from exc
-        raise
-    if is_causal_lm(config):
-        return HFLanguageModel.from_pretrained(path, **options)
-    try:
-        with quiet_third_party():
-            tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=local_only)
-            model = AutoModel.from_pretrained(str(path), local_files_only=local_only)
-    except Exception as exc:
-        if local:
-            raise CorruptModelError(f"could not load the encoder in {path}: {_first_line(exc)}") from exc
-        raise
-    return HFEncoderModel(model, tokenizer, name=options.get("name") or str(path))
