@@ -126,6 +126,53 @@ def build_tiny_bert(directory: Path) -> Path:
     return directory
 
 
+def build_tiny_masked_lm(directory: Path) -> Path:
+    """A BERT with its masked-LM head (the cloze scorer), on the tiny WordPiece tokenizer."""
+    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+
+    bert = build_tiny_bert(directory / "encoder")
+    tokenizer = AutoTokenizer.from_pretrained(bert)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)  # fmt: skip
+    torch.manual_seed(0)
+    out = directory / "mlm"
+    BertForMaskedLM(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def build_tiny_seq2seq(directory: Path, kind: str = "t5") -> Path:
+    """A tiny T5 (``</s>`` after the text, decoding starts from pad) or BART (``<s> … </s>``,
+    decoding starts from ``</s>``) on a byte-level BPE tokenizer."""
+    from tokenizers import processors
+    from transformers import BartConfig, BartForConditionalGeneration, T5Config, T5ForConditionalGeneration
+
+    fast = train_bpe_tokenizer()
+    backend = fast.backend_tokenizer
+    bos, eos, pad = fast.bos_token_id, fast.eos_token_id, fast.pad_token_id
+    if kind == "t5":
+        backend.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", eos)])
+        config = T5Config(vocab_size=len(fast), d_model=32, d_ff=64, d_kv=16, num_layers=2, num_heads=2,
+                          pad_token_id=pad, eos_token_id=eos, decoder_start_token_id=pad)  # fmt: skip
+        model_class = T5ForConditionalGeneration
+    else:
+        backend.post_processor = processors.TemplateProcessing(
+            single="<s> $A </s>", special_tokens=[("<s>", bos), ("</s>", eos)]
+        )
+        config = BartConfig(vocab_size=len(fast), d_model=32, encoder_layers=1, decoder_layers=1,
+                            encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64,
+                            decoder_ffn_dim=64, max_position_embeddings=128, pad_token_id=pad, bos_token_id=bos,
+                            eos_token_id=eos, decoder_start_token_id=eos, forced_bos_token_id=None)  # fmt: skip
+        model_class = BartForConditionalGeneration
+    fast.chat_template = None
+    torch.manual_seed(0)
+    model = model_class(config)
+    model.generation_config.eos_token_id = eos
+    model.save_pretrained(directory)
+    fast.save_pretrained(directory)
+    return directory
+
+
 def build_tiny_sentence_encoder(directory: Path, bert_dir: Path) -> Path:
     """A sentence-transformers encoder (tiny BERT + mean pooling), laid out like minilm-l6's files."""
     from sentence_transformers import SentenceTransformer
@@ -168,6 +215,21 @@ def tiny_llama_bos_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_mlm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_masked_lm(tmp_path_factory.mktemp("tiny-mlm"))
+
+
+@pytest.fixture(scope="session")
+def tiny_t5_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_seq2seq(tmp_path_factory.mktemp("tiny-t5"), "t5")
+
+
+@pytest.fixture(scope="session")
+def tiny_bart_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_seq2seq(tmp_path_factory.mktemp("tiny-bart"), "bart")
 
 
 @pytest.fixture(scope="session")

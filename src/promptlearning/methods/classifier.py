@@ -26,7 +26,7 @@ from promptlearning.methods.calibration import (
     content_free_distribution,
     domain_content_free_inputs,
 )
-from promptlearning.models.interface import LanguageModel
+from promptlearning.models.interface import LanguageModel, LoglikelihoodRequest
 from promptlearning.prompts.demonstrations import (
     DemonstrationError,
     NearestNeighbours,
@@ -34,7 +34,7 @@ from promptlearning.prompts.demonstrations import (
     select_fixed,
 )
 from promptlearning.prompts.examples import Example, as_examples
-from promptlearning.prompts.template import Demonstration, PromptTemplate
+from promptlearning.prompts.template import Demonstration, PromptTemplate, split_at_blank
 from promptlearning.prompts.verbalizer import Verbalizer, label_distribution
 
 METHODS = ("zero-shot", "icl")
@@ -169,7 +169,7 @@ class PromptClassifier:
         ]
         self._fitted = True
         if self.calibrate and self.calibration == "domain":
-            texts = [str(ex[f]) for ex in self.pool for f in self.template.fields if isinstance(ex.get(f), str)]
+            texts = [str(ex[f]) for ex in self.pool for f in self.template.input_fields if isinstance(ex.get(f), str)]
             self.content_free_inputs = domain_content_free_inputs(texts, seed=self.seed) if texts else []
         if self.calibrate and self.calibration != "batch" and self.content_free_inputs and not self.uses_knn:
             # kNN calibrates per example (its demonstrations differ), in predict()
@@ -212,13 +212,27 @@ class PromptClassifier:
         words = [w for ws in self.verbalizer.label_words.values() for w in ws]
         return max(self.model.count_tokens(self.template.answer_text(w)) for w in words)
 
-    def _requests(self, prompts: Sequence[str]) -> list[tuple[str, str]]:
-        return [
-            (prompt, self.template.answer_text(word))
-            for prompt in prompts
-            for words in self.verbalizer.label_words.values()
-            for word in words
-        ]
+    def _requests(self, prompts: Sequence[str]) -> list[LoglikelihoodRequest]:
+        """Every label word of every prompt, in the blank of a cloze template or after the prompt."""
+        out = []
+        for prompt in prompts:
+            context, suffix = split_at_blank(prompt)
+            for words in self.verbalizer.label_words.values():
+                for word in words:
+                    answer = self.template.answer_text(word)
+                    if context[-1:].isspace():  # the template spaces the blank itself: "it was {{ mask }}"
+                        answer = answer.lstrip()
+                    out.append(LoglikelihoodRequest(context, answer, suffix))
+        return out
+
+    def requests(self, examples: Iterable[Example]) -> list[LoglikelihoodRequest]:
+        """The ``loglikelihood`` requests that :meth:`predict` sends for ``examples`` (first ordering)."""
+        examples = as_examples(examples, "requests")
+        if self._neighbours is not None:
+            demo_sets = self._neighbours.select([self.template.render_input(ex) for ex in examples], self.shots)
+        else:
+            demo_sets = [self.demonstration_orderings[0]] * len(examples)
+        return self._requests([self.prompt(ex, demos) for ex, demos in zip(examples, demo_sets, strict=True)])
 
     def _distributions(self, prompts: Sequence[str], progress: bool | None = None) -> list[dict[str, Any]]:
         """Label scores and probabilities of each prompt, from one loglikelihood call."""
@@ -235,7 +249,7 @@ class PromptClassifier:
         return out
 
     def _content_free_examples(self) -> list[dict[str, str]]:
-        return [dict.fromkeys(self.template.fields, text) for text in self.content_free_inputs]
+        return [dict.fromkeys(self.template.input_fields, text) for text in self.content_free_inputs]
 
     def _content_free_distributions(self, demonstration_sets: Sequence[Sequence[int]]) -> list[dict[str, float]]:
         """The content-free label distribution for each set of demonstrations."""
@@ -306,7 +320,9 @@ class PromptClassifier:
             )
         if self.content_free is None:  # kNN, or domain inputs from the unlabelled examples
             if not self.content_free_inputs:
-                texts = [str(ex[f]) for ex in examples for f in self.template.fields if isinstance(ex.get(f), str)]
+                texts = [
+                    str(ex[f]) for ex in examples for f in self.template.input_fields if isinstance(ex.get(f), str)
+                ]
                 self.content_free_inputs = domain_content_free_inputs(texts, seed=self.seed)
             if self.uses_knn:
                 return list(self._content_free_distributions(demo_sets))

@@ -175,7 +175,7 @@ class ChainOfThought:
 
     def prompt(self, example: Example) -> str:
         """The full prompt of one question: exemplars, the question, the answer slot."""
-        missing = [f for f in self.template.fields if f not in example]
+        missing = [f for f in self.template.input_fields if f not in example]
         if missing:
             raise PromptLearningError(
                 f"a question has no field {missing[0]!r} (it has {sorted(example)}); set the question field "
@@ -189,7 +189,7 @@ class ChainOfThought:
         return text
 
     def _question(self, example: Example) -> str:
-        fields = self.template.fields
+        fields = self.template.input_fields
         return " ".join(str(example.get(f, "")) for f in fields)
 
     def generation_config(self, max_new_tokens: int | None = None, greedy: bool = False) -> GenerationConfig:

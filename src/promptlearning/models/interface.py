@@ -25,10 +25,16 @@ from promptlearning.errors import BackendNotFoundError, PromptLearningError, Uns
 
 @dataclass(frozen=True)
 class LoglikelihoodRequest:
-    """Score ``continuation`` as the text that follows ``context``."""
+    """Score ``continuation`` as the text that follows ``context``.
+
+    ``suffix`` is text after the continuation that the model may read while scoring it: the cloze
+    form ``"It was [MASK] ."`` of masked LMs. Causal and encoder-decoder models read left to right
+    and refuse a non-empty suffix.
+    """
 
     context: str
     continuation: str
+    suffix: str = ""
 
 
 @dataclass(frozen=True)
@@ -96,7 +102,7 @@ class Generation:
     finish_reason: FinishReason
 
 
-RequestLike = LoglikelihoodRequest | tuple[str, str]
+RequestLike = LoglikelihoodRequest | tuple[str, str] | tuple[str, str, str]
 
 
 def as_requests(requests: Iterable[RequestLike]) -> list[LoglikelihoodRequest]:
@@ -104,8 +110,8 @@ def as_requests(requests: Iterable[RequestLike]) -> list[LoglikelihoodRequest]:
     out = []
     for item in requests:
         request = item if isinstance(item, LoglikelihoodRequest) else LoglikelihoodRequest(*item)
-        if not isinstance(request.context, str) or not isinstance(request.continuation, str):
-            raise PromptLearningError(f"context and continuation must be strings, got {item!r}")
+        if not all(isinstance(text, str) for text in (request.context, request.continuation, request.suffix)):
+            raise PromptLearningError(f"context, continuation and suffix must be strings, got {item!r}")
         if not request.continuation:
             raise PromptLearningError(f"empty continuation for context {request.context[:60]!r}")
         out.append(request)
@@ -122,6 +128,16 @@ def shared_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
             break
         n += 1
     return n
+
+
+def refuse_suffix(requests: Sequence[LoglikelihoodRequest], model: str) -> None:
+    """Models that read left to right cannot see text after the scored continuation."""
+    if any(request.suffix for request in requests):
+        raise UnsupportedOperationError(
+            f"{model} reads left to right: it scores a continuation at the end of the context, not in a blank "
+            "with text after it (a suffix, e.g. a template with {{ mask }} before the end); use a masked LM "
+            "(BERT, RoBERTa) or put the blank last"
+        )
 
 
 def split_at_boundary(

@@ -38,6 +38,7 @@ from promptlearning.models.interface import (
     RequestLike,
     as_requests,
     check_prompts,
+    refuse_suffix,
     shared_prefix_length,
     split_at_boundary,
 )
@@ -152,6 +153,7 @@ class LlamaCppModel(LanguageModel):
         self, requests: Iterable[RequestLike], *, batch_size: int | None = None, progress: bool | None = None
     ) -> list[LoglikelihoodResult]:
         requests = as_requests(requests)
+        refuse_suffix(requests, self.name)
         out = []
         bar = progress_bar(len(requests), desc="loglikelihood", enabled=bool(progress))
         for request in requests:

@@ -1,7 +1,13 @@
 """Prompts: templates, verbalizers and demonstration selection."""
 
 from promptlearning.prompts.demonstrations import NearestNeighbours, select_fixed
-from promptlearning.prompts.template import Demonstration, PromptTemplate, TemplateError, TemplateLimitError
+from promptlearning.prompts.template import (
+    Demonstration,
+    PromptTemplate,
+    TemplateError,
+    TemplateLimitError,
+    split_at_blank,
+)
 from promptlearning.prompts.verbalizer import Verbalizer, VerbalizerError
 
 __all__ = [
@@ -13,4 +19,5 @@ __all__ = [
     "Verbalizer",
     "VerbalizerError",
     "select_fixed",
+    "split_at_blank",
 ]

@@ -43,8 +43,23 @@ def compile_template(source: str, what: str = "template") -> Any:
         raise TemplateError(f"{what} does not parse (line {exc.lineno}): {exc.message}\n  {source!r}") from exc
 
 
+BLANK_FIELD = "mask"
+"""The field marking where the answer goes (``It was {{ mask }} .``); without it the answer follows the prompt."""
+BLANK_MARK = "\u2063[answer]\u2063"  # stands in the rendered query until the prompt is split around the blank
+
+
+def split_at_blank(prompt: str) -> tuple[str, str]:
+    """(text before the answer, text after it) of a rendered prompt."""
+    before, _, after = prompt.partition(BLANK_MARK)
+    return before, after
+
+
 class PromptTemplate:
-    """Renders examples into prompts. ``input`` is a Jinja2 template over the example's fields."""
+    """Renders examples into prompts. ``input`` is a Jinja2 template over the example's fields.
+
+    The answer goes after the rendered input, or where ``{{ mask }}`` stands (a cloze template: masked
+    LMs read the text after the blank too). In demonstrations the blank holds the demonstration's answer.
+    """
 
     def __init__(
         self,
@@ -69,10 +84,22 @@ class PromptTemplate:
 
     # ------------------------------------------------------------------ rendering one example
 
-    def render_input(self, example: Mapping[str, Any]) -> str:
-        """The query text for one example (no demonstrations, no chat wrapping)."""
+    @property
+    def has_blank(self) -> bool:
+        """Whether the template places the answer itself (``{{ mask }}``)."""
+        return BLANK_FIELD in self.fields
+
+    @property
+    def input_fields(self) -> list[str]:
+        """The fields an example must provide (the blank is not one of them)."""
+        return [f for f in self.fields if f != BLANK_FIELD]
+
+    def render_input(self, example: Mapping[str, Any], *, blank: str | None = None) -> str:
+        """The query text for one example (no demonstrations, no chat wrapping); ``blank`` fills ``{{ mask }}``."""
         if not isinstance(example, Mapping):
             raise TemplateError(f"an example must be a mapping of field names to values, got {type(example).__name__}")
+        if self.has_blank:
+            example = {**example, BLANK_FIELD: blank if blank is not None else example.get(BLANK_FIELD, "")}
         nulls = [f for f in self.fields if f in example and example[f] is None]
         if nulls:
             raise TemplateError(f"field(s) {nulls} of the example are null; give them a value or drop the example")
@@ -99,8 +126,10 @@ class PromptTemplate:
         demonstrations: Sequence[Demonstration] = (),
         *,
         chat: Callable[[list[dict[str, str]]], str] | None = None,
+        blank: str = BLANK_MARK,
     ) -> str:
-        """The full prompt for ``example``; the answer is what the model should continue with.
+        """The full prompt for ``example``; the answer is what the model should continue with (or,
+        for a cloze template, what goes where ``blank`` stands: split the prompt with :func:`split_at_blank`).
 
         ``chat`` is the model's chat-template function, required in chat mode.
         """
@@ -109,13 +138,17 @@ class PromptTemplate:
                 raise TemplateError("a chat-mode template needs a model with a chat template")
             messages = [{"role": "system", "content": self.instruction}] if self.instruction else []
             for demo in demonstrations:
-                messages.append({"role": "user", "content": self.render_input(demo.example)})
+                messages.append({"role": "user", "content": self.render_input(demo.example, blank=demo.answer.strip())})
                 messages.append({"role": "assistant", "content": self.answer_text(demo.answer)})
-            messages.append({"role": "user", "content": self.render_input(example)})
+            messages.append({"role": "user", "content": self.render_input(example, blank=blank)})
             return chat(messages)
         parts = [self.instruction] if self.instruction else []
-        parts += [self.render_input(d.example) + d.answer for d in demonstrations]
-        parts.append(self.render_input(example))
+        for demo in demonstrations:
+            if self.has_blank:
+                parts.append(self.render_input(demo.example, blank=demo.answer.strip()))
+            else:
+                parts.append(self.render_input(demo.example) + demo.answer)
+        parts.append(self.render_input(example, blank=blank))
         return self.separator.join(parts)
 
     def render_to_fit(
@@ -127,12 +160,13 @@ class PromptTemplate:
         count_tokens: Callable[[str], int],
         truncate: Callable[[str, int], str],
         chat: Callable[[list[dict[str, str]]], str] | None = None,
+        blank: str = BLANK_MARK,
     ) -> str:
         """Render, shortening the ``shorten`` field of the query (by tokens) until it fits ``budget``.
 
         The instruction, the demonstrations and the answer slot are never cut.
         """
-        prompt = self.render(example, demonstrations, chat=chat)
+        prompt = self.render(example, demonstrations, chat=chat, blank=blank)
         overflow = count_tokens(prompt) - budget
         if overflow <= 0:
             return prompt
@@ -149,7 +183,7 @@ class PromptTemplate:
                 break
             value = truncate(value, keep)
             shortened[self.shorten] = value
-            prompt = self.render(shortened, demonstrations, chat=chat)
+            prompt = self.render(shortened, demonstrations, chat=chat, blank=blank)
             overflow = count_tokens(prompt) - budget
             if overflow <= 0:
                 return prompt

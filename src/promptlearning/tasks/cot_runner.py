@@ -140,7 +140,7 @@ def run_cot_task(
     template = PromptTemplate(config.template)
     questions = load_examples(
         config.data.eval, root=task_data_root(config.data.root), limit=config.data.eval_limit,
-        offset=config.data.eval_offset, required=template.fields,
+        offset=config.data.eval_offset, required=template.input_fields,
     )  # fmt: skip
     for number, question in enumerate(questions, config.data.eval_offset + 1):
         try:

@@ -77,7 +77,7 @@ def build_classifier(
 def load_task_data(config: TaskConfig, template: PromptTemplate, verbalizer: Verbalizer) -> tuple[list, list]:
     """The eval split and the demonstration pool, every row checked for the fields and labels used."""
     data, root = config.data, task_data_root(config.data.root)
-    required = [*template.fields, data.label_field]
+    required = [*template.input_fields, data.label_field]
     eval_examples = load_examples(
         data.eval, root=root, limit=data.eval_limit, offset=data.eval_offset, required=required
     )
@@ -87,7 +87,7 @@ def load_task_data(config: TaskConfig, template: PromptTemplate, verbalizer: Ver
         assert data.train is not None  # check_task
         train = load_examples(data.train, root=root, required=required)
         if data.train_min_words:
-            fields = [f for f in template.fields if f != data.label_field]
+            fields = [f for f in template.input_fields if f != data.label_field]
             train = keep_min_words(train, fields, data.train_min_words)
         train = train[: data.train_limit]
         verbalizer.check_labels(ex[data.label_field] for ex in train)

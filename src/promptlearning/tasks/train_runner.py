@@ -200,7 +200,7 @@ def _load_splits(config: TrainTaskConfig) -> tuple[list[dict[str, Any]], list[di
     if config.objective == "ner":
         required, words = [data.tokens_field, data.tags_field], [data.tokens_field]
     else:
-        fields = [f for f in PromptTemplate(**config.template.model_dump()).fields if f != "mask"]
+        fields = PromptTemplate(**config.template.model_dump()).input_fields
         required, words = [*fields, data.label_field], [f for f in fields if f != data.label_field]
     pool = load_examples(data.train, root=root, required=required)
     if data.train_min_words:  # an NER template is unused; its sentence is its tokens

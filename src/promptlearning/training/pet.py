@@ -23,7 +23,7 @@ from torch import nn
 from promptlearning.errors import PromptLearningError, PromptTooLongError
 from promptlearning.models.hf.tokens import prepare_tokenizer, tokenizer_adds_bos
 from promptlearning.prompts.examples import Example
-from promptlearning.prompts.template import Demonstration, PromptTemplate
+from promptlearning.prompts.template import BLANK_MARK, Demonstration, PromptTemplate, split_at_blank
 from promptlearning.prompts.verbalizer import Verbalizer
 
 
@@ -102,21 +102,24 @@ class PetFeaturizer:
 
     def prompt(self, example: Example) -> str:
         """The prompt text of ``example`` (with the mask token in place for masked LMs)."""
-        fields = dict(example)
-        mask = self.tokenizer.mask_token if self.masked else None
-        if self.masked:
-            fields["mask"] = mask
-        budget = self.max_length - (1 if self.masked and "mask" not in self.template.fields else 0)
+        appended = self.masked and not self.template.has_blank  # the mask goes after the prompt
         text = self.template.render_to_fit(
-            fields,
+            example,
             self.demonstrations,
-            budget=budget,
+            budget=self.max_length - int(appended),
             count_tokens=self._count,
             truncate=self._truncate,
             chat=self.chat,
+            blank=self.tokenizer.mask_token if self.masked else BLANK_MARK,
         )
-        if self.masked and "mask" not in self.template.fields:
-            text += (" " if self.template.mode == "plain" else "") + mask
+        if appended:
+            text += (" " if self.template.mode == "plain" else "") + self.tokenizer.mask_token
+        if not self.masked:
+            text, after = split_at_blank(text)
+            if after.strip():
+                raise PromptLearningError(
+                    "a causal LM predicts the answer at the end of the prompt: put {{ mask }} last, or use a masked LM"
+                )
         return text
 
     def encode(self, example: Example, *, with_label: bool = True) -> dict[str, Any]:

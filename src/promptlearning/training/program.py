@@ -235,7 +235,7 @@ def _chat_function(tokenizer: Any, template: PromptTemplate) -> Any:
 
 def _init_text(template: PromptTemplate) -> str:
     """Words to initialise a soft prompt from: the instruction, else the template's own words."""
-    return template.instruction or template.render_input(dict.fromkeys(template.fields, "")).strip() or "Answer:"
+    return template.instruction or template.render_input(dict.fromkeys(template.input_fields, "")).strip() or "Answer:"
 
 
 def build_program(
@@ -373,7 +373,7 @@ def input_fields(spec: ProgramSpec) -> list[str]:
     """The fields every input of a program must have."""
     if spec.objective == "ner":
         return [spec.tokens_field]
-    return [f for f in PromptTemplate(**spec.template).fields if f != "mask"]
+    return PromptTemplate(**spec.template).input_fields
 
 
 def load_program(directory: str | Path) -> PromptProgram:

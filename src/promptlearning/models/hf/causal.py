@@ -30,6 +30,7 @@ from promptlearning.models.interface import (
     as_requests,
     check_prompts,
     check_samples,
+    refuse_suffix,
     split_at_boundary,
 )
 from promptlearning.progress import progress_bar, quiet_third_party
@@ -223,6 +224,7 @@ class HFLanguageModel(LanguageModel):
           ids of the whole strings, so it is exactly what the model would see without the cache.
         """
         requests = as_requests(requests)
+        refuse_suffix(requests, self.name)
         unique = list(dict.fromkeys(requests))
         encoded = [self.split_request(r) for r in unique]
         for request, (prefix, continuation) in zip(unique, encoded, strict=True):

@@ -1,0 +1,163 @@
+"""Masked language models (BERT, RoBERTa, …) as scorers of blanks: the cloze form of PET and OpenPrompt.
+
+A request ``(context, continuation, suffix)`` becomes the input ``context [MASK]×k suffix``, with one
+mask per token of the continuation, and its score is the sum of the log-probabilities of the
+continuation's tokens at their masks, all read from one forward pass (the "parallel" scoring of
+multi-token label words; one-token words, LM-BFF's choice, are exact). Tokens are split where the
+whole string ``context + continuation`` splits, as for causal LMs, so a word keeps the form it has
+in running text. Masked LMs do not generate text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from promptlearning.errors import CorruptModelError, PromptTooLongError, UnsupportedOperationError
+from promptlearning.models.hf.causal import first_line
+from promptlearning.models.hf.tokens import PromptTokens
+from promptlearning.models.interface import (
+    LanguageModel,
+    LoglikelihoodRequest,
+    LoglikelihoodResult,
+    RequestLike,
+    as_requests,
+    split_at_boundary,
+)
+from promptlearning.progress import progress_bar, quiet_third_party
+
+# (input ids, first mask position, [(request index, target ids)]): requests whose masked inputs are
+# identical (label words of one length after one context) share a row and its forward pass
+_Row = tuple[list[int], int, list[tuple[int, list[int]]]]
+
+
+class HFMaskedLM(LanguageModel):
+    """A ``…ForMaskedLM`` model with its tokenizer, scoring continuations at ``[MASK]`` positions."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        name: str = "masked-lm",
+        batch_size: int = 16,
+        max_length: int | None = None,
+    ) -> None:
+        if tokenizer.mask_token_id is None:
+            raise UnsupportedOperationError(f"{name}: a masked LM needs a tokenizer with a mask token")
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.tokens = PromptTokens(tokenizer, encoder=True)
+        self.name = name
+        self.batch_size = batch_size
+        limits = [getattr(model.config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)]
+        valid = [int(v) for v in limits if isinstance(v, int) and 0 < v < 1_000_000]
+        self._max_length = max_length or (min(valid) if valid else 512)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        *,
+        name: str | None = None,
+        device: str | torch.device = "auto",
+        dtype: str = "auto",
+        batch_size: int = 16,
+        max_length: int | None = None,
+        local_files_only: bool = False,
+        **_: Any,
+    ) -> HFMaskedLM:
+        from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+        from promptlearning.devices import resolve_device, resolve_dtype
+
+        target = resolve_device(device)
+        local = Path(str(path)).is_dir()
+        try:
+            with quiet_third_party():
+                tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=local_files_only or local)
+                model = AutoModelForMaskedLM.from_pretrained(
+                    str(path), dtype=resolve_dtype(dtype, target), local_files_only=local_files_only or local
+                )
+        except Exception as exc:
+            if local:
+                raise CorruptModelError(f"could not load the masked LM in {path}: {first_line(exc)}") from exc
+            raise
+        return cls(model.to(target), tokenizer, name=name or str(path), batch_size=batch_size, max_length=max_length)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def max_length(self) -> int:
+        return self._max_length
+
+    def count_tokens(self, text: str) -> int:
+        return self.tokens.count(text)
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        return self.tokens.truncate(text, max_tokens)
+
+    def generate(self, prompts, config=None, *, batch_size=None, progress=None):  # type: ignore[override]
+        raise UnsupportedOperationError(
+            f"{self.name} is a masked LM: it fills blanks but does not generate text; use a causal or seq2seq model"
+        )
+
+    def masked_input(self, request: LoglikelihoodRequest) -> tuple[list[int], int, list[int]]:
+        """(input ids with the continuation masked, position of its first mask, continuation ids)."""
+        context, target = split_at_boundary(request, self.tokens.encode_many)
+        suffix = self.tokens.encode(request.suffix) if request.suffix else []
+        start = len(self.tokens.before) + len(context)
+        masks = [self.tokenizer.mask_token_id] * len(target)
+        return [*self.tokens.before, *context, *masks, *suffix, *self.tokens.after], start, target
+
+    def loglikelihood(
+        self, requests: Iterable[RequestLike], *, batch_size: int | None = None, progress: bool | None = None
+    ) -> list[LoglikelihoodResult]:
+        requests = as_requests(requests)
+        unique = list(dict.fromkeys(requests))
+        rows: dict[tuple[int, ...], _Row] = {}
+        for index, request in enumerate(unique):
+            ids, start, target = self.masked_input(request)
+            if len(ids) > self.max_length:
+                raise PromptTooLongError(
+                    f"context + blank + suffix take {len(ids)} tokens, more than {self.name}'s maximum of "
+                    f"{self.max_length} (context starts {request.context[:60]!r}); shorten the input"
+                )
+            rows.setdefault(tuple(ids), (ids, start, []))[2].append((index, target))
+        ordered = sorted(rows.values(), key=lambda row: -len(row[0]))
+        size = batch_size or self.batch_size
+        scored: list[LoglikelihoodResult | None] = [None] * len(unique)
+        with torch.inference_mode(), progress_bar(len(unique), desc="loglikelihood", enabled=bool(progress)) as bar:
+            for first in range(0, len(ordered), size):
+                batch = ordered[first : first + size]
+                for index, result in self._score(batch):
+                    scored[index] = result
+                bar.update(sum(len(targets) for _, _, targets in batch))
+        by_request = dict(zip(unique, scored, strict=True))
+        return [by_request[r] for r in requests]  # type: ignore[misc]
+
+    def _score(self, batch: list[_Row]) -> list[tuple[int, LoglikelihoodResult]]:
+        width = max(len(ids) for ids, _, _ in batch)
+        input_ids = torch.full((len(batch), width), self.tokens.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, (ids, _, _) in enumerate(batch):  # right padding: absolute positions stay put
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            mask[row, : len(ids)] = 1
+        logits = self.model(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device)).logits
+        out = []
+        for row, (_, start, targets) in enumerate(batch):
+            for index, target in targets:
+                logprobs = torch.log_softmax(logits[row, start : start + len(target)].float(), dim=-1)
+                wanted = torch.tensor(target, device=logprobs.device)
+                token_logprobs = logprobs.gather(-1, wanted[:, None]).squeeze(-1)
+                out.append((index, LoglikelihoodResult(
+                    token_logprobs=tuple(token_logprobs.tolist()),
+                    is_greedy=bool((logprobs.argmax(-1) == wanted).all()),
+                    tokens=tuple(self.tokenizer.convert_ids_to_tokens(target)),
+                )))  # fmt: skip
+        return out
