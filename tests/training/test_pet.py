@@ -99,3 +99,37 @@ def test_generation_with_a_trained_soft_prompt(tiny_llama_dir: Path) -> None:
     program = build_program(_spec(tiny_llama_dir, peft="prompt-tuning"))
     [text] = program.generate(["review : great\nsentiment :"], max_new_tokens=4)
     assert isinstance(text, str) and text
+
+
+def test_encoder_decoders_read_the_answer_from_the_first_decoder_step(tiny_t5_dir: Path) -> None:
+    program = build_program(_spec(tiny_t5_dir, peft="lora", peft_options={"r": 2, "target_modules": ["q", "v"]}))
+    assert program.featurizer.family == "seq2seq"
+    [feature] = program.encode([{"text": "the film was great", "label": "positive"}])
+    decoder = program.module.decoder_prefix.tolist()
+    with torch.no_grad():
+        logits = program.inner_model(input_ids=torch.tensor([feature["input_ids"]]),
+                                     decoder_input_ids=torch.tensor([decoder])).logits[0, -1].float()  # fmt: skip
+    expected = torch.stack([torch.logsumexp(logits[ids], 0) for ids in program.featurizer.label_token_ids])
+    [row] = program.logits([feature])
+    torch.testing.assert_close(row, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(("model", "method"), [("llama", "lora"), ("llama", "prompt-tuning"), ("llama", None),
+                                               ("mlm", "lora"), ("t5", "lora")])  # fmt: skip
+def test_a_pet_program_reads_as_a_language_model_backed_classifier(model, method, request) -> None:
+    """The same predictions from the PET module and from a PromptClassifier over the program's model."""
+    fixtures = {"llama": "tiny_llama_dir", "mlm": "tiny_mlm_dir", "t5": "tiny_t5_dir"}
+    directory = request.getfixturevalue(fixtures[model])
+    options = (
+        {"r": 2, "target_modules": ["q", "v"] if model == "t5" else ["query", "value"]} if model != "llama" else {}
+    )
+    spec = _spec(directory, peft=method, peft_options=options if method == "lora" else {})
+    if model != "llama":
+        spec.verbalizer = {"label_words": {"negative": ["awful", "bad"], "positive": "great"}}
+    program = build_program(spec)
+    examples = [{"text": text} for text in TEXTS]
+    direct = program.predict(examples)
+    through_lm = program.as_classifier().predict(examples)
+    for a, b in zip(direct, through_lm, strict=True):
+        assert a.label == b.label
+        assert a.probabilities == pytest.approx(b.probabilities, abs=1e-4)

@@ -3,7 +3,8 @@
 Every way of turning word scores into a label score lives here, in one documented place:
 
 * a word's score is its continuation log-probability: ``sum`` over its tokens (default), ``mean``
-  per token, or ``chars`` (sum divided by the word's length in characters, lm-eval's ``acc_norm``);
+  per token, ``chars`` (sum divided by the word's length in characters, lm-eval's ``acc_norm``) or
+  ``first`` (its first token only: what PET / LM-BFF train and predict with);
 * the words of one label are aggregated with ``logsumexp`` (default: the label's total probability
   mass), ``mean`` or ``max``.
 """
@@ -17,7 +18,7 @@ from typing import Literal
 from promptlearning.errors import PromptLearningError
 from promptlearning.models.interface import LoglikelihoodResult
 
-WordScore = Literal["sum", "mean", "chars"]
+WordScore = Literal["sum", "mean", "chars", "first"]
 Aggregate = Literal["logsumexp", "mean", "max"]
 
 
@@ -57,8 +58,8 @@ class Verbalizer:
             )
         if not label_words:
             raise VerbalizerError("a verbalizer needs at least one label")
-        if word_score not in ("sum", "mean", "chars"):
-            raise VerbalizerError(f"word_score must be 'sum', 'mean' or 'chars', got {word_score!r}")
+        if word_score not in ("sum", "mean", "chars", "first"):
+            raise VerbalizerError(f"word_score must be 'sum', 'mean', 'chars' or 'first', got {word_score!r}")
         if aggregate not in ("logsumexp", "mean", "max"):
             raise VerbalizerError(f"aggregate must be 'logsumexp', 'mean' or 'max', got {aggregate!r}")
         self.label_words: dict[str, list[str]] = {}
@@ -101,6 +102,8 @@ class Verbalizer:
             return result.mean_logprob
         if self.word_score == "chars":
             return result.logprob / max(1, len(word.strip()))
+        if self.word_score == "first":
+            return result.token_logprobs[0]
         return result.logprob
 
     def label_scores(self, word_results: Mapping[str, Sequence[LoglikelihoodResult]]) -> dict[str, float]:

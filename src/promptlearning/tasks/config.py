@@ -92,7 +92,7 @@ class TemplateConfig(_Strict):
 
 class VerbalizerConfig(_Strict):
     words: dict[str, str | list[str]]
-    word_score: Literal["sum", "mean", "chars"] = "sum"
+    word_score: Literal["sum", "mean", "chars", "first"] = "sum"
     aggregate: Literal["logsumexp", "mean", "max"] = "logsumexp"
 
     @field_validator("words", mode="before")

@@ -18,23 +18,12 @@ import torch
 from torch import nn
 
 from promptlearning.errors import PromptLearningError
-from promptlearning.models.hf.tokens import prepare_tokenizer
+from promptlearning.models.hf.tokens import prepare_tokenizer, right_pad, special_tokens_around
 from promptlearning.prompts.examples import Example
-from promptlearning.training.pet import right_pad_batch
 
 
 class NerDataError(PromptLearningError):
     """NER examples whose tokens and tags do not line up, or tags outside the label set."""
-
-
-def _special_tokens(tokenizer: Any) -> tuple[list[int], list[int]]:
-    """The special tokens the tokenizer puts before and after a sequence (e.g. [CLS] / [SEP])."""
-    plain = list(tokenizer("word", add_special_tokens=False)["input_ids"])
-    full = list(tokenizer("word")["input_ids"])
-    for at in range(len(full) - len(plain) + 1):
-        if full[at : at + len(plain)] == plain:
-            return full[:at], full[at + len(plain) :]
-    return [], []
 
 
 class SequenceFeaturizer:
@@ -61,7 +50,7 @@ class SequenceFeaturizer:
         return feature
 
     def collate(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
-        return right_pad_batch(features, self.tokenizer.pad_token_id)
+        return right_pad(list(features), self.tokenizer.pad_token_id)
 
 
 class TokenFeaturizer:
@@ -82,7 +71,7 @@ class TokenFeaturizer:
         self.max_length = max_length
         self.tokens_field = tokens_field
         self.tags_field = tags_field
-        self.before, self.after = _special_tokens(tokenizer)
+        self.before, self.after = special_tokens_around(tokenizer)
 
     def word_pieces(self, words: Sequence[str]) -> list[list[int]]:
         pieces = []
@@ -117,7 +106,7 @@ class TokenFeaturizer:
         return feature
 
     def collate(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
-        batch = right_pad_batch([{k: v for k, v in f.items() if k != "word_starts"} for f in features], self.pad_id)
+        batch = right_pad([{k: v for k, v in f.items() if k != "word_starts"} for f in features], self.pad_id)
         return batch
 
     @property

@@ -6,25 +6,31 @@ the verbalizer's label words, and the loss is cross-entropy over those label log
 
 * causal LMs: the answer position is the last prompt token (the label word would come next);
 * masked LMs: the position of the mask token (cloze). The template may place it with
-  ``{{ mask }}``; otherwise it is appended where the answer would go.
+  ``{{ mask }}``; otherwise it is appended where the answer would go;
+* encoder-decoders (T5, BART): the prompt goes to the encoder and the answer is the decoder's
+  first token.
 
 A label with several words scores their logsumexp. Only the first token of each word is used (as
-in LM-BFF), so the first tokens of different labels must differ.
+in LM-BFF), so the first tokens of different labels must differ. Token ids, BOS, counting,
+truncation and chat templates are the model layer's (:class:`~promptlearning.models.hf.tokens.PromptTokens`),
+so a prompt is tokenized here exactly as the backend tokenizes it for scoring.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from promptlearning.errors import PromptLearningError, PromptTooLongError
-from promptlearning.models.hf.tokens import prepare_tokenizer, tokenizer_adds_bos
+from promptlearning.models.hf.tokens import PromptTokens, right_pad
 from promptlearning.prompts.examples import Example
 from promptlearning.prompts.template import BLANK_MARK, Demonstration, PromptTemplate, split_at_blank
 from promptlearning.prompts.verbalizer import Verbalizer
+
+Family = Literal["causal", "masked", "seq2seq"]
 
 
 class LabelWordError(PromptLearningError):
@@ -36,30 +42,30 @@ class PetFeaturizer:
 
     def __init__(
         self,
-        tokenizer: Any,
+        tokens: PromptTokens,
         template: PromptTemplate,
         verbalizer: Verbalizer,
         *,
-        masked: bool = False,
-        model_type: str = "",
+        family: Family = "causal",
         demonstrations: Sequence[Demonstration] = (),
         max_length: int = 256,
         label_field: str = "label",
-        chat: Any = None,
     ) -> None:
-        prepare_tokenizer(tokenizer)
-        self.tokenizer = tokenizer
+        if family == "masked" and tokens.tokenizer.mask_token_id is None:
+            raise PromptLearningError("a masked-LM PET model needs a tokenizer with a mask token")
+        self.tokens = tokens
+        self.tokenizer = tokens.tokenizer
         self.template = template
         self.verbalizer = verbalizer
-        self.masked = masked
+        self.family = family
         self.demonstrations = list(demonstrations)
         self.max_length = max_length
         self.label_field = label_field
-        self.chat = chat
-        self.add_bos = not masked and tokenizer_adds_bos(tokenizer, model_type)
-        if masked and tokenizer.mask_token_id is None:
-            raise PromptLearningError("a masked-LM PET model needs a tokenizer with a mask token")
         self.label_token_ids = self._label_token_ids()
+
+    @property
+    def masked(self) -> bool:
+        return self.family == "masked"
 
     @property
     def labels(self) -> list[str]:
@@ -67,7 +73,7 @@ class PetFeaturizer:
 
     def _word_token(self, word: str) -> int:
         text = self.template.answer_text(word)
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids = self.tokens.encode(text.lstrip() if self.family == "seq2seq" else text)
         if not ids:
             raise LabelWordError(f"label word {word!r} encodes to no tokens")
         return int(ids[0])
@@ -87,44 +93,34 @@ class PetFeaturizer:
 
     # ------------------------------------------------------------------ encoding
 
-    def _count(self, text: str) -> int:
-        return len(self._ids(text))
-
-    def _ids(self, text: str) -> list[int]:
-        if self.masked:
-            return list(self.tokenizer(text)["input_ids"])
-        ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-        return [self.tokenizer.bos_token_id, *ids] if self.add_bos else ids
-
-    def _truncate(self, text: str, max_tokens: int) -> str:
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"][: max(max_tokens, 0)]
-        return self.tokenizer.decode(ids)
-
     def prompt(self, example: Example) -> str:
         """The prompt text of ``example`` (with the mask token in place for masked LMs)."""
+        mask = self.tokenizer.mask_token
         appended = self.masked and not self.template.has_blank  # the mask goes after the prompt
+        chat = self.tokens.apply_chat_template if self.template.mode == "chat" else None
         text = self.template.render_to_fit(
             example,
             self.demonstrations,
             budget=self.max_length - int(appended),
-            count_tokens=self._count,
-            truncate=self._truncate,
-            chat=self.chat,
-            blank=self.tokenizer.mask_token if self.masked else BLANK_MARK,
+            count_tokens=self.tokens.count,
+            truncate=self.tokens.truncate,
+            chat=chat,
+            blank=mask if self.masked else BLANK_MARK,
         )
         if appended:
-            text += (" " if self.template.mode == "plain" else "") + self.tokenizer.mask_token
+            text += (" " if self.template.mode == "plain" else "") + mask
         if not self.masked:
             text, after = split_at_blank(text)
             if after.strip():
                 raise PromptLearningError(
-                    "a causal LM predicts the answer at the end of the prompt: put {{ mask }} last, or use a masked LM"
+                    f"a {self.family} model predicts the answer after the prompt: put {{{{ mask }}}} last, or use a "
+                    "masked LM"
                 )
         return text
 
     def encode(self, example: Example, *, with_label: bool = True) -> dict[str, Any]:
         """``input_ids``, ``answer_index`` and (if ``with_label``) the label's index."""
-        ids = self._ids(self.prompt(example))
+        ids = self.tokens.prompt_ids(self.prompt(example))
         if len(ids) > self.max_length:
             raise PromptTooLongError(f"the prompt takes {len(ids)} tokens, more than max_length={self.max_length}")
         if self.masked:
@@ -133,7 +129,7 @@ class PetFeaturizer:
                 raise PromptLearningError(f"a cloze prompt needs exactly one mask token, found {len(positions)}")
             answer_index = positions[0]
         else:
-            answer_index = len(ids) - 1
+            answer_index = 0 if self.family == "seq2seq" else len(ids) - 1  # seq2seq: the decoder's first step
         feature: dict[str, Any] = {"input_ids": ids, "answer_index": answer_index}
         if with_label:
             label = str(example[self.label_field])
@@ -142,43 +138,16 @@ class PetFeaturizer:
         return feature
 
     def collate(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
-        return right_pad_batch(features, self.tokenizer.pad_token_id)
-
-
-def right_pad_batch(features: Sequence[Mapping[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad ``input_ids`` (and ``labels`` lists, with -100); other fields become tensors.
-
-    Right padding keeps every token at its natural position, which soft prompts and prefixes
-    (added by ``peft`` in front) rely on.
-    """
-    width = max(len(f["input_ids"]) for f in features)
-    batch: dict[str, torch.Tensor] = {
-        "input_ids": torch.full((len(features), width), pad_id, dtype=torch.long),
-        "attention_mask": torch.zeros((len(features), width), dtype=torch.long),
-    }
-    for row, f in enumerate(features):
-        batch["input_ids"][row, : len(f["input_ids"])] = torch.tensor(f["input_ids"])
-        batch["attention_mask"][row, : len(f["input_ids"])] = 1
-    for key in features[0]:
-        if key == "input_ids":
-            continue
-        values = [f[key] for f in features]
-        if isinstance(values[0], list):
-            padded = torch.full((len(features), width), -100, dtype=torch.long)
-            for row, v in enumerate(values):
-                padded[row, : len(v)] = torch.tensor(v)
-            batch[key] = padded
-        else:
-            batch[key] = torch.tensor(values)
-    return batch
+        return right_pad(list(features), self.tokens.pad_id)
 
 
 class PetModel(nn.Module):
     """A (PEFT-wrapped or plain) LM whose output is one logit per label, read at the answer position.
 
-    ``virtual_tokens`` is the number of soft-prompt tokens peft prepends to the input (prompt tuning,
-    P-tuning): the answer position moves right by that many in the output. ``regulariser`` (AdaLoRA's
-    orthogonality penalty) is added to the training loss.
+    ``virtual_tokens`` is the number of soft-prompt tokens peft prepends to a decoder's input (prompt
+    tuning, P-tuning): the answer position moves right by that many in the output. An encoder-decoder
+    reads the answer from its decoder's first step after ``decoder_prefix`` (the start token, and BART's
+    ``<s>``). ``regulariser`` (AdaLoRA's orthogonality penalty) is added to the training loss.
     """
 
     def __init__(
@@ -186,13 +155,14 @@ class PetModel(nn.Module):
         model: nn.Module,
         label_token_ids: Sequence[Sequence[int]],
         *,
-        masked: bool = False,
+        family: Family = "causal",
         virtual_tokens: int = 0,
+        decoder_prefix: Sequence[int] = (),
         regulariser: Callable[[nn.Module], torch.Tensor | None] | None = None,
     ) -> None:
         super().__init__()
         self.model = model
-        self.masked = masked
+        self.family = family
         self.virtual_tokens = virtual_tokens
         self.regulariser = regulariser
         width = max(len(ids) for ids in label_token_ids)
@@ -200,6 +170,11 @@ class PetModel(nn.Module):
         valid = torch.tensor([[True] * len(ids) + [False] * (width - len(ids)) for ids in label_token_ids])
         self.register_buffer("label_token_ids", table, persistent=False)
         self.register_buffer("label_token_valid", valid, persistent=False)
+        self.register_buffer("decoder_prefix", torch.tensor(list(decoder_prefix), dtype=torch.long), persistent=False)
+
+    @property
+    def masked(self) -> bool:
+        return self.family == "masked"
 
     def forward(
         self,
@@ -208,15 +183,20 @@ class PetModel(nn.Module):
         answer_index: torch.Tensor,
         labels: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        positions = answer_index + self.virtual_tokens
-        if self.masked:
+        rows_index = torch.arange(len(answer_index), device=answer_index.device)
+        if self.family == "seq2seq":
+            decoder = self.decoder_prefix.expand(len(input_ids), -1)
+            rows = self.model(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder).logits[
+                :, -1
+            ]
+        elif self.family == "masked":
             vocab_logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
-            rows = vocab_logits[torch.arange(len(positions)), positions]
+            rows = vocab_logits[rows_index, answer_index + self.virtual_tokens]
         else:
             # only the answer positions go through the vocabulary projection
-            keep, where = torch.unique(positions, return_inverse=True)
+            keep, where = torch.unique(answer_index + self.virtual_tokens, return_inverse=True)
             vocab_logits = self.model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep).logits
-            rows = vocab_logits[torch.arange(len(positions)), where]
+            rows = vocab_logits[rows_index, where]
         word_logits = rows.float()[:, self.label_token_ids]  # (batch, labels, words per label)
         word_logits = word_logits.masked_fill(~self.label_token_valid, float("-inf"))
         logits = torch.logsumexp(word_logits, dim=-1)

@@ -29,10 +29,14 @@ from safetensors.torch import load_file
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
-from promptlearning.errors import CorruptModelError, PromptLearningError
+from promptlearning.errors import CorruptModelError, PromptLearningError, UnsupportedOperationError
 from promptlearning.io import write_atomically, write_json_atomically
-from promptlearning.methods.classifier import Prediction
+from promptlearning.methods.classifier import Prediction, PromptClassifier
 from promptlearning.models import resolve_model_dir
+from promptlearning.models.hf import HFLanguageModel, PromptTokens, model_family
+from promptlearning.models.hf.masked import HFMaskedLM
+from promptlearning.models.hf.seq2seq import HFSeq2SeqLM
+from promptlearning.models.interface import LanguageModel
 from promptlearning.progress import progress_bar, quiet_third_party
 from promptlearning.prompts.examples import as_examples
 from promptlearning.prompts.template import Demonstration, PromptTemplate
@@ -43,8 +47,6 @@ from promptlearning.training.pet import PetFeaturizer, PetModel
 
 Objective = Literal["pet", "head", "ner"]
 FORMAT_VERSION = 1
-_ENCODERS = {"bert", "roberta", "distilbert", "electra", "deberta", "deberta-v2", "xlm-roberta", "albert",
-             "modernbert", "mpnet"}  # fmt: skip
 
 
 @dataclass
@@ -76,9 +78,10 @@ class ProgramSpec:
         return cls(**data)
 
 
-def _is_masked(config: Any) -> bool:
-    architectures = getattr(config, "architectures", None) or []
-    return any(a.endswith("ForMaskedLM") for a in architectures) or config.model_type in _ENCODERS
+def pet_family(config: Any) -> str:
+    """The family a PET program trains: causal, seq2seq, or masked (a bare encoder gets an MLM head)."""
+    family = model_family(config)
+    return "masked" if family == "encoder" else family
 
 
 class PromptProgram:
@@ -89,6 +92,10 @@ class PromptProgram:
         self.module = module
         self.featurizer = featurizer
         self.tokenizer = tokenizer
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.module.parameters()).device
 
     @property
     def labels(self) -> list[str]:
@@ -120,7 +127,8 @@ class PromptProgram:
             for start in range(0, len(features), batch_size):
                 chunk = features[start : start + batch_size]
                 batch = self.featurizer.collate([{k: v for k, v in f.items() if k != "labels"} for f in chunk])
-                out.extend(self.module(**batch)["logits"].float().unbind(0))
+                batch = {key: value.to(self.device) for key, value in batch.items()}
+                out.extend(self.module(**batch)["logits"].float().cpu().unbind(0))
                 bar.update(len(chunk))
         return out
 
@@ -178,21 +186,48 @@ class PromptProgram:
             mine = self.predict(shard, batch_size=batch_size, progress=progress and state.is_main_process)
         return gather_object(mine)
 
-    def generate(self, prompts: Sequence[str], *, max_new_tokens: int = 32) -> list[str]:
-        """Greedy continuations from the causal LM with its trained adapter or soft prompt."""
-        if self.spec.objective != "pet" or self.featurizer.masked:
-            raise PromptLearningError("generate needs a causal-LM PET program")
+    def language_model(self) -> LanguageModel:
+        """The trained model behind the :class:`LanguageModel` interface (PET programs), so it scores,
+        generates, is evaluated and served exactly like an untrained one."""
+        if self.spec.objective != "pet":
+            raise UnsupportedOperationError(f"a {self.spec.objective!r} program has a classification head, not an LM")
         self.module.eval()
-        out = []
-        with torch.no_grad():
-            for prompt in prompts:
-                ids = torch.tensor([self.featurizer._ids(prompt)])
-                generated = self.inner_model.generate(
-                    input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, do_sample=False,
-                    pad_token_id=self.tokenizer.pad_token_id,
-                )  # fmt: skip
-                out.append(self.tokenizer.decode(generated[0, ids.shape[1] :], skip_special_tokens=True))
-        return out
+        name = f"program:{self.spec.model}"
+        family = self.featurizer.family
+        if family == "masked":
+            return HFMaskedLM(self.inner_model, self.tokenizer, name=name)
+        if family == "seq2seq":
+            return HFSeq2SeqLM(self.inner_model, self.tokenizer, name=name)
+        soft = bool(self.spec.peft) and get_method(self.spec.peft).prompt_learning
+        return HFLanguageModel(self.inner_model, self.tokenizer, name=name, add_bos=self.featurizer.tokens.add_bos,
+                               soft_prompt=soft)  # fmt: skip
+
+    def as_classifier(self) -> PromptClassifier:
+        """A :class:`PromptClassifier` over :meth:`language_model` with the program's template, label
+        words (scored by their first token, as PET trains them) and demonstrations: its predictions
+        are the program's own."""
+        if self.spec.verbalizer is None:
+            raise UnsupportedOperationError("only PET programs (label words) read as prompt classifiers")
+        verbalizer = Verbalizer(**{**self.spec.verbalizer, "word_score": "first", "aggregate": "logsumexp"})
+        template = PromptTemplate(**self.spec.template)
+        demos = [{**d["example"], self.spec.label_field: self._label_of(d["answer"])} for d in self.spec.demonstrations]
+        options = {"method": "icl", "shots": len(demos), "selection": "first"} if demos else {}
+        classifier = PromptClassifier(self.language_model(), template, verbalizer, label_field=self.spec.label_field,
+                                      **options)  # fmt: skip
+        return classifier.fit(demos)
+
+    def _label_of(self, answer: str) -> str:
+        for label, words in self.featurizer.verbalizer.label_words.items():
+            if answer in words:
+                return label
+        raise CorruptModelError(f"the demonstration answer {answer!r} is no label's word")
+
+    def generate(self, prompts: Sequence[str], *, max_new_tokens: int = 32) -> list[str]:
+        """Greedy continuations from the trained model (adapter or soft prompt), through the model layer."""
+        from promptlearning.models import GenerationConfig
+
+        generations = self.language_model().generate(list(prompts), GenerationConfig(max_new_tokens=max_new_tokens))
+        return [g.text for g in generations]
 
     # ------------------------------------------------------------------ saving
 
@@ -223,30 +258,29 @@ def _untie(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def _chat_function(tokenizer: Any, template: PromptTemplate) -> Any:
-    if template.mode != "chat":
-        return None
-
-    def chat(messages: list[dict[str, str]]) -> str:
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-
-    return chat
-
-
 def _init_text(template: PromptTemplate) -> str:
     """Words to initialise a soft prompt from: the instruction, else the template's own words."""
     return template.instruction or template.render_input(dict.fromkeys(template.input_fields, "")).strip() or "Answer:"
 
 
 def build_program(
-    spec: ProgramSpec, *, total_steps: int | None = None, seed: int = 0, adapter_dir: Path | None = None
+    spec: ProgramSpec,
+    *,
+    total_steps: int | None = None,
+    seed: int = 0,
+    adapter_dir: Path | None = None,
+    device: str | torch.device = "cpu",
 ) -> PromptProgram:
-    """Load the base model and wrap it for ``spec.objective`` with ``spec.peft``.
+    """Load the base model and wrap it for ``spec.objective`` with ``spec.peft``, on ``device``.
 
     The PEFT weights are fresh, or loaded from ``adapter_dir`` (a saved program's ``adapter/``).
+    The training loop moves the model itself (``accelerate``), so training builds on the CPU.
     """
     import transformers
 
+    from promptlearning.devices import resolve_device
+
+    target = resolve_device(device)
     torch.manual_seed(seed)  # new heads, LoRA matrices and soft prompts start the same for a seed
     path = resolve_model_dir(spec.model, pull=True)
     local = {"local_files_only": True} if isinstance(path, Path) else {}  # a local model never goes online
@@ -262,28 +296,33 @@ def build_program(
             raise PromptLearningError("a PET program needs a verbalizer")
         verbalizer = Verbalizer(**spec.verbalizer)
         spec.labels = spec.labels or verbalizer.labels
-        masked = _is_masked(config)
-        auto = transformers.AutoModelForMaskedLM if masked else transformers.AutoModelForCausalLM
+        family = pet_family(config)
+        auto = {"causal": transformers.AutoModelForCausalLM, "masked": transformers.AutoModelForMaskedLM,
+                "seq2seq": transformers.AutoModelForSeq2SeqLM}[family]  # fmt: skip
         with quiet_third_party():
             model = auto.from_pretrained(str(path), dtype=dtype, **local)
+        tokens = PromptTokens(tokenizer, model_type=config.model_type, encoder=family != "causal")
         demos = [Demonstration(d["example"], d["answer"]) for d in spec.demonstrations]
         featurizer = PetFeaturizer(
-            tokenizer, template, verbalizer, masked=masked, model_type=config.model_type, demonstrations=demos,
-            max_length=spec.max_length, label_field=spec.label_field, chat=_chat_function(tokenizer, template),
+            tokens, template, verbalizer, family=family, demonstrations=demos, max_length=spec.max_length,
+            label_field=spec.label_field,
         )  # fmt: skip
-        task_type = None if masked else "CAUSAL_LM"
+        task_type = {"causal": "CAUSAL_LM", "masked": None, "seq2seq": "SEQ_2_SEQ_LM"}[family]
         virtual, regulariser = 0, None
         if spec.peft:
             model = _apply(model, spec, task_type, path, template, total_steps, adapter_dir)
             method = get_method(spec.peft)
-            if method.prompt_learning and spec.peft != "prefix-tuning":
+            if method.prompt_learning and spec.peft != "prefix-tuning" and family != "seq2seq":
                 virtual = model.peft_config["default"].num_virtual_tokens
             if spec.peft == "adalora":
                 regulariser = adalora_orthogonality_penalty
+        start = config.decoder_start_token_id if family == "seq2seq" else None
+        prefix = [start if start is not None else tokens.pad_id, *tokens.before] if family == "seq2seq" else []
         module: nn.Module = PetModel(
-            model, featurizer.label_token_ids, masked=masked, virtual_tokens=virtual, regulariser=regulariser
-        )
-        return PromptProgram(spec, module, featurizer, tokenizer)
+            model, featurizer.label_token_ids, family=family, virtual_tokens=virtual, decoder_prefix=prefix,
+            regulariser=regulariser,
+        )  # fmt: skip
+        return PromptProgram(spec, module.to(target), featurizer, tokenizer)
     if not spec.labels:
         raise PromptLearningError(f"a {spec.objective!r} program needs its labels")
     label_maps = {
@@ -310,7 +349,7 @@ def build_program(
     if spec.peft:
         task_type = "TOKEN_CLS" if spec.objective == "ner" else "SEQ_CLS"
         model = _apply(model, spec, task_type, path, template, total_steps, adapter_dir)
-    return PromptProgram(spec, HeadModel(model), featurizer, tokenizer)
+    return PromptProgram(spec, HeadModel(model).to(target), featurizer, tokenizer)
 
 
 def _apply(
@@ -376,16 +415,16 @@ def input_fields(spec: ProgramSpec) -> list[str]:
     return PromptTemplate(**spec.template).input_fields
 
 
-def load_program(directory: str | Path) -> PromptProgram:
-    """Restore a saved program for prediction (everything but the weights is checked first)."""
+def load_program(directory: str | Path, *, device: str | torch.device = "auto") -> PromptProgram:
+    """Restore a saved program for prediction on ``device`` (everything but the weights is checked first)."""
     directory = Path(directory)
     spec = read_program_spec(directory)
     if spec.peft:
-        return build_program(spec, adapter_dir=directory / "adapter")
+        return build_program(spec, adapter_dir=directory / "adapter", device=device)
     weights_path = directory / "weights.safetensors"
-    program = build_program(spec)
+    program = build_program(spec, device=device)
     try:
-        weights = load_file(str(weights_path))
+        weights = load_file(str(weights_path), device=str(program.device))
     except Exception as exc:
         raise CorruptModelError(f"could not read {weights_path}: {exc}") from exc
     missing, unexpected = program.module.load_state_dict(weights, strict=False)

@@ -31,6 +31,7 @@ from promptlearning.models.interface import (
     check_prompts,
     check_samples,
     refuse_suffix,
+    sample_seed,
     split_at_boundary,
 )
 from promptlearning.progress import progress_bar, quiet_third_party
@@ -86,7 +87,12 @@ def _sliding_window(config: Any) -> int | None:
 
 
 class HFLanguageModel(LanguageModel):
-    """A causal language model from ``transformers``, with its tokenizer."""
+    """A causal language model from ``transformers``, with its tokenizer.
+
+    ``soft_prompt=True`` is for a model that prepends learned vectors to every input (``peft``'s
+    prompt tuning, P-tuning, prefix tuning): positions then cannot move, so each request is scored
+    alone, unpadded and without a cached prefix, and generation goes through ``peft``'s ``generate``.
+    """
 
     def __init__(
         self,
@@ -97,8 +103,10 @@ class HFLanguageModel(LanguageModel):
         batch_size: int = 16,
         max_length: int | None = None,
         add_bos: bool | None = None,
+        soft_prompt: bool = False,
     ) -> None:
         self.model = model.eval()
+        self.soft_prompt = soft_prompt
         self.tokenizer = tokenizer
         self.tokens = PromptTokens(tokenizer, model_type=getattr(model.config, "model_type", ""), add_bos=add_bos)
         self.name = name
@@ -238,13 +246,15 @@ class HFLanguageModel(LanguageModel):
         shared = (
             min(common_prefix_length([tokens for tokens, _ in rows]), _cacheable_prefix(rows)) if len(rows) > 1 else 0
         )
-        if shared < self.min_shared_prefix or not prefix_reuse_is_exact(
-            self.sliding_window, max(len(tokens) for tokens, _ in rows)
+        if (
+            shared < self.min_shared_prefix
+            or self.soft_prompt
+            or not prefix_reuse_is_exact(self.sliding_window, max(len(tokens) for tokens, _ in rows))
         ):
             shared = 0
         # Longest first: padding stays small and an out-of-memory batch fails at once.
         rows.sort(key=lambda row: -len(row[0]))
-        size = batch_size or self.batch_size
+        size = 1 if self.soft_prompt else batch_size or self.batch_size
         batches = [rows[i : i + size] for i in range(0, len(rows), size)]
         scored: list[LoglikelihoodResult | None] = [None] * len(unique)
         bar = progress_bar(len(unique), desc="loglikelihood", enabled=_show_progress(progress, len(batches)))
@@ -287,7 +297,9 @@ class HFLanguageModel(LanguageModel):
     ) -> torch.Tensor:
         """Logits of the last ``keep`` positions of every left-padded row (after a cached prefix)."""
         ids, mask, positions = left_pad(inputs, self.tokens.pad_id, self.device)
-        kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
+        kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
+        if not self.soft_prompt:  # peft places the soft prompt itself (one unpadded row at a time)
+            kwargs["position_ids"] = positions
         if prefix_cache is not None:
             # The rows continue the cached prefix: [prefix | left padding | row]. Padding in the
             # middle is masked out; positions continue from the prefix.
@@ -344,7 +356,36 @@ class HFLanguageModel(LanguageModel):
                 )
         size = batch_size or self.batch_size
         n_batches = -(-len(prompts) * n // size)
+        if self.soft_prompt:
+            return [[self._generate_alone(ids, config, sample_seed(config.seed, j) if config.seed is not None else None)
+                     for j in range(n)] for ids in encoded]  # fmt: skip
         return self.decoder.run(encoded, config, n=n, batch_size=size, progress=_show_progress(progress, n_batches))
+
+    def _generate_alone(self, ids: list[int], config: GenerationConfig, seed: int | None) -> Generation:
+        """One prompt through ``generate`` of ``transformers`` / ``peft`` (soft-prompt models)."""
+        from transformers import GenerationConfig as HFGenerationConfig
+
+        settings = HFGenerationConfig(
+            max_new_tokens=config.max_new_tokens, do_sample=config.do_sample, num_beams=1,
+            eos_token_id=self.eos_token_ids, pad_token_id=self.tokens.pad_id,
+            **({"temperature": config.temperature, "top_p": config.top_p, "top_k": config.top_k or None}
+               if config.do_sample else {}),
+        )  # fmt: skip
+        input_ids = torch.tensor([ids], device=self.device)
+        with torch.inference_mode(), torch.random.fork_rng(devices=[], enabled=config.do_sample):
+            if config.do_sample and seed is not None:
+                torch.manual_seed(seed)
+            output = self.model.generate(
+                input_ids=input_ids, attention_mask=torch.ones_like(input_ids), generation_config=settings
+            )[0].tolist()
+        new = output[len(ids) :] if output[: len(ids)] == ids else output
+        ends = [i for i, token in enumerate(new) if token in self.eos_token_ids]
+        tokens = new[: ends[0]] if ends else new
+        text = self.tokens.decode(tokens)
+        cut = min((p for p in (text.find(stop) for stop in config.stop) if p >= 0), default=-1)
+        if cut >= 0:
+            text = text[:cut]
+        return Generation(text, len(tokens) + bool(ends), "stop" if ends or cut >= 0 else "length")
 
     @cached_property
     def decoder(self) -> Decoder:
