@@ -28,7 +28,7 @@ from common import DATA_ROOT, machine, read_jsonl
 
 from promptlearning.methods.cot import ChainOfThought
 from promptlearning.models import hub, load_model
-from promptlearning.tasks.cot_runner import load_exemplars
+from promptlearning.tasks.cot import load_exemplars
 
 STOP = ["Q:", "</s>", "<|im_end|>"]
 

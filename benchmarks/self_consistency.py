@@ -22,10 +22,10 @@ import time
 import torch
 from common import DATA_ROOT, machine, read_jsonl
 
-from promptlearning.methods.cot import ChainOfThought
+from promptlearning.methods.cot import ChainOfThought, SelfConsistency
 from promptlearning.models import GenerationConfig, load_model
 from promptlearning.models.interface import sample_seed
-from promptlearning.tasks.cot_runner import load_exemplars
+from promptlearning.tasks.cot import load_exemplars
 
 
 def baseline(model, prompts: list[str], config: GenerationConfig, n: int) -> tuple[int, float]:
@@ -70,11 +70,9 @@ def main() -> None:
 
     questions = read_jsonl(DATA_ROOT / "gsm8k" / "test.jsonl", args.questions)
     model = load_model("smollm2-135m-instruct", batch_size=args.batch_size)
-    cot = ChainOfThought(
-        model, exemplars=load_exemplars("gsm8k-wei2022"), n=args.samples, max_new_tokens=args.max_new_tokens
-    )
+    cot = ChainOfThought(model, exemplars=load_exemplars("gsm8k-wei2022"), max_new_tokens=args.max_new_tokens)
     prompts = [cot.prompt(q) for q in questions]
-    config = cot.generation_config()
+    config = cot.generation_config(temperature=SelfConsistency(cot, args.samples).temperature)
     print(f"machine: {machine()}")
     print(f"{len(prompts)} questions x {args.samples} samples, 8-shot CoT, T={config.temperature}, "
           f"max {config.max_new_tokens} new tokens, prompt ~{model.count_tokens(prompts[0])} tokens")  # fmt: skip

@@ -1,4 +1,4 @@
-"""PromptClassifier on a tiny real model: scoring, ICL selection, calibration, errors."""
+"""PromptClassifier on a tiny real model: scoring, ICL selection, the calibration and ordering wrappers, errors."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 
 from promptlearning.errors import PromptLearningError
-from promptlearning.methods import PromptClassifier
+from promptlearning.methods import Calibrated, Method, OrderingEnsemble, PromptClassifier
 from promptlearning.methods.classifier import EmptyDataError
 from promptlearning.models import load_model
 from promptlearning.prompts import PromptTemplate, Verbalizer, VerbalizerError
@@ -79,18 +79,26 @@ def test_knn_selects_nearest_demonstrations_per_example(tiny_lm, tiny_bert_dir):
 
 
 def test_calibration_makes_the_content_free_input_uniform(tiny_lm):
-    clf = classifier(tiny_lm, calibrate=True, content_free_inputs=["N/A"]).fit()
+    clf = Calibrated(classifier(tiny_lm), content_free_inputs=["N/A"]).fit()
     [prediction] = clf.predict([{"text": "N/A"}])
     assert prediction.probabilities == pytest.approx({"negative": 0.5, "positive": 0.5})
     uncalibrated = classifier(tiny_lm).fit().predict([{"text": "N/A"}])[0]
     assert uncalibrated.probabilities != pytest.approx(prediction.probabilities)
+    assert prediction.label_scores == pytest.approx(uncalibrated.label_scores)  # scores stay the model's
 
 
 def test_knn_calibration_is_per_example(tiny_lm, tiny_bert_dir):
     encoder = load_model(tiny_bert_dir)
-    clf = classifier(tiny_lm, method="icl", shots=2, selection="knn", embedder=encoder, calibrate=True)
+    clf = Calibrated(classifier(tiny_lm, method="icl", shots=2, selection="knn", embedder=encoder))
     predictions = clf.fit(TRAIN).predict(TEST)
     assert all(sum(p.probabilities.values()) == pytest.approx(1.0) for p in predictions)
+    # one bias estimate per distinct set of demonstrations, each made with exactly those demonstrations
+    assert set(clf._bias) == {tuple(p.demonstrations) for p in predictions}
+    for prediction in predictions:
+        demos = [prediction.demonstrations] * 3
+        cf = clf.classifier.predict([{"text": t} for t in ("N/A", "", "[MASK]")], demonstrations=demos)
+        bias = {k: sum(p.probabilities[k] for p in cf) / 3 for k in ("negative", "positive")}
+        assert clf._bias[tuple(prediction.demonstrations)] == pytest.approx(bias, rel=1e-5)
 
 
 def test_evaluate_reports_metrics_consistent_with_predictions(tiny_lm):
@@ -131,7 +139,7 @@ def test_long_inputs_are_shortened_to_fit(tiny_lm):
 
 
 def test_batch_calibration_balances_the_mean_prediction(tiny_lm):
-    predictions = classifier(tiny_lm, calibrate=True, calibration="batch", min_batch=3).fit().predict(TEST)
+    predictions = Calibrated(classifier(tiny_lm), "batch", min_batch=3).fit().predict(TEST)
     raw = classifier(tiny_lm).fit().predict(TEST)
     bias = {label: sum(p.probabilities[label] for p in raw) / len(raw) for label in ("negative", "positive")}
     for calibrated, uncalibrated in zip(predictions, raw, strict=True):
@@ -141,46 +149,55 @@ def test_batch_calibration_balances_the_mean_prediction(tiny_lm):
 
 
 def test_domain_calibration_uses_random_in_domain_words(tiny_lm):
-    clf = classifier(tiny_lm, method="icl", shots=2, calibrate=True, calibration="domain").fit(TRAIN)
+    clf = Calibrated(classifier(tiny_lm, method="icl", shots=2), "domain").fit(TRAIN)
     words = {w for ex in TRAIN for w in ex["text"].split()}
     assert len(clf.content_free_inputs) == 20
     assert all(set(text.split()) <= words for text in clf.content_free_inputs)
-    assert clf.content_free is not None and sum(clf.content_free[0].values()) == pytest.approx(1.0)
+    [prediction] = clf.predict(TEST[:1])
+    assert sum(clf._bias[tuple(prediction.demonstrations)].values()) == pytest.approx(1.0)
     with pytest.raises(PromptLearningError, match="unknown calibration"):
-        classifier(tiny_lm, calibrate=True, calibration="magic")
+        Calibrated(classifier(tiny_lm), "magic")
+
+
+def test_wrappers_are_methods_and_compose(tiny_lm):
+    ensemble = OrderingEnsemble(Calibrated(classifier(tiny_lm, method="icl", shots=2), "batch", min_batch=3), 2)
+    assert isinstance(ensemble, Method) and isinstance(ensemble.classifier, Method)
+    evaluation = ensemble.fit(TRAIN).evaluate(TEST)
+    assert evaluation.metrics["num_examples"] == 3 and ensemble.labels == ["negative", "positive"]
+    assert ensemble.template is TEMPLATE  # the wrapped classifier's attributes show through
 
 
 def test_orderings_average_the_calibrated_distributions_of_permuted_demonstrations(tiny_lm):
-    ensemble = classifier(tiny_lm, method="icl", shots=4, orderings=3, calibrate=True, calibration="batch", min_batch=3)
-    ensemble.fit(TRAIN)
+    def calibrated():
+        return Calibrated(classifier(tiny_lm, method="icl", shots=4), "batch", min_batch=3)
+
+    ensemble = OrderingEnsemble(calibrated(), 3).fit(TRAIN)
     orders = ensemble.demonstration_orderings
     assert len(orders) == 3 and orders[0] == ensemble.fixed_demonstrations
     assert all(sorted(order) == sorted(orders[0]) for order in orders)
     predictions = ensemble.predict(TEST)
-    singles = []
-    for order in orders:
-        single = classifier(tiny_lm, method="icl", shots=4, calibrate=True, calibration="batch", min_batch=3)
-        single.fit(TRAIN)
-        single.fixed_demonstrations = single.demonstration_orderings[0] = order
-        singles.append(single.predict(TEST))
+    singles = [calibrated().fit(TRAIN).predict(TEST, demonstrations=[order] * len(TEST)) for order in orders]
     for i, prediction in enumerate(predictions):
         mean = {k: sum(s[i].probabilities[k] for s in singles) / 3 for k in ("negative", "positive")}
         assert prediction.probabilities == pytest.approx(mean, abs=1e-6)
         assert prediction.label == max(mean, key=mean.__getitem__)
 
 
-def test_orderings_need_fixed_demonstrations(tiny_lm):
+def test_orderings_need_fixed_demonstrations(tiny_lm, tiny_bert_dir):
     with pytest.raises(PromptLearningError, match="orderings"):
-        classifier(tiny_lm, orderings=2)
+        OrderingEnsemble(classifier(tiny_lm), 2).fit(TRAIN)
+    knn = classifier(tiny_lm, method="icl", shots=2, selection="knn", embedder=load_model(tiny_bert_dir))
     with pytest.raises(PromptLearningError, match="orderings"):
-        classifier(tiny_lm, method="icl", shots=2, selection="knn", orderings=2)
+        OrderingEnsemble(knn, 2).fit(TRAIN)
+    with pytest.raises(PromptLearningError, match="orderings must be"):
+        OrderingEnsemble(classifier(tiny_lm), 0)
 
 
 def test_batch_calibration_of_too_few_examples_falls_back_to_contextual(tiny_lm):
     """One example calibrated against itself is always 50/50: refuse to estimate from so little."""
     with pytest.warns(UserWarning, match="batch calibration needs at least 16"):
-        [batch] = classifier(tiny_lm, calibrate=True, calibration="batch").fit().predict(TEST[:1])
-    [contextual] = classifier(tiny_lm, calibrate=True, calibration="contextual").fit().predict(TEST[:1])
+        [batch] = Calibrated(classifier(tiny_lm), "batch").fit().predict(TEST[:1])
+    [contextual] = Calibrated(classifier(tiny_lm), "contextual").fit().predict(TEST[:1])
     assert batch.probabilities == pytest.approx(contextual.probabilities)
     assert batch.probabilities["positive"] != pytest.approx(0.5)
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from promptlearning.errors import PromptLearningError, PromptTooLongError
-from promptlearning.methods.cot import ChainOfThought, CoTEvaluation, Solution, gsm8k_rationale, majority
+from promptlearning.methods import Method
+from promptlearning.methods.cot import (
+    ChainOfThought,
+    CoTEvaluation,
+    SelfConsistency,
+    Solution,
+    gsm8k_rationale,
+    majority,
+)
 
 EXEMPLARS = [
     {"question": "the cat sat on 2 mats and 3 more", "rationale": "2 + 3 = 5 .", "answer": "5"},
@@ -53,8 +61,9 @@ def test_greedy_solve_extracts_from_the_generated_rationale(tiny_lm):
 
 
 def test_self_consistency_votes_over_n_samples_from_one_prefill_per_question(tiny_lm):
-    cot = ChainOfThought(tiny_lm, exemplars=EXEMPLARS, n=5, max_new_tokens=10, seed=1)
-    solutions = cot.solve(QUESTIONS)
+    cot = SelfConsistency(ChainOfThought(tiny_lm, exemplars=EXEMPLARS, max_new_tokens=10, seed=1), 5)
+    assert isinstance(cot, Method) and cot.exemplars == EXEMPLARS  # the wrapped method shows through
+    solutions = cot.predict(QUESTIONS)
     stats = tiny_lm.decoder.last_stats
     assert stats.samples == 15 and stats.shared_prefix_tokens > 20
     for solution in solutions:
@@ -64,6 +73,9 @@ def test_self_consistency_votes_over_n_samples_from_one_prefill_per_question(tin
         assert sum(votes.values()) == sum(a is not None for a in solution.sample_answers["flexible"])
     assert cot.temperature == 0.7
     assert solutions == cot.solve(QUESTIONS)  # seeded: reproducible
+    assert cot.cot.temperature == 0.0  # the wrapped method stays greedy on its own
+    evaluation = cot.evaluate(QUESTIONS)
+    assert evaluation.metrics["samples"] == 5 and set(evaluation.curves["flexible"]) == {1, 3, 5}
 
 
 def test_zero_shot_cot_runs_a_second_answer_extraction_prompt(tiny_lm):
@@ -92,7 +104,7 @@ def test_bad_input(tiny_lm):
     with pytest.raises(PromptLearningError, match="empty question"):
         ChainOfThought(tiny_lm, mode="zero-shot-cot").solve([{"question": "  "}])
     with pytest.raises(PromptLearningError, match="n >= 1"):
-        ChainOfThought(tiny_lm, mode="zero-shot-cot", n=0)
+        SelfConsistency(ChainOfThought(tiny_lm, mode="zero-shot-cot"), 0)
     with pytest.raises(PromptLearningError, match="unknown chain-of-thought mode"):
         ChainOfThought(tiny_lm, mode="tree-of-thought")
     with pytest.raises(PromptLearningError, match="needs exemplars"):
@@ -104,4 +116,5 @@ def test_bad_input(tiny_lm):
     with pytest.raises(PromptLearningError, match="empty"):
         ChainOfThought(tiny_lm, mode="zero-shot-cot").solve([])
     with pytest.warns(UserWarning, match="identical"):
-        ChainOfThought(tiny_lm, mode="zero-shot-cot", n=2, temperature=0.0, max_new_tokens=4).solve(QUESTIONS[:1])
+        greedy = ChainOfThought(tiny_lm, mode="zero-shot-cot", max_new_tokens=4)
+        SelfConsistency(greedy, 2, temperature=0.0).solve(QUESTIONS[:1])

@@ -1,7 +1,24 @@
-"""Methods: ways to turn a language model into a predictor (zero-shot, in-context learning,
-chain-of-thought with self-consistency)."""
+"""Methods: ways to turn a language model into a predictor, all with ``fit`` / ``predict`` / ``evaluate``.
 
-from promptlearning.methods.classifier import METHODS, Prediction, PromptClassifier
-from promptlearning.methods.cot import ChainOfThought, CoTEvaluation, Solution
+Prompt classification (zero-shot, in-context learning) and chain-of-thought are methods; calibration,
+ensembles over demonstration orderings and self-consistency wrap a method and are methods themselves.
+"""
 
-__all__ = ["METHODS", "ChainOfThought", "CoTEvaluation", "Prediction", "PromptClassifier", "Solution"]
+from promptlearning.methods.base import Evaluation, Method, Prediction
+from promptlearning.methods.calibration import Calibrated
+from promptlearning.methods.classifier import METHODS, OrderingEnsemble, PromptClassifier
+from promptlearning.methods.cot import ChainOfThought, CoTEvaluation, SelfConsistency, Solution
+
+__all__ = [
+    "METHODS",
+    "Calibrated",
+    "ChainOfThought",
+    "CoTEvaluation",
+    "Evaluation",
+    "Method",
+    "OrderingEnsemble",
+    "Prediction",
+    "PromptClassifier",
+    "SelfConsistency",
+    "Solution",
+]

@@ -10,13 +10,22 @@ Three ways to estimate the bias, all correcting with ``W = diag(p_bias)^-1``, ``
   unlabelled examples being predicted. The mean of a handful of examples is mostly those examples'
   own labels (one example calibrates to a uniform distribution), so a batch smaller than
   ``MIN_BATCH`` falls back to ``contextual`` calibration, with a warning.
+
+:class:`Calibrated` wraps any classifier with ``predict(examples, demonstrations=…)``: the bias is
+estimated with the same demonstrations each example was shown (per example for kNN demonstrations).
 """
 
 from __future__ import annotations
 
 import random
 import statistics
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from promptlearning.errors import PromptLearningError
+from promptlearning.methods.base import ClassifierWrapper, Prediction
+from promptlearning.prompts.examples import Example, as_examples
 
 CONTENT_FREE_INPUTS = ("N/A", "", "[MASK]")
 CALIBRATIONS = ("contextual", "domain", "batch")
@@ -46,3 +55,89 @@ def calibrate(probabilities: Mapping[str, float], content_free: Mapping[str, flo
     scaled = {label: p / max(content_free[label], 1e-12) for label, p in probabilities.items()}
     total = sum(scaled.values())
     return {label: value / total for label, value in scaled.items()}
+
+
+class Calibrated(ClassifierWrapper):
+    """A classifier whose label distributions are divided by an estimate of the prompt's bias.
+
+    ``calibration`` is ``contextual``, ``domain`` or ``batch`` (see the module docstring);
+    ``content_free_inputs`` are the contextual inputs; ``min_batch`` is the smallest ``predict`` call
+    batch calibration estimates from.
+    """
+
+    def __init__(
+        self,
+        classifier: Any,
+        calibration: str = "contextual",
+        *,
+        content_free_inputs: Sequence[str] = CONTENT_FREE_INPUTS,
+        min_batch: int = MIN_BATCH,
+        seed: int = 0,
+    ) -> None:
+        if calibration not in CALIBRATIONS:
+            raise PromptLearningError(f"unknown calibration {calibration!r}; use one of {', '.join(CALIBRATIONS)}")
+        super().__init__(classifier)
+        self.calibration = calibration
+        self.content_free_inputs = list(content_free_inputs)
+        self.min_batch = min_batch
+        self.seed = seed
+        self._bias: dict[tuple[int, ...], dict[str, float]] = {}  # per set of demonstrations
+
+    def fit(self, train: Iterable[Example] = ()) -> Calibrated:
+        self.classifier.fit(train)
+        self._bias.clear()
+        if self.calibration == "domain":
+            self.content_free_inputs = self._domain_inputs(self.classifier.pool)
+        return self
+
+    def _domain_inputs(self, examples: Sequence[Example]) -> list[str]:
+        fields = self.classifier.template.input_fields
+        texts = [str(ex[f]) for ex in examples for f in fields if isinstance(ex.get(f), str)]
+        return domain_content_free_inputs(texts, seed=self.seed) if texts else []
+
+    def predict(
+        self,
+        examples: Iterable[Example],
+        *,
+        demonstrations: Sequence[Sequence[int]] | None = None,
+        progress: bool | None = None,
+    ) -> list[Prediction]:
+        examples = as_examples(examples, "predict")
+        raw = self.classifier.predict(examples, demonstrations=demonstrations, progress=progress)
+        biases = self.biases(examples, raw)
+        out = []
+        for prediction, bias in zip(raw, biases, strict=True):
+            probabilities = calibrate(prediction.probabilities, bias)
+            label = max(probabilities, key=probabilities.__getitem__)
+            out.append(Prediction(label, probabilities, prediction.label_scores, prediction.demonstrations))
+        return out
+
+    def biases(self, examples: Sequence[Example], raw: Sequence[Prediction]) -> list[dict[str, float]]:
+        """The label distribution each prediction is calibrated against."""
+        if self.calibration == "batch":
+            if len(raw) >= self.min_batch:
+                return [content_free_distribution([p.probabilities for p in raw])] * len(raw)
+            warnings.warn(
+                f"batch calibration needs at least {self.min_batch} examples per predict() call to estimate the "
+                f"label bias; {len(raw)} given, so contextual calibration (content-free inputs) is used instead",
+                UserWarning,
+                stacklevel=3,
+            )
+        if not self.content_free_inputs:  # domain calibration with no training pool: the inputs' own words
+            self.content_free_inputs = self._domain_inputs(examples)
+        self._estimate([p.demonstrations for p in raw])
+        return [self._bias[tuple(p.demonstrations)] for p in raw]
+
+    def _estimate(self, demonstration_sets: Sequence[Sequence[int]]) -> None:
+        """The content-free distribution of every new set of demonstrations, from one ``predict`` call."""
+        new = list(dict.fromkeys(tuple(d) for d in demonstration_sets if tuple(d) not in self._bias))
+        if not new:
+            return
+        fields = self.classifier.template.input_fields
+        inputs = [dict.fromkeys(fields, text) for text in self.content_free_inputs]
+        predictions = self.classifier.predict(
+            [cf for _ in new for cf in inputs], demonstrations=[list(demos) for demos in new for _ in inputs]
+        )
+        n = len(inputs)
+        for i, demos in enumerate(new):
+            self._bias[demos] = content_free_distribution([p.probabilities for p in predictions[i * n : (i + 1) * n]])

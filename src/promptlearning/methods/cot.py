@@ -5,8 +5,9 @@
 * ``zero-shot-cot`` (Kojima et al. 2022): the answer slot starts with a reasoning trigger ("Let's
   think step by step."); a second prompt appends an answer-extraction trigger ("Therefore, the
   answer (arabic numerals) is") to the generated rationale and reads the number that follows.
-* ``n > 1`` is **self-consistency** (Wang et al. 2023): ``n`` sampled rationales per question, each
-  answer extracted, the majority answer wins (ties: the answer seen first).
+* :class:`SelfConsistency` (Wang et al. 2023) wraps a :class:`ChainOfThought`: ``n`` sampled
+  rationales per question (T = 0.7 unless set), each answer extracted, the majority answer wins
+  (ties: the answer seen first).
 
 Every question is answered by both extraction chains (``strict`` and ``flexible``, see
 :mod:`promptlearning.methods.extraction`), and both accuracies are reported.
@@ -84,13 +85,13 @@ def check_cot_settings(
     mode: str,
     exemplars: Sequence[Example] = (),
     n: int = 1,
-    temperature: float | None = None,
+    temperature: float | None = 0.0,
     top_p: float = 1.0,
     top_k: int = 0,
     max_new_tokens: int = 256,
     stop: Sequence[str] = DEFAULT_STOP,
 ) -> None:
-    """The constructor's checks, callable before a model is loaded."""
+    """The constructors' checks (of chain-of-thought and self-consistency), callable before a model is loaded."""
     if mode not in MODES:
         raise PromptLearningError(f"unknown chain-of-thought mode {mode!r}; use one of {', '.join(MODES)}")
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
@@ -112,8 +113,10 @@ class ChainOfThought:
     """Answer questions with (or without) generated reasoning; see the module docstring.
 
     ``exemplars`` are mappings with the question field, ``rationale`` (not needed for ``direct``)
-    and ``answer`` (the final answer). ``template`` renders one question (``Q: {{ question }}\\nA:``);
-    an exemplar continues it with ``" {rationale} The answer is {answer}."``.
+    and ``answer`` (the final answer); :meth:`fit` takes them from solved examples when none were
+    given. ``template`` renders one question (``Q: {{ question }}\\nA:``); an exemplar continues it
+    with ``" {rationale} The answer is {answer}."``. One rationale per question, greedy unless a
+    ``temperature`` is given; wrap in :class:`SelfConsistency` to sample several and vote.
     """
 
     def __init__(
@@ -124,8 +127,7 @@ class ChainOfThought:
         exemplars: Sequence[Example] = (),
         template: str | PromptTemplate = "Q: {{ question }}\nA:",
         separator: str = "\n\n",
-        n: int = 1,
-        temperature: float | None = None,
+        temperature: float = 0.0,
         top_p: float = 1.0,
         top_k: int = 0,
         max_new_tokens: int = 256,
@@ -137,16 +139,14 @@ class ChainOfThought:
         batch_size: int | None = None,
     ) -> None:
         check_cot_settings(
-            mode=mode, exemplars=exemplars, n=n, temperature=temperature, top_p=top_p, top_k=top_k,
+            mode=mode, exemplars=exemplars, temperature=temperature, top_p=top_p, top_k=top_k,
             max_new_tokens=max_new_tokens, stop=stop,
         )  # fmt: skip
         self.model = model
         self.mode = mode
         self.template = template if isinstance(template, PromptTemplate) else PromptTemplate(template)
         self.separator = separator
-        self.n = n
-        # Wang et al. sample at T = 0.5-0.7; one sample is greedy unless a temperature is given.
-        self.temperature = temperature if temperature is not None else (0.7 if n > 1 else 0.0)
+        self.temperature = temperature
         self.top_p, self.top_k = top_p, top_k
         self.max_new_tokens = max_new_tokens
         self.stop = list(stop)
@@ -192,10 +192,10 @@ class ChainOfThought:
         fields = self.template.input_fields
         return " ".join(str(example.get(f, "")) for f in fields)
 
-    def generation_config(self, max_new_tokens: int | None = None, greedy: bool = False) -> GenerationConfig:
+    def generation_config(self, temperature: float | None = None) -> GenerationConfig:
         return GenerationConfig(
-            max_new_tokens=max_new_tokens or self.max_new_tokens,
-            temperature=0.0 if greedy else self.temperature,
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature if temperature is None else temperature,
             top_p=self.top_p,
             top_k=self.top_k,
             seed=self.seed,
@@ -204,8 +204,28 @@ class ChainOfThought:
 
     # ------------------------------------------------------------------ solving
 
-    def solve(self, examples: Iterable[Example], *, progress: bool | None = None) -> list[Solution]:
-        """Answer every example (a mapping with the template's fields)."""
+    def fit(self, examples: Iterable[Example] = ()) -> ChainOfThought:
+        """Take exemplars from solved ``examples`` (question, rationale, answer) when none were given."""
+        solved = as_examples(examples, "fit")
+        if solved and not self.exemplars:
+            check_cot_settings(mode=self.mode, exemplars=solved)
+            self.exemplars = [dict(e) for e in solved]
+            self.__dict__.pop("exemplar_block", None)
+        return self
+
+    def predict(self, inputs: Iterable[Example], *, progress: bool | None = None) -> list[Solution]:
+        return self.solve(inputs, progress=progress)
+
+    def solve(
+        self,
+        examples: Iterable[Example],
+        *,
+        samples: int = 1,
+        temperature: float | None = None,
+        progress: bool | None = None,
+    ) -> list[Solution]:
+        """Answer every example (a mapping with the template's fields) from ``samples`` rationales
+        each (their majority answer); ``temperature`` overrides the method's own for these samples."""
         examples = as_examples(examples, "solve")
         if not examples:
             raise PromptLearningError("no questions to answer: the list is empty")
@@ -220,13 +240,13 @@ class ChainOfThought:
                     f"{self._question(example)[:60]!r}); shorten it, use fewer exemplars or fewer new tokens"
                 )
         start = time.perf_counter()
-        config = self.generation_config()
-        if self.n == 1:
-            samples = [[g] for g in self.model.generate(prompts, config, batch_size=self.batch_size, progress=progress)]
+        config = self.generation_config(temperature)
+        if samples == 1:
+            outputs = [[g] for g in self.model.generate(prompts, config, batch_size=self.batch_size, progress=progress)]
         else:
-            samples = self.model.sample(prompts, config, n=self.n, batch_size=self.batch_size, progress=progress)
-        texts = [[g.text for g in row] for row in samples]
-        tokens = [sum(g.num_tokens for g in row) for row in samples]
+            outputs = self.model.sample(prompts, config, n=samples, batch_size=self.batch_size, progress=progress)
+        texts = [[g.text for g in row] for row in outputs]
+        tokens = [sum(g.num_tokens for g in row) for row in outputs]
         answer_texts = texts
         if self.mode == "zero-shot-cot":
             answer_texts, extra = self._second_stage(prompts, texts, progress)
@@ -285,12 +305,49 @@ class ChainOfThought:
         self, examples: Iterable[Example], *, answer_field: str = "final", progress: bool | None = None
     ) -> CoTEvaluation:
         """Solve and score against ``answer_field`` (GSM8K's ``final``; a ``#### N`` solution works too)."""
-        examples = as_examples(examples, "evaluate")
-        if not examples:
-            raise PromptLearningError("cannot evaluate on an empty dataset")
-        gold = [reference_answer(ex, answer_field) for ex in examples]
-        solutions = self.solve(examples, progress=progress)
-        return CoTEvaluation.build(solutions, gold, self.last_seconds, list(self.extractors))
+        return evaluate_solver(self, examples, answer_field=answer_field, progress=progress)
+
+
+class SelfConsistency:
+    """Self-consistency (Wang et al. 2023) around a :class:`ChainOfThought`: ``n`` rationales sampled
+    at ``temperature`` per question, the majority of their answers wins. Sample ``j`` of every question
+    is seeded by ``(seed, j)``, so answers do not depend on batching."""
+
+    def __init__(self, cot: ChainOfThought, n: int = 5, *, temperature: float = 0.7) -> None:
+        check_cot_settings(mode=cot.mode, exemplars=cot.exemplars, n=n, temperature=temperature)
+        self.cot = cot
+        self.n = n
+        self.temperature = temperature
+
+    def __getattr__(self, name: str) -> Any:  # model, mode, exemplars, extractors … of the wrapped method
+        return getattr(self.__dict__["cot"], name)
+
+    def fit(self, examples: Iterable[Example] = ()) -> SelfConsistency:
+        self.cot.fit(examples)
+        return self
+
+    def predict(self, inputs: Iterable[Example], *, progress: bool | None = None) -> list[Solution]:
+        return self.solve(inputs, progress=progress)
+
+    def solve(self, examples: Iterable[Example], *, progress: bool | None = None) -> list[Solution]:
+        return self.cot.solve(examples, samples=self.n, temperature=self.temperature, progress=progress)
+
+    def evaluate(
+        self, examples: Iterable[Example], *, answer_field: str = "final", progress: bool | None = None
+    ) -> CoTEvaluation:
+        return evaluate_solver(self, examples, answer_field=answer_field, progress=progress)
+
+
+def evaluate_solver(
+    solver: Any, examples: Iterable[Example], *, answer_field: str = "final", progress: bool | None = None
+) -> CoTEvaluation:
+    """Solve ``examples`` with a chain-of-thought method and score each extraction chain."""
+    examples = as_examples(examples, "evaluate")
+    if not examples:
+        raise PromptLearningError("cannot evaluate on an empty dataset")
+    gold = [reference_answer(ex, answer_field) for ex in examples]
+    solutions = solver.solve(examples, progress=progress)
+    return CoTEvaluation.build(solutions, gold, solver.last_seconds, list(solver.extractors))
 
 
 def reference_answer(example: Example, answer_field: str = "final") -> str | None:
@@ -343,3 +400,14 @@ class CoTEvaluation:
         metrics["questions_per_second"] = len(solutions) / seconds if seconds else 0.0
         curves = {name: sample_curve(solutions, gold, name) for name in names}
         return cls(metrics=metrics, solutions=solutions, gold=gold, curves=curves)
+
+    def summary_lines(self) -> list[str]:
+        """What a terminal shows besides the headline: samples, speed and the self-consistency curve."""
+        m = self.metrics
+        lines = [f"{m['questions']} questions x {m['samples']} samples, {m['generated_tokens']} tokens, "
+                 f"{m['tokens_per_second']:.1f} tokens/s"]  # fmt: skip
+        curve = self.curves.get("flexible", {})
+        if len(curve) > 1:
+            points = ", ".join(f"{k}: {v:.4f}" for k, v in curve.items())
+            lines.append(f"flexible accuracy by number of samples: {points}")
+        return lines

@@ -259,6 +259,11 @@ class LanguageModel(ABC):
         """Render chat ``messages`` as the prompt string the model was trained on."""
         raise UnsupportedOperationError(f"{self.name} has no chat template; use plain prompts")
 
+    def generation_stats(self) -> dict[str, float] | None:
+        """Where the time of the last ``generate``/``sample`` call went (prefill/decode split,
+        tokens/s), for backends that measure it; ``None`` otherwise."""
+        return None
+
     def embed(self, texts: Sequence[str], *, batch_size: int | None = None) -> Any:
         """Sentence embeddings as a ``(len(texts), dim)`` float array."""
         raise UnsupportedOperationError(f"{self.name} does not embed texts; use an encoder such as 'minilm-l6'")

@@ -19,7 +19,8 @@ import numpy as np
 from promptlearning.errors import PromptLearningError
 from promptlearning.prompts.examples import Example, group_by_label
 
-Selection = Literal["random", "balanced", "knn", "first"]
+Selection = Literal["random", "balanced", "first", "knn"]
+SELECTIONS: tuple[str, ...] = ("random", "balanced", "first", "knn")
 
 
 class DemonstrationError(PromptLearningError):
