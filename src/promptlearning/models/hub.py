@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from promptlearning.errors import ChecksumError, CorruptModelError, ModelNotFoundError, PromptLearningError
 from promptlearning.io import sha256_file, write_json_atomically
@@ -213,6 +214,29 @@ def read_manifest(name: str) -> dict:
             f"{path} is damaged ({exc}); re-pull with `promptlearning models pull {name} --force`"
         ) from None
     return manifest
+
+
+def model_info(name: str) -> dict[str, Any]:
+    """What is known about an embedded model: sources and checksums, notes, and its cache state."""
+    spec = get_spec(name)
+    info: dict[str, Any] = {
+        "name": spec.name,
+        "kind": spec.kind,
+        "description": spec.description,
+        "default_backend": spec.default_backend,
+        "sources": [
+            {"requirement": s.requirement, "files": [{"member": f.member, "sha256": f.sha256} for f in s.files]}
+            for s in spec.sources
+        ],
+        "unpacked_sha256": spec.expected_sha256(),
+        "notes": list(spec.notes),
+        "pulled": is_pulled(spec.name),
+        "cache_dir": str(model_dir(spec.name)),
+    }
+    if info["pulled"]:
+        info["size_mb"] = round(sum(read_manifest(spec.name)["sizes"].values()) / 1e6, 1)
+        info["load_path"] = str(loadable_path(spec.name))
+    return info
 
 
 def _repull(name: str) -> str:

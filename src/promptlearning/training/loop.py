@@ -6,7 +6,9 @@
 :class:`~promptlearning.training.pet.PetModel` and :class:`~promptlearning.training.heads.HeadModel`);
 ``evaluate(model) -> {"accuracy": ...}`` scores it on the dev set. What the loop does:
 
-* AdamW with linear warm-up and decay, gradient accumulation and clipping, bf16 autocast on request;
+* the device is ``accelerate``'s choice (a GPU when there is one; ``device="cpu"`` forces the CPU),
+  with bf16 or fp16 mixed precision on GPUs (``mixed_precision="auto"``) or on request;
+* AdamW with linear warm-up and decay, gradient accumulation and clipping;
 * evaluation every ``eval_every`` optimizer steps, early stopping after ``patience`` evaluations
   without improvement, the best weights kept and restored at the end;
 * an atomic checkpoint at every evaluation; ``resume=True`` continues from the newest valid one
@@ -14,13 +16,15 @@
 * TensorBoard scalars under ``output_dir/tensorboard``; a progress bar on a terminal, plain lines in logs.
 
 Multi-process data parallelism comes from ``accelerate``: run the same script under
-``torchrun --nproc_per_node 2`` (or ``accelerate launch``) and each process trains on its shard.
+``accelerate launch`` (``--multi_gpu`` over GPUs, ``--config_file`` with an FSDP config to shard the
+model) or ``torchrun --nproc_per_node N`` (CPU: gloo), and each process trains on its shard.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,7 +53,7 @@ class TrainingArguments:
     eval_every: int = 50
     patience: int | None = None
     metric: str = "accuracy"
-    bf16: bool = False
+    mixed_precision: str = "auto"  # auto: bf16 (or fp16) on a GPU, none on CPU; or no, bf16, fp16
     seed: int = 0
     keep_checkpoints: int = 2
     log_every: int = 10
@@ -71,6 +75,23 @@ def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
 
 
+def training_state(device: str = "auto") -> Any:
+    """``accelerate``'s process state: this process's device and its place among several.
+
+    ``auto`` lets ``accelerate`` choose (the process's GPU under ``accelerate launch``, else CUDA,
+    MPS or CPU); ``cpu`` keeps to the CPU; ``cuda:N`` makes GPU ``N`` this process's device.
+    """
+    from accelerate import PartialState
+
+    from promptlearning.devices import check_device_name, resolve_device
+
+    name = check_device_name(device)
+    if name.startswith("cuda:"):
+        torch.cuda.set_device(resolve_device(name))
+    wanted = resolve_device(name)
+    return PartialState(cpu=wanted.type == "cpu")
+
+
 def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
     return torch.randperm(n, generator=generator).tolist()
@@ -87,23 +108,28 @@ def train(
     resume: bool = False,
     progress: bool | None = None,
     after_step: Callable[[int], None] | None = None,
+    device: str = "auto",
 ) -> TrainResult:
-    """Train ``model`` in place; at the end it holds the best weights seen on dev."""
+    """Train ``model`` in place on ``device`` (see :func:`training_state`); at the end it holds the best
+    weights seen on dev."""
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    from accelerate.utils import DistributedType, set_seed
     from transformers import get_linear_schedule_with_warmup
+
+    from promptlearning.devices import mixed_precision
 
     output_dir = Path(output_dir)
     # accelerate keeps one process-wide state and refuses a second Accelerator with another mixed
-    # precision; several runs in one process (sweeps, notebooks) may differ in bf16, so the
-    # per-run part of that state is cleared (the process group, in PartialState, is kept)
+    # precision; several runs in one process (sweeps, notebooks) may differ in it, so the per-run
+    # part of that state is cleared (the process group and device, in PartialState, are kept)
     from accelerate.state import AcceleratorState
 
+    state = training_state(device)
     AcceleratorState._reset_state(reset_partial_state=False)
     accelerator = Accelerator(
-        cpu=True,
+        cpu=state.device.type == "cpu",
         gradient_accumulation_steps=args.gradient_accumulation_steps,
-        mixed_precision="bf16" if args.bf16 else "no",
+        mixed_precision=mixed_precision(args.mixed_precision, state.device),
         log_with=args.log_with,
         project_dir=str(output_dir),
     )
@@ -132,20 +158,31 @@ def train(
         unexpected = raw.load_state_dict(weights, strict=False).unexpected_keys
         if unexpected:
             raise PromptLearningError(f"checkpoint {path} holds weights this model does not have: {unexpected[:3]}")
-        optimizer.load_state_dict(saved["optimizer"])
+        if saved["optimizer"]:
+            optimizer.load_state_dict(saved["optimizer"])
+        else:
+            warnings.warn(f"{path} holds no optimizer state (an FSDP run): AdamW's moments start again", stacklevel=2)
         scheduler.load_state_dict(saved["scheduler"])
         torch.set_rng_state(saved["torch_rng"])
+        if saved.get("cuda_rng") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(saved["cuda_rng"])
         random.setstate((saved["python_rng"][0], tuple(saved["python_rng"][1]), saved["python_rng"][2]))
         resumed_from = state["step"]
         accelerator.print(f"resumed from {path} (step {resumed_from})")
     if accelerator.is_main_process and args.log_with:
         accelerator.init_trackers("tensorboard", config={k: v for k, v in asdict(args).items() if v is not None})
 
+    sharded = accelerator.distributed_type == DistributedType.FSDP
+    trainable = {name for name, p in raw.named_parameters() if p.requires_grad}
+
     def save(best_changed: bool) -> None:
         accelerator.wait_for_everyone()
+        if sharded:  # FSDP: every process takes part in gathering the full weights onto the main one
+            weights = {k: v for k, v in accelerator.get_state_dict(model).items() if k in trainable}
         if not accelerator.is_main_process:
             return
-        weights = trainable_state(raw)
+        if not sharded:
+            weights = trainable_state(raw)
         if best_changed:
             # the new best is complete on disk before the previous one is pruned
             checkpoints.save_checkpoint(
@@ -153,9 +190,11 @@ def train(
             )
         version, internal, gauss = random.getstate()
         saved = {
-            "optimizer": optimizer.state_dict(),
+            # FSDP shards the optimizer state over the processes: a resumed FSDP run restarts its moments
+            "optimizer": {} if sharded else optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "python_rng": [version, list(internal), gauss],
         }
         checkpoints.save_checkpoint(checkpoint_dir, state["step"], weights, saved, state, keep=args.keep_checkpoints)

@@ -12,18 +12,17 @@ import copy
 import inspect
 from collections.abc import Iterable, Sequence
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from promptlearning.errors import CorruptModelError, PromptTooLongError
+from promptlearning.errors import PromptTooLongError
+from promptlearning.models.hf.base import HFModel, context_limit
 from promptlearning.models.hf.decoding import Decoder, common_prefix_length, prefix_reuse_is_exact
 from promptlearning.models.hf.tokens import PromptTokens, left_pad
 from promptlearning.models.interface import (
     Generation,
     GenerationConfig,
-    LanguageModel,
     LoglikelihoodRequest,
     LoglikelihoodResult,
     RequestLike,
@@ -34,16 +33,11 @@ from promptlearning.models.interface import (
     sample_seed,
     split_at_boundary,
 )
-from promptlearning.progress import progress_bar, quiet_third_party
+from promptlearning.progress import progress_bar
 
 
 def _show_progress(progress: bool | None, n_batches: int) -> bool:
     return n_batches > 1 if progress is None else progress
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 _Row = tuple[list[int], list[tuple[int, list[int]]]]  # (input tokens, [(request index, target tokens)])
@@ -86,13 +80,16 @@ def _sliding_window(config: Any) -> int | None:
     return int(window) if window else None
 
 
-class HFLanguageModel(LanguageModel):
+class HFLanguageModel(HFModel):
     """A causal language model from ``transformers``, with its tokenizer.
 
     ``soft_prompt=True`` is for a model that prepends learned vectors to every input (``peft``'s
     prompt tuning, P-tuning, prefix tuning): positions then cannot move, so each request is scored
     alone, unpadded and without a cached prefix, and generation goes through ``peft``'s ``generate``.
     """
+
+    auto_class = "AutoModelForCausalLM"
+    what = "model"
 
     def __init__(
         self,
@@ -112,7 +109,7 @@ class HFLanguageModel(LanguageModel):
         self.name = name
         self.batch_size = batch_size
         self.min_shared_prefix = 16  # tokens; shorter shared prefixes are not worth a cached prefill
-        self._max_length = max_length or self._detect_max_length()
+        self._max_length = max_length or context_limit(model, tokenizer, default=2048)
         self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
         self.sliding_window = _sliding_window(model.config)
         eos = model.generation_config.eos_token_id if model.generation_config else None
@@ -121,65 +118,7 @@ class HFLanguageModel(LanguageModel):
 
     # ------------------------------------------------------------------ construction
 
-    @classmethod
-    def from_pretrained(
-        cls,
-        path: str | Path,
-        *,
-        name: str | None = None,
-        device: str | torch.device = "auto",
-        dtype: str = "auto",
-        batch_size: int = 16,
-        max_length: int | None = None,
-        add_bos: bool | None = None,
-        local_files_only: bool = False,
-    ) -> HFLanguageModel:
-        """Load a causal LM directory (or hub id) with its tokenizer onto ``device`` in ``dtype``
-        (see :mod:`promptlearning.devices`: ``auto`` picks a GPU when there is one)."""
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from promptlearning.devices import resolve_device, resolve_dtype
-
-        target = resolve_device(device)
-        torch_dtype = resolve_dtype(dtype, target)
-        local = Path(str(path)).is_dir()
-        try:
-            with quiet_third_party():
-                tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=local_files_only or local)
-                model = AutoModelForCausalLM.from_pretrained(
-                    str(path), dtype=torch_dtype, local_files_only=local_files_only or local
-                )
-        except Exception as exc:  # damaged files fail in many ways: OSError, SafetensorError, ValueError …
-            if local:
-                raise CorruptModelError(
-                    f"could not load the model in {path} ({type(exc).__name__}: {first_line(exc)}). If it is a "
-                    "pulled embedded model, re-pull it with `promptlearning models pull NAME --force`."
-                ) from exc
-            raise
-        return cls(
-            model.to(target), tokenizer, name=name or str(path), batch_size=batch_size, max_length=max_length,
-            add_bos=add_bos,
-        )  # fmt: skip
-
-    def _detect_max_length(self) -> int:
-        config = self.model.config
-        text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
-        candidates = [
-            getattr(text_config, "max_position_embeddings", None),
-            getattr(self.tokenizer, "model_max_length", None),
-        ]
-        valid = [int(c) for c in candidates if isinstance(c, int) and 0 < c < 1_000_000]
-        return min(valid) if valid else 2048
-
     # ------------------------------------------------------------------ tokens
-
-    @property
-    def device(self) -> torch.device:
-        return self.model.device
-
-    @property
-    def max_length(self) -> int:
-        return self._max_length
 
     @property
     def add_bos(self) -> bool:
@@ -192,19 +131,6 @@ class HFLanguageModel(LanguageModel):
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text`` without any special token."""
         return self.tokens.encode(text)
-
-    def count_tokens(self, text: str) -> int:
-        return self.tokens.count(text)
-
-    def truncate(self, text: str, max_tokens: int) -> str:
-        return self.tokens.truncate(text, max_tokens)
-
-    @property
-    def has_chat_template(self) -> bool:
-        return self.tokens.has_chat_template
-
-    def apply_chat_template(self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True) -> str:
-        return self.tokens.apply_chat_template(messages, add_generation_prompt=add_generation_prompt)
 
     # ------------------------------------------------------------------ scoring
 
@@ -386,6 +312,9 @@ class HFLanguageModel(LanguageModel):
         if cut >= 0:
             text = text[:cut]
         return Generation(text, len(tokens) + bool(ends), "stop" if ends or cut >= 0 else "length")
+
+    def generation_stats(self) -> dict[str, float] | None:
+        return self.decoder.last_stats.as_dict() if "decoder" in self.__dict__ else None
 
     @cached_property
     def decoder(self) -> Decoder:

@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from promptlearning.errors import CorruptModelError
-from promptlearning.models.hf.causal import first_line
+from promptlearning.models.hf.base import first_line, load_pretrained
 from promptlearning.models.interface import LanguageModel
-from promptlearning.progress import quiet_third_party
 
 Family = Literal["causal", "masked", "seq2seq", "encoder"]
 
@@ -49,9 +48,7 @@ def is_causal_lm(config: Any) -> bool:
 
 def load_hf(path: str | Path, **options: Any) -> LanguageModel:
     """Load a model directory (or hub id) as the :class:`LanguageModel` of its family."""
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
-
-    from promptlearning.devices import resolve_device, resolve_dtype
+    from transformers import AutoConfig
 
     local = Path(str(path)).is_dir()
     local_only = bool(options.get("local_files_only", False)) or local
@@ -76,15 +73,8 @@ def load_hf(path: str | Path, **options: Any) -> LanguageModel:
         return HFSeq2SeqLM.from_pretrained(path, **options)
     from promptlearning.models.hf.encoder import HFEncoderModel
 
-    device = resolve_device(options.get("device", "auto"))
-    try:
-        with quiet_third_party():
-            tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=local_only)
-            model = AutoModel.from_pretrained(
-                str(path), local_files_only=local_only, dtype=resolve_dtype(options.get("dtype", "auto"), device)
-            )
-    except Exception as exc:
-        if local:
-            raise CorruptModelError(f"could not load the encoder in {path}: {first_line(exc)}") from exc
-        raise
-    return HFEncoderModel(model.to(device), tokenizer, name=options.get("name") or str(path))
+    model, tokenizer = load_pretrained(
+        "AutoModel", path, device=options.get("device", "auto"), dtype=options.get("dtype", "auto"),
+        local_files_only=local_only, what="encoder",
+    )  # fmt: skip
+    return HFEncoderModel(model, tokenizer, name=options.get("name") or str(path))

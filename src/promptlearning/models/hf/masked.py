@@ -11,31 +11,32 @@ in running text. Masked LMs do not generate text.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from promptlearning.errors import CorruptModelError, PromptTooLongError, UnsupportedOperationError
-from promptlearning.models.hf.causal import first_line
+from promptlearning.errors import PromptTooLongError, UnsupportedOperationError
+from promptlearning.models.hf.base import HFModel, context_limit
 from promptlearning.models.hf.tokens import PromptTokens
 from promptlearning.models.interface import (
-    LanguageModel,
     LoglikelihoodRequest,
     LoglikelihoodResult,
     RequestLike,
     as_requests,
     split_at_boundary,
 )
-from promptlearning.progress import progress_bar, quiet_third_party
+from promptlearning.progress import progress_bar
 
 # (input ids, first mask position, [(request index, target ids)]): requests whose masked inputs are
 # identical (label words of one length after one context) share a row and its forward pass
 _Row = tuple[list[int], int, list[tuple[int, list[int]]]]
 
 
-class HFMaskedLM(LanguageModel):
+class HFMaskedLM(HFModel):
     """A ``…ForMaskedLM`` model with its tokenizer, scoring continuations at ``[MASK]`` positions."""
+
+    auto_class = "AutoModelForMaskedLM"
+    what = "masked LM"
 
     def __init__(
         self,
@@ -53,54 +54,7 @@ class HFMaskedLM(LanguageModel):
         self.tokens = PromptTokens(tokenizer, encoder=True)
         self.name = name
         self.batch_size = batch_size
-        limits = [getattr(model.config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)]
-        valid = [int(v) for v in limits if isinstance(v, int) and 0 < v < 1_000_000]
-        self._max_length = max_length or (min(valid) if valid else 512)
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        path: str | Path,
-        *,
-        name: str | None = None,
-        device: str | torch.device = "auto",
-        dtype: str = "auto",
-        batch_size: int = 16,
-        max_length: int | None = None,
-        local_files_only: bool = False,
-        **_: Any,
-    ) -> HFMaskedLM:
-        from transformers import AutoModelForMaskedLM, AutoTokenizer
-
-        from promptlearning.devices import resolve_device, resolve_dtype
-
-        target = resolve_device(device)
-        local = Path(str(path)).is_dir()
-        try:
-            with quiet_third_party():
-                tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=local_files_only or local)
-                model = AutoModelForMaskedLM.from_pretrained(
-                    str(path), dtype=resolve_dtype(dtype, target), local_files_only=local_files_only or local
-                )
-        except Exception as exc:
-            if local:
-                raise CorruptModelError(f"could not load the masked LM in {path}: {first_line(exc)}") from exc
-            raise
-        return cls(model.to(target), tokenizer, name=name or str(path), batch_size=batch_size, max_length=max_length)
-
-    @property
-    def device(self) -> torch.device:
-        return self.model.device
-
-    @property
-    def max_length(self) -> int:
-        return self._max_length
-
-    def count_tokens(self, text: str) -> int:
-        return self.tokens.count(text)
-
-    def truncate(self, text: str, max_tokens: int) -> str:
-        return self.tokens.truncate(text, max_tokens)
+        self._max_length = max_length or context_limit(model, tokenizer, default=512)
 
     def generate(self, prompts, config=None, *, batch_size=None, progress=None):  # type: ignore[override]
         raise UnsupportedOperationError(

@@ -12,32 +12,33 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from promptlearning.errors import CorruptModelError, PromptTooLongError
-from promptlearning.models.hf.causal import first_line
+from promptlearning.errors import PromptTooLongError
+from promptlearning.models.hf.base import HFModel, context_limit
 from promptlearning.models.hf.tokens import PromptTokens, special_tokens_around
 from promptlearning.models.interface import (
     Generation,
     GenerationConfig,
-    LanguageModel,
     LoglikelihoodResult,
     RequestLike,
     as_requests,
     check_prompts,
     refuse_suffix,
 )
-from promptlearning.progress import progress_bar, quiet_third_party
+from promptlearning.progress import progress_bar
 
 # (context index, decoder input ids, [(request index, target ids)])
 _Row = tuple[int, list[int], list[tuple[int, list[int]]]]
 
 
-class HFSeq2SeqLM(LanguageModel):
+class HFSeq2SeqLM(HFModel):
     """A ``…ForConditionalGeneration`` encoder-decoder with its tokenizer."""
+
+    auto_class = "AutoModelForSeq2SeqLM"
+    what = "encoder-decoder"
 
     def __init__(
         self, model: Any, tokenizer: Any, *, name: str = "seq2seq", batch_size: int = 16, max_length: int | None = None
@@ -53,61 +54,7 @@ class HFSeq2SeqLM(LanguageModel):
         eos = model.generation_config.eos_token_id if model.generation_config else config.eos_token_id
         self.eos_token_ids = sorted({i for i in [*(eos if isinstance(eos, list) else [eos]), tokenizer.eos_token_id]
                                      if i is not None})  # fmt: skip
-        limits = [getattr(config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)]
-        valid = [int(v) for v in limits if isinstance(v, int) and 0 < v < 1_000_000]
-        self._max_length = max_length or (min(valid) if valid else 512)
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        path: str | Path,
-        *,
-        name: str | None = None,
-        device: str | torch.device = "auto",
-        dtype: str = "auto",
-        batch_size: int = 16,
-        max_length: int | None = None,
-        local_files_only: bool = False,
-        **_: Any,
-    ) -> HFSeq2SeqLM:
-        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
-
-        from promptlearning.devices import resolve_device, resolve_dtype
-
-        target = resolve_device(device)
-        local = Path(str(path)).is_dir()
-        try:
-            with quiet_third_party():
-                tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=local_files_only or local)
-                model = AutoModelForSeq2SeqLM.from_pretrained(
-                    str(path), dtype=resolve_dtype(dtype, target), local_files_only=local_files_only or local
-                )
-        except Exception as exc:
-            if local:
-                raise CorruptModelError(f"could not load the encoder-decoder in {path}: {first_line(exc)}") from exc
-            raise
-        return cls(model.to(target), tokenizer, name=name or str(path), batch_size=batch_size, max_length=max_length)
-
-    @property
-    def device(self) -> torch.device:
-        return self.model.device
-
-    @property
-    def max_length(self) -> int:
-        return self._max_length
-
-    def count_tokens(self, text: str) -> int:
-        return self.tokens.count(text)
-
-    def truncate(self, text: str, max_tokens: int) -> str:
-        return self.tokens.truncate(text, max_tokens)
-
-    @property
-    def has_chat_template(self) -> bool:
-        return self.tokens.has_chat_template
-
-    def apply_chat_template(self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True) -> str:
-        return self.tokens.apply_chat_template(messages, add_generation_prompt=add_generation_prompt)
+        self._max_length = max_length or context_limit(model, tokenizer, default=512)
 
     def _encoder_ids(self, text: str) -> list[int]:
         ids = self.tokens.prompt_ids(text)
