@@ -20,7 +20,7 @@ from pathlib import Path
 from common import REPO
 
 from promptlearning.models import load_model
-from promptlearning.tasks import load_task, run_cot_task
+from promptlearning.tasks import load_task, run_task
 
 
 def main() -> None:
@@ -62,7 +62,7 @@ def main() -> None:
             continue
         config = load_task(task, common + settings[name])
         start = time.perf_counter()
-        result = run_cot_task(config, model=model, output_dir=Path(args.output_dir), progress=True)
+        result = run_task(config, model=model, output_dir=Path(args.output_dir), progress=True)
         m = result.evaluation.metrics
         rows.append((name, m["questions"], m["accuracy_strict"], m["accuracy_flexible"], time.perf_counter() - start))
         print(f"{name}: strict {m['accuracy_strict']:.4f} flexible {m['accuracy_flexible']:.4f} "
@@ -82,7 +82,7 @@ def self_consistency_rows(model, task: Path, overrides: list[str], args: argpars
     for offset in range(args.sc_offset, args.sc_offset + args.sc_limit, args.sc_chunk):
         limit = min(args.sc_chunk, args.sc_offset + args.sc_limit - offset)
         config = load_task(task, [*overrides, f"data.eval_offset={offset}", f"data.eval_limit={limit}"])
-        result = run_cot_task(config, model=model, output_dir=Path(args.output_dir), progress=True)
+        result = run_task(config, model=model, output_dir=Path(args.output_dir), progress=True)
         m = result.evaluation.metrics
         questions += m["questions"]
         for score, curve in result.evaluation.curves.items():

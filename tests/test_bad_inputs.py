@@ -225,7 +225,8 @@ CASES = [
     Case("issue11-set-empty-key", ["run", T, "--set", "=5"], 2, "names no key"),
     Case("issue11-set-name-no", ["run", T, "--set", "name=no", *EVAL1, "--output-dir", "out"], 0, stdout="out/no-"),
     Case("issue11-set-shots-true", ["run", T, "--set", "shots=true"], 2, "expects a number, got the boolean true"),
-    Case("issue11-compare-training-run", ["compare", "{train_run}"], 2, "is a training run"),
+    # issue 12: compare reads runs of every kind (it refused training runs before)
+    Case("issue12-compare-training-run", ["compare", "{train_run}", "{run}"], 0, stdout="pet + lora"),
     Case("issue11-failed-start-then-rerun", ["train", TRAIN, "--output", "{cwd}/run"], 0, stdout="accuracy",
          setup=failed_start_then_plain_rerun),
     Case("issue11-sweep-repeated-values", ["sweep", TRAIN, "--grid", "peft.method=lora,lora"], 2,
@@ -298,7 +299,7 @@ CASES = [
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory, tiny_llama_dir, tiny_encoder_dir, fake_model_installer) -> dict[str, Path]:
     """Tiny models, data, task files, one trained program and one run of each kind, built once."""
-    from promptlearning.tasks import load_task, run_task, run_train_task
+    from promptlearning.tasks import load_task, run_task
 
     root = tmp_path_factory.mktemp("catalogue")
     data = root / "data"
@@ -340,8 +341,8 @@ def workspace(tmp_path_factory, tiny_llama_dir, tiny_encoder_dir, fake_model_ins
     paths["bad_yaml"] = root / "bad.yaml"
     paths["bad_yaml"].write_text("name: x\ndata: [unclosed\n")
     paths["run"] = run_task(load_task(paths["task"]), output_dir=root / "runs", progress=False).run_dir
-    paths["train_run"] = run_train_task(load_task(paths["train_task"]), output_dir=root / "train-run",
-                                        progress=False).run_dir  # fmt: skip
+    paths["train_run"] = run_task(load_task(paths["train_task"]), output_dir=root / "train-run",
+                                  progress=False).run_dir  # fmt: skip
     paths["program"] = paths["train_run"] / "seed-0" / "program"
     paths["install_fake_model"] = fake_model_installer  # type: ignore[assignment]
     return paths

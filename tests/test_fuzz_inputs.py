@@ -91,6 +91,12 @@ rows = st.lists(
 )
 
 
+@pytest.fixture(autouse=True)
+def _in_a_scratch_directory(tmp_path_factory, monkeypatch):
+    """Overrides may name relative output directories: they land in a scratch folder, not the checkout."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
 @pytest.fixture(scope="module")
 def task_file(tmp_path_factory, tiny_llama_dir) -> Path:
     root = tmp_path_factory.mktemp("fuzz")

@@ -18,8 +18,11 @@ import traceback
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from promptlearning.devices import DTYPES, check_device_name  # no torch at import: --help stays fast
 from promptlearning.errors import PromptLearningError
+from promptlearning.evaluation.compare import SORT_KEYS
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
@@ -86,29 +89,7 @@ def _cmd_models_pull(args: argparse.Namespace) -> int:
 def _cmd_models_info(args: argparse.Namespace) -> int:
     from promptlearning.models import hub
 
-    spec = hub.get_spec(args.name)
-    info = {
-        "name": spec.name,
-        "kind": spec.kind,
-        "description": spec.description,
-        "default_backend": spec.default_backend,
-        "sources": [
-            {
-                "requirement": s.requirement,
-                "files": [{"member": f.member, "sha256": f.sha256} for f in s.files],
-            }
-            for s in spec.sources
-        ],
-        "unpacked_sha256": spec.expected_sha256(),
-        "notes": list(spec.notes),
-        "pulled": hub.is_pulled(spec.name),
-        "cache_dir": str(hub.model_dir(spec.name)),
-    }
-    if info["pulled"]:
-        manifest = json.loads((hub.model_dir(spec.name) / "manifest.json").read_text())
-        info["size_mb"] = round(sum(manifest["sizes"].values()) / 1e6, 1)
-        info["load_path"] = str(hub.loadable_path(spec.name))
-    print(json.dumps(info, indent=2))
+    print(json.dumps(hub.model_info(args.name), indent=2))
     return 0
 
 
@@ -135,7 +116,9 @@ def _load(args: argparse.Namespace):
 
     check_text_model(args.model)
     start = time.perf_counter()
-    model = load_model(args.model, pull=True, dtype=args.dtype, backend=getattr(args, "backend", None))
+    model = load_model(
+        args.model, pull=True, device=args.device, dtype=args.dtype, backend=getattr(args, "backend", None)
+    )
     print(f"[{model.name} loaded in {time.perf_counter() - start:.1f} s]", file=sys.stderr)
     return model
 
@@ -171,67 +154,49 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    import math
+    from promptlearning.methods.choices import check_choices, score_choices
 
-    from promptlearning.models.interface import as_requests
-
-    as_requests((args.context, choice) for choice in args.choices)  # empty choices fail before the load
+    check_choices(args.context, args.choices)  # before the model loads
     model = _load(args)
-    context = args.context
-    if _use_chat(model, args.chat):
-        context = model.apply_chat_template([{"role": "user", "content": context}])
-    results = model.loglikelihood([(context, choice) for choice in args.choices])
-    top = max(r.logprob for r in results)
-    norm = sum(math.exp(r.logprob - top) for r in results)
+    scores = score_choices(model, args.context, args.choices, chat=_use_chat(model, args.chat))
     print(f"{'choice':<24} {'logprob':>9} {'tokens':>6} {'per-token':>9} {'greedy':>6} {'p(choice)':>9}")
-    for choice, r in zip(args.choices, results, strict=True):
-        share = math.exp(r.logprob - top) / norm
-        print(f"{choice!r:<24} {r.logprob:>9.3f} {r.num_tokens:>6} {r.mean_logprob:>9.3f} "
-              f"{'yes' if r.is_greedy else 'no':>6} {share:>9.3f}")  # fmt: skip
+    for s in scores:
+        r = s.result
+        print(f"{s.choice!r:<24} {r.logprob:>9.3f} {r.num_tokens:>6} {r.mean_logprob:>9.3f} "
+              f"{'yes' if r.is_greedy else 'no':>6} {s.probability:>9.3f}")  # fmt: skip
     return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from promptlearning.evaluation.compare import comparison_table, read_runs
-    from promptlearning.tasks import CoTTaskConfig, TrainTaskConfig, load_task, run_cot_task, run_task, run_train_task
+    from promptlearning.tasks import check_task, load_task, run_task
 
-    config = load_task(args.task, args.set or [])
+    config = load_task(args.task, [*(args.set or []), *_device_overrides(args)])
+    check_task(config)
     if args.output_dir:
         from promptlearning.evaluation.runs import prepare_output_dir
 
         prepare_output_dir(args.output_dir)
-    if isinstance(config, TrainTaskConfig):
-        _print_train_summary(run_train_task(config, output_dir=args.output_dir, progress=True))
-        return 0
-    if isinstance(config, CoTTaskConfig):
-        cot = run_cot_task(config, output_dir=args.output_dir, progress=True)
-        m = cot.evaluation.metrics
-        print(f"accuracy strict {m['accuracy_strict']:.4f}  flexible {m['accuracy_flexible']:.4f}  "
-              f"agreement {m['agreement']:.3f}  ({m['questions']} questions x {m['samples']} samples, "
-              f"{m['generated_tokens']} tokens, {m['tokens_per_second']:.1f} tokens/s)")  # fmt: skip
-        if len(cot.evaluation.curves.get("flexible", {})) > 1:
-            curve = ", ".join(f"{k}: {v:.4f}" for k, v in cot.evaluation.curves["flexible"].items())
-            print(f"flexible accuracy by number of samples: {curve}")
-        if cot.run_dir is not None:
-            print(f"run written to {cot.run_dir}")
-        return 0
-    result = run_task(config, output_dir=args.output_dir, progress=True)
-    metrics = result.evaluation.metrics
-    print(f"accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  ECE {metrics['ece']:.4f}  "
-          f"({metrics['num_examples']} examples, {metrics['examples_per_second']:.1f} examples/s)")  # fmt: skip
-    if result.run_dir is not None:
-        print(comparison_table(read_runs([result.run_dir])))
-        print(f"run written to {result.run_dir}")
+    _print_result(run_task(config, output_dir=args.output_dir, progress=True))
     return 0
 
 
-def _print_train_summary(result: object) -> None:
-    summary = result.summary  # type: ignore[attr-defined]
-    if not summary:  # a non-main process of a multi-process run
-        return
-    seeds = ", ".join(f"{seed}: {value:.2f}" for seed, value in summary["per_seed"].items())
-    print(f"{summary['metric']} {summary['mean']:.2f} ± {summary['std']:.2f} on the eval split (per seed: {seeds})")
-    print(f"run written to {result.run_dir}; programs in {result.run_dir}/seed-*/program")  # type: ignore[attr-defined]
+def _device_overrides(args: argparse.Namespace) -> list[str]:
+    """``--device`` / ``--dtype`` as overrides of a task file's header (given only when set)."""
+    return [f"{key}={getattr(args, key)}" for key in ("device", "dtype") if getattr(args, key, None)]
+
+
+def _print_result(result: Any) -> None:
+    """The one-line summary and the run directory of any task kind's :class:`TaskResult`."""
+    from promptlearning.evaluation.compare import comparison_table, result_row
+
+    if os.environ.get("RANK", "0") != "0":
+        return  # one of several processes (`accelerate launch`, torchrun): the main one prints
+    print(result.summary_line())
+    for line in getattr(result.evaluation, "summary_lines", lambda: [])():
+        print(line)
+    if result.run_dir is not None:
+        print(comparison_table([result_row(result)]))
+        print(f"run written to {result.run_dir}")
 
 
 def _few_shot_overrides(args: argparse.Namespace) -> list[str]:
@@ -245,42 +210,36 @@ def _few_shot_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from promptlearning.tasks import TrainTaskConfig, load_task, run_train_task
+    from promptlearning.tasks import load_task, run_task
 
-    config = load_task(args.task, [*(args.set or []), *_few_shot_overrides(args)])
-    if not isinstance(config, TrainTaskConfig):
+    config = load_task(args.task, [*(args.set or []), *_few_shot_overrides(args), *_device_overrides(args)])
+    if config.type != "train":
         raise PromptLearningError(f"{args.task} is not a training task (it needs `type: train`); use `run`")
-    _print_train_summary(run_train_task(config, output_dir=args.output, resume=args.resume, progress=True))
+    _print_result(run_task(config, run_dir=args.output, resume=args.resume, progress=True))
     return 0
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from promptlearning.tasks.loading import load_examples
     from promptlearning.training import load_program
+    from promptlearning.training.predict import predict_examples
     from promptlearning.training.program import input_fields, read_program_spec
 
     spec = read_program_spec(args.program)
     examples = load_examples(args.input, required=input_fields(spec))  # relative to the current directory
     output = _check_output_file(args.output) if args.output else None
-    program = load_program(args.program)
-    predictions = program.predict(examples, batch_size=args.batch_size, progress=True)
-    lines = []
-    for example, prediction in zip(examples, predictions, strict=True):
-        row = dict(prediction) if isinstance(prediction, dict) else {
-            "label": prediction.label, "probabilities": prediction.probabilities,
-        }  # fmt: skip
-        lines.append(json.dumps({"input": example, **row}, ensure_ascii=False) + "\n")
+    program = load_program(args.program, device=args.device)
+    result = predict_examples(program, examples, batch_size=args.batch_size, progress=True)
+    text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in result.rows)
     if output is None:
-        sys.stdout.write("".join(lines))
+        sys.stdout.write(text)
     else:  # written whole, then renamed: an interrupted run leaves no half file
         from promptlearning.io import write_atomically
 
-        write_atomically(output, "".join(lines))
-        print(f"{len(lines)} predictions written to {output}", file=sys.stderr)
-    has_gold = program.spec.objective != "ner" and all(program.spec.label_field in e for e in examples)
-    if has_gold and examples:
-        correct = sum(str(e[program.spec.label_field]) == p.label for e, p in zip(examples, predictions, strict=True))
-        print(f"accuracy {correct / len(examples):.4f} on {len(examples)} labelled examples", file=sys.stderr)
+        write_atomically(output, text)
+        print(f"{len(result.rows)} predictions written to {output}", file=sys.stderr)
+    if result.accuracy is not None:
+        print(f"accuracy {result.accuracy:.4f} on {len(examples)} labelled examples", file=sys.stderr)
     return 0
 
 
@@ -296,19 +255,23 @@ def _check_output_file(path: str) -> Path:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from promptlearning.tasks.sweep import parse_grid, run_sweep
 
-    sweep_dir, _ = run_sweep(
-        args.task, parse_grid(args.grid or []), overrides=[*(args.set or []), *_few_shot_overrides(args)],
-        output_dir=args.output, resume=args.resume,
+    overrides = [*(args.set or []), *_few_shot_overrides(args), *_device_overrides(args)]
+    result = run_sweep(
+        args.task,
+        parse_grid(args.grid or []),
+        overrides=overrides,
+        output_dir=args.output,
+        resume=args.resume,
         progress=True,
-    )  # fmt: skip
-    print((sweep_dir / "sweep.md").read_text().split("\n\n")[1])
-    print(f"sweep written to {sweep_dir}")
+    )
+    print(result.table)
+    print(f"sweep written to {result.sweep_dir}")
     return 0
 
 
 def _cmd_cot(args: argparse.Namespace) -> int:
-    from promptlearning.methods.cot import ChainOfThought, check_cot_settings
-    from promptlearning.tasks.cot_runner import load_exemplars
+    from promptlearning.methods.cot import ChainOfThought, SelfConsistency, check_cot_settings
+    from promptlearning.tasks.cot import load_exemplars
 
     exemplars = load_exemplars(args.exemplars) if args.mode != "zero-shot-cot" else []
     settings = {"mode": args.mode, "n": args.sc, "temperature": args.temperature, "max_new_tokens": args.max_new_tokens}
@@ -316,11 +279,14 @@ def _cmd_cot(args: argparse.Namespace) -> int:
     if not args.question.strip():
         raise PromptLearningError("empty question: nothing to reason about")
     model = _load(args)
-    cot = ChainOfThought(
-        model, mode=args.mode, exemplars=exemplars, n=args.sc, temperature=args.temperature,
-        max_new_tokens=args.max_new_tokens, seed=args.seed,
+    temperature = {} if args.temperature is None else {"temperature": args.temperature}
+    solver: Any = ChainOfThought(
+        model, mode=args.mode, exemplars=exemplars, max_new_tokens=args.max_new_tokens, seed=args.seed,
+        **(temperature if args.sc == 1 else {}),
     )  # fmt: skip
-    [solution] = cot.solve([{"question": args.question}])
+    if args.sc > 1:
+        solver = SelfConsistency(solver, args.sc, **temperature)
+    [solution] = solver.predict([{"question": args.question}])
     if args.show_rationales:
         for i, rationale in enumerate(solution.rationales, 1):
             answer = solution.sample_answers["flexible"][i - 1]
@@ -330,20 +296,26 @@ def _cmd_cot(args: argparse.Namespace) -> int:
     if args.sc > 1:
         votes = ", ".join(f"{a}: {c}" for a, c in solution.votes["flexible"].items()) or "none"
         print(f"votes: {votes} (agreement {solution.agreement:.2f})")
-    print(f"[{solution.generated_tokens} tokens in {cot.last_seconds:.1f} s]", file=sys.stderr)
+    print(f"[{solution.generated_tokens} tokens in {solver.last_seconds:.1f} s]", file=sys.stderr)
     return 0
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from promptlearning.evaluation.compare import check_plot_path, comparison_table, read_runs
+    from promptlearning.evaluation.compare import (
+        check_plot_path,
+        comparison_table,
+        plot_metric,
+        read_runs,
+        sort_rows,
+    )
     from promptlearning.evaluation.plots import plot_comparison
 
     plot = check_plot_path(args.plot) if args.plot else None
-    rows = read_runs(args.runs)
-    rows.sort(key=lambda r: r[args.sort], reverse=args.sort not in ("run", "setting"))
+    rows = sort_rows(read_runs(args.runs), args.sort)
+    metric = plot_metric(rows) if plot is not None else None
     print(comparison_table(rows))
     if plot is not None:
-        plot_comparison(rows, plot)
+        plot_comparison(rows, plot, metric=metric)
         print(f"plot written to {plot}")
     return 0
 
@@ -404,12 +376,7 @@ def _add_model_options(parser: argparse.ArgumentParser, chat_default: str | None
         default=DEFAULT_MODEL,
         help="embedded model name, local HF directory, .gguf file or hub id (default: %(default)s)",
     )
-    parser.add_argument(
-        "--dtype",
-        default="float32",
-        choices=["float32", "bfloat16"],
-        help="weights dtype (default: %(default)s)",
-    )
+    _add_device_options(parser, default="auto")
     parser.add_argument(
         "--backend",
         choices=["hf", "llamacpp"],
@@ -423,6 +390,30 @@ def _add_model_options(parser: argparse.ArgumentParser, chat_default: str | None
         choices=["auto", "on", "off"],
         help="wrap the input in the model's chat template (auto: when it has one; default: %(default)s)",
     )
+
+
+def _add_device_options(parser: argparse.ArgumentParser, default: str | None = None) -> None:
+    """``--device`` and ``--dtype``; ``default=None`` keeps a task file's own setting unless given."""
+    from_task = " (default: the task file's, auto)" if default is None else " (default: %(default)s)"
+    parser.add_argument(
+        "--device",
+        default=default,
+        type=_device_name,
+        help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps" + from_task,
+    )
+    parser.add_argument(
+        "--dtype",
+        default=default,
+        choices=list(DTYPES),
+        help="weights dtype; auto: bfloat16 on GPUs that support it, float32 elsewhere" + from_task,
+    )
+
+
+def _device_name(text: str) -> str:
+    try:
+        return check_device_name(text)
+    except PromptLearningError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _add_few_shot_options(p: argparse.ArgumentParser) -> None:
@@ -483,7 +474,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(p, chat_default="off")
     p.set_defaults(func=_cmd_score)
 
-    p = _command(sub, "run", help="run a task YAML file (classification or chain-of-thought), write a run directory")
+    p = _command(
+        sub, "run", help="run a task YAML file of any kind (type: classification, cot, train …); write a run directory"
+    )
     p.add_argument("task", help="task file, e.g. tasks/sst2.yaml")
     p.add_argument(
         "--set",
@@ -492,6 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a config key (repeatable): --set shots=16 --set method.calibrate=true",
     )
     p.add_argument("--output-dir", help="where run directories go (default: the task's output_dir, runs/)")
+    _add_device_options(p)
     p.set_defaults(func=_cmd_run)
 
     set_help = "override a config key (repeatable): --set training.max_steps=100 --set peft.method=lora"
@@ -501,6 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="run directory (default: <output_dir>/<name>)")
     _add_few_shot_options(p)
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last good checkpoint")
+    _add_device_options(p)
     p.set_defaults(func=_cmd_train)
 
     p = _command(sub, "predict", help="run a saved prompt program on a JSONL file")
@@ -508,9 +503,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="JSONL file with the fields the program's template uses")
     p.add_argument("--output", "-o", help="write predictions here (JSONL; default: stdout)")
     p.add_argument("--batch-size", type=_positive_int, default=32)
+    p.add_argument("--device", type=_device_name, default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     p.set_defaults(func=_cmd_predict)
 
-    p = _command(sub, "sweep", help="train a task over a grid of settings; one comparison table and plot")
+    p = _command(sub, "sweep", help="run a task (any kind) over a grid of settings; one comparison table and plot")
     p.add_argument("task")
     p.add_argument(
         "--grid", action="append", metavar="KEY=V1,V2", help="values to try (repeatable); none drops a section",
@@ -519,6 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="sweep directory (default: <output_dir>/<name>-sweep)")
     _add_few_shot_options(p)
     p.add_argument("--resume", action="store_true")
+    _add_device_options(p)
     p.set_defaults(func=_cmd_sweep)
 
     p = _command(sub, "cot", help="answer one question with chain-of-thought (and self-consistency)")
@@ -536,8 +533,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(sub, "compare", help="one table comparing run directories")
     p.add_argument("runs", nargs="+", metavar="RUN_DIR")
-    p.add_argument("--sort", default="run", choices=["run", "setting", "accuracy", "macro_f1", "examples_per_second"])
-    p.add_argument("--plot", metavar="PNG", help="also write a plot of accuracy by setting (.png, .svg or .pdf)")
+    p.add_argument("--sort", default="run", choices=list(SORT_KEYS), help="order the rows (value: the headline metric)")
+    p.add_argument("--plot", metavar="PNG", help="also write a plot of the metric by setting (.png, .svg or .pdf)")
     p.set_defaults(func=_cmd_compare)
 
     p = _command(sub, "demo", help="the main job on the embedded default model")

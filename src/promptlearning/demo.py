@@ -22,8 +22,7 @@ from promptlearning.evaluation.compare import read_runs
 from promptlearning.evaluation.plots import plot_comparison
 from promptlearning.evaluation.report import markdown_table
 from promptlearning.models import GenerationConfig, load_model
-from promptlearning.tasks.config import validate_config
-from promptlearning.tasks.runner import run_task
+from promptlearning.tasks import run_task, validate_config
 
 DATA = Path(__file__).resolve().parent / "data" / "movie_reviews"
 

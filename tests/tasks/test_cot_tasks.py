@@ -10,8 +10,10 @@ import yaml
 
 from promptlearning.cli import main
 from promptlearning.errors import PromptLearningError
-from promptlearning.tasks import CoTTaskConfig, TaskConfigError, build_cot, load_task, run_cot_task
-from promptlearning.tasks.cot_runner import exemplars_from_train, load_exemplars
+from promptlearning.methods.cot import SelfConsistency
+from promptlearning.tasks import TaskConfigError, TaskResult, load_task, run_task
+from promptlearning.tasks.cot import CoTTaskConfig, build_cot, load_exemplars
+from promptlearning.tasks.cot.run import exemplars_from_train
 
 TRAIN = [
     {"question": "the cat sat on 2 mats and 3 more", "answer": "2 + 3 = <<2+3=5>>5 mats.\n#### 5"},
@@ -46,9 +48,19 @@ def cot_task(tmp_path, tiny_llama_dir) -> Path:
 def test_a_cot_task_runs_and_writes_rationales_votes_and_the_sample_curve(cot_task, tmp_path):
     config = load_task(cot_task, ["self_consistency=3"])
     assert isinstance(config, CoTTaskConfig)
-    result = run_cot_task(config, output_dir=tmp_path / "runs")
+    result = run_task(config, output_dir=tmp_path / "runs")
+    assert result.kind == "cot" and result.metric == "accuracy_flexible" and result.num_examples == 2
+    assert TaskResult.read(result.run_dir).value == result.value == result.metrics["accuracy_flexible"]
     files = {p.name for p in result.run_dir.iterdir()}
-    assert {"config.yaml", "metrics.json", "predictions.jsonl", "report.md", "samples.png", "exemplars.json"} <= files
+    assert {
+        "config.yaml",
+        "run.json",
+        "metrics.json",
+        "predictions.jsonl",
+        "report.md",
+        "samples.png",
+        "exemplars.json",
+    } <= files
     rows = [json.loads(line) for line in (result.run_dir / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and all(len(r["rationales"]) == 3 for r in rows)
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
@@ -60,6 +72,8 @@ def test_a_cot_task_runs_and_writes_rationales_votes_and_the_sample_curve(cot_ta
 def test_exemplars_from_train_strip_calculator_annotations(cot_task):
     config = load_task(cot_task)
     cot = build_cot(config, model=None)  # type: ignore[arg-type]
+    assert not isinstance(cot, SelfConsistency)
+    assert isinstance(build_cot(load_task(cot_task, ["self_consistency=3"]), model=None), SelfConsistency)  # type: ignore[arg-type]
     assert len(cot.exemplars) == 2
     for exemplar in cot.exemplars:
         assert "<<" not in exemplar["rationale"] and exemplar["answer"] in ("4", "5")
@@ -91,4 +105,5 @@ def test_cli_cot_answers_one_question(capsys, tiny_llama_dir):
 
 def test_cli_run_dispatches_cot_tasks(cot_task, tmp_path, capsys):
     assert main(["run", str(cot_task), "--output-dir", str(tmp_path / "runs")]) == 0
-    assert "accuracy strict" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "accuracy_flexible" in out and "accuracy_strict" in out and "run written to" in out

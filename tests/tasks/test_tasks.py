@@ -10,7 +10,7 @@ import yaml
 
 from promptlearning.cli import main
 from promptlearning.prompts.demonstrations import DemonstrationError
-from promptlearning.tasks import TaskConfigError, load_task, run_task
+from promptlearning.tasks import TaskConfigError, TaskResult, load_task, run_task
 from promptlearning.tasks.loading import DataError, load_examples, task_data_root
 
 ROWS = [
@@ -51,8 +51,12 @@ def test_a_task_runs_and_writes_a_complete_run_directory(task_file, tmp_path, mo
     result = run_task(config, output_dir=tmp_path / "runs", progress=False)
     files = sorted(p.name for p in result.run_dir.iterdir())
     assert files == [
-        "config.yaml", "confusion_matrix.png", "metrics.json", "predictions.jsonl", "reliability.png", "report.md"
+        "config.yaml", "confusion_matrix.png", "metrics.json", "predictions.jsonl", "reliability.png", "report.md",
+        "run.json",
     ]  # fmt: skip
+    assert result.kind == "classification" and result.setting == "2-shot balanced + contextual calibration"
+    assert TaskResult.read(result.run_dir).to_json() == result.to_json()
+    assert result.value == result.metrics["accuracy"] == result.evaluation.metrics["accuracy"]
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
     assert metrics["num_examples"] == 4
     predictions = [json.loads(line) for line in (result.run_dir / "predictions.jsonl").read_text().splitlines()]

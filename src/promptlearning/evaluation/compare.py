@@ -1,7 +1,10 @@
-"""Compare prompt-classification run directories in one table (and an optional plot).
+"""Compare run directories of any task kind in one table (and an optional plot).
 
-Rows are labelled by their *setting* (method, shots, selection, calibration, orderings), so runs of
-one setting under several seeds sit together and the plot shows their spread.
+Every run directory holds ``run.json`` (a :class:`~promptlearning.tasks.result.TaskResult`): the
+kind, the setting, the headline metric with its spread over seeds and the scalar metrics. Rows are
+labelled by their *setting*, so runs of one setting under several seeds sit together and the plot
+shows their spread. Runs written before ``run.json`` existed (classification runs with only
+``config.yaml`` and ``metrics.json``) are still read.
 """
 
 from __future__ import annotations
@@ -17,10 +20,68 @@ from promptlearning.errors import PromptLearningError
 from promptlearning.evaluation.report import markdown_table
 
 PLOT_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
+SORT_KEYS = ("run", "kind", "setting", "value", "accuracy", "macro_f1", "examples_per_second")
+# columns shown when at least one compared run has the metric, in this order
+_OPTIONAL_COLUMNS = (("accuracy", "accuracy", ".4f"), ("macro_f1", "macro-F1", ".4f"), ("ece", "ECE", ".3f"),
+                     ("examples_per_second", "examples/s", ".1f"))  # fmt: skip
 
 
-def setting_label(config: Mapping[str, Any]) -> str:
-    """A short description of what a classification run did, e.g. ``8-shot balanced + batch calibration``."""
+def read_runs(run_dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
+    """One row per run directory, of any kind. Paths that are not run directories (a glob's other
+    matches) are skipped."""
+    from promptlearning.tasks.result import RUN_FILE, TaskResult
+
+    rows = []
+    for run_dir in map(Path, run_dirs):
+        if (run_dir / RUN_FILE).is_file():
+            rows.append(result_row(TaskResult.read(run_dir)))
+        elif (run_dir / "config.yaml").is_file() and (run_dir / "metrics.json").is_file():
+            rows.append(_legacy_row(run_dir))
+    if not rows:
+        raise PromptLearningError("no run directories (with run.json) among the given paths")
+    return rows
+
+
+def result_row(result: Any) -> dict[str, Any]:
+    """The comparison row of a :class:`TaskResult`."""
+    return {
+        **result.metrics,
+        "run": result.run_dir.name if result.run_dir else result.name,
+        "kind": result.kind,
+        "setting": result.setting,
+        "task": result.name,
+        "model": result.model,
+        "seed": result.seed,
+        "metric": result.metric,
+        "value": result.value,
+        "std": result.std,
+        "values": list(result.values),
+        "num_examples": result.num_examples,
+        result.metric: result.value,
+        f"{result.metric}_std": result.std,
+    }
+
+
+def _legacy_row(run_dir: Path) -> dict[str, Any]:
+    """A classification run from before ``run.json``."""
+    try:
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        accuracy = float(metrics["accuracy"])
+        if not isinstance(config, dict) or config.get("type", "classification") != "classification":
+            raise PromptLearningError(f"{run_dir} has no run.json; rerun it with this version to compare it")
+        return {
+            **{k: v for k, v in metrics.items() if isinstance(v, int | float)},
+            "run": run_dir.name, "kind": "classification", "setting": legacy_setting_label(config),
+            "task": config["name"], "model": config["model"], "seed": config.get("seed", 0), "metric": "accuracy",
+            "value": accuracy, "std": 0.0, "values": [accuracy], "num_examples": metrics["num_examples"],
+        }  # fmt: skip
+    except (ValueError, KeyError, TypeError, AttributeError, yaml.YAMLError) as exc:
+        raise PromptLearningError(f"{run_dir} holds a damaged metrics.json or config.yaml ({exc})") from None
+
+
+def legacy_setting_label(config: Mapping[str, Any]) -> str:
+    """The setting of a classification run from its saved config, e.g. ``8-shot balanced + batch calibration``."""
     method = config.get("method") or {}
     shots = int(config.get("shots", 0) or 0)
     name = method.get("name", "auto")
@@ -34,55 +95,12 @@ def setting_label(config: Mapping[str, Any]) -> str:
     return label
 
 
-def read_runs(run_dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
-    """One row per classification run directory. Paths that are not run directories (a glob's other
-    matches) are skipped; a training or chain-of-thought run is an error that says so."""
-    rows = []
-    for run_dir in map(Path, run_dirs):
-        if (run_dir / "summary.json").is_file():
-            raise PromptLearningError(_unsupported(run_dir, "a training run"))
-        config_path, metrics_path = run_dir / "config.yaml", run_dir / "metrics.json"
-        if not (config_path.is_file() and metrics_path.is_file()):
-            continue
-        try:
-            metrics = json.loads(metrics_path.read_text())
-            config = yaml.safe_load(config_path.read_text())
-            if config.get("type") == "cot":
-                raise PromptLearningError(_unsupported(run_dir, "a chain-of-thought run"))
-            rows.append(_row(run_dir, config, metrics))
-        except (ValueError, KeyError, TypeError, AttributeError, yaml.YAMLError) as exc:
-            raise PromptLearningError(f"{run_dir} holds a damaged metrics.json or config.yaml ({exc})") from None
-    if not rows:
-        raise PromptLearningError("no run directories (with metrics.json) among the given paths")
-    return rows
-
-
-def _unsupported(run_dir: Path, kind: str) -> str:
-    return (
-        f"{run_dir} is {kind}: compare reads prompt-classification runs (from `promptlearning run`) for now; "
-        "read its report.md instead"
-    )
-
-
-def _row(run_dir: Path, config: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict[str, Any]:
-    method = config["method"]
-    shots = config.get("shots", 0)
-    name = method["name"] if method["name"] != "auto" else ("icl" if shots else "zero-shot")
-    return {
-        "run": run_dir.name,
-        "setting": setting_label(config),
-        "task": config["name"],
-        "model": config["model"],
-        "method": name + (f" ({method['selection']})" if name == "icl" else ""),
-        "shots": shots,
-        "calibration": method.get("calibration", "contextual") if method["calibrate"] else "no",
-        "seed": config.get("seed", 0),
-        "accuracy": metrics["accuracy"],
-        "macro_f1": metrics["macro_f1"],
-        "ece": metrics["ece"],
-        "examples_per_second": metrics["examples_per_second"],
-        "num_examples": metrics["num_examples"],
-    }
+def sort_rows(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """Rows sorted by a column: names ascending, numbers best (largest) first; rows without it last."""
+    text = key in ("run", "kind", "setting")
+    present = [r for r in rows if r.get(key) is not None]
+    missing = [r for r in rows if r.get(key) is None]
+    return sorted(present, key=lambda r: str(r[key]) if text else -float(r[key])) + missing
 
 
 def check_plot_path(path: str | Path) -> Path:
@@ -99,20 +117,34 @@ def check_plot_path(path: str | Path) -> Path:
     return path
 
 
+def plot_metric(rows: list[dict[str, Any]]) -> str:
+    """The metric a plot of ``rows`` shows: their common headline metric."""
+    metrics = {r["metric"] for r in rows}
+    if len(metrics) > 1:
+        raise PromptLearningError(
+            f"the runs report different metrics ({', '.join(sorted(metrics))}); plot runs of one metric at a time"
+        )
+    return metrics.pop()
+
+
 def comparison_table(rows: list[dict[str, Any]]) -> str:
-    return markdown_table(
-        ["run", "setting", "seed", "accuracy", "macro-F1", "ECE", "examples/s", "n"],
-        [
-            [
-                r["run"],
-                r["setting"],
-                r["seed"],
-                f"{r['accuracy']:.4f}",
-                f"{r['macro_f1']:.4f}",
-                f"{r['ece']:.3f}",
-                f"{r['examples_per_second']:.1f}",
-                r["num_examples"],
-            ]
-            for r in rows
-        ],
-    )
+    """A markdown table: run, kind, setting, seed, the headline metric (± std over seeds) and the common
+    metrics any of the runs has."""
+    optional = [(key, title, fmt) for key, title, fmt in _OPTIONAL_COLUMNS if any(key in r for r in rows)]
+    show_kind = len({r["kind"] for r in rows}) > 1
+
+    def headline(r: Mapping[str, Any]) -> str:
+        spread = f" ± {r['std']:.4f}" if len(r["values"]) > 1 else ""
+        return f"{r['metric']} {r['value']:.4f}{spread}"
+
+    def cell(r: Mapping[str, Any], key: str, fmt: str) -> str:
+        return format(r[key], fmt) if isinstance(r.get(key), int | float) else "-"
+
+    header = ["run", *(["kind"] if show_kind else []), "setting", "seed", "result",
+              *(title for _, title, _ in optional), "n"]  # fmt: skip
+    body = [
+        [r["run"], *([r["kind"]] if show_kind else []), r["setting"], r["seed"], headline(r),
+         *(cell(r, key, fmt) for key, _, fmt in optional), r["num_examples"]]
+        for r in rows
+    ]  # fmt: skip
+    return markdown_table(header, body)

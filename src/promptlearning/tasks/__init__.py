@@ -1,19 +1,39 @@
-"""Tasks: YAML task files (schema, loading, data) and running them."""
+"""Tasks: YAML task files, one kind per folder, registered by their ``type:``.
 
-from promptlearning.tasks.config import CoTTaskConfig, TaskConfig, TaskConfigError, TrainTaskConfig, load_task
-from promptlearning.tasks.cot_runner import build_cot, run_cot_task
-from promptlearning.tasks.runner import build_classifier, run_task
-from promptlearning.tasks.train_runner import run_train_task
+* ``classification`` (the default): prompt-based zero-shot and in-context classification;
+* ``cot``: chain-of-thought reasoning with answer extraction and self-consistency;
+* ``train``: PET, PEFT methods and head fine-tuning.
+
+``load_task`` reads a file with its kind's schema; ``run_task`` runs it and returns a
+:class:`TaskResult`, the one shape every kind's result has (``compare``, ``sweep`` and reports read
+it); ``run.json`` in every run directory holds it.
+"""
+
+from promptlearning.tasks.config import TaskConfigBase, TaskConfigError
+from promptlearning.tasks.registry import (
+    TaskKind,
+    check_run_dir,
+    check_task,
+    load_task,
+    register_task_kind,
+    run_task,
+    task_kind,
+    task_kinds,
+    validate_config,
+)
+from promptlearning.tasks.result import TaskResult
 
 __all__ = [
-    "CoTTaskConfig",
-    "TaskConfig",
+    "TaskConfigBase",
     "TaskConfigError",
-    "TrainTaskConfig",
-    "build_classifier",
-    "build_cot",
+    "TaskKind",
+    "TaskResult",
+    "check_run_dir",
+    "check_task",
     "load_task",
-    "run_cot_task",
+    "register_task_kind",
     "run_task",
-    "run_train_task",
+    "task_kind",
+    "task_kinds",
+    "validate_config",
 ]

@@ -1,31 +1,28 @@
-"""Task files: a declarative YAML description of a prompt-classification experiment.
+"""What every task file shares: the strict schema base, the common header, the pieces several task
+kinds use (template, verbalizer, data root), ``--set`` overrides and readable validation errors.
 
-The schema mirrors the Python API one-to-one (``PromptTemplate``, ``Verbalizer``,
-``PromptClassifier``). Unknown keys are errors, reported with their key path.
-
-Example (``tasks/sst2.yaml``)::
-
-    name: sst2
-    data: {root: ../../shared/data, train: sst2/train.jsonl, eval: sst2/dev.jsonl}
-    model: smollm2-135m-instruct
-    template: {mode: chat, input: "Review: {{ text }}\\nSentiment:", shorten: text}
-    verbalizer: {words: {negative: negative, positive: positive}}
-    method: {name: icl, selection: balanced, calibrate: true}
-    shots: 16
+Each task kind declares its own schema in ``tasks/<kind>/config.py`` on top of :class:`TaskConfigBase`;
+:mod:`promptlearning.tasks.registry` picks the schema by the file's ``type:``. Allowed values and
+defaults come from the library objects (the backend registry, :mod:`promptlearning.devices`, the
+verbalizer's scores), not restated here. Unknown keys are errors, reported with their key path and
+the closest valid key.
 """
 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 from pathlib import Path
 from types import UnionType
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from promptlearning.devices import DTYPES, check_device_name
 from promptlearning.errors import PromptLearningError
-from promptlearning.methods.calibration import CONTENT_FREE_INPUTS
+from promptlearning.models.hub import DEFAULT_MODEL
+from promptlearning.prompts.verbalizer import Aggregate, WordScore
 
 
 class TaskConfigError(PromptLearningError):
@@ -42,7 +39,32 @@ def _annotation_types(annotation: Any) -> set[Any]:
     return {origin or annotation}
 
 
-class _Strict(BaseModel):
+def resolve_relative(value: str | None, info: ValidationInfo) -> str | None:
+    """A path relative to the task file, made absolute (the loader passes the file's folder)."""
+    folder = (info.context or {}).get("task_dir")
+    if value and folder and not Path(value).expanduser().is_absolute():
+        return str((Path(folder) / value).resolve())
+    return value
+
+
+def one_of(allowed: Sequence[str]) -> Any:
+    """A string field whose allowed values come from the library object that defines them
+    (``one_of(SELECTIONS)``), so a schema never restates them."""
+
+    def check(value: str) -> str:
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}")
+        return value
+
+    return Annotated[str, AfterValidator(check)]
+
+
+Dtype = one_of(DTYPES)
+
+
+class StrictModel(BaseModel):
+    """A schema section: unknown keys are errors, and YAML 1.1 booleans are never numbers or text."""
+
     model_config = ConfigDict(extra="forbid")
 
     @field_validator("*", mode="before")
@@ -65,24 +87,53 @@ class _Strict(BaseModel):
         return value
 
 
-class DataConfig(_Strict):
-    """Where the examples come from. Relative paths resolve against the data root."""
+class TaskConfigBase(StrictModel):
+    """The header every task file has: what it is, which model on which device, where runs go."""
 
-    root: str | None = Field(
-        None, description="data root when PROMPTLEARNING_DATA is unset (relative to the task file)"
-    )
-    train: str | None = None
-    eval: str
-    label_field: str = "label"
-    train_limit: int | None = Field(None, ge=1)
-    train_min_words: int | None = Field(
-        None, ge=1, description="keep training examples whose text fields have at least this many words in all"
-    )
-    eval_limit: int | None = Field(None, ge=1)
-    eval_offset: int = Field(0, ge=0, description="skip this many eval rows first (select on a disjoint slice)")
+    type: str
+    name: str
+    description: str = ""
+    model: str = Field(DEFAULT_MODEL, description="embedded model name, local directory, .gguf file or hub id")
+    backend: str | None = Field(None, description="a registered backend (hf, llamacpp, …); default: the model's")
+    device: str = Field("auto", description="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+    dtype: Dtype = Field("auto", description="auto (bf16/fp16 on GPUs, fp32 on CPU), float32, bfloat16 or float16")
+    seed: int = 0
+    output_dir: str = "runs"
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        return check_device_name(value)
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str | None) -> str | None:
+        from promptlearning.models import backend_names
+
+        if value is not None and value not in backend_names():
+            raise ValueError(f"unknown backend; registered backends: {', '.join(backend_names())}")
+        return value
+
+    def model_options(self) -> dict[str, Any]:
+        """What ``load_model`` needs to load this task's model."""
+        return {"backend": self.backend, "device": self.device, "dtype": self.dtype}
 
 
-class TemplateConfig(_Strict):
+class DataRoot(StrictModel):
+    """The ``root`` every ``data:`` section has: where its relative paths point when
+    ``$PROMPTLEARNING_DATA`` is unset (a relative root is relative to the task file)."""
+
+    root: str | None = Field(None, description="data root without PROMPTLEARNING_DATA (relative to the task file)")
+
+    @field_validator("root")
+    @classmethod
+    def _relative_to_the_task_file(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return resolve_relative(value, info)
+
+
+class TemplateConfig(StrictModel):
+    """:class:`~promptlearning.prompts.PromptTemplate`'s arguments."""
+
     input: str
     instruction: str = ""
     mode: Literal["plain", "chat"] = "plain"
@@ -90,10 +141,12 @@ class TemplateConfig(_Strict):
     shorten: str | None = None
 
 
-class VerbalizerConfig(_Strict):
+class VerbalizerConfig(StrictModel):
+    """:class:`~promptlearning.prompts.Verbalizer`'s arguments (``words``: label -> word or words)."""
+
     words: dict[str, str | list[str]]
-    word_score: Literal["sum", "mean", "chars", "first"] = "sum"
-    aggregate: Literal["logsumexp", "mean", "max"] = "logsumexp"
+    word_score: WordScore = "sum"
+    aggregate: Aggregate = "logsumexp"
 
     @field_validator("words", mode="before")
     @classmethod
@@ -101,177 +154,7 @@ class VerbalizerConfig(_Strict):
         return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
 
 
-class MethodConfig(_Strict):
-    name: Literal["auto", "zero-shot", "icl"] = Field("auto", description="auto: zero-shot if shots == 0, else icl")
-    selection: Literal["random", "balanced", "first", "knn"] = "random"
-    calibrate: bool = False
-    calibration: Literal["contextual", "domain", "batch"] = "contextual"
-    content_free: list[str] = Field(default_factory=lambda: list(CONTENT_FREE_INPUTS))
-    orderings: int = Field(1, ge=1, description="average over this many orderings of the fixed demonstrations")
-
-
-class TaskConfig(_Strict):
-    """One experiment: data, model, template, verbalizer, method, shots and seed."""
-
-    type: Literal["classification"] = "classification"
-    name: str
-    description: str = ""
-    data: DataConfig
-    model: str = "smollm2-135m-instruct"
-    dtype: Literal["float32", "bfloat16"] = "float32"
-    batch_size: int = Field(16, ge=1)
-    template: TemplateConfig
-    verbalizer: VerbalizerConfig
-    method: MethodConfig = Field(default_factory=MethodConfig)
-    shots: int = Field(0, ge=0)
-    seed: int = 0
-    output_dir: str = "runs"
-
-    @property
-    def method_name(self) -> str:
-        if self.method.name == "auto":
-            return "icl" if self.shots else "zero-shot"
-        return self.method.name
-
-
-class CoTDataConfig(_Strict):
-    """Questions with numeric (or letter) answers. Relative paths resolve against the data root."""
-
-    root: str | None = None
-    train: str | None = Field(None, description="solutions to draw exemplars from (GSM8K format: '... #### N')")
-    eval: str
-    question_field: str = "question"
-    answer_field: str = Field("final", description="the gold answer; a GSM8K 'answer' with '#### N' works too")
-    eval_limit: int | None = Field(None, ge=1)
-    eval_offset: int = Field(0, ge=0)
-
-
-class Exemplar(_Strict):
-    question: str
-    rationale: str = ""
-    answer: str
-
-    @field_validator("answer", mode="before")
-    @classmethod
-    def _answer_as_string(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, int | float) else value
-
-
-class CoTTaskConfig(_Strict):
-    """A chain-of-thought experiment (``type: cot``): questions, exemplars, mode, self-consistency."""
-
-    type: Literal["cot"]
-    name: str
-    description: str = ""
-    data: CoTDataConfig
-    model: str = "smollm2-135m-instruct"
-    backend: Literal["hf", "llamacpp"] | None = Field(None, description="default: hf (transformers)")
-    dtype: Literal["float32", "bfloat16"] = "float32"
-    batch_size: int = Field(16, ge=1)
-    template: str = "Q: {{ question }}\nA:"
-    mode: Literal["direct", "few-shot-cot", "zero-shot-cot"] = "few-shot-cot"
-    exemplars: list[Exemplar] = Field(default_factory=list)
-    exemplars_file: str | None = Field(
-        None,
-        description="YAML list of exemplars: a shipped set (gsm8k-wei2022) or a path relative to the task file",
-    )
-    exemplars_from_train: int = Field(0, ge=0, description="draw this many exemplars from data.train instead")
-    answer_type: Literal["numeric", "multiple_choice"] = "numeric"
-    self_consistency: int = Field(1, ge=1, description="samples per question; > 1 votes over sampled rationales")
-    temperature: float | None = Field(None, ge=0, description="default: 0 (greedy) for 1 sample, 0.7 for more")
-    top_p: float = Field(1.0, gt=0, le=1)
-    top_k: int = Field(0, ge=0)
-    max_new_tokens: int = Field(256, ge=1)
-    stop: list[str] = Field(default_factory=lambda: ["Q:", "\n\n\n"])
-    trigger: str = "Let's think step by step."
-    answer_trigger: str = "Therefore, the answer (arabic numerals) is"
-    seed: int = 0
-    output_dir: str = "runs"
-
-
-class TrainDataConfig(_Strict):
-    """Training, dev and evaluation splits. Without ``dev``, dev examples come from the train pool."""
-
-    root: str | None = None
-    train: str
-    dev: str | None = None
-    eval: str
-    label_field: str = "label"
-    tokens_field: str = Field("tokens", description="NER: the words of a sentence")
-    tags_field: str = Field("ner_tags", description="NER: one BIO tag per word")
-    train_limit: int | None = Field(None, ge=1)
-    train_min_words: int | None = Field(
-        None, ge=1, description="keep training examples whose template fields have at least this many words"
-    )
-    dev_limit: int | None = Field(None, ge=1)
-    eval_limit: int | None = Field(None, ge=1)
-
-
-class PeftSection(_Strict):
-    """A ``peft`` method by name with its options (checked against peft's config fields)."""
-
-    method: Literal["lora", "adalora", "ia3", "prompt-tuning", "p-tuning", "prefix-tuning"]
-    options: dict[str, Any] = Field(default_factory=dict)
-
-
-class FewShotConfig(_Strict):
-    """LM-BFF's protocol: k training and k dev examples per class, drawn under each seed."""
-
-    k: int = Field(16, ge=1)
-    seeds: list[int] = Field(default_factory=lambda: [13, 21, 42, 87, 100])
-
-
-class TrainingSection(_Strict):
-    """Optimiser and loop settings (``promptlearning.training.TrainingArguments``)."""
-
-    learning_rate: float = Field(1e-4, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    batch_size: int = Field(8, ge=1)
-    gradient_accumulation_steps: int = Field(1, ge=1)
-    max_steps: int = Field(200, ge=1)
-    warmup_ratio: float = Field(0.06, ge=0, le=1)
-    max_grad_norm: float = Field(1.0, ge=0)
-    eval_every: int = Field(50, ge=1)
-    patience: int | None = Field(None, ge=1)
-    bf16: bool = False
-    keep_checkpoints: int = Field(2, ge=1)
-    log_every: int = Field(10, ge=1)
-    log_with: Literal["tensorboard"] | None = Field("tensorboard", description="null: no experiment tracking")
-
-
-class TrainTaskConfig(_Strict):
-    """A training experiment (``type: train``): objective, model, PEFT method, data protocol, loop."""
-
-    type: Literal["train"]
-    name: str
-    description: str = ""
-    data: TrainDataConfig
-    model: str = "smollm2-135m-instruct"
-    dtype: Literal["float32", "bfloat16"] = "float32"
-    objective: Literal["pet", "head", "ner"] = Field(
-        "pet", description="pet: label words at the answer position; head: classification head; ner: token tags"
-    )
-    template: TemplateConfig = Field(default_factory=lambda: TemplateConfig(input="{{ text }}"))
-    verbalizer: VerbalizerConfig | None = None
-    labels: list[str] | None = Field(None, description="head/ner: the label set (default: from the train data)")
-    peft: PeftSection | None = Field(None, description="none: full fine-tuning")
-    demonstrations: int = Field(0, ge=0, description="pet: training examples per label shown in every prompt")
-    few_shot: FewShotConfig | None = None
-    training: TrainingSection = Field(default_factory=TrainingSection)
-    max_length: int = Field(256, ge=8)
-    eval_batch_size: int = Field(32, ge=1)
-    seed: int = Field(0, description="the seed of a run without few_shot")
-    output_dir: str = "runs"
-
-    @model_validator(mode="after")
-    def _pet_needs_verbalizer(self) -> TrainTaskConfig:
-        if self.objective == "pet" and self.verbalizer is None:
-            raise ValueError("objective pet needs a verbalizer (label words)")
-        return self
-
-
-AnyTaskConfig = TaskConfig | CoTTaskConfig | TrainTaskConfig
-_SCHEMAS: dict[str, type[BaseModel]] = {"cot": CoTTaskConfig, "train": TrainTaskConfig}
+# ----------------------------------------------------------------------------- overrides and errors
 
 
 def _parse_value(text: str) -> Any:
@@ -294,9 +177,9 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         if "=" not in override:
             raise TaskConfigError(f"--set expects key=value, got {override!r}")
         path, value = override.split("=", 1)
-        keys = path.strip().split(".")
         if not path.strip():
             raise TaskConfigError(f"--set {override!r} names no key: write key=value, e.g. --set shots=4")
+        keys = path.strip().split(".")
         if any(not key.strip() for key in keys):
             raise TaskConfigError(f"--set {path!r}: an empty key between dots; write e.g. method.calibrate=true")
         keys = [key.strip() for key in keys]
@@ -341,43 +224,16 @@ def format_validation_error(error: ValidationError, source: str, schema: type[Ba
     return "\n  ".join([f"invalid task {source} ({len(problems)} problems):", *problems])
 
 
-def validate_config(raw: Any, source: str = "config") -> AnyTaskConfig:
-    """Validate a raw task mapping; ``type: cot`` / ``type: train`` select their schemas."""
-    if not isinstance(raw, dict):
-        raise TaskConfigError(f"task {source} must be a mapping of keys to values, got {type(raw).__name__}")
-    schema = _SCHEMAS.get(str(raw.get("type")), TaskConfig)
-    try:
-        return schema.model_validate(raw)
-    except ValidationError as exc:
-        raise TaskConfigError(format_validation_error(exc, source, schema)) from None
-
-
-def load_task(path: str | Path, overrides: list[str] | None = None) -> AnyTaskConfig:
-    """Read a task YAML file, apply ``--set`` overrides and validate it.
-
-    A relative ``data.root`` is made relative to the task file's directory.
-    """
+def read_task_file(path: str | Path) -> Any:
+    """The raw YAML content of a task file, or a clear error."""
     path = Path(path)
     if not path.is_file():
         raise TaskConfigError(f"task file {path} does not exist")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
         raise TaskConfigError(f"{path} is not UTF-8 text: is it really a task YAML file?") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         raise TaskConfigError(f"{path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    if isinstance(raw, dict):
-        raw = apply_overrides(raw, overrides or [])
-        root = (raw.get("data") or {}).get("root") if isinstance(raw.get("data"), dict) else None
-        if root and not Path(root).expanduser().is_absolute():
-            raw["data"]["root"] = str((path.parent / root).resolve())
-        exemplars_file = raw.get("exemplars_file")
-        if (
-            isinstance(exemplars_file, str)
-            and exemplars_file.endswith((".yaml", ".yml", ".json"))
-            and not Path(exemplars_file).expanduser().is_absolute()
-        ):
-            raw["exemplars_file"] = str((path.parent / exemplars_file).resolve())
-    return validate_config(raw, str(path))

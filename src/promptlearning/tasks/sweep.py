@@ -1,16 +1,18 @@
-"""Sweeps: one training task file run over a grid of overrides, compared in one table and plot.
+"""Sweeps: one task file (of any kind) run over a grid of overrides, compared in one table and plot.
 
-    promptlearning sweep tasks/sst2-train.yaml --grid peft.method=lora,prompt-tuning,none --grid objective=pet,head
+    promptlearning sweep tasks/sst2-fewshot.yaml --grid peft.method=lora,prompt-tuning,none --grid objective=pet,head
+    promptlearning sweep tasks/sst2.yaml --grid shots=0,4,16 --grid method.calibrate=false,true
 
 ``none`` as a value removes the key's section (``peft=none``: full fine-tuning). Each grid point is
-an ordinary training run directory under ``<output_dir>/<sweep name>/``; ``--resume`` skips the
-points (and seeds) already finished.
+an ordinary run directory, ``<output_dir>/<task name>-sweep/<point>/``; every point is checked before
+the first runs, and ``--resume`` skips the points (and training seeds) already finished.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +20,19 @@ from promptlearning.evaluation.plots import plot_comparison
 from promptlearning.evaluation.report import markdown_table
 from promptlearning.evaluation.runs import prepare_output_dir
 from promptlearning.io import write_json_atomically
-from promptlearning.tasks.config import TaskConfigError, TrainTaskConfig, load_task
-from promptlearning.tasks.train_runner import check_run_dir, check_train_task, run_train_task
+from promptlearning.tasks.config import TaskConfigError
+from promptlearning.tasks.registry import check_run_dir, check_task, load_task, run_task
+from promptlearning.tasks.result import RUN_FILE, TaskResult
+
+
+@dataclass
+class SweepResult:
+    """A finished sweep: its directory, one row per grid point (metric, mean, std, per-seed values,
+    run directory) and the markdown table of ``sweep.md``."""
+
+    sweep_dir: Path
+    rows: list[dict[str, Any]]
+    table: str
 
 
 def parse_grid(items: Sequence[str]) -> dict[str, list[str]]:
@@ -75,40 +88,38 @@ def run_sweep(
     output_dir: str | Path | None = None,
     resume: bool = False,
     progress: bool | None = None,
-) -> tuple[Path, list[dict[str, Any]]]:
-    """Run every grid point; write ``sweep.md``, ``sweep.json`` and ``sweep.png``; return the rows."""
+) -> SweepResult:
+    """Run every grid point; write ``sweep.md``, ``sweep.json`` and ``sweep.png``; return what they hold."""
     points = grid_points(grid)
-    configs = []
-    for point in points:  # validate every point before training any
-        config = load_task(task, [*overrides, *_overrides(point)])
-        if not isinstance(config, TrainTaskConfig):
-            raise TaskConfigError(f"{task} is not a training task (type: train); sweeps run training tasks")
-        configs.append(config)
+    configs = [load_task(task, [*overrides, *_overrides(point)]) for point in points]
     sweep_dir = Path(output_dir) if output_dir else Path(configs[0].output_dir) / f"{configs[0].name}-sweep"
     names = [point_name(point) for point in points]
     if len(set(names)) < len(names):
         raise TaskConfigError(f"two grid keys end in the same name, so their runs would share a directory: {names}")
-    for point, config in zip(points, configs, strict=True):  # every point is valid and its directory usable
-        check_train_task(config)
-        check_run_dir(sweep_dir / point_name(point), config, resume)
+    for name, config in zip(names, configs, strict=True):  # every point is valid and its directory usable
+        check_task(config)
+        if not (resume and (sweep_dir / name / RUN_FILE).is_file()):
+            check_run_dir(config, sweep_dir / name, resume)
     prepare_output_dir(sweep_dir, "sweep directory")
     rows = []
-    for point, config in zip(points, configs, strict=True):
-        result = run_train_task(config, output_dir=sweep_dir / point_name(point), resume=resume, progress=progress)
-        s = result.summary
-        rows.append({"run": point_name(point), **point, "metric": s["metric"], "mean": s["mean"], "std": s["std"],
-                     "seeds": len(s["per_seed"]), "per_seed": s["per_seed"],
-                     "run_dir": str(result.run_dir)})  # fmt: skip
+    for name, point, config in zip(names, points, configs, strict=True):
+        finished = resume and (sweep_dir / name / RUN_FILE).is_file() and config.type != "train"
+        if finished:
+            result = TaskResult.read(sweep_dir / name)
+        else:
+            result = run_task(config, run_dir=sweep_dir / name, resume=resume, progress=progress)
+        rows.append({"run": name, **point, "metric": result.metric, "value": result.value, "std": result.std,
+                     "values": result.values, "run_dir": str(result.run_dir)})  # fmt: skip
     write_json_atomically(sweep_dir / "sweep.json", rows)
+    metric = rows[0]["metric"]
     table = markdown_table(
-        [*grid, "seeds", f"{rows[0]['metric']} (mean ± std)"],
-        [[*(r[k] for k in grid), r["seeds"], f"{r['mean']:.2f} ± {r['std']:.2f}"] for r in rows],
+        [*grid, "runs", f"{metric} (mean ± std)"],
+        [[*(r[k] for k in grid), len(r["values"]), f"{r['value']:.4f} ± {r['std']:.4f}"] for r in rows],
     )
     (sweep_dir / "sweep.md").write_text(f"# Sweep of {Path(task).name}\n\n{table}\n\n![sweep](sweep.png)\n")
-    metric = rows[0]["metric"]
     plot_comparison(  # one dot per seed, grouped by grid point
-        [{"setting": r["run"], metric: value / 100} for r in rows for value in r["per_seed"].values()],
+        [{"setting": r["run"], metric: value} for r in rows for value in r["values"]],
         sweep_dir / "sweep.png",
         metric=metric,
     )
-    return sweep_dir, rows
+    return SweepResult(sweep_dir, rows, table)

@@ -18,43 +18,30 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from promptlearning.errors import PromptLearningError
-from promptlearning.evaluation.plots import plot_training_curves
-from promptlearning.evaluation.report import markdown_table
 from promptlearning.evaluation.runs import prepare_output_dir
 from promptlearning.io import write_json_atomically
 from promptlearning.prompts.demonstrations import select_fixed
 from promptlearning.prompts.template import PromptTemplate
 from promptlearning.prompts.verbalizer import Verbalizer
-from promptlearning.tasks.config import TaskConfigError, TrainTaskConfig
+from promptlearning.tasks.config import TaskConfigError
 from promptlearning.tasks.loading import keep_min_words, load_examples, task_data_root
-from promptlearning.training.fewshot import mean_std, sample_per_class
-from promptlearning.training.loop import TrainingArguments, train
+from promptlearning.tasks.result import TaskResult, scalar_metrics
+from promptlearning.tasks.train.config import TrainTaskConfig
+from promptlearning.tasks.train.report import TrainEvaluation, metric_name, setting_label, summarise, write_reports
+from promptlearning.training.fewshot import sample_per_class
+from promptlearning.training.loop import TrainingArguments, train, training_state
 from promptlearning.training.peft_methods import peft_config
 from promptlearning.training.program import ProgramSpec, PromptProgram, build_program
 
 
-@dataclass
-class TrainRunResult:
-    """A finished training run: its directory and the per-seed and summary metrics."""
-
-    run_dir: Path
-    seeds: dict[int, dict[str, Any]]
-    summary: dict[str, Any]
-
-
-def metric_name(config: TrainTaskConfig) -> str:
-    return "f1" if config.objective == "ner" else "accuracy"
-
-
 def _scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and k != "num_examples"}
+    return {k: v for k, v in scalar_metrics(dict(metrics)).items() if k != "num_examples"}
 
 
 def program_spec(config: TrainTaskConfig, train_pool: Sequence[Mapping[str, Any]], seed: int) -> ProgramSpec:
@@ -119,7 +106,8 @@ def train_program(
         if missing:
             raise PromptLearningError(f"label(s) {missing} in the data are not among the task's labels {spec.labels}")
     args = training_arguments(config, seed)
-    program = build_program(spec, total_steps=args.max_steps, seed=seed)
+    state = training_state(config.device)
+    program = build_program(spec, total_steps=args.max_steps, seed=seed, device=state.device)
     features = program.encode(train_set)
 
     def evaluate(_: Any) -> dict[str, float]:
@@ -127,7 +115,7 @@ def train_program(
 
     result = train(
         program.module, features, program.featurizer.collate, evaluate, args, directory,
-        resume=resume, progress=progress, after_step=program.after_step,
+        resume=resume, progress=progress, after_step=program.after_step, device=config.device,
     )  # fmt: skip
     return program, result
 
@@ -159,7 +147,7 @@ def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> 
     ]
 
 
-def check_run_dir(run_dir: Path, config: TrainTaskConfig, resume: bool) -> None:
+def check_run_dir(config: TrainTaskConfig, run_dir: Path, resume: bool) -> None:
     """A new run needs an empty directory (one holding only the config.yaml of a start that failed
     before training is fine); a resumed run needs the same settings as the one it continues."""
     if run_dir.exists() and not run_dir.is_dir():
@@ -219,16 +207,16 @@ def run_train_task(
     config: TrainTaskConfig,
     *,
     output_dir: str | Path | None = None,
+    run_dir: str | Path | None = None,
     resume: bool = False,
     progress: bool | None = None,
-) -> TrainRunResult:
+    **_: Any,
+) -> TaskResult:
     """Train (per few-shot seed, or once), evaluate the best weights on the eval split, write reports."""
-    from accelerate import PartialState
-
-    state = PartialState(cpu=True)  # under `accelerate launch` / torchrun, one of several processes
+    state = training_state(config.device)  # under `accelerate launch` / torchrun, one of several processes
     data = config.data
-    run_dir = Path(output_dir) if output_dir else Path(config.output_dir) / config.name
-    check_run_dir(run_dir, config, resume)
+    run_dir = Path(run_dir) if run_dir else Path(output_dir or config.output_dir) / config.name
+    check_run_dir(config, run_dir, resume)
     check_train_task(config)
     pool, eval_set, dev_split = _load_splits(config)
     if state.is_main_process:  # only once the task and its data are known to be good
@@ -270,51 +258,26 @@ def run_train_task(
             write_json_atomically(seed_dir / "metrics.json", metrics)
         state.wait_for_everyone()
         results[seed] = metrics
-    if not state.is_main_process:
-        return TrainRunResult(run_dir, results, {})
     summary = summarise(config, results)
-    write_json_atomically(run_dir / "summary.json", summary)
-    plot_training_curves({f"seed {s}": r["dev_history"] for s, r in results.items()}, metric_name(config),
-                         run_dir / "dev_curves.png")  # fmt: skip
-    write_train_report(run_dir / "report.md", config, results, summary)
-    return TrainRunResult(run_dir, results, summary)
-
-
-def summarise(config: TrainTaskConfig, results: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
     metric = metric_name(config)
-    values = [100 * r["eval"][metric] for r in results.values()]
-    mean, std = mean_std(values)
-    return {"name": config.name, "objective": config.objective, "peft": config.peft.method if config.peft else "full",
-            "model": config.model, "k": config.few_shot.k if config.few_shot else None, "metric": metric,
-            "mean": mean, "std": std, "per_seed": dict(zip(map(str, results), values, strict=True))}  # fmt: skip
+    values = [r["eval"][metric] for r in results.values()]
+    evaluation = TrainEvaluation(seeds=results, summary=summary, run_dir=run_dir)
+    result = TaskResult(
+        kind="train", name=config.name, setting=setting_label(config), model=config.model, metric=metric,
+        value=sum(values) / len(values), values=values, metrics=_mean_metrics(results),
+        num_examples=len(eval_set), seed=",".join(map(str, results)), run_dir=run_dir, evaluation=evaluation,
+        config=config,
+    )  # fmt: skip
+    if state.is_main_process:
+        write_reports(run_dir, config, result)
+    return result
 
 
-def write_train_report(
-    path: Path, config: TrainTaskConfig, results: Mapping[int, Mapping[str, Any]], summary: Mapping[str, Any]
-) -> None:
-    metric = summary["metric"]
-    protocol = f"k={config.few_shot.k} per class" if config.few_shot else "full training pool"
-    rows = [
-        [
-            seed,
-            r["train_examples"],
-            f"{100 * (r['best_dev'] or 0):.1f}",
-            r["best_step"],
-            f"{100 * r['eval'][metric]:.2f}",
-        ]
-        for seed, r in results.items()
-    ]
-    lines = [
-        f"# {config.name}",
-        "",
-        f"- model `{config.model}`, objective **{config.objective}**, "
-        f"method **{summary['peft']}**, {protocol}, {config.training.max_steps} steps max",
-        f"- eval split `{config.data.eval}` ({next(iter(results.values()))['eval_examples']} examples): "
-        f"**{metric} {summary['mean']:.2f} ± {summary['std']:.2f}** over {len(results)} seed(s)",
-        "",
-        markdown_table(["seed", "train examples", f"best dev {metric}", "best step", f"eval {metric}"], rows),
-        "",
-        "![dev curves](dev_curves.png)",
-        "",
-    ]
-    path.write_text("\n".join(lines), encoding="utf-8")
+def _mean_metrics(results: Mapping[int, Mapping[str, Any]]) -> dict[str, float]:
+    """The eval-split metrics averaged over seeds."""
+    per_seed = [_scalars(r["eval"]) for r in results.values()]
+    return {k: sum(m[k] for m in per_seed) / len(per_seed) for k in per_seed[0] if all(k in m for m in per_seed)}
+
+
+def check(config: TrainTaskConfig) -> None:
+    check_train_task(config)

@@ -1,0 +1,72 @@
+"""The schema of classification task files (``type: classification``, the default).
+
+Example (``tasks/sst2.yaml``)::
+
+    name: sst2
+    data: {root: ../../shared/data, train: sst2/train.jsonl, eval: sst2/dev.jsonl}
+    model: smollm2-135m-instruct
+    template: {input: "Review: {{ text }}\\nSentiment:", shorten: text}
+    verbalizer: {words: {negative: " negative", positive: " positive"}}
+    method: {name: icl, selection: balanced, calibrate: true, calibration: batch}
+    shots: 16
+
+The schema mirrors the Python API one-to-one (``PromptTemplate``, ``Verbalizer``,
+``PromptClassifier``, ``Calibrated``, ``OrderingEnsemble``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from promptlearning.methods.calibration import CALIBRATIONS, CONTENT_FREE_INPUTS
+from promptlearning.prompts.demonstrations import SELECTIONS
+from promptlearning.tasks.config import DataRoot, StrictModel, TaskConfigBase, TemplateConfig, VerbalizerConfig, one_of
+
+Selection = one_of(SELECTIONS)
+
+Calibration = one_of(CALIBRATIONS)
+
+
+class DataConfig(DataRoot):
+    """Where the examples come from. Relative paths resolve against the data root."""
+
+    train: str | None = None
+    eval: str
+    label_field: str = "label"
+    train_limit: int | None = Field(None, ge=1)
+    train_min_words: int | None = Field(
+        None, ge=1, description="keep training examples whose text fields have at least this many words in all"
+    )
+    eval_limit: int | None = Field(None, ge=1)
+    eval_offset: int = Field(0, ge=0, description="skip this many eval rows first (select on a disjoint slice)")
+
+
+class MethodConfig(StrictModel):
+    """How to classify: zero-shot or in-context learning, and the wrappers (calibration, orderings)."""
+
+    name: Literal["auto", "zero-shot", "icl"] = Field("auto", description="auto: zero-shot if shots == 0, else icl")
+    selection: Selection = Field("random", description=f"how demonstrations are chosen: {', '.join(SELECTIONS)}")
+    calibrate: bool = False
+    calibration: Calibration = Field("contextual", description=f"how the bias is estimated: {', '.join(CALIBRATIONS)}")
+    content_free: list[str] = Field(default_factory=lambda: list(CONTENT_FREE_INPUTS))
+    orderings: int = Field(1, ge=1, description="average over this many orderings of the fixed demonstrations")
+
+
+class ClassificationTaskConfig(TaskConfigBase):
+    """One experiment: data, model, template, verbalizer, method, shots and seed."""
+
+    type: Literal["classification"] = "classification"
+    data: DataConfig
+    batch_size: int = Field(16, ge=1)
+    template: TemplateConfig
+    verbalizer: VerbalizerConfig
+    method: MethodConfig = Field(default_factory=MethodConfig)
+    shots: int = Field(0, ge=0)
+
+    @property
+    def method_name(self) -> str:
+        if self.method.name == "auto":
+            return "icl" if self.shots else "zero-shot"
+        return self.method.name

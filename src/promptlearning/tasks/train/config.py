@@ -1,0 +1,108 @@
+"""The schema of training task files (``type: train``): objective, model, PEFT method, data protocol, loop."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from promptlearning.tasks.config import DataRoot, StrictModel, TaskConfigBase, TemplateConfig, VerbalizerConfig, one_of
+from promptlearning.training.loop import TrainingArguments
+from promptlearning.training.peft_methods import METHODS
+
+_LOOP = TrainingArguments()  # the loop's own defaults, not restated here
+
+
+PeftMethod = one_of(METHODS)
+
+
+class TrainDataConfig(DataRoot):
+    """Training, dev and evaluation splits. Without ``dev``, dev examples come from the train pool."""
+
+    train: str
+    dev: str | None = None
+    eval: str
+    label_field: str = "label"
+    tokens_field: str = Field("tokens", description="NER: the words of a sentence")
+    tags_field: str = Field("ner_tags", description="NER: one BIO tag per word")
+    train_limit: int | None = Field(None, ge=1)
+    train_min_words: int | None = Field(
+        None, ge=1, description="keep training examples whose template fields have at least this many words"
+    )
+    dev_limit: int | None = Field(None, ge=1)
+    eval_limit: int | None = Field(None, ge=1)
+
+
+class PeftSection(StrictModel):
+    """A ``peft`` method by name with its options (checked against peft's config fields)."""
+
+    method: PeftMethod = Field(description=f"one of {', '.join(METHODS)}")
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class FewShotConfig(StrictModel):
+    """LM-BFF's protocol: k training and k dev examples per class, drawn under each seed."""
+
+    k: int = Field(16, ge=1)
+    seeds: list[int] = Field(default_factory=lambda: [13, 21, 42, 87, 100])
+
+
+class TrainingSection(StrictModel):
+    """Optimiser and loop settings (:class:`promptlearning.training.TrainingArguments`)."""
+
+    learning_rate: float = Field(_LOOP.learning_rate, gt=0)
+    weight_decay: float = Field(_LOOP.weight_decay, ge=0)
+    batch_size: int = Field(_LOOP.batch_size, ge=1)
+    gradient_accumulation_steps: int = Field(_LOOP.gradient_accumulation_steps, ge=1)
+    max_steps: int = Field(_LOOP.max_steps, ge=1)
+    warmup_ratio: float = Field(_LOOP.warmup_ratio, ge=0, le=1)
+    max_grad_norm: float = Field(_LOOP.max_grad_norm, ge=0)
+    eval_every: int = Field(_LOOP.eval_every, ge=1)
+    patience: int | None = Field(_LOOP.patience, ge=1)
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
+        _LOOP.mixed_precision, description="auto: bf16 (or fp16) on a GPU, none on CPU"
+    )
+    keep_checkpoints: int = Field(_LOOP.keep_checkpoints, ge=1)
+    log_every: int = Field(_LOOP.log_every, ge=1)
+    log_with: Literal["tensorboard"] | None = Field(_LOOP.log_with, description="null: no experiment tracking")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bf16_flag(cls, data: Any) -> Any:
+        """``bf16: true`` (the older spelling) asks for bf16 mixed precision."""
+        if isinstance(data, dict) and "bf16" in data:
+            data = dict(data)
+            if data.pop("bf16") is True:
+                data.setdefault("mixed_precision", "bf16")
+        return data
+
+
+class TrainTaskConfig(TaskConfigBase):
+    """A training experiment (``type: train``): objective, model, PEFT method, data protocol, loop.
+
+    ``dtype`` is the precision of the weights being trained (float32 unless set); mixed precision is
+    ``training.mixed_precision``.
+    """
+
+    type: Literal["train"]
+    data: TrainDataConfig
+    dtype: str = "float32"
+    objective: Literal["pet", "head", "ner"] = Field(
+        "pet", description="pet: label words at the answer position; head: classification head; ner: token tags"
+    )
+    template: TemplateConfig = Field(default_factory=lambda: TemplateConfig(input="{{ text }}"))
+    verbalizer: VerbalizerConfig | None = None
+    labels: list[str] | None = Field(None, description="head/ner: the label set (default: from the train data)")
+    peft: PeftSection | None = Field(None, description="none: full fine-tuning")
+    demonstrations: int = Field(0, ge=0, description="pet: training examples per label shown in every prompt")
+    few_shot: FewShotConfig | None = None
+    training: TrainingSection = Field(default_factory=TrainingSection)
+    max_length: int = Field(256, ge=8)
+    eval_batch_size: int = Field(32, ge=1)
+    seed: int = Field(0, description="the seed of a run without few_shot")
+
+    @model_validator(mode="after")
+    def _pet_needs_verbalizer(self) -> TrainTaskConfig:
+        if self.objective == "pet" and self.verbalizer is None:
+            raise ValueError("objective pet needs a verbalizer (label words)")
+        return self

@@ -1,0 +1,92 @@
+"""What a training run writes at its top level: ``summary.json``, ``run.json``, ``report.md``, ``dev_curves.png``.
+
+(Each seed's directory holds its checkpoints, best weights, TensorBoard scalars, program and metrics.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from promptlearning.evaluation.plots import plot_training_curves
+from promptlearning.evaluation.report import markdown_table
+from promptlearning.io import write_json_atomically
+from promptlearning.tasks.result import TaskResult
+from promptlearning.training.fewshot import mean_std
+
+
+@dataclass
+class TrainEvaluation:
+    """A training run's detail: per-seed results (dev history, eval metrics) and the summary over seeds."""
+
+    seeds: dict[int, dict[str, Any]]
+    summary: dict[str, Any]
+    run_dir: Path | None = None
+
+    def summary_lines(self) -> list[str]:
+        per_seed = ", ".join(f"{seed}: {value:.2f}" for seed, value in self.summary.get("per_seed", {}).items())
+        lines = [f"{self.summary['metric']} per seed on the eval split: {per_seed}"] if per_seed else []
+        if self.run_dir is not None:
+            lines.append(f"programs (for `promptlearning predict`) in {self.run_dir}/seed-*/program")
+        return lines
+
+
+def metric_name(config: Any) -> str:
+    return "f1" if config.objective == "ner" else "accuracy"
+
+
+def setting_label(config: Any) -> str:
+    """``pet + lora, k=16`` / ``head + full fine-tuning``."""
+    method = config.peft.method if config.peft else "full fine-tuning"
+    protocol = f", k={config.few_shot.k}" if config.few_shot else ""
+    return f"{config.objective} + {method}{protocol}"
+
+
+def write_reports(run_dir: Path, config: Any, result: TaskResult) -> None:
+    """The run's top-level files, once every seed is done."""
+    results, summary = result.evaluation.seeds, result.evaluation.summary
+    write_json_atomically(run_dir / "summary.json", summary)
+    result.write(run_dir)
+    plot_training_curves({f"seed {s}": r["dev_history"] for s, r in results.items()}, metric_name(config),
+                         run_dir / "dev_curves.png")  # fmt: skip
+    write_report(run_dir / "report.md", config, results, summary)
+
+
+def summarise(config: Any, results: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
+    metric = metric_name(config)
+    values = [100 * r["eval"][metric] for r in results.values()]
+    mean, std = mean_std(values)
+    return {"name": config.name, "objective": config.objective, "peft": config.peft.method if config.peft else "full",
+            "model": config.model, "k": config.few_shot.k if config.few_shot else None, "metric": metric,
+            "mean": mean, "std": std, "per_seed": dict(zip(map(str, results), values, strict=True))}  # fmt: skip
+
+
+def write_report(path: Path, config: Any, results: Mapping[int, Mapping[str, Any]], summary: Mapping[str, Any]) -> None:
+    metric = summary["metric"]
+    protocol = f"k={config.few_shot.k} per class" if config.few_shot else "full training pool"
+    rows = [
+        [
+            seed,
+            r["train_examples"],
+            f"{100 * (r['best_dev'] or 0):.1f}",
+            r["best_step"],
+            f"{100 * r['eval'][metric]:.2f}",
+        ]
+        for seed, r in results.items()
+    ]
+    lines = [
+        f"# {config.name}",
+        "",
+        f"- model `{config.model}`, objective **{config.objective}**, "
+        f"method **{summary['peft']}**, {protocol}, {config.training.max_steps} steps max",
+        f"- eval split `{config.data.eval}` ({next(iter(results.values()))['eval_examples']} examples): "
+        f"**{metric} {summary['mean']:.2f} ± {summary['std']:.2f}** over {len(results)} seed(s)",
+        "",
+        markdown_table(["seed", "train examples", f"best dev {metric}", "best step", f"eval {metric}"], rows),
+        "",
+        "![dev curves](dev_curves.png)",
+        "",
+    ]
+    path.write_text("\n".join(lines), encoding="utf-8")
