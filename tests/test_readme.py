@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 NOT_RUN = {
     "make ": "the set-up itself (it runs this test)",
     "accelerate launch": "two training processes; covered by tests/training (test_accelerate_launch_...)",
+    "promptlearning train tasks/sst2-fewshot.yaml --device cuda": "a GPU; see the cuda-marked tests/test_devices.py",
 }
 
 
@@ -87,7 +88,9 @@ def synthetic_data(root: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def sandbox(tmp_path_factory, tiny_encoder_dir, fake_model_installer, tiny_llama_builder) -> tuple[Path, dict]:
+def sandbox(
+    tmp_path_factory, tiny_encoder_dir, tiny_mlm_dir, fake_model_installer, tiny_llama_builder
+) -> tuple[Path, dict]:
     """A working directory, a model cache of tiny models under the embedded names, and the data."""
     root = tmp_path_factory.mktemp("readme")
     home = root / "home"
@@ -100,6 +103,7 @@ def sandbox(tmp_path_factory, tiny_encoder_dir, fake_model_installer, tiny_llama
     data = synthetic_data(root / "data")
     work = root / "work"
     shutil.copytree(REPO / "tasks", work / "tasks")
+    shutil.copytree(tiny_mlm_dir, work / "models" / "my-bert")  # "a user's own local model directory"
     _jsonl(work / "reviews.jsonl", [{"text": "a gorgeous film"}, {"text": "a dull mess"}])
     _jsonl(work / "my_questions.jsonl", [{"question": "what is 2 plus 2 ?", "answer": "4"}])
     env = {**os.environ, "PROMPTLEARNING_HOME": str(home), "PROMPTLEARNING_DATA": str(data),
