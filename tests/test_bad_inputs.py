@@ -227,6 +227,17 @@ CASES = [
     Case("issue11-set-shots-true", ["run", T, "--set", "shots=true"], 2, "expects a number, got the boolean true"),
     # issue 12: compare reads runs of every kind (it refused training runs before)
     Case("issue12-compare-training-run", ["compare", "{train_run}", "{run}"], 0, stdout="pet + lora"),
+    Case("issue12-task-device-unknown", ["run", T, "--set", "device=gpu"], 2, "device must be auto, cpu, cuda"),
+    Case("issue12-task-dtype-unknown", ["run", T, "--set", "dtype=fp8"], 2, "dtype: must be one of auto"),
+    Case("issue12-device-not-here", ["run", T, *EVAL1, "--device", "cuda:99"], 2, "cuda:99"),
+    Case("issue12-cli-device-unknown", ["run", T, "--device", "tpu"], 2, "device must be auto, cpu, cuda"),
+    Case("issue12-cli-dtype-unknown", ["train", TRAIN, "--dtype", "float8"], 2, "invalid choice: 'float8'"),
+    Case("issue12-predict-device-unknown", ["predict", "{program}", "{data}/dev.jsonl", "--device", "gpu"], 2,
+         "device must be auto"),
+    Case("issue12-score-same-choice-twice", ["score", "--context", "a", "--choices", " b", " b", "--model", TINY], 2,
+         "given twice"),
+    Case("issue12-compare-plot-mixed-metrics", ["compare", "{run}", "{cot_run}", "--plot", "p.png"], 2,
+         "different metrics"),
     Case("issue11-failed-start-then-rerun", ["train", TRAIN, "--output", "{cwd}/run"], 0, stdout="accuracy",
          setup=failed_start_then_plain_rerun),
     Case("issue11-sweep-repeated-values", ["sweep", TRAIN, "--grid", "peft.method=lora,lora"], 2,
@@ -341,6 +352,7 @@ def workspace(tmp_path_factory, tiny_llama_dir, tiny_encoder_dir, fake_model_ins
     paths["bad_yaml"] = root / "bad.yaml"
     paths["bad_yaml"].write_text("name: x\ndata: [unclosed\n")
     paths["run"] = run_task(load_task(paths["task"]), output_dir=root / "runs", progress=False).run_dir
+    paths["cot_run"] = run_task(load_task(paths["cot_task"]), output_dir=root / "runs", progress=False).run_dir
     paths["train_run"] = run_task(load_task(paths["train_task"]), output_dir=root / "train-run",
                                   progress=False).run_dir  # fmt: skip
     paths["program"] = paths["train_run"] / "seed-0" / "program"

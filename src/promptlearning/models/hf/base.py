@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from promptlearning.errors import CorruptModelError
-from promptlearning.models.interface import LanguageModel
+from promptlearning.models.interface import LanguageModel, LoglikelihoodResult
 from promptlearning.progress import quiet_third_party
 
 
@@ -52,6 +52,17 @@ def load_pretrained(
             ) from exc
         raise
     return model.to(target), tokenizer
+
+
+def score_targets(logits: torch.Tensor, target: list[int], tokenizer: Any) -> LoglikelihoodResult:
+    """The result of one continuation from the logits at the positions predicting its tokens."""
+    logprobs = torch.log_softmax(logits.float(), dim=-1)
+    wanted = torch.tensor(target, device=logprobs.device)
+    return LoglikelihoodResult(
+        token_logprobs=tuple(logprobs.gather(-1, wanted[:, None]).squeeze(-1).tolist()),
+        is_greedy=bool((logprobs.argmax(-1) == wanted).all()),
+        tokens=tuple(tokenizer.convert_ids_to_tokens(target)),
+    )
 
 
 def context_limit(model: Any, tokenizer: Any, default: int) -> int:

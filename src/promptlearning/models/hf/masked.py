@@ -16,8 +16,8 @@ from typing import Any
 import torch
 
 from promptlearning.errors import PromptTooLongError, UnsupportedOperationError
-from promptlearning.models.hf.base import HFModel, context_limit
-from promptlearning.models.hf.tokens import PromptTokens
+from promptlearning.models.hf.base import HFModel, context_limit, score_targets
+from promptlearning.models.hf.tokens import PromptTokens, right_pad
 from promptlearning.models.interface import (
     LoglikelihoodRequest,
     LoglikelihoodResult,
@@ -96,22 +96,10 @@ class HFMaskedLM(HFModel):
         return [by_request[r] for r in requests]  # type: ignore[misc]
 
     def _score(self, batch: list[_Row]) -> list[tuple[int, LoglikelihoodResult]]:
-        width = max(len(ids) for ids, _, _ in batch)
-        input_ids = torch.full((len(batch), width), self.tokens.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, (ids, _, _) in enumerate(batch):  # right padding: absolute positions stay put
-            input_ids[row, : len(ids)] = torch.tensor(ids)
-            mask[row, : len(ids)] = 1
-        logits = self.model(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device)).logits
+        padded = right_pad([{"input_ids": ids} for ids, _, _ in batch], self.tokens.pad_id)  # positions stay put
+        logits = self.model(**{k: v.to(self.device) for k, v in padded.items()}).logits
         out = []
         for row, (_, start, targets) in enumerate(batch):
             for index, target in targets:
-                logprobs = torch.log_softmax(logits[row, start : start + len(target)].float(), dim=-1)
-                wanted = torch.tensor(target, device=logprobs.device)
-                token_logprobs = logprobs.gather(-1, wanted[:, None]).squeeze(-1)
-                out.append((index, LoglikelihoodResult(
-                    token_logprobs=tuple(token_logprobs.tolist()),
-                    is_greedy=bool((logprobs.argmax(-1) == wanted).all()),
-                    tokens=tuple(self.tokenizer.convert_ids_to_tokens(target)),
-                )))  # fmt: skip
+                out.append((index, score_targets(logits[row, start : start + len(target)], target, self.tokenizer)))
         return out

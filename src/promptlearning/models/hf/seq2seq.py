@@ -17,8 +17,8 @@ from typing import Any
 import torch
 
 from promptlearning.errors import PromptTooLongError
-from promptlearning.models.hf.base import HFModel, context_limit
-from promptlearning.models.hf.tokens import PromptTokens, special_tokens_around
+from promptlearning.models.hf.base import HFModel, context_limit, score_targets
+from promptlearning.models.hf.tokens import PromptTokens, right_pad, special_tokens_around
 from promptlearning.models.interface import (
     Generation,
     GenerationConfig,
@@ -109,28 +109,17 @@ class HFSeq2SeqLM(HFModel):
         encoded, enc_mask = self._encode_batch([context_ids[c] for c in needed])
         pick = torch.tensor([needed.index(ctx) for ctx, _, _ in batch], device=self.device)
         hidden = encoded.last_hidden_state.index_select(0, pick)
-        width = max(len(decoder) for _, decoder, _ in batch)
-        dec = torch.full((len(batch), width), self.tokens.pad_id, dtype=torch.long)
-        dec_mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, (_, decoder, _) in enumerate(batch):
-            dec[row, : len(decoder)] = torch.tensor(decoder)
-            dec_mask[row, : len(decoder)] = 1
+        decoder = right_pad([{"input_ids": dec} for _, dec, _ in batch], self.tokens.pad_id)
         logits = self.model(
             encoder_outputs=(hidden,), attention_mask=enc_mask.index_select(0, pick),
-            decoder_input_ids=dec.to(self.device), decoder_attention_mask=dec_mask.to(self.device),
+            decoder_input_ids=decoder["input_ids"].to(self.device),
+            decoder_attention_mask=decoder["attention_mask"].to(self.device),
         ).logits  # fmt: skip
         out = []
         start = len(self.decoder_prefix) - 1  # the position that predicts the first target token
         for row, (_, _, targets) in enumerate(batch):
             for index, target in targets:
-                logprobs = torch.log_softmax(logits[row, start : start + len(target)].float(), dim=-1)
-                wanted = torch.tensor(target, device=logprobs.device)
-                token_logprobs = logprobs.gather(-1, wanted[:, None]).squeeze(-1)
-                out.append((index, LoglikelihoodResult(
-                    token_logprobs=tuple(token_logprobs.tolist()),
-                    is_greedy=bool((logprobs.argmax(-1) == wanted).all()),
-                    tokens=tuple(self.tokenizer.convert_ids_to_tokens(target)),
-                )))  # fmt: skip
+                out.append((index, score_targets(logits[row, start : start + len(target)], target, self.tokenizer)))
         return out
 
     # ------------------------------------------------------------------ generation
