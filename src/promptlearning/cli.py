@@ -117,7 +117,12 @@ def _load(args: argparse.Namespace):
     check_text_model(args.model)
     start = time.perf_counter()
     model = load_model(
-        args.model, pull=True, device=args.device, dtype=args.dtype, backend=getattr(args, "backend", None)
+        args.model,
+        pull=True,
+        device=args.device,
+        dtype=args.dtype,
+        backend=getattr(args, "backend", None),
+        **_remote_options(args),
     )
     print(f"[{model.name} loaded in {time.perf_counter() - start:.1f} s]", file=sys.stderr)
     return model
@@ -181,8 +186,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _device_overrides(args: argparse.Namespace) -> list[str]:
-    """``--device`` / ``--dtype`` as overrides of a task file's header (given only when set)."""
-    return [f"{key}={getattr(args, key)}" for key in ("device", "dtype") if getattr(args, key, None)]
+    """``--device`` / ``--dtype`` / ``--backend`` / ``--base-url`` … as overrides of a task file's
+    header (given only when set)."""
+    keys = ("device", "dtype", "backend", "base_url", "tokenizer", "api_key_env")
+    return [f"{key}={getattr(args, key)}" for key in keys if getattr(args, key, None)]
+
+
+def _remote_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``load_model`` options of the openai backend, when it is the one chosen."""
+    if getattr(args, "backend", None) != "openai":
+        return {}
+    return {"base_url": args.base_url, "tokenizer": args.tokenizer, "api_key_env": args.api_key_env or "OPENAI_API_KEY"}
 
 
 def _print_result(result: Any) -> None:
@@ -320,6 +334,71 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from promptlearning.serving import load_settings, serve
+    from promptlearning.training.program import read_program_spec
+
+    flags = {name: getattr(args, name) for name in _SERVE_FLAGS}
+    flags["program"] = dict(_program_pair(text) for text in args.program or [])
+    settings = load_settings(args.config, **flags)
+    for name, directory in settings.program.items():
+        read_program_spec(directory)  # a wrong directory fails now, not after the model loaded
+        print(f"[program {name}: {directory}]", file=sys.stderr)
+    where = f"http://{settings.host}:{settings.port}"
+    auth = "no API key (loopback only)" if settings.no_auth else "API key required"
+    print(f"[serving {settings.model or 'programs'} on {where}/v1 ({auth}); Ctrl-C drains and stops]", file=sys.stderr)
+    serve(settings)
+    return 0
+
+
+def _program_pair(text: str) -> tuple[str, str]:
+    name, sep, directory = text.partition("=")
+    if not sep or not name or not directory:
+        raise PromptLearningError(f"--program takes NAME=DIR, got {text!r}")
+    return name, directory
+
+
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    from promptlearning.serving.auth import add_key_to_file
+
+    key = add_key_to_file(Path(args.file).expanduser())
+    print(key)
+    print(f"[its sha256 was appended to {args.file}; the key is shown only now: keep it. "
+          f"Serve with --api-keys-file {args.file}]", file=sys.stderr)  # fmt: skip
+    return 0
+
+
+_SERVE_FLAGS: list[str] = []
+
+
+def _add_serve_command(sub: argparse._SubParsersAction) -> None:
+    """``serve``: one flag per :class:`ServerSettings` field, documented from the field itself."""
+    from promptlearning.serving.settings import ENV_PREFIX, ServerSettings
+
+    p = _command(sub, "serve", help="an OpenAI-compatible server for a model and saved prompt programs",
+                 description="Settings come from flags, then PROMPTLEARNING_SERVE_* variables, then --config FILE "
+                 "(YAML with the same names, underscores for dashes).")  # fmt: skip
+    p.add_argument("--config", metavar="YAML", help="settings file")
+    for name, field in ServerSettings.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        env = f" [env {ENV_PREFIX}{name.upper()}]"
+        default = field.get_default(call_default_factory=True)
+        shown = f" (default: {default})" if default not in (None, [], {}, False) else ""
+        text = (field.description or "") + shown + env
+        if name == "program":
+            p.add_argument(flag, action="append", metavar="NAME=DIR", help=text.replace("%", "%%"))
+        elif name == "api_key":
+            p.add_argument(flag, action="append", metavar="KEY", help=text.replace("%", "%%"))
+        elif field.annotation is bool:
+            p.add_argument(flag, action="store_const", const=True, default=None, help=text.replace("%", "%%"))
+        else:
+            kind = {int: int, float: float}.get(field.annotation, str)  # type: ignore[call-overload]
+            p.add_argument(flag, type=kind, default=None, help=text.replace("%", "%%"))
+        if name != "program":
+            _SERVE_FLAGS.append(name)
+    p.set_defaults(func=_cmd_serve)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from promptlearning.demo import run_demo
 
@@ -377,11 +456,7 @@ def _add_model_options(parser: argparse.ArgumentParser, chat_default: str | None
         help="embedded model name, local HF directory, .gguf file or hub id (default: %(default)s)",
     )
     _add_device_options(parser, default="auto")
-    parser.add_argument(
-        "--backend",
-        choices=["hf", "llamacpp"],
-        help="hf (transformers, default) or llamacpp (the GGUF file in-process; needs the [llamacpp] extra)",
-    )
+    _add_backend_options(parser)
     if chat_default is None:
         return
     parser.add_argument(
@@ -390,6 +465,18 @@ def _add_model_options(parser: argparse.ArgumentParser, chat_default: str | None
         choices=["auto", "on", "off"],
         help="wrap the input in the model's chat template (auto: when it has one; default: %(default)s)",
     )
+
+
+def _add_backend_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backend",
+        choices=["hf", "llamacpp", "openai"],
+        help="hf (transformers, default), llamacpp (the GGUF file in-process; needs the [llamacpp] extra) or "
+        "openai (a model on an OpenAI-compatible server: vLLM, llama.cpp, `promptlearning serve`)",
+    )
+    parser.add_argument("--base-url", help="openai backend: the server, e.g. http://127.0.0.1:8000/v1")
+    parser.add_argument("--tokenizer", help="openai backend: local tokenizer dir or embedded name (default: --model)")
+    parser.add_argument("--api-key-env", help="openai backend: variable holding the key (default: OPENAI_API_KEY)")
 
 
 def _add_device_options(parser: argparse.ArgumentParser, default: str | None = None) -> None:
@@ -486,6 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--output-dir", help="where run directories go (default: the task's output_dir, runs/)")
     _add_device_options(p)
+    _add_backend_options(p)
     p.set_defaults(func=_cmd_run)
 
     set_help = "override a config key (repeatable): --set training.max_steps=100 --set peft.method=lora"
@@ -516,6 +604,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_few_shot_options(p)
     p.add_argument("--resume", action="store_true")
     _add_device_options(p)
+    _add_backend_options(p)
     p.set_defaults(func=_cmd_sweep)
 
     p = _command(sub, "cot", help="answer one question with chain-of-thought (and self-consistency)")
@@ -536,6 +625,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sort", default="run", choices=list(SORT_KEYS), help="order the rows (value: the headline metric)")
     p.add_argument("--plot", metavar="PNG", help="also write a plot of the metric by setting (.png, .svg or .pdf)")
     p.set_defaults(func=_cmd_compare)
+
+    _add_serve_command(sub)
+    p = _command(sub, "keygen", help="make an API key for `serve`: prints it once, appends its hash to FILE")
+    p.add_argument("file", help="keys file (sha256 hashes, one per line), e.g. ~/.config/promptlearning/keys")
+    p.set_defaults(func=_cmd_keygen)
 
     p = _command(sub, "demo", help="the main job on the embedded default model")
     p.add_argument("--model", "-m", default=DEFAULT_MODEL)

@@ -55,6 +55,15 @@ def _llamacpp_backend(path: str | Path, **options: Any) -> LanguageModel:
     return LlamaCppModel(path, **options)
 
 
+@register_backend("openai")
+def _openai_backend(model: str | Path, **options: Any) -> LanguageModel:
+    from promptlearning.models.openai import OpenAICompatibleModel
+
+    for local_only in ("device", "dtype", "batch_size", "local_files_only"):
+        options.pop(local_only, None)  # the server decides these
+    return OpenAICompatibleModel(str(model), **options)
+
+
 @register_backend("sentence-transformers")
 def _sentence_transformers_backend(path: str | Path, **options: Any) -> LanguageModel:
     from promptlearning.models.embeddings import SentenceTransformerModel
@@ -77,7 +86,9 @@ def load_model(
     (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``) and ``dtype`` (``auto``, ``float32``,
     ``bfloat16``, ``float16``) are checked here, before anything loads; ``auto`` takes a GPU when
     there is one (:mod:`promptlearning.devices`). Other backend options (``batch_size``,
-    ``max_length`` …) pass through ``options``.
+    ``max_length`` …) pass through ``options``; ``backend="openai"`` takes ``base_url``,
+    ``api_key_env``, ``tokenizer``, ``concurrency``, ``timeout`` and ``max_retries``
+    (:class:`~promptlearning.models.openai.OpenAICompatibleModel`).
     """
     from promptlearning.devices import check_device_name, check_dtype_name
 
@@ -88,6 +99,8 @@ def load_model(
             f"no model given (an empty name); use an embedded model ({', '.join(hub.EMBEDDED_MODELS)}), "
             "a local Hugging Face directory or a .gguf file"
         )
+    if backend == "openai":  # a model on a server: its name is the server's, nothing loads here
+        return get_backend(backend)(key, **options)
     if backend == "llamacpp":
         return get_backend(backend)(_gguf_file(key, pull), name=options.pop("name", Path(key).name), **options)
     path = resolve_model_dir(key, pull=pull)

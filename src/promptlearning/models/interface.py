@@ -100,6 +100,25 @@ class Generation:
     text: str
     num_tokens: int
     finish_reason: FinishReason
+    token_ids: tuple[int, ...] = ()  # the generated tokens (EOS excluded), when the backend knows them
+
+
+TopTokens = tuple[tuple[int, float], ...]  # (token id, logprob), most likely first
+
+
+@dataclass(frozen=True)
+class TokenLogprobs:
+    """How likely every token of a sequence is given the tokens before it.
+
+    ``logprobs[i]`` and ``top[i]`` are those of position ``i`` (``None`` at position 0, which nothing
+    predicts); ``top`` lists the most likely tokens there. ``next_top`` is the distribution after the
+    last token (its first entry is the greedy next token).
+    """
+
+    token_ids: tuple[int, ...]
+    logprobs: tuple[float | None, ...]
+    top: tuple[TopTokens | None, ...]
+    next_top: TopTokens
 
 
 RequestLike = LoglikelihoodRequest | tuple[str, str] | tuple[str, str, str]
@@ -267,6 +286,50 @@ class LanguageModel(ABC):
     def embed(self, texts: Sequence[str], *, batch_size: int | None = None) -> Any:
         """Sentence embeddings as a ``(len(texts), dim)`` float array."""
         raise UnsupportedOperationError(f"{self.name} does not embed texts; use an encoder such as 'minilm-l6'")
+
+
+class TokenLevelModel(ABC):
+    """Token-level access for backends that have their tokenizer in process (the HF causal backend).
+
+    The OpenAI-compatible server needs it: prompts given as token ids, per-token logprobs of an
+    echoed prompt, streaming token by token, and tokenize/detokenize endpoints.
+    """
+
+    @abstractmethod
+    def encode_prompt(self, text: str) -> list[int]:
+        """The ids the model reads for prompt ``text``, the special tokens it needs (BOS) included."""
+
+    @abstractmethod
+    def encode_text(self, text: str, *, add_special_tokens: bool = False) -> list[int]:
+        """Token ids of ``text`` (with the tokenizer's own special tokens if asked)."""
+
+    @abstractmethod
+    def decode_ids(self, ids: Sequence[int]) -> str:
+        """Text of token ids (special tokens skipped)."""
+
+    @abstractmethod
+    def token_strings(self, ids: Sequence[int]) -> list[str]:
+        """The text of each token on its own (as OpenAI's ``logprobs.tokens`` lists them)."""
+
+    @abstractmethod
+    def score_token_ids(self, sequences: Sequence[Sequence[int]], *, top: int = 1) -> list[TokenLogprobs]:
+        """Per-token logprobs of whole token sequences (prompt logprobs, ``echo``), in order."""
+
+    @abstractmethod
+    def generate_token_ids(
+        self,
+        prompts: Sequence[Sequence[int]],
+        config: GenerationConfig,
+        *,
+        n: int = 1,
+        on_token: Callable[[int, int, int], None] | None = None,
+    ) -> list[list[Generation]]:
+        """``n`` continuations of every token-id prompt; ``on_token(prompt, sample, token_id)`` is
+        called for every token as it is chosen (streaming)."""
+
+    @abstractmethod
+    def tokenizer_info(self) -> dict[str, Any]:
+        """Special tokens, chat template and context limit (the ``/tokenizer_info`` endpoint)."""
 
 
 _BACKENDS: dict[str, Callable[..., LanguageModel]] = {}

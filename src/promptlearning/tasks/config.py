@@ -99,6 +99,9 @@ class TaskConfigBase(StrictModel):
     dtype: Dtype = Field("auto", description="auto (bf16/fp16 on GPUs, fp32 on CPU), float32, bfloat16 or float16")
     seed: int = 0
     output_dir: str = "runs"
+    base_url: str | None = Field(None, description="backend openai: the server's URL, e.g. http://host:8000/v1")
+    api_key_env: str = Field("OPENAI_API_KEY", description="backend openai: the variable holding the API key")
+    tokenizer: str | None = Field(None, description="backend openai: local tokenizer (default: the model's)")
 
     @field_validator("device")
     @classmethod
@@ -116,7 +119,10 @@ class TaskConfigBase(StrictModel):
 
     def model_options(self) -> dict[str, Any]:
         """What ``load_model`` needs to load this task's model."""
-        return {"backend": self.backend, "device": self.device, "dtype": self.dtype}
+        options: dict[str, Any] = {"backend": self.backend, "device": self.device, "dtype": self.dtype}
+        if self.backend == "openai":
+            options.update(base_url=self.base_url, api_key_env=self.api_key_env, tokenizer=self.tokenizer)
+        return options
 
 
 class DataRoot(StrictModel):

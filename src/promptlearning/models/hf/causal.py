@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import copy
 import inspect
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import cached_property
 from typing import Any
 
 import torch
 
-from promptlearning.errors import PromptTooLongError
+from promptlearning.errors import PromptLearningError, PromptTooLongError
 from promptlearning.models.hf.base import HFModel, context_limit
 from promptlearning.models.hf.decoding import Decoder, common_prefix_length, prefix_reuse_is_exact
 from promptlearning.models.hf.tokens import PromptTokens, left_pad
@@ -26,6 +26,9 @@ from promptlearning.models.interface import (
     LoglikelihoodRequest,
     LoglikelihoodResult,
     RequestLike,
+    TokenLevelModel,
+    TokenLogprobs,
+    TopTokens,
     as_requests,
     check_prompts,
     check_samples,
@@ -40,6 +43,7 @@ def _show_progress(progress: bool | None, n_batches: int) -> bool:
     return n_batches > 1 if progress is None else progress
 
 
+SCORED_POSITIONS = 2048  # rows x width of one forward pass that returns logits at every position
 _Row = tuple[list[int], list[tuple[int, list[int]]]]  # (input tokens, [(request index, target tokens)])
 
 
@@ -80,7 +84,7 @@ def _sliding_window(config: Any) -> int | None:
     return int(window) if window else None
 
 
-class HFLanguageModel(HFModel):
+class HFLanguageModel(HFModel, TokenLevelModel):
     """A causal language model from ``transformers``, with its tokenizer.
 
     ``soft_prompt=True`` is for a model that prepends learned vectors to every input (``peft``'s
@@ -311,7 +315,7 @@ class HFLanguageModel(HFModel):
         cut = min((p for p in (text.find(stop) for stop in config.stop) if p >= 0), default=-1)
         if cut >= 0:
             text = text[:cut]
-        return Generation(text, len(tokens) + bool(ends), "stop" if ends or cut >= 0 else "length")
+        return Generation(text, len(tokens) + bool(ends), "stop" if ends or cut >= 0 else "length", tuple(tokens))
 
     def generation_stats(self) -> dict[str, float] | None:
         return self.decoder.last_stats.as_dict() if "decoder" in self.__dict__ else None
@@ -327,3 +331,99 @@ class HFLanguageModel(HFModel):
             min_shared_prefix=self.min_shared_prefix,
             sliding_window=self.sliding_window,
         )
+
+    # ------------------------------------------------------------------ token level (the server's)
+
+    def encode_prompt(self, text: str) -> list[int]:
+        ids = self._prefix + self.encode(text)
+        return ids or [self.eos_token_ids[0]]  # an empty prompt without BOS starts from EOS
+
+    def encode_text(self, text: str, *, add_special_tokens: bool = False) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
+
+    def decode_ids(self, ids: Sequence[int]) -> str:
+        return self.tokens.decode(ids)
+
+    def token_strings(self, ids: Sequence[int]) -> list[str]:
+        return [self.tokenizer.decode([i]) for i in ids]
+
+    def tokenizer_info(self) -> dict[str, Any]:
+        tok = self.tokenizer
+        return {
+            "eos_token": tok.eos_token, "bos_token": tok.bos_token, "pad_token": tok.pad_token,
+            "add_bos_token": self.add_bos, "chat_template": getattr(tok, "chat_template", None),
+            "model_max_length": self.max_length, "vocab_size": len(tok),
+        }  # fmt: skip
+
+    def check_token_ids(self, sequences: Sequence[Sequence[int]], extra: int = 0) -> list[list[int]]:
+        """Token-id prompts as lists, refusing empty ones, unknown ids and over-long ones."""
+        vocab = self.model.get_input_embeddings().num_embeddings
+        out = []
+        for seq in sequences:
+            ids = [int(i) for i in seq]
+            if not ids:
+                raise PromptLearningError("a token-id prompt is empty")
+            if any(not 0 <= i < vocab for i in ids):
+                raise PromptLearningError(f"token ids must be in [0, {vocab}) for {self.name}")
+            if len(ids) + extra > self.max_length:
+                raise PromptTooLongError(
+                    f"prompt of {len(ids)} tokens + {extra} new tokens exceeds {self.name}'s maximum of "
+                    f"{self.max_length} tokens"
+                )
+            out.append(ids)
+        return out
+
+    def score_token_ids(self, sequences: Sequence[Sequence[int]], *, top: int = 1) -> list[TokenLogprobs]:
+        """Every position's logprob and ``top`` alternatives, in left-padded batches of at most
+        ``SCORED_POSITIONS`` positions (the logits of every position are kept, unlike scoring)."""
+        sequences = self.check_token_ids(sequences)
+        order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
+        results: list[TokenLogprobs | None] = [None] * len(sequences)
+        start = 0
+        with torch.inference_mode():
+            while start < len(order):
+                width = len(sequences[order[start]])
+                rows = 1 if self.soft_prompt else max(1, SCORED_POSITIONS // width)
+                chunk = order[start : start + rows]
+                start += len(chunk)
+                logprobs = torch.log_softmax(self._forward_last([sequences[k] for k in chunk], width).float(), -1)
+                for row, k in enumerate(chunk):
+                    results[k] = self._token_logprobs(sequences[k], logprobs[row, width - len(sequences[k]) :], top)
+        return results  # type: ignore[return-value]
+
+    @staticmethod
+    def _token_logprobs(ids: list[int], logprobs: torch.Tensor, top: int) -> TokenLogprobs:
+        """``logprobs[j]`` is the distribution after token ``j``: it predicts token ``j + 1``."""
+        target = torch.tensor(ids[1:], dtype=torch.long, device=logprobs.device)
+        chosen = logprobs[:-1].gather(-1, target[:, None]).squeeze(-1).tolist()
+        values, indices = logprobs.topk(max(top, 1), dim=-1)
+        pairs = zip(indices.tolist(), values.tolist(), strict=True)
+        tops: list[TopTokens] = [tuple(zip(i_row, v_row, strict=True)) for i_row, v_row in pairs]
+        return TokenLogprobs(
+            token_ids=tuple(ids),
+            logprobs=(None, *chosen),
+            top=(None, *(tops[:-1] if top > 0 else [() for _ in chosen])),
+            next_top=tops[-1],
+        )
+
+    def generate_token_ids(
+        self,
+        prompts: Sequence[Sequence[int]],
+        config: GenerationConfig,
+        *,
+        n: int = 1,
+        on_token: Callable[[int, int, int], None] | None = None,
+    ) -> list[list[Generation]]:
+        check_samples(config, n)
+        encoded = self.check_token_ids(prompts, config.max_new_tokens)
+        if self.soft_prompt:
+            out = []
+            for p, ids in enumerate(encoded):
+                seeds = [None if config.seed is None else sample_seed(config.seed, j) for j in range(n)]
+                samples = [self._generate_alone(ids, config, seed) for seed in seeds]
+                for j, generation in enumerate(samples):
+                    for token in generation.token_ids if on_token else ():
+                        on_token(p, j, token)
+                out.append(samples)
+            return out
+        return self.decoder.run(encoded, config, n=n, batch_size=self.batch_size, on_token=on_token)

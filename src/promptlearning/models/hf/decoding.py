@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -252,8 +252,12 @@ class Decoder:
         n: int = 1,
         batch_size: int = 16,
         progress: bool = False,
+        on_token: Callable[[int, int, int], None] | None = None,
     ) -> list[list[Generation]]:
-        """``n`` continuations of every prompt (token ids, special tokens included)."""
+        """``n`` continuations of every prompt (token ids, special tokens included).
+
+        ``on_token(prompt, sample, token_id)`` is called for each generated token (EOS excluded) as
+        soon as it is chosen: the server streams with it."""
         stats = DecodeStats(prompts=len(prompts), samples=len(prompts) * n)
         self.last_stats = stats
         seed = config.seed if config.seed is not None else int(torch.randint(0, 2**62, (1,)).item())
@@ -295,7 +299,7 @@ class Decoder:
                     stats.prefill_seconds += time.perf_counter() - start
                 start = time.perf_counter()
                 stats.max_cache_slots = max(stats.max_cache_slots, batch.mask.shape[1])
-                batch = self._step(batch, config, results, bar, shared if refill else None)
+                batch = self._step(batch, config, results, bar, shared if refill else None, on_token)
                 stats.decode_seconds += time.perf_counter() - start
         stats.generated_tokens = sum(g.num_tokens for row in results.values() for g in row if g is not None)
         return [list(results[i]) for i in range(len(prompts))]  # type: ignore[arg-type]
@@ -320,6 +324,7 @@ class Decoder:
         results: dict[int, list[Generation | None]],
         bar: Any,
         compact_after: int | None,
+        on_token: Callable[[int, int, int], None] | None = None,
     ) -> _Batch | None:
         """Choose every row's next token; retire finished rows; run the others one position on."""
         chosen = choose_tokens(batch.logits, config, batch.generators)
@@ -332,6 +337,8 @@ class Decoder:
                 reason = "stop"
             else:
                 tokens.append(token)
+                if on_token is not None:
+                    on_token(prompt, sample, token)
                 if config.stop and self._hits_stop(tokens, config.stop):
                     reason = "stop"
                 elif len(tokens) >= config.max_new_tokens:
@@ -366,4 +373,4 @@ class Decoder:
         cut = min((p for p in (text.find(s) for s in config.stop) if p >= 0), default=-1)
         if cut >= 0:
             text, reason = text[:cut], "stop"
-        return Generation(text=text, num_tokens=len(tokens), finish_reason=reason)  # type: ignore[arg-type]
+        return Generation(text=text, num_tokens=len(tokens), finish_reason=reason, token_ids=tuple(tokens))  # type: ignore[arg-type]

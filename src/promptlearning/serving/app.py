@@ -1,0 +1,212 @@
+"""The FastAPI application: middleware (request ids, limits, keys, metrics, access logs, draining),
+operations endpoints, and the OpenAI-compatible and task routers."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from promptlearning.serving import openai_api, task_api
+from promptlearning.serving.auth import KeyStore, RateLimiter, bearer_token
+from promptlearning.serving.batching import Batcher
+from promptlearning.serving.errors import APIError, error_response, install_error_handlers
+from promptlearning.serving.observability import ServerMetrics, mask_sensitive, server_logger
+from promptlearning.serving.served import ServedModels
+from promptlearning.serving.settings import ServerSettings
+
+OPEN_PATHS = ("/health", "/ready", "/metrics")  # answered without a key (probes and scrapers)
+
+
+class _BodyLimit:
+    """ASGI middleware: a body over ``limit`` bytes is a 413 before the application reads it all
+    (by ``Content-Length`` when given, else while it streams in)."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await error_response(413, self._message())(scope, receive, send)
+            return
+        # The body is read here (it is at most ``limit`` bytes) and replayed to the application.
+        chunks, seen, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            seen += len(chunks[-1])
+            more = message.get("more_body", False)
+            if seen > self.limit:
+                await error_response(413, self._message())(scope, receive, send)
+                return
+        replayed = False
+
+        async def replay() -> dict:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    def _message(self) -> str:
+        return f"request body over this server's limit of {self.limit} bytes"
+
+
+def create_app(settings: ServerSettings, served: ServedModels | None = None) -> FastAPI:
+    """The application for ``settings``; ``served`` is loaded in the background when not given
+    (``/ready`` answers 503 until it is)."""
+    logger = server_logger()
+    metrics = ServerMetrics()
+    batcher = Batcher(
+        max_batch_size=settings.max_batch_size,
+        wait_seconds=settings.batch_wait_ms / 1000,
+        max_queue=settings.max_queue,
+        on_batch=metrics.batch_size.observe,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> Any:
+        if served is None:
+            threading.Thread(target=_load, args=(app,), daemon=True, name="promptlearning-load").start()
+        yield
+        app.state.draining = True
+        batcher.stop(timeout=settings.shutdown_grace_seconds)
+
+    app = FastAPI(
+        title="promptlearning",
+        summary="OpenAI-compatible and prompt-learning endpoints",
+        lifespan=lifespan,
+        docs_url="/docs",
+    )
+    state = app.state
+    state.settings, state.logger, state.metrics, state.batcher = settings, logger, metrics, batcher
+    state.served = served if served is not None else ServedModels()
+    state.keys = None if settings.no_auth else KeyStore(settings.api_key, settings.api_keys_file)
+    state.limiter = RateLimiter(settings.requests_per_minute, settings.tokens_per_minute)
+    state.draining = False
+    state.in_flight = 0
+    state.started = int(time.time())
+    install_error_handlers(app)
+    app.include_router(openai_api.router)
+    app.include_router(task_api.router)
+    _operations(app)
+
+    @app.middleware("http")
+    async def gatekeeper(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request.state.key = "open"
+        request.state.content = request.state.output = None
+        start = time.perf_counter()
+        path = request.url.path
+        state.in_flight += 1
+        try:
+            response = await _guarded(request, call_next, path)
+        finally:
+            state.in_flight -= 1
+        route = request.scope.get("route")
+        endpoint = getattr(route, "path", "other")
+        seconds = time.perf_counter() - start
+        status = str(response.status_code)
+        metrics.requests.labels(endpoint, status).inc()
+        metrics.latency.labels(endpoint, status).observe(seconds)
+        metrics.waiting.set(batcher.waiting)
+        metrics.running.set(batcher.running)
+        response.headers["x-request-id"] = request.state.request_id
+        extra = {
+            "request_id": request.state.request_id,
+            "method": request.method,
+            "path": path,
+            "status": response.status_code,
+            "duration_ms": round(seconds * 1000, 1),
+            "key": request.state.key,
+            "client": request.client.host if request.client else None,
+        }
+        if settings.log_content and request.state.content is not None:
+            extra["content"] = mask_sensitive(repr({"input": request.state.content, "output": request.state.output}))
+        logger.info("request", extra=extra)
+        return response
+
+    async def _guarded(request: Request, call_next: Callable, path: str) -> Response:
+        if path not in OPEN_PATHS:
+            if state.draining:
+                return error_response(503, "the server is shutting down", headers={"Retry-After": "5"})
+            if state.keys is not None:
+                key = state.keys.identify(bearer_token(request.headers.get("authorization")))
+                if key is None:
+                    return error_response(
+                        401, "missing or invalid API key: send 'Authorization: Bearer KEY'", code="invalid_api_key"
+                    )
+                request.state.key = key
+            if not state.served.ready and not path.startswith(("/docs", "/openapi")):
+                why = f"loading failed: {state.served.error}" if state.served.error else "the model is still loading"
+                return error_response(503, why, headers={"Retry-After": "5"})
+            try:
+                state.limiter.charge_request(request.state.key)
+            except APIError as exc:
+                return error_response(exc.status, exc.message, code=exc.code, headers=exc.headers)
+        return await call_next(request)
+
+    def _load(app: FastAPI) -> None:
+        try:
+            loaded = ServedModels.load(
+                model=settings.model,
+                served_name=settings.served_model_name,
+                backend=settings.backend,
+                device=settings.device,
+                dtype=settings.dtype,
+                embedding_model=settings.embedding_model,
+                programs=settings.program,
+            )
+            app.state.served = loaded
+            logger.info("ready", extra={"kind": "startup"})
+        except Exception as exc:  # reported by /ready and every request
+            app.state.served.error = f"{type(exc).__name__}: {exc}"
+            app.state.served.loaded.set()
+            logger.exception("loading failed", extra={"kind": "startup"})
+
+    app.add_middleware(_BodyLimit, limit=settings.max_body_bytes)
+    return app
+
+
+def _operations(app: FastAPI) -> None:
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        """Alive (answers even while the model loads)."""
+        return {"status": "ok"}
+
+    @app.get("/ready")
+    async def ready(request: Request) -> JSONResponse:
+        """200 once every model and program is loaded; 503 before (or when loading failed)."""
+        served = request.app.state.served
+        if request.app.state.draining:
+            return JSONResponse({"status": "shutting down"}, status_code=503)
+        if not served.ready:
+            status = f"loading failed: {served.error}" if served.error else "loading"
+            return JSONResponse({"status": status}, status_code=503)
+        return JSONResponse(
+            {"status": "ready", "models": [*served.text, *served.embedders], "programs": list(served.programs)}
+        )
+
+    @app.get("/metrics")
+    async def prometheus(request: Request) -> PlainTextResponse:
+        """Prometheus metrics."""
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        state = request.app.state
+        state.metrics.waiting.set(state.batcher.waiting)
+        state.metrics.running.set(state.batcher.running)
+        return PlainTextResponse(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,156 @@
+"""This project's own endpoints: saved prompt programs, inline prompt classification, and
+chain-of-thought with self-consistency. Methods run in a request thread and reach the model
+through a :class:`~promptlearning.serving.batching.BatchingModel`, so concurrent requests share
+batched model calls."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from promptlearning.serving.errors import APIError
+from promptlearning.serving.schemas import ClassifyRequest, ProgramPredictRequest, SolveRequest
+
+router = APIRouter()
+
+
+def _prediction(prediction: Any) -> dict[str, Any]:
+    if isinstance(prediction, dict):  # NER: {"tags": [...]}
+        return prediction
+    return {"label": prediction.label, "probabilities": prediction.probabilities}
+
+
+@router.get("/v1/programs")
+async def list_programs(request: Request) -> dict[str, Any]:
+    programs = request.app.state.served.programs
+    data = [
+        {
+            "id": name,
+            "object": "program",
+            "objective": p.spec.objective,
+            "model": p.spec.model,
+            "labels": p.labels,
+            "inputs": _input_fields(p),
+        }
+        for name, p in programs.items()
+    ]
+    return {"object": "list", "data": data}
+
+
+def _input_fields(program: Any) -> list[str]:
+    from promptlearning.training.program import input_fields
+
+    return input_fields(program.spec)
+
+
+@router.post("/v1/programs/{name}/predict")
+async def program_predict(name: str, body: ProgramPredictRequest, request: Request) -> dict[str, Any]:
+    program = request.app.state.served.program(name)
+    _check_inputs(request, len(body.inputs))
+    fields = _input_fields(program)
+    for row, example in enumerate(body.inputs):
+        missing = [f for f in fields if f not in example]
+        if missing:
+            raise APIError(
+                400,
+                f"inputs[{row}] has no field {missing[0]!r}; program {name!r} reads {fields}",
+                param=f"inputs.{row}",
+            )
+        nulls = [f for f in fields if example[f] is None]
+        if nulls:
+            raise APIError(400, f"inputs[{row}].{nulls[0]} is null", param=f"inputs.{row}")
+    request.state.content = body.inputs
+    future = request.app.state.batcher.submit(("program", name), body.inputs, lambda batch: program.predict(batch))
+    predictions = await asyncio.wrap_future(future)
+    out = [_prediction(p) for p in predictions]
+    request.state.output = out
+    return {"object": "list", "program": name, "predictions": out}
+
+
+def _check_inputs(request: Request, count: int) -> None:
+    limit = request.app.state.settings.max_inputs
+    if count > limit:
+        raise APIError(400, f"{count} inputs in one request; the limit is {limit}", param="inputs")
+
+
+def _classify(model: Any, body: ClassifyRequest) -> list[Any]:
+    from promptlearning.methods.calibration import Calibrated
+    from promptlearning.methods.classifier import PromptClassifier
+    from promptlearning.prompts.template import PromptTemplate
+    from promptlearning.prompts.verbalizer import Verbalizer
+
+    template = PromptTemplate(body.template) if isinstance(body.template, str) else PromptTemplate(**body.template)
+    words = body.verbalizer
+    verbalizer = Verbalizer(**words) if "label_words" in words else Verbalizer(words)
+    options: dict[str, Any] = {}
+    if body.demonstrations:
+        options = {"method": "icl", "shots": len(body.demonstrations), "selection": "first"}
+    classifier: Any = PromptClassifier(model, template, verbalizer, label_field=body.label_field, **options)
+    if body.calibration != "none":
+        classifier = Calibrated(classifier, body.calibration)
+    classifier.fit(body.demonstrations)
+    return classifier.predict(body.inputs, progress=False)
+
+
+@router.post("/v1/classify")
+async def classify(body: ClassifyRequest, request: Request) -> dict[str, Any]:
+    served = request.app.state.served
+    name, model = served.text_model(body.model)
+    _check_inputs(request, len(body.inputs))
+    request.state.content = body.inputs
+    batching = served.batching(model, request.app.state.batcher)
+    predictions = await run_in_threadpool(_classify, batching, body)
+    out = [{"label": p.label, "probabilities": p.probabilities, "label_scores": p.label_scores} for p in predictions]
+    request.state.output = out
+    return {"object": "list", "model": name, "predictions": out}
+
+
+def _solve(model: Any, body: SolveRequest, max_tokens_limit: int) -> list[Any]:
+    from promptlearning.methods.cot import ChainOfThought, SelfConsistency
+
+    if body.max_tokens > max_tokens_limit:
+        raise APIError(
+            400, f"max_tokens={body.max_tokens} is over this server's limit of {max_tokens_limit}", param="max_tokens"
+        )
+    questions = [{"question": q} if isinstance(q, str) else q for q in body.questions]
+    cot = ChainOfThought(
+        model,
+        mode=body.mode,
+        exemplars=body.exemplars,
+        template=body.template,
+        max_new_tokens=body.max_tokens,
+        seed=body.seed,
+    )
+    solver: Any = SelfConsistency(cot, n=body.samples, temperature=body.temperature) if body.samples > 1 else cot
+    return solver.solve(questions, progress=False)
+
+
+@router.post("/v1/solve")
+async def solve(body: SolveRequest, request: Request) -> dict[str, Any]:
+    served = request.app.state.served
+    name, model = served.text_model(body.model)
+    settings = request.app.state.settings
+    _check_inputs(request, len(body.questions))
+    if body.samples > settings.max_n:
+        raise APIError(400, f"samples={body.samples} is over this server's limit of {settings.max_n}", param="samples")
+    request.state.content = body.questions
+    batching = served.batching(model, request.app.state.batcher)
+    solutions = await run_in_threadpool(_solve, batching, body, settings.max_tokens_limit)
+    out = []
+    for s in solutions:
+        extractor = next(iter(s.answers))
+        out.append(
+            {
+                "answer": s.answers[extractor],
+                "answers": s.answers,
+                "votes": s.votes[extractor],
+                "agreement": s.agreement,
+                "rationales": s.rationales,
+                "generated_tokens": s.generated_tokens,
+            }
+        )
+    request.state.output = [o["answer"] for o in out]
+    return {"object": "list", "model": name, "solutions": out}

@@ -1,0 +1,154 @@
+"""Every bad request gets its status and an OpenAI-style error object, never a stack trace."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import httpx
+import pytest
+
+API_KEY = "test-key-0123"  # the key conftest.py's servers accept
+HEADERS = {"Authorization": f"Bearer {API_KEY}"}
+
+
+def _error(response: httpx.Response, status: int, *words: str) -> dict:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert "Traceback" not in error["message"]
+    for word in words:
+        assert word in error["message"], error["message"]
+    return error
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "words"),
+    [
+        ("/v1/completions", {"model": "nope", "prompt": "x"}, 404, ("unknown model",)),
+        ("/v1/programs/nope/predict", {"inputs": [{"text": "x"}]}, 404, ("unknown program",)),
+        ("/v1/completions", {"model": "tiny", "prompt": "word " * 200}, 400, ("maximum",)),
+        ("/v1/completions", {"model": "tiny", "prompt": "x", "max_tokens": 5000}, 400, ("max_tokens",)),
+        ("/v1/completions", {"model": "tiny", "prompt": "x", "max_tokens": 128}, 400, ("context",)),
+        ("/v1/completions", {"model": "tiny", "prompt": "x", "n": 0}, 422, ("n",)),
+        ("/v1/completions", {"model": "tiny", "prompt": "x", "n": 99}, 400, ("n=99",)),
+        ("/v1/completions", {"model": "tiny", "prompt": 5}, 422, ("prompt",)),
+        ("/v1/completions", {"model": "tiny", "prompt": []}, 422, ("empty",)),
+        ("/v1/completions", {"model": "tiny", "prompt": [[1, 99999]]}, 400, ("token ids",)),
+        ("/v1/completions", {"model": "tiny", "prompt": "x", "temperature": "hot"}, 422, ("temperature",)),
+        ("/v1/completions", {"model": "tiny", "prompt": "x", "logprobs": 50}, 400, ("logprobs",)),
+        ("/v1/chat/completions", {"model": "tiny", "messages": []}, 422, ("messages",)),
+        ("/v1/chat/completions", {"model": "tiny", "messages": [{"role": "wizard", "content": "x"}]}, 422, ("role",)),
+        ("/v1/embeddings", {"model": "tiny-encoder", "input": []}, 400, ("input",)),
+        ("/v1/classify", {"template": "{{ text.__class__.__mro__ }}", "verbalizer": {"a": " x", "b": " y"},
+                          "inputs": [{"text": "hi"}]}, 400, ()),
+        ("/v1/classify", {"template": "{{ text }}", "verbalizer": {"a": " x", "b": " x"}, "inputs": [{"text": "hi"}]},
+         400, ()),
+        ("/v1/classify", {"template": "{{ txt }}", "verbalizer": {"a": " x", "b": " y"}, "inputs": [{"text": "hi"}]},
+         400, ("txt",)),
+        ("/v1/programs/sentiment/predict", {"inputs": [{"body": "x"}]}, 400, ("text",)),
+        ("/v1/programs/sentiment/predict", {"inputs": [{"text": None}]}, 400, ("null",)),
+        ("/v1/nothing-here", {}, 404, ()),
+    ],
+)  # fmt: skip
+def test_bad_request(server, path, body, status, words) -> None:
+    _error(httpx.post(server.url + path, json=body, headers=HEADERS, timeout=60), status, *words)
+
+
+def test_keys_are_required_and_checked(server) -> None:
+    body = {"model": "tiny", "prompt": "x", "max_tokens": 1}
+    _error(httpx.post(server.base_url + "/completions", json=body), 401, "API key")
+    _error(httpx.post(server.base_url + "/completions", json=body, headers={"Authorization": "Bearer wrong"}), 401)
+    assert httpx.get(server.url + "/health").status_code == 200  # probes need no key
+    assert httpx.get(server.url + "/ready").json()["status"] == "ready"
+
+
+def test_malformed_json_and_large_bodies(server) -> None:
+    headers = {**HEADERS, "Content-Type": "application/json"}
+    _error(httpx.post(server.base_url + "/completions", content=b'{"prompt": ', headers=headers), 400, "JSON")
+    _error(httpx.post(server.base_url + "/completions", content=b"[1, 2]", headers=headers), 400, "JSON object")
+    huge = json.dumps({"model": "tiny", "prompt": "x" * 2_000_000}).encode()
+    _error(httpx.post(server.base_url + "/completions", content=huge, headers=headers), 413, "limit")
+
+
+def test_streamed_body_over_the_limit(server) -> None:
+    def chunks():
+        yield b'{"model": "tiny", "prompt": "'
+        for _ in range(300):
+            yield b"x" * 4096
+        yield b'"}'
+
+    headers = {**HEADERS, "Content-Type": "application/json"}
+    _error(httpx.post(server.base_url + "/completions", content=chunks(), headers=headers), 413)
+
+
+def test_no_auth_only_on_loopback() -> None:
+    from promptlearning.errors import PromptLearningError
+    from promptlearning.serving import load_settings
+
+    assert load_settings(no_auth=True, host="127.0.0.1").no_auth
+    with pytest.raises(PromptLearningError, match="loopback"):
+        load_settings(no_auth=True, host="0.0.0.0")
+    with pytest.raises(PromptLearningError, match="API keys"):
+        load_settings(host="0.0.0.0")
+
+
+def test_a_full_queue_answers_429_at_once(start) -> None:
+    server = start(max_queue=1, batch_wait_ms=0.0)
+    body = {"model": "tiny", "prompt": "x", "max_tokens": 100, "temperature": 0}
+    statuses: list[int] = []
+    retry_after: list[str] = []
+
+    def send() -> None:
+        response = httpx.post(server.base_url + "/completions", json=body, headers=HEADERS, timeout=60)
+        statuses.append(response.status_code)
+        assert response.status_code in (200, 429), response.text
+        if response.status_code == 429:
+            retry_after.append(response.headers["retry-after"])
+            assert response.json()["error"]["code"] == "queue_full"
+
+    threads = [threading.Thread(target=send) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert 429 in statuses and 200 in statuses and set(statuses) <= {200, 429}
+    assert all(value.isdigit() for value in retry_after)
+
+
+def test_rate_limits_per_key(start) -> None:
+    server = start(requests_per_minute=2)
+    body = {"model": "tiny", "prompt": "x", "max_tokens": 1}
+    codes = [httpx.post(server.base_url + "/completions", json=body, headers=HEADERS).status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+    tokens = start(tokens_per_minute=10)
+    _error(httpx.post(tokens.base_url + "/completions", json={**body, "max_tokens": 50}, headers=HEADERS), 429)
+
+
+def test_draining_finishes_in_flight_requests_and_refuses_new_ones(start) -> None:
+    server = start()
+    body = {"model": "tiny", "prompt": "x", "max_tokens": 100, "temperature": 0}
+    result: dict[str, httpx.Response] = {}
+    thread = threading.Thread(target=lambda: result.update(
+        slow=httpx.post(server.base_url + "/completions", json=body, headers=HEADERS, timeout=60)))  # fmt: skip
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.app.state.batcher.running and time.monotonic() < deadline:
+        time.sleep(0.005)
+    server.app.state.draining = True
+    refused = httpx.post(server.base_url + "/completions", json={**body, "max_tokens": 1}, headers=HEADERS)
+    thread.join()
+    _error(refused, 503, "shutting down")
+    assert result["slow"].status_code == 200
+    assert httpx.get(server.url + "/ready").status_code == 503
+
+
+def test_ready_is_503_while_loading(start) -> None:
+    from promptlearning.serving import ServedModels
+
+    loading = ServedModels()  # never finishes loading
+    server = start(loading)
+    assert httpx.get(server.url + "/health").status_code == 200
+    assert httpx.get(server.url + "/ready").status_code == 503
+    _error(httpx.post(server.base_url + "/completions", json={"prompt": "x"}, headers=HEADERS), 503, "loading")
