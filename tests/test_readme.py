@@ -28,6 +28,16 @@ NOT_RUN = {
     "make ": "the set-up itself (it runs this test)",
     "accelerate launch": "two training processes; covered by tests/training (test_accelerate_launch_...)",
     "promptlearning train tasks/sst2-fewshot.yaml --device cuda": "a GPU; see the cuda-marked tests/test_devices.py",
+    "promptlearning serve": "runs until stopped; tests/serving start the server in-process, as the Python example does",
+    "promptlearning keygen ~": "writes to the user's config; tests/serving cover keys files",
+    "curl ": "needs the server started above; tests/serving send the same requests",
+    "-d '": "continuation of a curl command",
+    '"inputs"': "continuation of a curl command",
+    "--api-keys-file": "continuation of the serve command",
+    "vllm serve": "a GPU machine with vLLM",
+    "python -m llama_cpp.server": "runs until stopped; tests/integration/test_serving_smollm2.py starts it",
+    "promptlearning run tasks/sst2.yaml --backend openai": "needs a server on gpu-host",
+    "--set model=HuggingFaceTB": "continuation of the command above",
 }
 
 

@@ -135,3 +135,18 @@ def test_a_classification_sweep_runs_every_point_and_resumes(classification_task
     again = run_sweep(classification_task, grid, output_dir=tmp_path / "sweep", resume=True, progress=False)
     assert [r["value"] for r in again.rows] == [r["value"] for r in result.rows]
     assert sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir()) == ["shots=0", "shots=2"]
+
+
+def test_a_run_directory_taken_meanwhile_gets_the_next_name(tmp_path: Path) -> None:
+    """Two runs of one task in the same second: the second finishes under ``name-2``, not an error."""
+    from promptlearning.evaluation.runs import write_run_dir
+
+    def fill_while_another_run_finishes(staging: Path) -> None:
+        (staging / "result.txt").write_text("mine")
+        (tmp_path / "task-1").mkdir()
+        (tmp_path / "task-1" / "result.txt").write_text("theirs")
+
+    final = write_run_dir(tmp_path, "task-1", fill_while_another_run_finishes)
+    assert final.name == "task-1-2" and (final / "result.txt").read_text() == "mine"
+    assert (tmp_path / "task-1" / "result.txt").read_text() == "theirs"
+    assert not list(tmp_path.glob(".tmp-run-*"))

@@ -8,6 +8,7 @@ filled under a temporary name and renamed when complete, so a crash leaves no ha
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -52,7 +53,15 @@ def write_run_dir(output_dir: Path, name: str, fill: Callable[[Path], None]) -> 
     staging = Path(tempfile.mkdtemp(prefix=".tmp-run-", dir=output_dir))
     try:
         fill(staging)
-        os.rename(staging, final)
+        while True:
+            try:
+                os.rename(staging, final)
+                break
+            except OSError as exc:  # another run took the name meanwhile (same task, same second)
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not final.exists():
+                    raise
+                suffix += 1
+                final = output_dir / f"{name}-{suffix}"
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
