@@ -263,6 +263,14 @@ CASES = [
     # --- already handled before issue 11: kept that way ---
     Case("ok-run-zero-shot", ["run", T], 0, stdout="accuracy"),
     Case("ok-missing-task-file", ["run", "nope.yaml"], 2, "task file nope.yaml does not exist"),
+    # --- issue 13: serve flags are checked before anything loads ---
+    Case("issue13-serve-open-on-all-addresses", ["serve", "--no-auth", "--host", "0.0.0.0"], 2, "loopback"),
+    Case("issue13-serve-without-keys", ["serve", "--host", "0.0.0.0"], 2, "needs API keys"),
+    Case("issue13-serve-bad-program-pair", ["serve", "--no-auth", "--program", "sst2"], 2, "NAME=DIR"),
+    Case("issue13-serve-missing-keys-file", ["serve", "--api-keys-file", "nope.keys", "--port", "0"], 2,
+         "does not exist"),
+    Case("issue13-serve-missing-config", ["serve", "--config", "nope.yaml"], 2, "does not exist"),
+    Case("issue13-openai-backend-without-url", ["generate", "hi", "--backend", "openai"], 2, "base_url"),
     Case("ok-task-yaml-syntax", ["run", "{bad_yaml}"], 2, "is not valid YAML (line"),
     Case("ok-unknown-task-key", ["run", T, "--set", "template.inpt=x"], 2, "template.inpt: "),
     Case("ok-bad-literal", ["run", T, "--set", "method.name=magic"], 2, "method.name: Input should be"),

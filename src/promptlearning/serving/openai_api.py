@@ -202,7 +202,7 @@ def _legacy_logprobs(
     ids = list(scores.token_ids[start:end])
     strings = model.token_strings(ids)
     tops: list[dict[str, float] | None] = []
-    for position, token in enumerate(ids, start):
+    for position in range(start, end):
         alternatives = scores.top[position]
         if alternatives is None:
             tops.append(None)
@@ -210,7 +210,6 @@ def _legacy_logprobs(
         entry = {model.token_strings([i])[0]: lp for i, lp in alternatives[:top]} if top else {}
         entry.setdefault(strings[position - start], scores.logprobs[position])  # the chosen token is always there
         tops.append(entry)
-        del token
     offsets, at = [], offset
     for text in strings:
         offsets.append(at)
