@@ -117,6 +117,29 @@ def test_a_full_queue_answers_429_at_once(start) -> None:
     assert all(value.isdigit() for value in retry_after)
 
 
+def test_requests_waiting_for_worker_threads_count_against_the_queue(start) -> None:
+    # /v1/classify waits in one of the 40 worker threads, not in the batcher's queue: without
+    # admission control the queue (40 here) never filled, and a bigger flood waited without bound.
+    server = start(max_queue=40, max_batch_size=1, batch_wait_ms=0.0)
+    body = {"model": "tiny", "template": "{{ text }} is", "verbalizer": {"a": " a", "b": " b"},
+            "inputs": [{"text": f"x{i} " * 8} for i in range(64)]}  # fmt: skip
+    statuses: list[int] = []
+
+    def send() -> None:
+        response = httpx.post(server.base_url + "/classify", json=body, headers=HEADERS, timeout=60)
+        statuses.append(response.status_code)
+        if response.status_code == 429:
+            assert response.json()["error"]["code"] == "queue_full" and response.headers["retry-after"] == "1"
+
+    threads = [threading.Thread(target=send) for _ in range(80)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert set(statuses) == {200, 429}, statuses
+    assert statuses.count(200) >= 3
+
+
 def test_rate_limits_per_key(start) -> None:
     server = start(requests_per_minute=2)
     body = {"model": "tiny", "prompt": "x", "max_tokens": 1}

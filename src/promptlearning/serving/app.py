@@ -99,6 +99,7 @@ def create_app(settings: ServerSettings, served: ServedModels | None = None) -> 
     state.limiter = RateLimiter(settings.requests_per_minute, settings.tokens_per_minute)
     state.draining = False
     state.in_flight = 0
+    state.admitted = 0  # POST requests past the gate (see _admitted)
     state.started = int(time.time())
     install_error_handlers(app)
     app.include_router(openai_api.router)
@@ -158,7 +159,27 @@ def create_app(settings: ServerSettings, served: ServedModels | None = None) -> 
                 state.limiter.charge_request(request.state.key)
             except APIError as exc:
                 return error_response(exc.status, exc.message, code=exc.code, headers=exc.headers)
+            if request.method == "POST":
+                return await _admitted(request, call_next)
         return await call_next(request)
+
+    async def _admitted(request: Request, call_next: Callable) -> Response:
+        # Admission control: requests wait for worker threads before they reach the batcher's
+        # queue, so the queue alone does not bound them; past a running batch plus a full queue
+        # of requests, answer 429 at once instead of letting waits grow without bound.
+        capacity = settings.max_queue + settings.max_batch_size
+        if state.admitted >= capacity:
+            return error_response(
+                429,
+                f"{state.admitted} requests are in progress, the most this server holds; retry shortly",
+                code="queue_full",
+                headers={"Retry-After": "1"},
+            )
+        state.admitted += 1
+        try:
+            return await call_next(request)
+        finally:
+            state.admitted -= 1
 
     def _load(app: FastAPI) -> None:
         try:

@@ -56,7 +56,7 @@ class Batcher:
     def __init__(
         self,
         *,
-        max_batch_size: int = 32,
+        max_batch_size: int = 64,
         wait_seconds: float = 0.01,
         max_queue: int = 256,
         on_batch: Callable[[int], None] | None = None,

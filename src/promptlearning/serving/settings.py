@@ -41,9 +41,11 @@ class ServerSettings(BaseSettings):
     )
     no_auth: bool = Field(False, description="serve without API keys (only when bound to loopback)")
     # batching and limits
-    max_batch_size: int = Field(32, ge=1, description="most requests' items in one batched model call")
+    max_batch_size: int = Field(
+        64, ge=1, description="most requests' items in one batched call (the model splits it into its own batches)"
+    )
     batch_wait_ms: float = Field(10.0, ge=0, description="how long a batch waits for more requests (ms)")
-    max_queue: int = Field(256, ge=1, description="requests waiting for the model before 429")
+    max_queue: int = Field(256, ge=1, description="requests waiting (beyond a running batch) before 429")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="largest request body")
     max_prompt_tokens: int | None = Field(None, ge=1, description="longest prompt (default: the model's context)")
     max_tokens_limit: int = Field(1024, ge=1, description="largest max_tokens a request may ask for")

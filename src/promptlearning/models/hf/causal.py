@@ -374,8 +374,9 @@ class HFLanguageModel(HFModel, TokenLevelModel):
         return out
 
     def score_token_ids(self, sequences: Sequence[Sequence[int]], *, top: int = 1) -> list[TokenLogprobs]:
-        """Every position's logprob and ``top`` alternatives, in left-padded batches of at most
-        ``SCORED_POSITIONS`` positions (the logits of every position are kept, unlike scoring)."""
+        """Every position's logprob and ``top`` alternatives, in left-padded batches (longest first) of
+        at most ``batch_size`` rows and ``SCORED_POSITIONS`` positions (the logits of every position
+        are kept, unlike scoring)."""
         sequences = self.check_token_ids(sequences)
         order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
         results: list[TokenLogprobs | None] = [None] * len(sequences)
@@ -383,7 +384,7 @@ class HFLanguageModel(HFModel, TokenLevelModel):
         with torch.inference_mode():
             while start < len(order):
                 width = len(sequences[order[start]])
-                rows = 1 if self.soft_prompt else max(1, SCORED_POSITIONS // width)
+                rows = 1 if self.soft_prompt else max(1, min(self.batch_size, SCORED_POSITIONS // width))
                 chunk = order[start : start + rows]
                 start += len(chunk)
                 logprobs = torch.log_softmax(self._forward_last([sequences[k] for k in chunk], width).float(), -1)
