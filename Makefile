@@ -11,7 +11,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 TORCH_SPEC ?= torch==2.13.0
 MODELS ?= smollm2-135m-instruct minilm-l6
 
-.PHONY: setup llamacpp models demo test lint format bench clean
+.PHONY: setup llamacpp bench-deps models demo test lint format bench clean
 
 setup: $(STAMP)
 
@@ -40,13 +40,22 @@ $(LLAMACPP_STAMP): $(STAMP)
 	$(PIP) install -e ".[dev,llamacpp]"
 	touch $(LLAMACPP_STAMP)
 
+# lm-evaluation-harness and psutil, for the benchmarks and the tests that compare against lm-eval.
+BENCH_STAMP := $(VENV)/.bench
+
+bench-deps: $(BENCH_STAMP)
+
+$(BENCH_STAMP): $(LLAMACPP_STAMP)
+	$(PIP) install -e ".[dev,bench,llamacpp]"
+	touch $(BENCH_STAMP)
+
 models: setup
 	$(BIN)/promptlearning models pull $(MODELS)
 
 demo: models
 	$(BIN)/promptlearning demo
 
-test: models llamacpp
+test: models bench-deps
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest
 
@@ -58,13 +67,16 @@ format: setup
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
 
-bench: models llamacpp
-	$(PIP) install -e ".[dev,bench,llamacpp]"
+bench: models bench-deps
 	$(BIN)/python benchmarks/load_time.py
 	$(BIN)/python benchmarks/scoring_throughput.py
 	$(BIN)/python benchmarks/icl_vs_lm_eval.py
 	$(BIN)/python benchmarks/self_consistency.py
 	$(BIN)/python benchmarks/train_step.py
+	$(BIN)/python benchmarks/serve_batching.py
+	$(BIN)/python benchmarks/serve_vs_llamacpp.py
+	$(BIN)/python benchmarks/serve_overload.py
+	$(BIN)/python benchmarks/lm_eval_via_server.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis src/*.egg-info

@@ -90,12 +90,32 @@ class LoadResult:
 
     seconds: float
     latencies: list[float] = field(default_factory=list)  # of 200 answers
+    sent_at: list[float] = field(default_factory=list)  # when each of them was sent (s from the start)
+    refused: list[float] = field(default_factory=list)  # latencies of 429 answers
     statuses: dict[int | str, int] = field(default_factory=dict)  # status code, or the error's class name
     bodies: list[dict] = field(default_factory=list)  # JSON of 200 answers (when kept)
 
     @property
     def ok(self) -> int:
         return self.statuses.get(200, 0)
+
+    async def post(self, http: httpx.AsyncClient, path: str, body: dict, start: float) -> httpx.Response | None:
+        """POST one request and record its answer (``start``: the run's ``time.monotonic()``); the
+        response when it is a 200."""
+        sent = time.monotonic()
+        try:
+            response = await http.post(path, json=body)
+            status: int | str = response.status_code
+        except httpx.HTTPError as exc:
+            response, status = None, type(exc).__name__
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+        if status == 200:
+            self.latencies.append(time.monotonic() - sent)
+            self.sent_at.append(sent - start)
+            return response
+        if status == 429:
+            self.refused.append(time.monotonic() - sent)
+        return None
 
 
 async def _drive(
@@ -112,21 +132,13 @@ async def _drive(
         async def client() -> None:
             while not queue.empty() and (deadline is None or time.monotonic() < deadline):
                 index, (path, body) = queue.get_nowait()
-                start = time.perf_counter()
-                try:
-                    response = await http.post(path, json=body)
-                    status: int | str = response.status_code
-                except httpx.HTTPError as exc:
-                    status = type(exc).__name__
-                result.statuses[status] = result.statuses.get(status, 0) + 1
-                if status == 200:
-                    result.latencies.append(time.perf_counter() - start)
-                    if keep:
-                        kept[index] = response.json()
+                response = await result.post(http, path, body, start)
+                if response is not None and keep:
+                    kept[index] = response.json()
 
-        start = time.perf_counter()
+        start = time.monotonic()
         await asyncio.gather(*(client() for _ in range(clients)))
-        result.seconds = time.perf_counter() - start
+        result.seconds = time.monotonic() - start
     result.bodies = [kept[i] for i in sorted(kept)]
     return result
 
@@ -152,18 +164,6 @@ async def _open_loop(
     result = LoadResult(0.0)
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=256)
     async with httpx.AsyncClient(base_url=url, timeout=timeout, limits=limits) as http:
-
-        async def one(path: str, body: dict) -> None:
-            start = time.perf_counter()
-            try:
-                response = await http.post(path, json=body)
-                status: int | str = response.status_code
-            except httpx.HTTPError as exc:
-                status = type(exc).__name__
-            result.statuses[status] = result.statuses.get(status, 0) + 1
-            if status == 200:
-                result.latencies.append(time.perf_counter() - start)
-
         tasks = []
         start = time.monotonic()
         while (now := time.monotonic() - start) < duration:
@@ -171,7 +171,7 @@ async def _open_loop(
             if due > now:
                 await asyncio.sleep(due - now)
             path, body = requests[len(tasks) % len(requests)]
-            tasks.append(asyncio.create_task(one(path, body)))
+            tasks.append(asyncio.create_task(result.post(http, path, body, start)))
         await asyncio.gather(*tasks)
         result.seconds = time.monotonic() - start
     return result

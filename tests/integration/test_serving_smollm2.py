@@ -102,3 +102,116 @@ def test_the_remote_backend_generates_through_llama_cpp_server(tmp_path) -> None
     finally:
         process.terminate()
         process.wait(30)
+
+
+LM_EVAL_TASK = """
+task: movie_reviews_promptlearning
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    validation: {data}
+validation_split: validation
+output_type: multiple_choice
+doc_to_text: "Review: {{{{text}}}}\\nSentiment:"
+doc_to_target: "{{{{ ['negative', 'positive'].index(label) }}}}"
+doc_to_choice: ["negative", "positive"]
+metric_list:
+  - metric: acc
+"""
+
+
+def test_lm_eval_local_completions_through_the_server_matches_its_hf_backend(server, tmp_path, monkeypatch) -> None:
+    """lm-eval's ``local-completions`` (token-id echo + logprobs requests, remote tokenizer) against
+    our server gives its own HF backend's accuracy, on the packaged movie-review sentiment set."""
+    pytest.importorskip("lm_eval", reason="needs the [bench] extra")
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    data = Path(__file__).resolve().parents[2] / "src" / "promptlearning" / "data" / "movie_reviews" / "test.jsonl"
+    rows = data.read_text().splitlines()[:80]
+    (tmp_path / "rows.jsonl").write_text("\n".join(rows) + "\n")
+    (tmp_path / "task.yaml").write_text(LM_EVAL_TASK.format(data=tmp_path / "rows.jsonl"))
+    manager = TaskManager(include_path=str(tmp_path))
+
+    def accuracy(model: str, model_args: str) -> float:
+        results = lm_eval.simple_evaluate(model=model, model_args=model_args, tasks=["movie_reviews_promptlearning"],
+                                          task_manager=manager, limit=len(rows))  # fmt: skip
+        return results["results"]["movie_reviews_promptlearning"]["acc,none"]
+
+    files = pull("smollm2-135m-instruct", progress=False)
+    hf = accuracy("hf", f"pretrained={files},dtype=float32,device=cpu,batch_size=16")
+    remote = accuracy("local-completions", f"model=smollm2-135m-instruct,base_url={server.base_url}/completions,"
+                      "tokenizer_backend=remote,tokenized_requests=True,batch_size=16,num_concurrent=2")  # fmt: skip
+    assert hf > 0.6  # the model is well above chance here, so agreement is not two coin flips
+    assert abs(remote - hf) <= 0.005, (remote, hf)
+
+
+TRAIN_TASK = """
+type: train
+name: tiny-sentiment
+data: {{root: {root}, train: train.jsonl, dev: train.jsonl, eval: train.jsonl}}
+model: smollm2-135m-instruct
+objective: pet
+template: {{mode: plain, input: "Review: {{{{ text }}}}\\nSentiment:"}}
+verbalizer: {{words: {{negative: " negative", positive: " positive"}}}}
+peft: {{method: lora, options: {{r: 8, lora_alpha: 16, target_modules: [q_proj, v_proj]}}}}
+training: {{learning_rate: 1.0e-3, batch_size: 8, max_steps: 4, eval_every: 4}}
+"""
+REVIEWS = [
+    {"text": "a gorgeous , witty , seductive movie .", "label": "positive"},
+    {"text": "the acting is wonderful and the story moving .", "label": "positive"},
+    {"text": "an utterly charming and hilarious film .", "label": "positive"},
+    {"text": "one of the year 's best .", "label": "positive"},
+    {"text": "a dull , tedious mess .", "label": "negative"},
+    {"text": "the plot is a disaster and the jokes fall flat .", "label": "negative"},
+    {"text": "boring , predictable and far too long .", "label": "negative"},
+    {"text": "an ugly , pointless film .", "label": "negative"},
+]
+
+
+def test_serve_a_program_trained_by_promptlearning_train(tmp_path) -> None:
+    """`promptlearning train` writes a program; `promptlearning serve --program` serves it next to
+    the model: its predictions over HTTP are the saved program's, and the openai client works."""
+    import openai
+
+    from promptlearning import load_program
+
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in REVIEWS))
+    (tmp_path / "task.yaml").write_text(TRAIN_TASK.format(root=tmp_path))
+    cli = [sys.executable, "-m", "promptlearning.cli"]
+    done = subprocess.run([*cli, "train", str(tmp_path / "task.yaml"), "--output", str(tmp_path / "run"),
+                           "--no-progress"], capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    [program_dir] = (tmp_path / "run").glob("seed-*/program")
+    port = _free_port()
+    log = (tmp_path / "serve.log").open("w")
+    serve = [*cli, "serve", "--no-auth", "--port", str(port), "--embedding-model", "none",
+             "--program", f"sentiment={program_dir}"]  # fmt: skip
+    process = subprocess.Popen(serve, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            assert process.poll() is None, (tmp_path / "serve.log").read_text()[-2000:]
+            try:
+                if httpx.get(url + "/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        inputs = [{"text": row["text"]} for row in REVIEWS]
+        served = httpx.post(url + "/v1/programs/sentiment/predict", json={"inputs": inputs}, timeout=120).json()
+        local = load_program(program_dir).predict(inputs)
+        assert [p["label"] for p in served["predictions"]] == [p.label for p in local]
+        for got, want in zip(served["predictions"], local, strict=True):
+            assert got["probabilities"] == pytest.approx(want.probabilities, abs=1e-4)
+        assert "sentiment" in [p["id"] for p in httpx.get(url + "/v1/programs").json()["data"]]
+        client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+        out = client.completions.create(model="smollm2-135m-instruct", prompt="The capital of France is",
+                                        max_tokens=4, temperature=0)  # fmt: skip
+        assert "Paris" in out.choices[0].text
+    finally:
+        process.terminate()
+        process.wait(60)
