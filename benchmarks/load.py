@@ -118,9 +118,7 @@ class LoadResult:
         return None
 
 
-async def _drive(
-    url: str, requests: list[tuple[str, dict]], clients: int, keep: bool, deadline: float | None, timeout: float
-) -> LoadResult:
+async def _drive(url: str, requests: list[tuple[str, dict]], clients: int, keep: bool, timeout: float) -> LoadResult:
     result = LoadResult(0.0)
     queue: asyncio.Queue[tuple[int, tuple[str, dict]]] = asyncio.Queue()
     for item in enumerate(requests):
@@ -130,7 +128,7 @@ async def _drive(
     async with httpx.AsyncClient(base_url=url, timeout=timeout, limits=limits) as http:
 
         async def client() -> None:
-            while not queue.empty() and (deadline is None or time.monotonic() < deadline):
+            while not queue.empty():
                 index, (path, body) = queue.get_nowait()
                 response = await result.post(http, path, body, start)
                 if response is not None and keep:
@@ -149,13 +147,11 @@ def drive(
     clients: int,
     *,
     keep: bool = False,
-    duration: float | None = None,
     timeout: float = 600.0,
 ) -> LoadResult:
-    """POST every (path, JSON body) with ``clients`` requests in flight (stopping after ``duration``
-    seconds when given); ``keep`` keeps the answers' JSON in request order."""
-    deadline = None if duration is None else time.monotonic() + duration
-    return asyncio.run(_drive(url, requests, clients, keep, deadline, timeout))
+    """POST every (path, JSON body) with ``clients`` requests in flight; ``keep`` keeps the answers'
+    JSON in request order."""
+    return asyncio.run(_drive(url, requests, clients, keep, timeout))
 
 
 async def _open_loop(

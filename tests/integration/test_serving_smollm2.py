@@ -159,26 +159,16 @@ verbalizer: {{words: {{negative: " negative", positive: " positive"}}}}
 peft: {{method: lora, options: {{r: 8, lora_alpha: 16, target_modules: [q_proj, v_proj]}}}}
 training: {{learning_rate: 1.0e-3, batch_size: 8, max_steps: 4, eval_every: 4}}
 """
-REVIEWS = [
-    {"text": "a gorgeous , witty , seductive movie .", "label": "positive"},
-    {"text": "the acting is wonderful and the story moving .", "label": "positive"},
-    {"text": "an utterly charming and hilarious film .", "label": "positive"},
-    {"text": "one of the year 's best .", "label": "positive"},
-    {"text": "a dull , tedious mess .", "label": "negative"},
-    {"text": "the plot is a disaster and the jokes fall flat .", "label": "negative"},
-    {"text": "boring , predictable and far too long .", "label": "negative"},
-    {"text": "an ugly , pointless film .", "label": "negative"},
-]
 
 
-def test_serve_a_program_trained_by_promptlearning_train(tmp_path) -> None:
+def test_serve_a_program_trained_by_promptlearning_train(tmp_path, reviews) -> None:
     """`promptlearning train` writes a program; `promptlearning serve --program` serves it next to
     the model: its predictions over HTTP are the saved program's, and the openai client works."""
     import openai
 
     from promptlearning import load_program
 
-    (tmp_path / "train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in REVIEWS))
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in reviews))
     (tmp_path / "task.yaml").write_text(TRAIN_TASK.format(root=tmp_path))
     cli = [sys.executable, "-m", "promptlearning.cli"]
     done = subprocess.run([*cli, "train", str(tmp_path / "task.yaml"), "--output", str(tmp_path / "run"),
@@ -201,7 +191,7 @@ def test_serve_a_program_trained_by_promptlearning_train(tmp_path) -> None:
             except httpx.HTTPError:
                 pass
             time.sleep(0.5)
-        inputs = [{"text": row["text"]} for row in REVIEWS]
+        inputs = [{"text": row["text"]} for row in reviews]
         served = httpx.post(url + "/v1/programs/sentiment/predict", json={"inputs": inputs}, timeout=120).json()
         local = load_program(program_dir).predict(inputs)
         assert [p["label"] for p in served["predictions"]] == [p.label for p in local]
