@@ -66,3 +66,18 @@ def test_unknown_metric_lists_the_available_ones() -> None:
 def test_an_example_without_reference_text_is_an_error(references) -> None:
     with pytest.raises(PromptLearningError, match="example 0 has no reference text"):
         text_metrics(["rouge"], ["x"], references)
+
+
+def test_semeval_macro_f1_counts_a_wrong_direction_as_an_error_of_its_type() -> None:
+    from promptlearning.evaluation.metrics import semeval2010_macro_f1
+
+    gold = ["Cause-Effect(e1,e2)", "Cause-Effect(e2,e1)", "Message-Topic(e1,e2)", "Other", "Other"]
+    predicted = ["Cause-Effect(e1,e2)", "Cause-Effect(e1,e2)", "Other", "Message-Topic(e1,e2)", "Other"]
+    # Cause-Effect: 1 correct of 2 predicted, 2 gold -> P = R = F1 = 0.5; Message-Topic: 0 correct -> 0.
+    # Other is left out of the average.
+    scores = semeval2010_macro_f1(gold, predicted)
+    assert scores["semeval_macro_f1"] == pytest.approx(25.0)
+    assert scores["per_relation"]["Cause-Effect"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
+    assert set(scores["per_relation"]) == {"Cause-Effect", "Message-Topic"}
+    generated = text_metrics(["relation"], [f" {p} " for p in predicted], [[g] for g in gold])
+    assert generated == {"semeval_macro_f1": pytest.approx(25.0), "accuracy": pytest.approx(40.0)}

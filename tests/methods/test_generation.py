@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from promptlearning.errors import PromptLearningError
-from promptlearning.methods.generation import PromptGenerator, postprocess
+from promptlearning.methods.generation import PromptGenerator, postprocess, select_by_length
 from promptlearning.models.interface import GenerationConfig
 
 ROWS = [
@@ -47,3 +47,33 @@ def test_bad_generation_inputs(tiny_lm) -> None:
         generator.evaluate([{"question": "x", "answer": ""}], ["rouge"])
     with pytest.raises(PromptLearningError, match="3 demonstrations asked for, but the pool has 1"):
         PromptGenerator(tiny_lm, "{{ question }}", target_field="answer", shots=3).fit(ROWS[:1])
+
+
+def test_length_selection_spreads_demonstrations_over_answer_lengths() -> None:
+    lengths = list(range(100))
+    chosen = select_by_length(lengths, 4, seed=3)
+    assert sorted(lengths[i] // 25 for i in chosen) == [0, 1, 2, 3]  # one per quarter of the distribution
+    assert chosen == select_by_length(lengths, 4, seed=3)
+
+
+def test_knn_demonstrations_are_the_nearest_pool_examples(tiny_lm, tiny_bert_dir) -> None:
+    from promptlearning.models import load_model
+
+    generator = PromptGenerator(tiny_lm, "Q: {{ question }}\nA:", target_field="answer", shots=1, selection="knn",
+                                embedder=load_model(tiny_bert_dir)).fit(ROWS)  # fmt: skip
+    demos = generator.demonstrations_for([ROWS[2], ROWS[0]])
+    assert [d[0].example for d in demos] == [ROWS[2], ROWS[0]]  # an example identical to a pool item is nearest
+    assert generator.prompt(ROWS[2]).startswith("Q: Where is Bern?\nA: Switzerland\n\n")
+
+
+def test_perplexity_of_the_reference_is_the_models_own_loglikelihood(tiny_lm) -> None:
+    import math
+
+    generator = PromptGenerator(tiny_lm, "Q: {{ question }}\nA:", target_field="answer").fit()
+    evaluation = generator.evaluate(ROWS, ["distinct", "perplexity"])
+    results = tiny_lm.loglikelihood(
+        [(p, " " + refs[0]) for p, refs in zip(evaluation.prompts, evaluation.references, strict=True)]
+    )
+    expected = math.exp(-sum(r.logprob for r in results) / sum(r.num_tokens for r in results))
+    assert evaluation.metrics["perplexity"] == pytest.approx(expected, rel=1e-5)
+    assert evaluation.metrics["perplexity"] > 1.0 and "distinct_2" in evaluation.metrics

@@ -158,6 +158,8 @@ def test_shipped_task_files_validate():
         elif config.type == "train":
             assert config.objective in {"pet", "head", "ner"}, path
             assert config.objective != "pet" or (config.verbalizer and config.verbalizer.words), path
+        elif config.type == "generate":
+            assert config.metrics, path
         else:
             assert config.mode, path
 

@@ -69,3 +69,32 @@ def classification_metrics(gold: Sequence[str], predictions: Sequence[Any], labe
         "reliability": reliability_bins(confidences, correct),
         "num_examples": len(gold),
     }
+
+
+def _relation_type(label: str) -> str:
+    """``Cause-Effect(e2,e1)`` -> ``Cause-Effect``; ``Other`` and unparsable answers stay as they are."""
+    return label.split("(", 1)[0].strip()
+
+
+def semeval2010_macro_f1(gold: Sequence[str], predicted: Sequence[str], *, other: str = "Other") -> dict[str, Any]:
+    """The official SemEval-2010 Task 8 score: macro-F1 over the relation types except ``Other``,
+    direction taken into account ("(9+1)-way"). A prediction counts for its relation type's precision
+    whatever its direction, and is correct only with the right direction.
+
+    Written here: the official scorer is a Perl script, and scikit-learn's F1 cannot count a wrong
+    direction against the right type.
+    """
+    if len(gold) != len(predicted):
+        raise ValueError(f"{len(predicted)} predictions for {len(gold)} examples")
+    types = sorted({_relation_type(g) for g in gold} - {other})
+    per_type: dict[str, dict[str, float]] = {}
+    for kind in types:
+        correct = sum(g == p for g, p in zip(gold, predicted, strict=True) if _relation_type(g) == kind)
+        predicted_as = sum(_relation_type(p) == kind for p in predicted)
+        actual = sum(_relation_type(g) == kind for g in gold)
+        precision = correct / predicted_as if predicted_as else 0.0
+        recall = correct / actual if actual else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_type[kind] = {"precision": precision, "recall": recall, "f1": f1, "support": actual}
+    macro = sum(t["f1"] for t in per_type.values()) / len(per_type) if per_type else 0.0
+    return {"semeval_macro_f1": 100 * macro, "per_relation": per_type}

@@ -81,22 +81,44 @@ def distinct_scores(predictions: Sequence[str], references: References | None = 
     return out
 
 
+def relation_scores(predictions: Sequence[str], references: References) -> dict[str, float]:
+    """Generated relation labels scored as SemEval-2010 Task 8 is (macro-F1 over the directed
+    relations except ``Other``), plus exact-match accuracy; the first reference is the gold label."""
+    from promptlearning.evaluation.metrics import semeval2010_macro_f1
+
+    gold = [refs[0].strip() for refs in references]
+    answers = [p.strip() for p in predictions]
+    accuracy = 100 * sum(g == p for g, p in zip(gold, answers, strict=True)) / max(len(gold), 1)
+    return {"semeval_macro_f1": semeval2010_macro_f1(gold, answers)["semeval_macro_f1"], "accuracy": accuracy}
+
+
 METRICS: dict[str, Callable[[Sequence[str], References], dict[str, float]]] = {
     "squad": squad_scores,
     "rouge": rouge_scores,
     "bleu": bleu_score,
     "chrf": chrf_score,
     "distinct": distinct_scores,
+    "relation": relation_scores,
+}
+
+# the number each metric is reported by (a run's headline is that of its first metric)
+HEADLINES = {
+    "squad": "f1",
+    "rouge": "rougeL",
+    "bleu": "bleu",
+    "chrf": "chrf",
+    "distinct": "distinct_2",
+    "relation": "semeval_macro_f1",
+    "perplexity": "perplexity",
 }
 
 
 def check_metric_names(names: Sequence[str]) -> list[str]:
     """The names, checked: an unknown one is an error that lists the available ones."""
-    unknown = [name for name in names if name not in METRICS]
+    unknown = [name for name in names if name not in METRICS and name != "perplexity"]
     if unknown:
         raise PromptLearningError(
-            f"unknown metric {', '.join(map(repr, unknown))}; available: {', '.join(sorted(METRICS))}"
-            " (and 'perplexity' for tasks that score a reference with the model)"
+            f"unknown metric {', '.join(map(repr, unknown))}; available: {', '.join(sorted(HEADLINES))}"
         )
     return list(names)
 
@@ -118,7 +140,8 @@ def text_metrics(names: Sequence[str], predictions: Sequence[str], references: R
         raise PromptLearningError(f"{len(predictions)} predictions for {len(references)} examples")
     out: dict[str, float] = {}
     for name in names:
-        out.update(METRICS[name](predictions, references))
+        if name in METRICS:  # perplexity needs the model: the task runner scores it
+            out.update(METRICS[name](predictions, references))
     return out
 
 
@@ -127,6 +150,8 @@ def example_score(names: Sequence[str], prediction: str, references: Sequence[st
     sentence chrF."""
     if "squad" in names:
         return squad_scores([prediction], [references])["f1"]
+    if "relation" in names:
+        return 100.0 * (prediction.strip() == references[0].strip())
     if "rouge" in names:
         return 100 * _rouge_scorer().score_multi(list(references), prediction)["rougeL"].fmeasure
     import sacrebleu

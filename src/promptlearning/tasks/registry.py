@@ -2,7 +2,7 @@
 run function and a report; loading and running a task file dispatch through this registry.
 
 A new kind registers itself with :func:`register_task_kind`; the built-in ones (``classification``,
-``cot``, ``train``) are imported when first asked for, so ``--help`` stays fast.
+``cot``, ``generate``, ``train``) are imported when first asked for, so ``--help`` stays fast.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ DEFAULT_KIND = "classification"
 _BUILTIN = {
     "classification": "promptlearning.tasks.classification",
     "cot": "promptlearning.tasks.cot",
+    "generate": "promptlearning.tasks.generate",
     "train": "promptlearning.tasks.train",
 }
 

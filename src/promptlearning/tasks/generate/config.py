@@ -1,0 +1,85 @@
+"""The schema of generation task files (``type: generate``): any text-to-text task — a template,
+demonstrations, decoding settings, an answer post-processing chain and metrics.
+
+Example (``tasks/squad.yaml``)::
+
+    type: generate
+    name: squad
+    data: {root: ../../shared/data, eval: squad/dev.jsonl, target_field: answers}
+    template: {input: "Context: {{ context }}\\nQuestion: {{ question }}\\nAnswer:", shorten: context}
+    metrics: [squad]
+    decoding: {max_new_tokens: 24, stop: ["\\n"]}
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from promptlearning.evaluation.text_metrics import HEADLINES
+from promptlearning.methods.generation import GENERATION_SELECTIONS, POSTPROCESSORS
+from promptlearning.tasks.config import DataRoot, StrictModel, TaskConfigBase, TemplateConfig, one_of
+
+Selection = one_of(GENERATION_SELECTIONS)
+Metric = one_of(tuple(HEADLINES))
+Step = one_of(tuple(POSTPROCESSORS))
+
+
+class DialogueConfig(StrictModel):
+    """Turn each dialogue (a list of turns) into one example per response: the ``context_turns``
+    turns before it as ``context`` ("A: …" / "B: …" lines), its speaker as ``speaker`` and the turn
+    itself as ``response``."""
+
+    field: str = Field("dialog", description="the list of turns in each row")
+    context_turns: int = Field(4, ge=1)
+
+
+class GenerateDataConfig(DataRoot):
+    """Where the examples come from. Relative paths resolve against the data root."""
+
+    train: str | None = Field(None, description="the pool of demonstrations (and training examples)")
+    eval: str
+    target_field: str = Field("answer", description="the answer text (or list of texts) shown in demonstrations")
+    reference_field: str | None = Field(None, description="eval references (a text or a list); default: target_field")
+    train_fields: dict[str, str] = Field(
+        default_factory=dict, description="rename train fields to the template's: {template_field: train_field}"
+    )
+    dialogue: DialogueConfig | None = Field(None, description="expand dialogues into (context, response) examples")
+    disjoint_on: str | None = Field(None, description="fail if a value of this field is in both train and eval")
+    train_limit: int | None = Field(None, ge=1)
+    train_offset: int = Field(0, ge=0)
+    eval_limit: int | None = Field(None, ge=1)
+    eval_offset: int = Field(0, ge=0)
+
+
+class DecodingConfig(StrictModel):
+    """How answers are generated: greedy unless ``temperature`` > 0."""
+
+    max_new_tokens: int = Field(64, ge=1)
+    temperature: float = Field(0.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    top_k: int = Field(0, ge=0)
+    stop: list[str] = Field(default_factory=lambda: ["\n"])
+
+
+class GenerateTaskConfig(TaskConfigBase):
+    """A generation experiment (``type: generate``): data, template, shots, decoding, post-processing, metrics."""
+
+    type: Literal["generate"]
+    data: GenerateDataConfig
+    template: TemplateConfig
+    shots: int = Field(0, ge=0)
+    selection: Selection = Field("random", description=f"demonstrations: {', '.join(GENERATION_SELECTIONS)}")
+    decoding: DecodingConfig = Field(default_factory=DecodingConfig)
+    postprocess: list[Step] = Field(default_factory=lambda: ["strip"], description="applied in order to each output")
+    answer_regex: str | None = Field(None, description="keep the first group (or the match) when it matches")
+    metrics: list[Metric] = Field(min_length=1, description=f"any of {', '.join(HEADLINES)}; the first is the headline")
+    batch_size: int = Field(8, ge=1)
+    worst: int = Field(10, ge=0, description="list this many lowest-scoring examples in report.md")
+
+    @model_validator(mode="after")
+    def _shots_need_a_pool(self) -> GenerateTaskConfig:
+        if self.shots and not self.data.train:
+            raise ValueError(f"{self.shots}-shot needs data.train (the pool of demonstrations)")
+        return self
