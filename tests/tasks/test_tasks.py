@@ -234,3 +234,9 @@ def test_null_and_missing_fields_name_their_row(tmp_path):
     missing = write_jsonl(tmp_path / "more.jsonl", [*ROWS[:2], {"text": "x"}])
     with pytest.raises(DataError, match="row 3: no field 'label'"):
         load_examples(missing, required=["label"])
+
+
+def test_the_headline_metric_can_be_semeval_macro_f1(task_file):
+    result = run_task(load_task(task_file, ["metric=semeval_macro_f1"]), write=False, progress=False)
+    assert result.metric == "semeval_macro_f1" and 0.0 <= result.value <= 1.0
+    assert result.value == pytest.approx(result.metrics["macro_f1"])  # no Other, no directions: plain macro-F1

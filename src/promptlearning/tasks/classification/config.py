@@ -28,6 +28,10 @@ Selection = one_of(SELECTIONS)
 
 Calibration = one_of(CALIBRATIONS)
 
+# semeval_macro_f1: SemEval-2010 Task 8's official score (macro-F1 over directed relations, without Other)
+HEADLINE_METRICS = ("accuracy", "macro_f1", "semeval_macro_f1")
+Headline = one_of(HEADLINE_METRICS)
+
 
 class DataConfig(DataRoot):
     """Where the examples come from. Relative paths resolve against the data root."""
@@ -64,6 +68,7 @@ class ClassificationTaskConfig(TaskConfigBase):
     verbalizer: VerbalizerConfig
     method: MethodConfig = Field(default_factory=MethodConfig)
     shots: int = Field(0, ge=0)
+    metric: Headline = Field("accuracy", description=f"the headline metric: {', '.join(HEADLINE_METRICS)}")
 
     @property
     def method_name(self) -> str:

@@ -77,8 +77,15 @@ def write_report(path: Path, config: Any, metrics: dict[str, Any]) -> None:
         f"in {metrics['seconds']:.1f} s ({metrics['examples_per_second']:.1f} examples/s)",
         "",
         markdown_table(
-            ["accuracy", "macro-F1", "ECE"],
-            [[f"{metrics['accuracy']:.4f}", f"{metrics['macro_f1']:.4f}", f"{metrics['ece']:.4f}"]],
+            ["accuracy", "macro-F1", "ECE", *(["SemEval macro-F1"] if "semeval_macro_f1" in metrics else [])],
+            [
+                [
+                    f"{metrics['accuracy']:.4f}",
+                    f"{metrics['macro_f1']:.4f}",
+                    f"{metrics['ece']:.4f}",
+                    *([f"{metrics['semeval_macro_f1']:.4f}"] if "semeval_macro_f1" in metrics else []),
+                ]
+            ],
         ),
         "",
         "## Per class",

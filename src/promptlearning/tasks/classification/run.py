@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from promptlearning.errors import PromptLearningError
+from promptlearning.evaluation.metrics import semeval2010_macro_f1
 from promptlearning.evaluation.runs import prepare_output_dir
 from promptlearning.methods.calibration import Calibrated
 from promptlearning.methods.classifier import OrderingEnsemble, PromptClassifier, check_classifier_settings
@@ -119,10 +120,14 @@ def run_classification(
     classifier = build_classifier(config, model, embedder)
     classifier.fit(train)
     evaluation = classifier.evaluate(eval_examples, progress=progress)
+    if config.metric == "semeval_macro_f1":
+        predicted = [p.label for p in evaluation.predictions]
+        semeval = semeval2010_macro_f1(evaluation.gold, predicted)
+        evaluation.metrics["semeval_macro_f1"] = semeval["semeval_macro_f1"] / 100  # a fraction, as accuracy is
     metrics = scalar_metrics(evaluation.metrics)
     result = TaskResult(
         kind="classification", name=config.name, setting=setting_label(config), model=config.model,
-        metric="accuracy", value=metrics["accuracy"], values=[metrics["accuracy"]], metrics=metrics,
+        metric=config.metric, value=metrics[config.metric], values=[metrics[config.metric]], metrics=metrics,
         num_examples=len(eval_examples), seed=config.seed, predictions=prediction_rows(eval_examples, evaluation),
         evaluation=evaluation, config=config,
     )  # fmt: skip
