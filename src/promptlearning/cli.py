@@ -283,6 +283,32 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_search(args: argparse.Namespace) -> int:
+    from promptlearning.models import load_model
+    from promptlearning.search import SearchSettings, run_search
+    from promptlearning.tasks import load_task
+
+    config = load_task(args.task, [*(args.set or []), *_device_overrides(args)])
+    templates = None
+    if args.templates:
+        from promptlearning.search.templates import read_templates
+
+        templates = read_templates(args.templates)
+    settings = SearchSettings(
+        budget=args.budget, dev_size=args.dev_size, dev=args.dev, stages=tuple(args.stages.split(",")),
+        shots=args.shots, ape=args.ape, templates=templates, seed=args.seed,
+        proposer=load_model(args.proposer, pull=True) if args.proposer else None,
+    )  # fmt: skip
+    result = run_search(config, settings, output_dir=args.output_dir, test=not args.no_test, progress=True)
+    spent = f"{len(result.candidates)} candidates, {result.spent} of {result.budget} dev prompts"
+    print(f"dev accuracy: winner {result.best.dev_accuracy:.4f}, the task's own prompt {result.seed_dev:.4f} "
+          f"({spent}, {result.seconds:.0f} s)")  # fmt: skip
+    if result.test is not None:
+        print(f"{config.data.eval}: winner {result.test.value:.4f}, the task's own prompt {result.seed_test.value:.4f}")
+    print(f"winning task written to {result.task_file}")
+    return 0
+
+
 def _cmd_cot(args: argparse.Namespace) -> int:
     from promptlearning.methods.cot import ChainOfThought, SelfConsistency, check_cot_settings
     from promptlearning.tasks.cot import load_exemplars
@@ -606,6 +632,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device_options(p)
     _add_backend_options(p)
     p.set_defaults(func=_cmd_sweep)
+
+    p = _command(sub, "search", help="search label words, templates and demonstrations for a classification task")
+    p.add_argument("task")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help)
+    p.add_argument("--budget", type=_positive_int, help="dev prompts the model may score (default: 40 × dev size)")
+    p.add_argument("--dev-size", type=_positive_int, default=200, help="dev examples held out of train (default: 200)")
+    p.add_argument("--dev", help="a dev file instead of a sample held out of the training file")
+    p.add_argument("--stages", default="words,templates,demonstrations", help="what to search (default: %(default)s)")
+    p.add_argument("--shots", type=int, help="demonstrations to search for (default: the task's shots)")
+    p.add_argument("--templates", help="YAML list of candidate templates instead of the built-in pattern families")
+    p.add_argument("--ape", type=int, default=0, help="instructions to induce with --proposer (APE; default: 0)")
+    p.add_argument("--proposer", help="model that proposes instructions (default: the task's model)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output-dir", help="where <task>-search/ goes (default: the task's output_dir, runs/)")
+    p.add_argument("--no-test", action="store_true", help="search only: do not evaluate on the task's eval split")
+    _add_device_options(p)
+    _add_backend_options(p)
+    p.set_defaults(func=_cmd_search)
 
     p = _command(sub, "cot", help="answer one question with chain-of-thought (and self-consistency)")
     p.add_argument("question")

@@ -170,15 +170,20 @@ class PromptClassifier(ClassifierMixin):
 
     def _requests(self, prompts: Sequence[str]) -> list[LoglikelihoodRequest]:
         """Every label word of every prompt, in the blank of a cloze template or after the prompt."""
+        words = [word for label_words in self.verbalizer.label_words.values() for word in label_words]
+        return self.word_requests(prompts, words)
+
+    def word_requests(self, prompts: Sequence[str], words: Sequence[str]) -> list[LoglikelihoodRequest]:
+        """Each of ``words`` after (or in the blank of) each prompt, prompt by prompt: the requests
+        that score any candidate label words the way :meth:`predict` scores its own."""
         out = []
         for prompt in prompts:
             context, suffix = split_at_blank(prompt)
-            for words in self.verbalizer.label_words.values():
-                for word in words:
-                    answer = self.template.answer_text(word)
-                    if context[-1:].isspace():  # the template spaces the blank itself: "it was {{ mask }}"
-                        answer = answer.lstrip()
-                    out.append(LoglikelihoodRequest(context, answer, suffix))
+            for word in words:
+                answer = self.template.answer_text(word)
+                if context[-1:].isspace():  # the template spaces the blank itself: "it was {{ mask }}"
+                    answer = answer.lstrip()
+                out.append(LoglikelihoodRequest(context, answer, suffix))
         return out
 
     def requests(

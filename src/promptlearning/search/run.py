@@ -1,0 +1,459 @@
+"""``promptlearning search TASK.yaml``: find label words, a template and demonstrations for a
+classification task on a dev split, then evaluate the winner on the task's eval split once.
+
+Stages, each scored on dev through one :class:`~promptlearning.search.scoring.ScoreCache`:
+
+1. label words — LM-BFF candidates from the seed template, assignments ranked on the proposal
+   examples, the best few (and the task's own words) kept by dev accuracy;
+2. templates — pattern families and APE instructions, each with the kept label words, with and
+   without batch calibration; the top ones are also ensembled;
+3. demonstrations — bootstrapped and random sets (``shots`` > 0), scored with the best prompt.
+
+Dev is a seeded sample held out of the training file (or ``--dev FILE``); demonstrations and
+proposals come from the rest. The budget counts dev prompts scored by the model.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from promptlearning.errors import PromptLearningError, PromptTooLongError
+from promptlearning.evaluation.report import markdown_table
+from promptlearning.io import write_atomically, write_json_atomically
+from promptlearning.methods.classifier import PromptClassifier
+from promptlearning.models.interface import LanguageModel
+from promptlearning.progress import progress_bar
+from promptlearning.prompts.template import PromptTemplate
+from promptlearning.prompts.verbalizer import Verbalizer
+from promptlearning.search.demonstrations import candidate_sets
+from promptlearning.search.label_words import propose_label_words, rank_assignments
+from promptlearning.search.scoring import ScoreCache, accuracy, label_log_scores, probabilities, word_matrix
+from promptlearning.search.templates import dedupe, propose_instructions, split_seed, template_families
+from promptlearning.tasks.loading import keep_min_words, load_examples, task_data_root
+
+STAGES = ("words", "templates", "demonstrations")
+
+
+@dataclass
+class SearchSettings:
+    """What a search tries and how much it may spend (the CLI's options)."""
+
+    budget: int | None = None  # dev prompts the model may score; default: 40 candidates' worth
+    dev_size: int = 200
+    dev: str | None = None  # a dev file instead of a sample held out of train
+    stages: tuple[str, ...] = STAGES
+    words_per_class: int = 8
+    proposal_per_class: int = 32
+    keep_assignments: int = 3
+    ensemble: int = 3
+    templates: list[dict[str, Any]] | None = None  # candidates instead of the pattern families
+    ape: int = 0  # instructions to induce with the proposer
+    proposer: LanguageModel | None = None
+    shots: int | None = None  # default: the task's
+    demo_sets: int = 8
+    seed: int = 0
+    cache: str | Path | None = None
+
+
+@dataclass
+class Candidate:
+    """One scored configuration: template, label words, calibration, demonstrations and dev accuracy."""
+
+    stage: str
+    template: dict[str, Any]
+    words: dict[str, list[str]]
+    calibrate: bool
+    dev_accuracy: float
+    demonstrations: list[int] = field(default_factory=list)
+
+
+@dataclass
+class SearchResult:
+    candidates: list[Candidate]
+    best: Candidate
+    seed_dev: float  # the task's own prompt on dev
+    ensemble_dev: float | None
+    ensemble_members: list[Candidate]
+    dev_size: int
+    budget: int
+    spent: int
+    seconds: float
+    task_file: Path | None = None
+    test: Any = None  # the winner's TaskResult on the eval split
+    seed_test: Any = None
+
+
+class Budget:
+    """Dev prompts the model may still score."""
+
+    def __init__(self, total: int, unit: int) -> None:
+        if total < unit:
+            raise PromptLearningError(
+                f"the search budget ({total} dev prompts) is smaller than one candidate ({unit} dev prompts): "
+                f"raise --budget to at least {unit} or lower --dev-size"
+            )
+        self.total, self.spent = total, 0
+
+    def allows(self, cost: int) -> bool:
+        return self.spent + cost <= self.total
+
+    def spend(self, cost: int) -> None:
+        self.spent += cost
+
+
+class Scorer:
+    """Dev (or any) examples scored for a template, label-word columns and demonstrations."""
+
+    def __init__(self, model: LanguageModel, cache: ScoreCache, verbalizer: Verbalizer, label_field: str) -> None:
+        self.model, self.cache, self.verbalizer, self.label_field = model, cache, verbalizer, label_field
+
+    def classifier(self, template: Mapping[str, Any], words: Mapping[str, Sequence[str]], pool: Sequence) -> Any:
+        verbalizer = Verbalizer(words, word_score=self.verbalizer.word_score, aggregate=self.verbalizer.aggregate)
+        clf = PromptClassifier(self.model, PromptTemplate(**template), verbalizer, label_field=self.label_field)
+        return clf.fit(pool)  # zero-shot fit keeps the pool, so demonstrations can be indexed into it
+
+    def matrix(
+        self,
+        template: Mapping[str, Any],
+        examples: Sequence[Mapping[str, Any]],
+        words: Sequence[str],
+        *,
+        demo_words: Mapping[str, Sequence[str]],
+        pool: Sequence = (),
+        demonstrations: Sequence[int] = (),
+    ) -> np.ndarray:
+        """``[example, word]`` scores of every word after every example's prompt."""
+        clf = self.classifier(template, demo_words, pool)
+        prompts = [clf.prompt(ex, demonstrations) for ex in examples]
+        results = self.cache.score(clf.word_requests(prompts, words))
+        return word_matrix(results, len(prompts), len(words), lambda j, r: self.verbalizer.score_word(words[j], r))
+
+
+def _columns(words: Mapping[str, Sequence[str]], index: Mapping[str, int], labels: Sequence[str]) -> list[list[int]]:
+    return [[index[w] for w in words[label]] for label in labels]
+
+
+def check_search(config: Any, settings: SearchSettings) -> None:
+    """What can be wrong with a search before any model loads."""
+    if config.type != "classification":
+        raise PromptLearningError(f"search works on classification tasks; {config.name} is type {config.type!r}")
+    unknown = [s for s in settings.stages if s not in STAGES]
+    if unknown:
+        raise PromptLearningError(f"unknown search stage(s) {unknown}; stages: {', '.join(STAGES)}")
+    if settings.templates is not None and not settings.templates:
+        raise PromptLearningError("the list of candidate templates is empty: give at least one template")
+    if settings.budget is not None and settings.budget < settings.dev_size and not settings.dev:
+        Budget(settings.budget, settings.dev_size)  # raises: smaller than one candidate
+
+
+def search(
+    config: Any, model: LanguageModel, settings: SearchSettings, *, progress: bool | None = None
+) -> SearchResult:
+    """Search label words, templates and demonstrations for a classification task on dev."""
+    check_search(config, settings)
+    started = time.perf_counter()
+    data, label_field = config.data, config.data.label_field
+    seed_template = config.template.model_dump()
+    seed_words = {label: list(w) if isinstance(w, list) else [w] for label, w in config.verbalizer.words.items()}
+    labels = list(seed_words)
+    verbalizer = Verbalizer(seed_words, word_score=config.verbalizer.word_score, aggregate=config.verbalizer.aggregate)
+    fields = PromptTemplate(**seed_template).input_fields
+    if not data.train:
+        raise PromptLearningError("search needs data.train (dev, proposals and demonstrations come from it)")
+    train = load_examples(data.train, root=task_data_root(data.root), required=[*fields, label_field])
+    if data.train_min_words:
+        train = keep_min_words(train, fields, data.train_min_words)
+    verbalizer.check_labels(str(ex[label_field]) for ex in train)
+    rng = random.Random(settings.seed)
+    order = list(range(len(train)))
+    rng.shuffle(order)
+    if settings.dev:
+        dev = load_examples(settings.dev, required=[*fields, label_field])
+        pool = [train[i] for i in order]
+    else:
+        if len(train) < settings.dev_size + 2 * len(labels):
+            raise PromptLearningError(f"the training file has {len(train)} examples: too few for a dev sample of "
+                                      f"{settings.dev_size} and a pool (lower --dev-size)")  # fmt: skip
+        dev = [train[i] for i in order[: settings.dev_size]]
+        pool = [train[i] for i in order[settings.dev_size :]]
+    pool = pool[: data.train_limit] if data.train_limit else pool
+    label_index = {label: i for i, label in enumerate(labels)}
+    gold = np.array([label_index[str(ex[label_field])] for ex in dev])
+    budget = Budget(settings.budget or 40 * len(dev), len(dev))
+    cache = ScoreCache(model, config.model, settings.cache)
+    scorer = Scorer(model, cache, verbalizer, label_field)
+    candidates: list[Candidate] = []
+
+    # ------------------------------------------------------------ 1. label words
+    word_options: list[dict[str, list[str]]] = [seed_words]
+    if "words" in settings.stages:
+        by_label: dict[str, list] = {}
+        for ex in pool:
+            by_label.setdefault(str(ex[label_field]), []).append(ex)
+        proposal = [ex for label in labels for ex in by_label.get(label, [])[: settings.proposal_per_class]]
+        clf = scorer.classifier(seed_template, seed_words, pool)
+        prompts = [clf.prompt(ex) for ex in proposal]
+        proposed = propose_label_words(
+            model, prompts, labels, [str(ex[label_field]) for ex in proposal], per_class=settings.words_per_class
+        )
+        empty = [label for label, words in proposed.items() if not words]
+        if len(empty) < len(labels):
+            for label in empty:  # a class with no distinctive word keeps the task's own
+                proposed[label] = list(seed_words[label])
+            vocabulary = list(dict.fromkeys(w for words in proposed.values() for w in words))
+            index = {w: j for j, w in enumerate(vocabulary)}
+            proposal_gold = np.array([label_index[str(ex[label_field])] for ex in proposal])
+            proposal_scores = scorer.matrix(seed_template, proposal, vocabulary, demo_words=seed_words)
+            ranked = []
+            for calibrate in (False, True):
+                ranked += rank_assignments(
+                    proposal_scores, [[index[w] for w in proposed[label]] for label in labels], proposal_gold,
+                    keep=3 * settings.keep_assignments, calibrate=calibrate,
+                )  # fmt: skip
+            ranked.sort(key=lambda item: -item[0])
+            for _, assignment in ranked:
+                words = {label: [vocabulary[j]] for label, j in zip(labels, assignment, strict=True)}
+                if words not in word_options:
+                    word_options.append(words)
+    # every kept option is scored on dev with the seed template
+    all_words = list(dict.fromkeys(w for option in word_options for words in option.values() for w in words))
+    index = {w: j for j, w in enumerate(all_words)}
+    seed_matrix = scorer.matrix(seed_template, dev, all_words, demo_words=seed_words)
+    budget.spend(len(dev))
+    seed_dev = accuracy(probabilities(label_log_scores(seed_matrix, _columns(seed_words, index, labels)),
+                                      config.method.calibrate), gold)  # fmt: skip
+    for option in word_options:
+        scores = label_log_scores(seed_matrix, _columns(option, index, labels))
+        for calibrate in (False, True):
+            acc = accuracy(probabilities(scores, calibrate), gold)
+            candidates.append(Candidate("words", seed_template, option, calibrate, acc))
+    options_by_dev = sorted(word_options, key=lambda o: -max(c.dev_accuracy for c in candidates if c.words == o))[
+        : settings.keep_assignments
+    ]
+    if seed_words not in options_by_dev:
+        options_by_dev.append(seed_words)
+
+    # ------------------------------------------------------------ 2. templates
+    if "templates" in settings.stages:
+        best_words = options_by_dev[0]
+        listed = [w[0] for w in best_words.values()]
+        templates = (
+            dedupe(settings.templates) if settings.templates else template_families(seed_template, fields, listed)
+        )
+        if settings.ape:
+            proposer = settings.proposer or model
+            _body, _cue = split_seed(seed_template["input"], fields)
+            pairs = [(PromptTemplate(**seed_template).render_input(ex).strip(), str(ex[label_field]))
+                     for ex in pool[: 5 * settings.ape]]  # fmt: skip
+            for instruction in propose_instructions(proposer, pairs, n=settings.ape, seed=settings.seed):
+                templates.append({**seed_template, "instruction": instruction})
+        templates = [t for t in dedupe(templates) if t != seed_template]
+        words = list(dict.fromkeys(w for option in options_by_dev for ws in option.values() for w in ws))
+        index = {w: j for j, w in enumerate(words)}
+        bar = progress_bar(len(templates), desc="templates", enabled=progress is not False, unit="template")
+        shots = config.shots if settings.shots is None else settings.shots
+        reserve = settings.demo_sets * len(dev) if "demonstrations" in settings.stages and shots else 0
+        reserve = min(reserve, (budget.total - budget.spent) // 2)  # demonstrations get at most half of what is left
+        with bar:
+            for template in templates:
+                if not budget.allows(len(dev) + reserve):
+                    bar.write(f"budget spent: {len(templates) - bar.n} templates left unscored")
+                    break
+                try:
+                    matrix = scorer.matrix(template, dev, words, demo_words=seed_words)
+                except PromptLearningError as exc:
+                    bar.write(f"skipped a template: {exc}")
+                    continue
+                budget.spend(len(dev))
+                for option in options_by_dev:
+                    scores = label_log_scores(matrix, _columns(option, index, labels))
+                    for calibrate in (False, True):
+                        acc = accuracy(probabilities(scores, calibrate), gold)
+                        candidates.append(Candidate("templates", template, option, calibrate, acc))
+                bar.update(1)
+                bar.set_postfix(best=f"{max(c.dev_accuracy for c in candidates):.3f}")
+
+    # ------------------------------------------------------------ ensemble of the top prompts
+    ranked = sorted(candidates, key=lambda c: -c.dev_accuracy)
+    members: list[Candidate] = []
+    for c in ranked:
+        if all(m.template != c.template for m in members):
+            members.append(c)
+        if len(members) == settings.ensemble:
+            break
+    ensemble_dev = None
+    if len(members) > 1:
+        ensemble_dev = accuracy(ensemble_probabilities(scorer, members, dev), gold)
+
+    # ------------------------------------------------------------ 3. demonstrations
+    best = ranked[0]
+    shots = config.shots if settings.shots is None else settings.shots
+    if "demonstrations" in settings.stages and shots:
+        sample = pool[: max(64, 4 * shots)]
+        pool_gold = [str(ex[label_field]) for ex in sample]
+        words = [w for ws in best.words.values() for w in ws]
+        index = {w: j for j, w in enumerate(words)}
+        matrix = scorer.matrix(best.template, sample, words, demo_words=best.words)
+        predicted = probabilities(label_log_scores(matrix, _columns(best.words, index, labels)), best.calibrate)
+        correct = [labels[p] == g for p, g in zip(predicted.argmax(axis=1), pool_gold, strict=True)]
+        sets = candidate_sets(pool_gold, correct, shots, settings.demo_sets, seed=settings.seed)
+        bar = progress_bar(len(sets), desc="demonstrations", enabled=progress is not False, unit="set")
+        with bar:
+            for demos in sets:
+                if not budget.allows(len(dev)):
+                    break
+                try:
+                    matrix = scorer.matrix(best.template, dev, words, demo_words=best.words, pool=sample,
+                                           demonstrations=demos)  # fmt: skip
+                except PromptTooLongError as exc:
+                    bar.write(f"skipped a demonstration set: {exc}")
+                    continue
+                budget.spend(len(dev))
+                scores = label_log_scores(matrix, _columns(best.words, index, labels))
+                for calibrate in (False, True):
+                    acc = accuracy(probabilities(scores, calibrate), gold)
+                    demo_rows = [sample[i] for i in demos]
+                    candidates.append(Candidate("demonstrations", best.template, best.words, calibrate, acc,
+                                                demonstrations=[pool.index(r) for r in demo_rows]))  # fmt: skip
+                bar.update(1)
+                bar.set_postfix(best=f"{max(c.dev_accuracy for c in candidates):.3f}")
+        best = max(candidates, key=lambda c: c.dev_accuracy)
+    cache.save()
+    result = SearchResult(
+        candidates=candidates, best=best, seed_dev=seed_dev, ensemble_dev=ensemble_dev, ensemble_members=members,
+        dev_size=len(dev), budget=budget.total, spent=budget.spent, seconds=time.perf_counter() - started,
+    )  # fmt: skip
+    result.pool = pool  # type: ignore[attr-defined]
+    return result
+
+
+def ensemble_probabilities(scorer: Scorer, members: Sequence[Candidate], examples: Sequence) -> np.ndarray:
+    """The mean of the members' (calibrated) label distributions."""
+    labels = list(members[0].words)
+    total = 0.0
+    for m in members:
+        words = [w for ws in m.words.values() for w in ws]
+        index = {w: j for j, w in enumerate(words)}
+        matrix = scorer.matrix(m.template, examples, words, demo_words=m.words)
+        total = total + probabilities(label_log_scores(matrix, _columns(m.words, index, labels)), m.calibrate)
+    return total / len(members)
+
+
+def winning_task(config: Any, best: Candidate, demonstrations_file: Path | None) -> dict[str, Any]:
+    """The task file of the winner: the seed task with its template, words, calibration and shots."""
+    raw = config.model_dump(mode="json", exclude_defaults=False)
+    raw["template"] = best.template
+    raw["verbalizer"] = {**raw["verbalizer"], "words": best.words}
+    method = raw["method"]
+    method.update(calibrate=best.calibrate, calibration="batch", orderings=1)
+    method.update(name="icl" if best.demonstrations else "zero-shot")
+    method.update(selection="first" if best.demonstrations else method["selection"])
+    raw["shots"] = len(best.demonstrations)
+    if demonstrations_file is not None:
+        raw["data"] = {**raw["data"], "train": str(demonstrations_file.resolve()), "train_limit": None,
+                       "train_min_words": None}  # fmt: skip
+    raw["name"] = f"{config.name}-searched"
+    return raw
+
+
+def write_search(directory: Path, config: Any, result: SearchResult) -> Path:
+    """``task.yaml`` (the winner, runnable with ``promptlearning run``), ``demonstrations.jsonl``,
+    ``search.json`` (every candidate) and ``search.md``; returns the task file."""
+    import json
+
+    directory.mkdir(parents=True, exist_ok=True)
+    demos_file = None
+    if result.best.demonstrations:
+        demos_file = directory / "demonstrations.jsonl"
+        rows = [result.pool[i] for i in result.best.demonstrations]  # type: ignore[attr-defined]
+        write_atomically(demos_file, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    task = winning_task(config, result.best, demos_file)
+    task_file = directory / "task.yaml"
+    header = f"# Found by `promptlearning search` on {result.dev_size} dev examples (dev accuracy " \
+             f"{result.best.dev_accuracy:.4f}; the seed prompt: {result.seed_dev:.4f}).\n"  # fmt: skip
+    write_atomically(task_file, header + yaml.safe_dump(task, sort_keys=False, allow_unicode=True))
+    write_json_atomically(directory / "search.json", {
+        "dev_size": result.dev_size, "budget": result.budget, "spent": result.spent, "seconds": result.seconds,
+        "seed_dev": result.seed_dev, "ensemble_dev": result.ensemble_dev,
+        "ensemble": [asdict(m) for m in result.ensemble_members],
+        "best": asdict(result.best), "candidates": [asdict(c) for c in result.candidates],
+    })  # fmt: skip
+    result.task_file = task_file
+    return task_file
+
+
+def _describe(c: Candidate) -> list[str]:
+    instruction = c.template.get("instruction") or ""
+    text = (instruction + " ⏎ " if instruction else "") + c.template["input"].replace("\n", " ⏎ ")
+    words = ", ".join(f"{label}:{'/'.join(w.strip() for w in ws)}" for label, ws in c.words.items())
+    demos = f"{len(c.demonstrations)} demos" if c.demonstrations else "-"
+    return [c.stage, f"`{text}`", words, "batch" if c.calibrate else "off", demos, f"{c.dev_accuracy:.4f}"]
+
+
+def search_report(config: Any, result: SearchResult, top: int = 20) -> str:
+    ranked = sorted(result.candidates, key=lambda c: -c.dev_accuracy)
+    lines = [
+        f"# Prompt search: {config.name}",
+        "",
+        f"- model `{config.model}`; dev: {result.dev_size} examples held out of `{config.data.train}`",
+        f"- {len(result.candidates)} candidates scored; budget {result.spent} / {result.budget} dev prompts; "
+        f"{result.seconds:.0f} s",
+        f"- the task's own prompt on dev: {result.seed_dev:.4f}; the winner: {result.best.dev_accuracy:.4f}",
+    ]
+    if result.ensemble_dev is not None:
+        lines.append(
+            f"- ensemble of the top {len(result.ensemble_members)} templates on dev: {result.ensemble_dev:.4f}"
+        )
+    if result.test is not None:
+        own = f", the task's own prompt {result.seed_test.value:.4f}" if result.seed_test else ""
+        lines.append(f"- on `{config.data.eval}` (once): winner {result.test.value:.4f}{own}")
+    lines += [
+        "",
+        f"## The top {min(top, len(ranked))} candidates on dev",
+        "",
+        markdown_table(
+            ["stage", "template", "label words", "calibration", "demos", "dev accuracy"],
+            [_describe(c) for c in ranked[:top]],
+        ),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def run_search(
+    config: Any,
+    settings: SearchSettings,
+    *,
+    output_dir: str | Path | None = None,
+    model: LanguageModel | None = None,
+    test: bool = True,
+    progress: bool | None = None,
+) -> SearchResult:
+    """Search on dev, write ``<output_dir>/<task>-search/``, then (``test``) run the winner and the
+    task's own prompt once on the task's eval split, each into an ordinary run directory there."""
+    from promptlearning.models import check_text_model, load_model
+    from promptlearning.tasks import load_task, run_task
+
+    check_search(config, settings)
+    directory = Path(output_dir or config.output_dir) / f"{config.name}-search"
+    if model is None:
+        check_text_model(config.model)
+        model = load_model(config.model, pull=True, batch_size=config.batch_size, **config.model_options())
+    if settings.cache is None:
+        settings.cache = directory / "scores.jsonl"
+        directory.mkdir(parents=True, exist_ok=True)
+    result = search(config, model, settings, progress=progress)
+    task_file = write_search(directory, config, result)
+    if test:
+        result.test = run_task(load_task(task_file), model=model, output_dir=directory / "runs", progress=progress)
+        result.seed_test = run_task(config, model=model, output_dir=directory / "runs", progress=progress)
+    write_atomically(directory / "search.md", search_report(config, result))
+    return result

@@ -1,0 +1,92 @@
+"""Scoring candidate prompts on a dev split: every candidate label word after every candidate prompt,
+each (prompt, word) pair scored once and cached (in memory and, optionally, in a JSON Lines file that
+a later search reuses).
+
+A prompt is sent to the model once for all its candidate words: single-token words of one prompt
+share one forward pass in the HF backend, and demonstrations shared by all prompts are a prefix it
+runs once. Label-word assignments and calibration are then tried in NumPy, without the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from promptlearning.io import write_atomically
+from promptlearning.models.interface import LanguageModel, LoglikelihoodRequest, LoglikelihoodResult
+
+
+def _key(model: str, request: LoglikelihoodRequest) -> str:
+    text = "\0".join((model, request.context, request.continuation, request.suffix))
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+class ScoreCache:
+    """(model, prompt, word) -> the model's log-likelihood result; ``path`` keeps it across searches."""
+
+    def __init__(self, model: LanguageModel, model_name: str, path: str | Path | None = None) -> None:
+        self.model = model
+        self.model_name = model_name
+        self.path = Path(path) if path else None
+        self.results: dict[str, LoglikelihoodResult] = {}
+        self.model_calls = 0  # requests sent to the model (cache misses)
+        self.hits = 0
+        if self.path and self.path.is_file():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    row = json.loads(line)
+                    self.results[row["k"]] = LoglikelihoodResult(tuple(row["lp"]), bool(row["g"]))
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line cut by a crash: that score is computed again
+
+    def score(self, requests: Sequence[LoglikelihoodRequest], *, progress: bool | None = False) -> list:
+        """Results in request order; only the requests never scored before reach the model."""
+        keys = [_key(self.model_name, r) for r in requests]
+        missing = list(dict.fromkeys(k for k in keys if k not in self.results))
+        self.hits += len(keys) - len(missing)
+        if missing:
+            by_key = dict(zip(keys, requests, strict=True))
+            results = self.model.loglikelihood([by_key[k] for k in missing], progress=progress)
+            self.model_calls += len(missing)
+            self.results.update(zip(missing, results, strict=True))
+        return [self.results[k] for k in keys]
+
+    def save(self) -> None:
+        """Write every score to ``path`` (whole file, atomically)."""
+        if self.path is None:
+            return
+        lines = [json.dumps({"k": k, "lp": list(r.token_logprobs), "g": r.is_greedy}) for k, r in self.results.items()]
+        write_atomically(self.path, "\n".join(lines) + "\n")
+
+
+def word_matrix(results: Sequence[LoglikelihoodResult], n_prompts: int, n_words: int, word_score) -> np.ndarray:
+    """``[prompt, word]`` scores from results listed prompt by prompt (``word_score(index, result)``)."""
+    out = np.empty((n_prompts, n_words))
+    for i in range(n_prompts):
+        for j in range(n_words):
+            out[i, j] = word_score(j, results[i * n_words + j])
+    return out
+
+
+def label_log_scores(matrix: np.ndarray, columns: Sequence[Sequence[int]]) -> np.ndarray:
+    """``[example, label]`` scores: each label's word columns combined by log-sum-exp."""
+    return np.stack([np.logaddexp.reduce(matrix[:, list(cols)], axis=1) for cols in columns], axis=1)
+
+
+def probabilities(scores: np.ndarray, calibrate: bool) -> np.ndarray:
+    """Softmax over labels; with ``calibrate``, divided by the mean distribution over the examples
+    (batch calibration, Zhou et al. 2024) and renormalised."""
+    p = np.exp(scores - scores.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    if calibrate:
+        p = p / p.mean(axis=0, keepdims=True)
+        p /= p.sum(axis=1, keepdims=True)
+    return p
+
+
+def accuracy(p: np.ndarray, gold: np.ndarray) -> float:
+    return float((p.argmax(axis=1) == gold).mean())

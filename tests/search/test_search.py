@@ -1,0 +1,132 @@
+"""Prompt search on a tiny random model: stages, budget, cache, the saved task, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from promptlearning.cli import main
+from promptlearning.errors import PromptLearningError
+from promptlearning.methods.classifier import PromptClassifier
+from promptlearning.prompts.template import PromptTemplate
+from promptlearning.prompts.verbalizer import Verbalizer
+from promptlearning.search import ScoreCache, SearchSettings, search, write_search
+from promptlearning.search.demonstrations import candidate_sets
+from promptlearning.search.label_words import propose_label_words, rank_assignments
+from promptlearning.search.templates import split_seed, template_families
+from promptlearning.tasks import load_task, run_task
+
+REVIEWS = Path(__file__).parents[2] / "src" / "promptlearning" / "data" / "movie_reviews"
+
+
+@pytest.fixture
+def search_task(tmp_path, tiny_llama_dir) -> Path:
+    config = {
+        "name": "tiny-reviews",
+        "data": {"root": str(REVIEWS), "train": "train.jsonl", "eval": "test.jsonl", "eval_limit": 24},
+        "model": str(tiny_llama_dir),
+        "template": {"input": "Review: {{ text }}\nSentiment:", "shorten": "text"},
+        "verbalizer": {"words": {"negative": " bad", "positive": " good"}},
+        "output_dir": str(tmp_path / "runs"),
+    }
+    path = tmp_path / "task.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_search_scores_the_seed_prompt_as_the_classifier_does(search_task, tiny_lm):
+    config = load_task(search_task)
+    settings = SearchSettings(dev_size=20, stages=("words",), budget=20)
+    result = search(config, tiny_lm, settings, progress=False)
+    assert result.spent == 20 and result.candidates
+    seed = next(c for c in result.candidates if c.words == {"negative": [" bad"], "positive": [" good"]}
+                and not c.calibrate)  # fmt: skip
+    # the same 20 dev examples (seeded sample of train), classified by the ordinary classifier
+    from promptlearning.tasks.loading import load_examples
+
+    train = load_examples(REVIEWS / "train.jsonl")
+    import random
+
+    order = list(range(len(train)))
+    random.Random(0).shuffle(order)
+    dev = [train[i] for i in order[:20]]
+    clf = PromptClassifier(tiny_lm, PromptTemplate("Review: {{ text }}\nSentiment:"),
+                           Verbalizer({"negative": " bad", "positive": " good"})).fit()  # fmt: skip
+    expected = np.mean([p.label == ex["label"] for p, ex in zip(clf.predict(dev), dev, strict=True)])
+    assert seed.dev_accuracy == pytest.approx(expected)
+
+
+def test_a_full_search_writes_a_runnable_task_and_reuses_cached_scores(search_task, tiny_lm, tmp_path):
+    config = load_task(search_task)
+    cache_file = tmp_path / "scores.jsonl"
+    settings = SearchSettings(dev_size=16, budget=16 * 6, shots=2, demo_sets=2, cache=cache_file)
+    result = search(config, tiny_lm, settings, progress=False)
+    assert result.spent <= result.budget
+    assert {c.stage for c in result.candidates} == {"words", "templates", "demonstrations"}
+    assert result.best.dev_accuracy == max(c.dev_accuracy for c in result.candidates)
+    task_file = write_search(tmp_path / "out", config, result)
+    saved = load_task(task_file)
+    assert saved.template.model_dump() == result.best.template and saved.shots == len(result.best.demonstrations)
+    assert run_task(saved, model=tiny_lm, write=False, progress=False).num_examples == 24
+    report = json.loads((tmp_path / "out" / "search.json").read_text())
+    assert len(report["candidates"]) == len(result.candidates)
+    # a second search with the same cache file sends nothing new to the model
+    cache = ScoreCache(tiny_lm, config.model, cache_file)
+    assert cache.results
+    again = search(config, tiny_lm, SearchSettings(dev_size=16, budget=16 * 6, shots=2, demo_sets=2,
+                                                   cache=cache_file), progress=False)  # fmt: skip
+    assert [c.dev_accuracy for c in again.candidates] == [c.dev_accuracy for c in result.candidates]
+
+
+def test_cli_search(search_task, tmp_path, capsys):
+    code = main(["search", str(search_task), "--dev-size", "16", "--budget", "48", "--stages", "words,templates",
+                 "--output-dir", str(tmp_path / "s"), "--no-progress"])  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "dev accuracy: winner" in out and "the task's own prompt" in out
+    directory = tmp_path / "s" / "tiny-reviews-search"
+    assert {"task.yaml", "search.json", "search.md", "scores.jsonl", "runs"} <= {p.name for p in directory.iterdir()}
+    assert "test.jsonl: winner" in out
+
+
+def test_search_bad_input(search_task, tiny_lm, tmp_path, capsys):
+    config = load_task(search_task)
+    with pytest.raises(PromptLearningError, match=r"budget \(10 dev prompts\) is smaller than one candidate \(16"):
+        search(config, tiny_lm, SearchSettings(dev_size=16, budget=10), progress=False)
+    with pytest.raises(PromptLearningError, match="list of candidate templates is empty"):
+        search(config, tiny_lm, SearchSettings(dev_size=16, templates=[]), progress=False)
+    empty = tmp_path / "templates.yaml"
+    empty.write_text("")
+    assert main(["search", str(search_task), "--templates", str(empty), "--no-test"]) == 2
+    assert "list of candidate templates is empty" in capsys.readouterr().err
+    with pytest.raises(PromptLearningError, match="unknown search stage"):
+        search(config, tiny_lm, SearchSettings(stages=("labels",)), progress=False)
+
+
+def test_label_word_proposals_and_assignments(tiny_lm):
+    prompts = [f"Review: {t}\nSentiment:" for t in ["great fun", "a bore", "loved it", "awful"]]
+    proposed = propose_label_words(tiny_lm, prompts, ["neg", "pos"], ["pos", "neg", "pos", "neg"], per_class=3)
+    assert set(proposed) == {"neg", "pos"} and all(len(w) <= 3 for w in proposed.values())
+    words = [w for ws in proposed.values() for w in ws]
+    assert len(words) == len(set(words))  # a word serves one label
+    assert all(w.startswith(" ") and w[1:].isalpha() for w in words)
+    scores = np.array([[0.0, -5.0, -1.0], [-5.0, 0.0, -1.0]])
+    ranked = rank_assignments(scores, [[0, 2], [1, 2]], np.array([0, 1]), keep=2, calibrate=False)
+    assert ranked[0] == (1.0, (0, 1))
+
+
+def test_templates_and_demonstration_sets():
+    assert split_seed("Review: {{ text }}\nSentiment:", ["text"]) == ("Review: {{ text }}", "Sentiment")
+    assert split_seed("{{ text }}", ["text"]) == ("{{ text }}", "Answer")
+    families = template_families({"input": "Review: {{ text }}\nSentiment:"}, ["text"], [" bad", " good"])
+    assert families[0] == {"input": "Review: {{ text }}\nSentiment:"} and len(families) > 20
+    assert all("{{ text }}" in t["input"] for t in families)
+    assert any("Options: bad, good" in t["input"] + t.get("instruction", "") for t in families)
+    gold = ["a", "b"] * 10
+    sets = candidate_sets(gold, [i < 4 for i in range(20)], k=2, n=4, seed=1)
+    assert len(sets) == 4 and all(sorted(gold[i] for i in s) == ["a", "b"] for s in sets)
+    assert all(i < 4 for i in sets[0] + sets[1])  # the first half is bootstrapped from correct examples
