@@ -113,3 +113,27 @@ def test_generation_task_bad_input(tmp_path, tiny_llama_dir):
     (tmp_path / "data" / "test.jsonl").write_text(json.dumps({"question": "   ", "answers": ["a"]}) + "\n")
     with pytest.raises(PromptLearningError, match="empty prompt"):
         run_task(load_task(task), write=False)
+
+
+def test_fine_tuning_lowers_the_loss_of_the_targets_and_the_task_reports_it(tmp_path, tiny_llama_dir):
+    from promptlearning.models import load_model
+    from promptlearning.training.generation import TargetFeaturizer, finetune_for_generation
+    from promptlearning.training.loop import TrainingArguments
+
+    lm = load_model(tiny_llama_dir)
+    prompts, targets = [f"Q: {r['question']}\nA:" for r in TRAIN], [r["answers"][0] for r in TRAIN]
+    featurizer = TargetFeaturizer(lm, 64)
+    features = [featurizer.encode(p, t) for p, t in zip(prompts, targets, strict=True)]
+    assert features[0]["labels"].count(-100) == len(lm.encode_prompt(prompts[0]))  # only the target counts
+    args = TrainingArguments(max_steps=12, learning_rate=1e-2, batch_size=2, eval_every=6, log_with=None)
+    trained, result = finetune_for_generation(lm, prompts, targets, peft="lora", peft_options={"r": 4}, args=args,
+                                              output_dir=tmp_path / "ft", dev=(prompts, targets), max_length=64,
+                                              device="cpu", progress=False)  # fmt: skip
+    losses = [-h["neg_loss"] for h in result.history]
+    assert result.steps == 12 and losses[-1] < losses[0]
+    assert trained.generate(prompts[:1])[0] is not None
+    training = {"max_steps": 4, "batch_size": 2, "log_with": None}
+    finetune = {"peft": {"method": "lora", "options": {"r": 4}}, "training": training, "dev_size": 0, "max_length": 64}
+    task = write_task(tmp_path, tiny_llama_dir, finetune=finetune)
+    result = run_task(load_task(task), output_dir=tmp_path / "runs", progress=False)
+    assert result.setting == "fine-tuned (lora, 4 steps)" and result.metrics["train_steps"] == 4

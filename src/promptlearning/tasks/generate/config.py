@@ -20,6 +20,7 @@ from pydantic import Field, model_validator
 from promptlearning.evaluation.text_metrics import HEADLINES
 from promptlearning.methods.generation import GENERATION_SELECTIONS, POSTPROCESSORS
 from promptlearning.tasks.config import DataRoot, StrictModel, TaskConfigBase, TemplateConfig, one_of
+from promptlearning.tasks.train.config import PeftSection, TrainingSection
 
 Selection = one_of(GENERATION_SELECTIONS)
 Metric = one_of(tuple(HEADLINES))
@@ -63,6 +64,16 @@ class DecodingConfig(StrictModel):
     stop: list[str] = Field(default_factory=lambda: ["\n"])
 
 
+class FinetuneConfig(StrictModel):
+    """Fine-tune on ``data.train`` before generating: the causal LM loss on the target text after the
+    zero-shot prompt, with a PEFT method; the best weights by the loss on ``dev_size`` held-out rows."""
+
+    peft: PeftSection = Field(default_factory=lambda: PeftSection(method="lora"))
+    training: TrainingSection = Field(default_factory=TrainingSection)
+    max_length: int = Field(512, ge=16, description="tokens of prompt + target per training example")
+    dev_size: int = Field(32, ge=0, description="training rows held out for the dev loss")
+
+
 class GenerateTaskConfig(TaskConfigBase):
     """A generation experiment (``type: generate``): data, template, shots, decoding, post-processing, metrics."""
 
@@ -77,9 +88,12 @@ class GenerateTaskConfig(TaskConfigBase):
     metrics: list[Metric] = Field(min_length=1, description=f"any of {', '.join(HEADLINES)}; the first is the headline")
     batch_size: int = Field(8, ge=1)
     worst: int = Field(10, ge=0, description="list this many lowest-scoring examples in report.md")
+    finetune: FinetuneConfig | None = Field(None, description="train on data.train first (a fine-tuned row)")
 
     @model_validator(mode="after")
     def _shots_need_a_pool(self) -> GenerateTaskConfig:
+        if self.finetune and not self.data.train:
+            raise ValueError("finetune needs data.train (the training examples)")
         if self.shots and not self.data.train:
             raise ValueError(f"{self.shots}-shot needs data.train (the pool of demonstrations)")
         return self

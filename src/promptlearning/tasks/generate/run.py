@@ -73,7 +73,7 @@ def load_task_data(config: GenerateTaskConfig, template: PromptTemplate) -> tupl
     eval_rows = load_split(config, data.eval, train=False)
     check_rows(eval_rows, template.input_fields, reference, data.eval)
     pool: list[dict[str, Any]] = []
-    if config.shots and data.train:
+    if (config.shots or config.finetune) and data.train:
         pool = load_split(config, data.train, train=True)
         check_rows(pool, template.input_fields, data.target_field, data.train)
         if data.disjoint_on:
@@ -113,7 +113,34 @@ def build_generator(
     )  # fmt: skip
 
 
+def finetune(
+    config: GenerateTaskConfig, model: LanguageModel, pool: list[dict[str, Any]], root: Path, progress: bool | None
+) -> tuple[LanguageModel, Any]:
+    """Fine-tune ``model`` on the pool (its last ``dev_size`` rows held out for the dev loss), with
+    the zero-shot prompts as context; checkpoints go to ``<root>/<name>-finetune/``."""
+    from promptlearning.training.generation import finetune_for_generation
+    from promptlearning.training.loop import TrainingArguments
+
+    assert config.finetune is not None
+    settings = config.finetune
+    prompter = PromptGenerator(model, check_task(config), target_field=config.data.target_field,
+                               config=generation_config(config)).fit()  # fmt: skip
+    held = settings.dev_size if len(pool) > 2 * settings.dev_size else 0
+    train_rows, dev_rows = pool[: len(pool) - held], pool[len(pool) - held :]
+    target = config.data.target_field
+    args = TrainingArguments(**settings.training.model_dump(), seed=config.seed)
+    return finetune_for_generation(
+        model, prompter.prompts(train_rows), [references_of(r, target)[0] for r in train_rows],
+        peft=settings.peft.method, peft_options=settings.peft.options, args=args,
+        output_dir=root / f"{config.name}-finetune", max_length=settings.max_length,
+        dev=(prompter.prompts(dev_rows), [references_of(r, target)[0] for r in dev_rows]),
+        device=config.device, progress=progress,
+    )  # fmt: skip
+
+
 def setting_label(config: GenerateTaskConfig) -> str:
+    if config.finetune:
+        return f"fine-tuned ({config.finetune.peft.method}, {config.finetune.training.max_steps} steps)"
     return "zero-shot" if not config.shots else f"{config.shots}-shot {config.selection}".replace("knn", "kNN")
 
 
@@ -138,10 +165,15 @@ def run_generate(
     if model is None:
         check_text_model(config.model)
         model = load_model(config.model, pull=True, batch_size=config.batch_size, **config.model_options())
+    training = None
+    if config.finetune:
+        model, training = finetune(config, model, pool, run_root or Path(config.output_dir), progress)
     generator = build_generator(config, model, embedder).fit(pool)
     evaluation = generator.evaluate(
         eval_rows, config.metrics, reference_field=config.data.reference_field, progress=progress
     )
+    if training is not None:
+        evaluation.metrics.update(train_steps=training.steps, dev_loss=-(training.best_metric or 0.0))
     metrics = scalar_metrics(evaluation.metrics)
     headline = HEADLINES[config.metrics[0]]
     result = TaskResult(
