@@ -8,12 +8,13 @@
 
 * the device is ``accelerate``'s choice (a GPU when there is one; ``device="cpu"`` forces the CPU),
   with bf16 or fp16 mixed precision on GPUs (``mixed_precision="auto"``) or on request;
-* AdamW with linear warm-up and decay, gradient accumulation and clipping;
+* AdamW with warm-up then linear or cosine decay, gradient accumulation and clipping;
 * evaluation every ``eval_every`` optimizer steps, early stopping after ``patience`` evaluations
   without improvement, the best weights kept and restored at the end;
 * an atomic checkpoint at every evaluation; ``resume=True`` continues from the newest valid one
   with the same data order and RNG state, so a resumed run ends where an uninterrupted one does;
-* TensorBoard scalars under ``output_dir/tensorboard``; a progress bar on a terminal, plain lines in logs.
+* TensorBoard scalars under ``output_dir/tensorboard`` (loss, lr, tokens/s); a progress bar on a terminal,
+  plain lines in logs.
 
 Multi-process data parallelism comes from ``accelerate``: run the same script under
 ``accelerate launch`` (``--multi_gpu`` over GPUs, ``--config_file`` with an FSDP config to shard the
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -49,6 +51,9 @@ class TrainingArguments:
     gradient_accumulation_steps: int = 1
     max_steps: int = 200
     warmup_ratio: float = 0.06
+    scheduler: str = "linear"  # linear decay to 0, or cosine decay to min_lr_ratio × learning_rate
+    min_lr_ratio: float = 0.0
+    adam_beta2: float = 0.999
     max_grad_norm: float = 1.0
     eval_every: int = 50
     patience: int | None = None
@@ -114,7 +119,7 @@ def train(
     weights seen on dev."""
     from accelerate import Accelerator
     from accelerate.utils import DistributedType, set_seed
-    from transformers import get_linear_schedule_with_warmup
+    from transformers import get_cosine_with_min_lr_schedule_with_warmup, get_linear_schedule_with_warmup
 
     from promptlearning.devices import mixed_precision
 
@@ -143,10 +148,17 @@ def train(
         raise PromptLearningError("the model has no trainable parameters")
     # the fused kernel (one pass over all parameters; Trainer's default too) where torch has it
     fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
-    optimizer = torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=args.weight_decay, fused=fused or None)
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer, math.ceil(args.warmup_ratio * args.max_steps), args.max_steps
-    )
+    optimizer = torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=args.weight_decay,
+                                  betas=(0.9, args.adam_beta2), fused=fused or None)  # fmt: skip
+    warmup = math.ceil(args.warmup_ratio * args.max_steps)
+    if args.scheduler == "cosine":
+        scheduler = get_cosine_with_min_lr_schedule_with_warmup(
+            optimizer, warmup, args.max_steps, min_lr_rate=args.min_lr_ratio
+        )
+    elif args.scheduler == "linear":
+        scheduler = get_linear_schedule_with_warmup(optimizer, warmup, args.max_steps)
+    else:
+        raise PromptLearningError(f"unknown scheduler {args.scheduler!r}; use linear or cosine")
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     raw = accelerator.unwrap_model(model)
     checkpoint_dir = output_dir / "checkpoints"
@@ -203,6 +215,7 @@ def train(
                        enabled=progress is not False and accelerator.is_local_main_process)  # fmt: skip
     stop = state["step"] >= args.max_steps
     running_loss, running_n = 0.0, 0
+    tokens, clock = 0, time.perf_counter()  # input tokens seen since the last log line (for tokens/s)
     while not stop:
         order = _epoch_order(len(train_features), args.seed, state["epoch"])
         # its own generator: creating an iterator must not draw from the global RNG (dropout's), or
@@ -229,6 +242,8 @@ def train(
                 optimizer.zero_grad()
             state["batch"] += 1
             running_loss, running_n = running_loss + loss.item(), running_n + 1
+            if "input_ids" in batch:
+                tokens += batch["input_ids"].numel() * accelerator.num_processes
             # dropped now, not when the next batch replaces them: a step's tensors still referenced
             # during the next forward pass keep glibc's heap fragmented, ~450 MB more peak RSS
             # (SmolLM2 + LoRA, batch 8 x 128; see benchmarks/RESULTS.md)
@@ -238,10 +253,15 @@ def train(
             state["step"] += 1
             bar.update(1)
             if state["step"] % args.log_every == 0 or state["step"] == args.max_steps:
-                accelerator.log({"train/loss": running_loss / running_n, "train/lr": scheduler.get_last_lr()[0]},
-                                step=state["step"])  # fmt: skip
-                bar.set_postfix(loss=f"{running_loss / running_n:.4f}")
+                logged = {"train/loss": running_loss / running_n, "train/lr": scheduler.get_last_lr()[0]}
+                postfix = {"loss": f"{running_loss / running_n:.4f}"}
+                if tokens:
+                    logged["train/tokens_per_second"] = tokens / (time.perf_counter() - clock)
+                    postfix["tok/s"] = f"{logged['train/tokens_per_second']:.0f}"
+                accelerator.log(logged, step=state["step"])
+                bar.set_postfix(**postfix)
                 running_loss, running_n = 0.0, 0
+                tokens, clock = 0, time.perf_counter()
             if state["step"] % args.eval_every == 0 or state["step"] == args.max_steps:
                 if state["batch"] >= len(loader):  # the epoch ended with this step
                     state["epoch"], state["batch"] = state["epoch"] + 1, 0

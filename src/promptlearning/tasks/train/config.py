@@ -56,6 +56,11 @@ class TrainingSection(StrictModel):
     gradient_accumulation_steps: int = Field(_LOOP.gradient_accumulation_steps, ge=1)
     max_steps: int = Field(_LOOP.max_steps, ge=1)
     warmup_ratio: float = Field(_LOOP.warmup_ratio, ge=0, le=1)
+    scheduler: Literal["linear", "cosine"] = Field(
+        _LOOP.scheduler, description="after warm-up: linear decay to 0, or cosine decay to min_lr_ratio"
+    )
+    min_lr_ratio: float = Field(_LOOP.min_lr_ratio, ge=0, le=1)
+    adam_beta2: float = Field(_LOOP.adam_beta2, gt=0, lt=1)
     max_grad_norm: float = Field(_LOOP.max_grad_norm, ge=0)
     eval_every: int = Field(_LOOP.eval_every, ge=1)
     patience: int | None = Field(_LOOP.patience, ge=1)
