@@ -301,11 +301,11 @@ def _cmd_search(args: argparse.Namespace) -> int:
     )  # fmt: skip
     result = run_search(config, settings, output_dir=args.output_dir, test=not args.no_test, progress=True)
     spent = f"{len(result.candidates)} candidates, {result.spent} of {result.budget} dev prompts"
-    print(f"dev accuracy: winner {result.best.dev_accuracy:.4f}, the task's own prompt {result.seed_dev:.4f} "
+    print(f"dev {result.metric}: winner {result.best.dev_score:.4f}, the task's own prompt {result.seed_dev:.4f} "
           f"({spent}, {result.seconds:.0f} s)")  # fmt: skip
     if result.test is not None:
         print(f"{config.data.eval}: winner {result.test.value:.4f}, the task's own prompt {result.seed_test.value:.4f}")
-    print(f"winning task written to {result.task_file}")
+    print(f"winning task written to {result.task_file}; as a prompt program: {result.program_dir}")
     return 0
 
 

@@ -19,6 +19,7 @@ from promptlearning.search.demonstrations import candidate_sets
 from promptlearning.search.label_words import propose_label_words, rank_assignments
 from promptlearning.search.templates import split_seed, template_families
 from promptlearning.tasks import load_task, run_task
+from promptlearning.training import load_program
 
 REVIEWS = Path(__file__).parents[2] / "src" / "promptlearning" / "data" / "movie_reviews"
 
@@ -57,7 +58,7 @@ def test_search_scores_the_seed_prompt_as_the_classifier_does(search_task, tiny_
     clf = PromptClassifier(tiny_lm, PromptTemplate("Review: {{ text }}\nSentiment:"),
                            Verbalizer({"negative": " bad", "positive": " good"})).fit()  # fmt: skip
     expected = np.mean([p.label == ex["label"] for p, ex in zip(clf.predict(dev), dev, strict=True)])
-    assert seed.dev_accuracy == pytest.approx(expected)
+    assert seed.dev_score == pytest.approx(expected)
 
 
 def test_a_full_search_writes_a_runnable_task_and_reuses_cached_scores(search_task, tiny_lm, tmp_path):
@@ -67,11 +68,17 @@ def test_a_full_search_writes_a_runnable_task_and_reuses_cached_scores(search_ta
     result = search(config, tiny_lm, settings, progress=False)
     assert result.spent <= result.budget
     assert {c.stage for c in result.candidates} == {"words", "templates", "demonstrations"}
-    assert result.best.dev_accuracy == max(c.dev_accuracy for c in result.candidates)
+    assert result.best.dev_score == max(c.dev_score for c in result.candidates)
     task_file = write_search(tmp_path / "out", config, result)
     saved = load_task(task_file)
     assert saved.template.model_dump() == result.best.template and saved.shots == len(result.best.demonstrations)
     assert run_task(saved, model=tiny_lm, write=False, progress=False).num_examples == 24
+    # the winner as a prompt program: its frozen bias is dev's mean distribution, so on dev it
+    # predicts exactly as the search scored it
+    program = load_program(tmp_path / "out" / "program")
+    assert program.spec.objective == "prompt" and len(program.spec.demonstrations) == len(result.best.demonstrations)
+    assert (program.spec.bias is not None) == result.best.calibrate
+    assert program.evaluate(result.dev)["accuracy"] == pytest.approx(result.best.dev_score)
     report = json.loads((tmp_path / "out" / "search.json").read_text())
     assert len(report["candidates"]) == len(result.candidates)
     # a second search with the same cache file sends nothing new to the model
@@ -79,7 +86,7 @@ def test_a_full_search_writes_a_runnable_task_and_reuses_cached_scores(search_ta
     assert cache.results
     again = search(config, tiny_lm, SearchSettings(dev_size=16, budget=16 * 6, shots=2, demo_sets=2,
                                                    cache=cache_file), progress=False)  # fmt: skip
-    assert [c.dev_accuracy for c in again.candidates] == [c.dev_accuracy for c in result.candidates]
+    assert [c.dev_score for c in again.candidates] == [c.dev_score for c in result.candidates]
 
 
 def test_cli_search(search_task, tmp_path, capsys):
@@ -91,6 +98,10 @@ def test_cli_search(search_task, tmp_path, capsys):
     directory = tmp_path / "s" / "tiny-reviews-search"
     assert {"task.yaml", "search.json", "search.md", "scores.jsonl", "runs"} <= {p.name for p in directory.iterdir()}
     assert "test.jsonl: winner" in out
+    predictions = tmp_path / "predictions.jsonl"
+    assert main(["predict", str(directory / "program"), str(REVIEWS / "test.jsonl"), "-o", str(predictions)]) == 0
+    assert "labelled examples" in capsys.readouterr().err
+    assert len(predictions.read_text().splitlines()) == len((REVIEWS / "test.jsonl").read_text().splitlines())
 
 
 def test_search_bad_input(search_task, tiny_lm, tmp_path, capsys):
@@ -105,6 +116,13 @@ def test_search_bad_input(search_task, tiny_lm, tmp_path, capsys):
     assert "list of candidate templates is empty" in capsys.readouterr().err
     with pytest.raises(PromptLearningError, match="unknown search stage"):
         search(config, tiny_lm, SearchSettings(stages=("labels",)), progress=False)
+
+
+def test_a_small_training_file_gives_half_to_dev(search_task, tiny_lm):
+    config = load_task(search_task)  # 120 training rows, the default dev size is 200
+    with pytest.warns(UserWarning, match="120 examples: 60 of them are the dev sample"):
+        result = search(config, tiny_lm, SearchSettings(stages=("words",), budget=60), progress=False)
+    assert result.dev_size == 60 and len(result.pool) == 60
 
 
 def test_label_word_proposals_and_assignments(tiny_lm):
@@ -130,3 +148,16 @@ def test_templates_and_demonstration_sets():
     sets = candidate_sets(gold, [i < 4 for i in range(20)], k=2, n=4, seed=1)
     assert len(sets) == 4 and all(sorted(gold[i] for i in s) == ["a", "b"] for s in sets)
     assert all(i < 4 for i in sets[0] + sets[1])  # the first half is bootstrapped from correct examples
+
+
+def test_dev_metrics_follow_the_task_metric():
+    from promptlearning.search.scoring import dev_metric
+
+    labels = ["Cause-Effect(e1,e2)", "Cause-Effect(e2,e1)", "Other"]
+    gold = np.array([0, 0, 1, 2, 2, 2])
+    p = np.eye(3)[[0, 2, 1, 2, 2, 2]]  # one Cause-Effect(e1,e2) missed as Other
+    assert dev_metric("accuracy", labels)(p, gold) == pytest.approx(5 / 6)
+    # macro-F1 over all three labels: (2/3 + 1 + 6/7) / 3
+    assert dev_metric("macro_f1", labels)(p, gold) == pytest.approx((2 / 3 + 1 + 6 / 7) / 3)
+    # SemEval: Other is not a class and the two directions are one: Cause-Effect P = 2/2, R = 2/3 -> F1 0.8
+    assert dev_metric("semeval_macro_f1", labels)(p, gold) == pytest.approx(0.8)

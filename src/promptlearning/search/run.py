@@ -4,7 +4,7 @@ classification task on a dev split, then evaluate the winner on the task's eval 
 Stages, each scored on dev through one :class:`~promptlearning.search.scoring.ScoreCache`:
 
 1. label words — LM-BFF candidates from the seed template, assignments ranked on the proposal
-   examples, the best few (and the task's own words) kept by dev accuracy;
+   examples, the best few (and the task's own words) kept by dev score;
 2. templates — pattern families and APE instructions, each with the kept label words, with and
    without batch calibration; the top ones are also ensembled;
 3. demonstrations — bootstrapped and random sets (``shots`` > 0), scored with the best prompt.
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,7 +36,7 @@ from promptlearning.prompts.template import PromptTemplate
 from promptlearning.prompts.verbalizer import Verbalizer
 from promptlearning.search.demonstrations import candidate_sets
 from promptlearning.search.label_words import propose_label_words, rank_assignments
-from promptlearning.search.scoring import ScoreCache, accuracy, label_log_scores, probabilities, word_matrix
+from promptlearning.search.scoring import ScoreCache, dev_metric, label_log_scores, probabilities, word_matrix
 from promptlearning.search.templates import dedupe, propose_instructions, split_seed, template_families
 from promptlearning.tasks.loading import keep_min_words, load_examples, task_data_root
 
@@ -65,13 +66,14 @@ class SearchSettings:
 
 @dataclass
 class Candidate:
-    """One scored configuration: template, label words, calibration, demonstrations and dev accuracy."""
+    """One scored configuration: template, label words, calibration, demonstrations and its dev score
+    (the task's metric)."""
 
     stage: str
     template: dict[str, Any]
     words: dict[str, list[str]]
     calibrate: bool
-    dev_accuracy: float
+    dev_score: float
     demonstrations: list[int] = field(default_factory=list)
 
 
@@ -86,7 +88,12 @@ class SearchResult:
     budget: int
     spent: int
     seconds: float
+    metric: str = "accuracy"  # what dev_score and seed_dev measure: the task's metric
+    bias: dict[str, float] | None = None  # the winner's mean label distribution on dev (its calibration)
+    dev: list[dict[str, Any]] = field(default_factory=list)
+    pool: list[dict[str, Any]] = field(default_factory=list)  # where demonstrations (indices) come from
     task_file: Path | None = None
+    program_dir: Path | None = None
     test: Any = None  # the winner's TaskResult on the eval split
     seed_test: Any = None
 
@@ -150,8 +157,6 @@ def check_search(config: Any, settings: SearchSettings) -> None:
         raise PromptLearningError(f"unknown search stage(s) {unknown}; stages: {', '.join(STAGES)}")
     if settings.templates is not None and not settings.templates:
         raise PromptLearningError("the list of candidate templates is empty: give at least one template")
-    if settings.budget is not None and settings.budget < settings.dev_size and not settings.dev:
-        Budget(settings.budget, settings.dev_size)  # raises: smaller than one candidate
 
 
 def search(
@@ -179,14 +184,20 @@ def search(
         dev = load_examples(settings.dev, required=[*fields, label_field])
         pool = [train[i] for i in order]
     else:
-        if len(train) < settings.dev_size + 2 * len(labels):
-            raise PromptLearningError(f"the training file has {len(train)} examples: too few for a dev sample of "
-                                      f"{settings.dev_size} and a pool (lower --dev-size)")  # fmt: skip
-        dev = [train[i] for i in order[: settings.dev_size]]
-        pool = [train[i] for i in order[settings.dev_size :]]
+        dev_size = settings.dev_size
+        if len(train) < 2 * dev_size:  # a small (few-shot) training file: half is dev, half the pool
+            dev_size = len(train) // 2
+            if dev_size < 2 * len(labels):
+                raise PromptLearningError(f"the training file has {len(train)} examples: too few to hold out a dev "
+                                          f"sample of two per label and keep a pool")  # fmt: skip
+            warnings.warn(f"the training file has {len(train)} examples: {dev_size} of them are the dev sample "
+                          f"(not {settings.dev_size})", UserWarning, stacklevel=2)  # fmt: skip
+        dev = [train[i] for i in order[:dev_size]]
+        pool = [train[i] for i in order[dev_size:]]
     pool = pool[: data.train_limit] if data.train_limit else pool
     label_index = {label: i for i, label in enumerate(labels)}
     gold = np.array([label_index[str(ex[label_field])] for ex in dev])
+    score = dev_metric(config.metric, labels)
     budget = Budget(settings.budget or 40 * len(dev), len(dev))
     cache = ScoreCache(model, config.model, settings.cache)
     scorer = Scorer(model, cache, verbalizer, label_field)
@@ -228,14 +239,14 @@ def search(
     index = {w: j for j, w in enumerate(all_words)}
     seed_matrix = scorer.matrix(seed_template, dev, all_words, demo_words=seed_words)
     budget.spend(len(dev))
-    seed_dev = accuracy(probabilities(label_log_scores(seed_matrix, _columns(seed_words, index, labels)),
+    seed_dev = score(probabilities(label_log_scores(seed_matrix, _columns(seed_words, index, labels)),
                                       config.method.calibrate), gold)  # fmt: skip
     for option in word_options:
         scores = label_log_scores(seed_matrix, _columns(option, index, labels))
         for calibrate in (False, True):
-            acc = accuracy(probabilities(scores, calibrate), gold)
+            acc = score(probabilities(scores, calibrate), gold)
             candidates.append(Candidate("words", seed_template, option, calibrate, acc))
-    options_by_dev = sorted(word_options, key=lambda o: -max(c.dev_accuracy for c in candidates if c.words == o))[
+    options_by_dev = sorted(word_options, key=lambda o: -max(c.dev_score for c in candidates if c.words == o))[
         : settings.keep_assignments
     ]
     if seed_words not in options_by_dev:
@@ -276,13 +287,13 @@ def search(
                 for option in options_by_dev:
                     scores = label_log_scores(matrix, _columns(option, index, labels))
                     for calibrate in (False, True):
-                        acc = accuracy(probabilities(scores, calibrate), gold)
+                        acc = score(probabilities(scores, calibrate), gold)
                         candidates.append(Candidate("templates", template, option, calibrate, acc))
                 bar.update(1)
-                bar.set_postfix(best=f"{max(c.dev_accuracy for c in candidates):.3f}")
+                bar.set_postfix(best=f"{max(c.dev_score for c in candidates):.3f}")
 
     # ------------------------------------------------------------ ensemble of the top prompts
-    ranked = sorted(candidates, key=lambda c: -c.dev_accuracy)
+    ranked = sorted(candidates, key=lambda c: -c.dev_score)
     members: list[Candidate] = []
     for c in ranked:
         if all(m.template != c.template for m in members):
@@ -291,7 +302,7 @@ def search(
             break
     ensemble_dev = None
     if len(members) > 1:
-        ensemble_dev = accuracy(ensemble_probabilities(scorer, members, dev), gold)
+        ensemble_dev = score(ensemble_probabilities(scorer, members, dev), gold)
 
     # ------------------------------------------------------------ 3. demonstrations
     best = ranked[0]
@@ -319,20 +330,32 @@ def search(
                 budget.spend(len(dev))
                 scores = label_log_scores(matrix, _columns(best.words, index, labels))
                 for calibrate in (False, True):
-                    acc = accuracy(probabilities(scores, calibrate), gold)
+                    acc = score(probabilities(scores, calibrate), gold)
                     demo_rows = [sample[i] for i in demos]
                     candidates.append(Candidate("demonstrations", best.template, best.words, calibrate, acc,
                                                 demonstrations=[pool.index(r) for r in demo_rows]))  # fmt: skip
                 bar.update(1)
-                bar.set_postfix(best=f"{max(c.dev_accuracy for c in candidates):.3f}")
-        best = max(candidates, key=lambda c: c.dev_accuracy)
+                bar.set_postfix(best=f"{max(c.dev_score for c in candidates):.3f}")
+        best = max(candidates, key=lambda c: c.dev_score)
+    bias = winner_bias(scorer, best, dev, pool) if best.calibrate else None
     cache.save()
-    result = SearchResult(
+    return SearchResult(
         candidates=candidates, best=best, seed_dev=seed_dev, ensemble_dev=ensemble_dev, ensemble_members=members,
         dev_size=len(dev), budget=budget.total, spent=budget.spent, seconds=time.perf_counter() - started,
+        metric=config.metric, bias=bias, dev=dev, pool=pool,
     )  # fmt: skip
-    result.pool = pool  # type: ignore[attr-defined]
-    return result
+
+
+def winner_bias(scorer: Scorer, best: Candidate, dev: Sequence, pool: Sequence) -> dict[str, float]:
+    """The winner's uncalibrated mean label distribution on dev (all cached scores): batch calibration
+    estimated once, which a saved program keeps."""
+    labels = list(best.words)
+    words = [w for ws in best.words.values() for w in ws]
+    index = {w: j for j, w in enumerate(words)}
+    matrix = scorer.matrix(best.template, dev, words, demo_words=best.words, pool=pool,
+                           demonstrations=best.demonstrations)  # fmt: skip
+    mean = probabilities(label_log_scores(matrix, _columns(best.words, index, labels)), False).mean(axis=0)
+    return {label: float(value) for label, value in zip(labels, mean, strict=True)}
 
 
 def ensemble_probabilities(scorer: Scorer, members: Sequence[Candidate], examples: Sequence) -> np.ndarray:
@@ -373,12 +396,12 @@ def write_search(directory: Path, config: Any, result: SearchResult) -> Path:
     demos_file = None
     if result.best.demonstrations:
         demos_file = directory / "demonstrations.jsonl"
-        rows = [result.pool[i] for i in result.best.demonstrations]  # type: ignore[attr-defined]
+        rows = [result.pool[i] for i in result.best.demonstrations]
         write_atomically(demos_file, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     task = winning_task(config, result.best, demos_file)
     task_file = directory / "task.yaml"
-    header = f"# Found by `promptlearning search` on {result.dev_size} dev examples (dev accuracy " \
-             f"{result.best.dev_accuracy:.4f}; the seed prompt: {result.seed_dev:.4f}).\n"  # fmt: skip
+    header = f"# Found by `promptlearning search` on {result.dev_size} dev examples (dev {result.metric} " \
+             f"{result.best.dev_score:.4f}; the seed prompt: {result.seed_dev:.4f}).\n"  # fmt: skip
     write_atomically(task_file, header + yaml.safe_dump(task, sort_keys=False, allow_unicode=True))
     write_json_atomically(directory / "search.json", {
         "dev_size": result.dev_size, "budget": result.budget, "spent": result.spent, "seconds": result.seconds,
@@ -387,7 +410,27 @@ def write_search(directory: Path, config: Any, result: SearchResult) -> Path:
         "best": asdict(result.best), "candidates": [asdict(c) for c in result.candidates],
     })  # fmt: skip
     result.task_file = task_file
+    result.program_dir = write_program(directory / "program", config, result)
     return task_file
+
+
+def write_program(directory: Path, config: Any, result: SearchResult) -> Path:
+    """The winner as a prompt program (no weights): ``promptlearning predict`` and ``serve --program`` load it."""
+    from promptlearning.training.program import ProgramSpec
+    from promptlearning.training.prompted import save_prompted_program
+
+    best, label_field = result.best, config.data.label_field
+    verbalizer = {"label_words": best.words, "word_score": config.verbalizer.word_score,
+                  "aggregate": config.verbalizer.aggregate}  # fmt: skip
+    demonstrations = [{"example": {k: v for k, v in result.pool[i].items() if k != label_field},
+                       "answer": str(result.pool[i][label_field])} for i in best.demonstrations]  # fmt: skip
+    spec = ProgramSpec(
+        objective="prompt", model=str(config.model), labels=list(best.words), template=best.template,
+        verbalizer=verbalizer, peft=None, demonstrations=demonstrations, label_field=label_field,
+        dtype=config.dtype, bias=result.bias,
+        metrics={f"dev_{result.metric}": best.dev_score, "dev_size": result.dev_size},
+    )  # fmt: skip
+    return save_prompted_program(spec, directory)
 
 
 def _describe(c: Candidate) -> list[str]:
@@ -395,18 +438,18 @@ def _describe(c: Candidate) -> list[str]:
     text = (instruction + " ⏎ " if instruction else "") + c.template["input"].replace("\n", " ⏎ ")
     words = ", ".join(f"{label}:{'/'.join(w.strip() for w in ws)}" for label, ws in c.words.items())
     demos = f"{len(c.demonstrations)} demos" if c.demonstrations else "-"
-    return [c.stage, f"`{text}`", words, "batch" if c.calibrate else "off", demos, f"{c.dev_accuracy:.4f}"]
+    return [c.stage, f"`{text}`", words, "batch" if c.calibrate else "off", demos, f"{c.dev_score:.4f}"]
 
 
 def search_report(config: Any, result: SearchResult, top: int = 20) -> str:
-    ranked = sorted(result.candidates, key=lambda c: -c.dev_accuracy)
+    ranked = sorted(result.candidates, key=lambda c: -c.dev_score)
     lines = [
         f"# Prompt search: {config.name}",
         "",
         f"- model `{config.model}`; dev: {result.dev_size} examples held out of `{config.data.train}`",
         f"- {len(result.candidates)} candidates scored; budget {result.spent} / {result.budget} dev prompts; "
         f"{result.seconds:.0f} s",
-        f"- the task's own prompt on dev: {result.seed_dev:.4f}; the winner: {result.best.dev_accuracy:.4f}",
+        f"- dev {result.metric}: the task's own prompt {result.seed_dev:.4f}; the winner {result.best.dev_score:.4f}",
     ]
     if result.ensemble_dev is not None:
         lines.append(
@@ -414,13 +457,13 @@ def search_report(config: Any, result: SearchResult, top: int = 20) -> str:
         )
     if result.test is not None:
         own = f", the task's own prompt {result.seed_test.value:.4f}" if result.seed_test else ""
-        lines.append(f"- on `{config.data.eval}` (once): winner {result.test.value:.4f}{own}")
+        lines.append(f"- {config.metric} on `{config.data.eval}` (once): winner {result.test.value:.4f}{own}")
     lines += [
         "",
         f"## The top {min(top, len(ranked))} candidates on dev",
         "",
         markdown_table(
-            ["stage", "template", "label words", "calibration", "demos", "dev accuracy"],
+            ["stage", "template", "label words", "calibration", "demos", f"dev {result.metric}"],
             [_describe(c) for c in ranked[:top]],
         ),
         "",

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from promptlearning.errors import PromptLearningError
 from promptlearning.io import write_atomically
 from promptlearning.models.interface import LanguageModel, LoglikelihoodRequest, LoglikelihoodResult
 
@@ -90,3 +91,24 @@ def probabilities(scores: np.ndarray, calibrate: bool) -> np.ndarray:
 
 def accuracy(p: np.ndarray, gold: np.ndarray) -> float:
     return float((p.argmax(axis=1) == gold).mean())
+
+
+def dev_metric(name: str, labels: Sequence[str]) -> Callable[[np.ndarray, np.ndarray], float]:
+    """The task's metric (``accuracy``, ``macro_f1`` or ``semeval_macro_f1``, a fraction) of label
+    distributions ``[example, label]`` against gold label indices: what a search selects by."""
+    if name == "accuracy":
+        return accuracy
+    if name == "macro_f1":
+        from sklearn.metrics import f1_score
+
+        indices = list(range(len(labels)))
+        return lambda p, gold: float(f1_score(gold, p.argmax(axis=1), labels=indices, average="macro", zero_division=0))
+    if name == "semeval_macro_f1":
+        from promptlearning.evaluation.metrics import semeval2010_macro_f1
+
+        def semeval(p: np.ndarray, gold: np.ndarray) -> float:
+            predicted = [labels[i] for i in p.argmax(axis=1)]
+            return semeval2010_macro_f1([labels[i] for i in gold], predicted)["semeval_macro_f1"] / 100
+
+        return semeval
+    raise PromptLearningError(f"search cannot select by metric {name!r}; use accuracy, macro_f1 or semeval_macro_f1")

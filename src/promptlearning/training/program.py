@@ -22,7 +22,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from safetensors.torch import load_file
@@ -45,7 +45,10 @@ from promptlearning.training.heads import HeadModel, SequenceFeaturizer, TokenFe
 from promptlearning.training.peft_methods import adalora_orthogonality_penalty, apply_peft, get_method, quiet_peft
 from promptlearning.training.pet import PetFeaturizer, PetModel
 
-Objective = Literal["pet", "head", "ner"]
+if TYPE_CHECKING:
+    from promptlearning.training.prompted import PromptedProgram
+
+Objective = Literal["pet", "head", "ner", "prompt"]  # prompt: no weights (training/prompted.py)
 FORMAT_VERSION = 1
 
 
@@ -67,6 +70,7 @@ class ProgramSpec:
     tags_field: str = "ner_tags"
     dtype: str = "float32"
     metrics: dict[str, Any] = field(default_factory=dict)
+    bias: dict[str, float] | None = None  # prompt programs: the frozen calibration distribution
     format_version: int = FORMAT_VERSION
 
     @classmethod
@@ -401,7 +405,10 @@ def read_program_spec(directory: str | Path) -> ProgramSpec:
             Verbalizer(**spec.verbalizer)
     except TypeError as exc:
         raise CorruptModelError(f"{spec_path}: the template or verbalizer is not valid: {exc}") from None
-    if spec.peft:
+    if spec.objective == "prompt":
+        if spec.verbalizer is None or not spec.labels:
+            raise CorruptModelError(f"{spec_path}: a prompt program needs labels and a verbalizer")
+    elif spec.peft:
         check_adapter_dir(directory / "adapter")
     elif not (directory / "weights.safetensors").is_file():
         raise CorruptModelError(f"{directory} has no weights.safetensors: the program was not saved completely")
@@ -415,10 +422,15 @@ def input_fields(spec: ProgramSpec) -> list[str]:
     return PromptTemplate(**spec.template).input_fields
 
 
-def load_program(directory: str | Path, *, device: str | torch.device = "auto") -> PromptProgram:
-    """Restore a saved program for prediction on ``device`` (everything but the weights is checked first)."""
+def load_program(directory: str | Path, *, device: str | torch.device = "auto") -> PromptProgram | PromptedProgram:
+    """Restore a saved program for prediction on ``device`` (everything but the weights is checked first);
+    a prompt program (``objective: prompt``, no weights) loads the base model it names."""
     directory = Path(directory)
     spec = read_program_spec(directory)
+    if spec.objective == "prompt":
+        from promptlearning.training.prompted import load_prompted_program
+
+        return load_prompted_program(spec, device=str(device))
     if spec.peft:
         return build_program(spec, adapter_dir=directory / "adapter", device=device)
     weights_path = directory / "weights.safetensors"

@@ -1,0 +1,94 @@
+"""Prompt programs without trained weights: what ``promptlearning search`` finds.
+
+A prompted program is a base model plus a template, label words, fixed demonstrations and a
+frozen calibration bias, saved as a ``program.json`` with ``objective: prompt`` and nothing else::
+
+    program = load_program("runs/sst2-search/program")   # loads the base model it names
+    program.predict([{"text": "a gorgeous film"}])
+
+The bias is the mean label distribution of the prompt on the search's dev split (batch calibration,
+estimated once and kept), so a program served one request at a time predicts as it did on dev.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from promptlearning.io import write_json_atomically
+from promptlearning.methods.calibration import calibrate
+from promptlearning.methods.classifier import Prediction, PromptClassifier
+from promptlearning.models.interface import LanguageModel
+from promptlearning.prompts.examples import as_examples
+from promptlearning.prompts.template import PromptTemplate
+from promptlearning.prompts.verbalizer import Verbalizer
+
+
+def demonstration_rows(spec: Any) -> list[dict[str, Any]]:
+    """The program's demonstrations as labelled rows (``{"example": …, "answer": …}`` in the spec)."""
+    return [{**d["example"], spec.label_field: d["answer"]} for d in spec.demonstrations]
+
+
+class PromptedProgram:
+    """A classifier made of a prompt alone: template, label words, demonstrations, calibration bias."""
+
+    def __init__(self, spec: Any, model: LanguageModel) -> None:
+        self.spec = spec
+        self.model = model
+        rows = demonstration_rows(spec)
+        self.classifier = PromptClassifier(
+            model, PromptTemplate(**spec.template), Verbalizer(**spec.verbalizer),
+            method="icl" if rows else "zero-shot", shots=len(rows), selection="first", label_field=spec.label_field,
+        ).fit(rows)  # fmt: skip
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.spec.labels)
+
+    def predict(
+        self, examples: Iterable[Mapping[str, Any]], *, batch_size: int = 16, progress: bool | None = False
+    ) -> list[Prediction]:
+        """A :class:`Prediction` per example, calibrated by the saved bias (when there is one)."""
+        examples = as_examples(examples, "predict")
+        if not examples:
+            return []
+        raw = self.classifier.predict(examples, progress=progress)
+        if not self.spec.bias:
+            return raw
+        out = []
+        for p in raw:
+            probabilities = calibrate(p.probabilities, self.spec.bias)
+            out.append(Prediction(max(probabilities, key=probabilities.__getitem__), probabilities, p.label_scores,
+                                  p.demonstrations))  # fmt: skip
+        return out
+
+    def evaluate(self, examples: Sequence[Mapping[str, Any]], *, progress: bool | None = False) -> dict[str, float]:
+        """Accuracy and macro-F1 on labelled examples."""
+        from promptlearning.evaluation.metrics import classification_metrics
+
+        predictions = self.predict(examples, progress=progress)
+        gold = [str(e[self.spec.label_field]) for e in examples]
+        return classification_metrics(gold, predictions, self.labels)
+
+    def save(self, directory: str | Path, *, metrics: Mapping[str, Any] | None = None) -> Path:
+        """Write ``program.json`` (the whole program: there are no weights)."""
+        return save_prompted_program(self.spec, directory, metrics=metrics)
+
+
+def save_prompted_program(spec: Any, directory: str | Path, *, metrics: Mapping[str, Any] | None = None) -> Path:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    if metrics is not None:
+        spec.metrics = dict(metrics)
+    write_json_atomically(directory / "program.json", asdict(spec))
+    return directory
+
+
+def load_prompted_program(spec: Any, *, device: str = "auto") -> PromptedProgram:
+    """Load the base model a prompted program names and rebuild its classifier."""
+    from promptlearning.models import check_text_model, load_model
+
+    check_text_model(spec.model)
+    return PromptedProgram(spec, load_model(spec.model, pull=True, device=device, dtype=spec.dtype))
