@@ -162,6 +162,7 @@ def paths_env(paths: dict[str, Path]) -> dict[str, str]:
 # ----------------------------------------------------------------------------- the catalogue
 
 T, COT, TRAIN, DATA, TINY = "{task}", "{cot_task}", "{train_task}", "{data}", "{tiny}"
+GEN = "{gen_task}"
 SMOL = "smollm2-135m-instruct"
 EVAL1 = ["--set", "data.eval_limit=1"]
 
@@ -260,6 +261,19 @@ CASES = [
                  "t.load_task = broken"),
     Case("issue11-no-bars-in-logs", ["run", T], 0, stdout="accuracy", absent=("\r", "Loading weights", "it/s]")),
     Case("issue11-bars-on-request", ["run", T, "--progress"], 0, "loglikelihood: "),
+    # --- issue 14: generation tasks and prompt search ---
+    Case("issue14-generate-empty-reference", ["run", GEN, "--set", "data.eval=gen_empty.jsonl"], 2,
+         "example 2: the reference 'answer' is empty"),
+    Case("issue14-generate-unknown-metric", ["run", GEN, "--set", "metrics=[rouge, bleuu]"], 2,
+         "metrics.1: must be one of squad, rouge, bleu, chrf, distinct, relation, perplexity, got 'bleuu'"),
+    Case("issue14-generate-empty-prompt", ["run", GEN, "--set", "template.input={{ question[:0] }}"], 2,
+         "empty prompt"),
+    Case("issue14-generate-ok", ["run", GEN], 0, stdout="squad_f1"),
+    Case("issue14-search-empty-templates", ["search", T, "--templates", "none.yaml", "--dev-size", "4"], 2,
+         "list of candidate templates is empty", setup=lambda p: (p["cwd"] / "none.yaml").write_text("[]\n")),
+    Case("issue14-search-budget-below-one-candidate", ["search", T, "--dev-size", "4", "--budget", "3"], 2,
+         "smaller than one candidate"),
+    Case("issue14-search-generation-task", ["search", GEN], 2, "search works on classification tasks"),
     # --- already handled before issue 11: kept that way ---
     Case("ok-run-zero-shot", ["run", T], 0, stdout="accuracy"),
     Case("ok-missing-task-file", ["run", "nope.yaml"], 2, "task file nope.yaml does not exist"),
@@ -332,6 +346,9 @@ def workspace(tmp_path_factory, tiny_llama_dir, tiny_encoder_dir, fake_model_ins
     questions = [{"question": "what is two plus three ?", "final": "5"}]
     write_jsonl(data / "questions.jsonl", questions)
     write_jsonl(data / "noquestion.jsonl", [{"q": "what is two plus three ?", "final": "5"}])
+    answers = [{"question": "what colour is the sky ?", "answer": "blue"}, {"question": "two + two ?", "answer": "4"}]
+    write_jsonl(data / "gen.jsonl", answers)
+    write_jsonl(data / "gen_empty.jsonl", [answers[0], {"question": "who ?", "answer": " "}])
     task = {
         "name": "catalogue", "model": str(tiny_llama_dir),
         "data": {"root": str(data), "train": "train.jsonl", "eval": "dev.jsonl"},
@@ -353,8 +370,14 @@ def workspace(tmp_path_factory, tiny_llama_dir, tiny_encoder_dir, fake_model_ins
         "training": {"max_steps": 2, "eval_every": 2, "batch_size": 4, "learning_rate": 0.01, "log_with": None},
         "output_dir": str(root / "runs"),
     }  # fmt: skip
+    gen = {
+        "type": "generate", "name": "catalogue-gen", "model": str(tiny_llama_dir),
+        "data": {"root": str(data), "eval": "gen.jsonl", "target_field": "answer"},
+        "template": {"input": "question : {{ question }}\nanswer :"}, "decoding": {"max_new_tokens": 3},
+        "metrics": ["squad"], "output_dir": str(root / "runs"),
+    }  # fmt: skip
     paths = {"root": root, "data": data, "tiny": tiny_llama_dir, "encoder": tiny_encoder_dir}
-    for name, content in (("task", task), ("cot_task", cot), ("train_task", train)):
+    for name, content in (("task", task), ("cot_task", cot), ("train_task", train), ("gen_task", gen)):
         paths[name] = root / f"{name}.yaml"
         paths[name].write_text(yaml.safe_dump(content))
     paths["bad_yaml"] = root / "bad.yaml"

@@ -94,6 +94,9 @@ def synthetic_data(root: Path) -> Path:
     ner = [{"tokens": ["john", "lives", "in", "paris"], "ner_tags": tags} for _ in range(24)]
     for split in ("train", "dev", "test"):
         _jsonl(root / "conll2003" / f"{split}.jsonl", ner)
+    pairs = [{"en": f"a dog runs number {i}", "de": f"ein Hund läuft Nummer {i}"} for i in range(12)]
+    for split in ("train", "validation", "test"):
+        _jsonl(root / "multi30k" / f"{split}.jsonl", pairs)
     return root
 
 

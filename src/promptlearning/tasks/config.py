@@ -53,7 +53,7 @@ def one_of(allowed: Sequence[str]) -> Any:
 
     def check(value: str) -> str:
         if value not in allowed:
-            raise ValueError(f"must be one of {', '.join(allowed)}")
+            raise ValueError(f"must be one of {', '.join(allowed)}, got {value!r}")
         return value
 
     return Annotated[str, AfterValidator(check)]
