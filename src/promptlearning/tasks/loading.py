@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -125,8 +125,8 @@ def _load_json(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _load_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
+def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    """The rows of a JSONL file one at a time (blank lines skipped), each checked to be an object."""
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
@@ -137,8 +137,11 @@ def _load_jsonl(path: Path) -> list[dict[str, Any]]:
                 raise DataError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
             if not isinstance(row, dict):
                 raise DataError(f"{path}:{number}: each line must be a JSON object, got {type(row).__name__}")
-            rows.append(row)
-    return rows
+            yield row
+
+
+def _load_jsonl(path: Path) -> list[dict[str, Any]]:
+    return list(iter_jsonl(path))
 
 
 def _load_datasets_dir(path: Path) -> list[dict[str, Any]]:

@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from promptlearning.errors import PromptLearningError
 from promptlearning.progress import progress_bar
@@ -58,6 +58,7 @@ class TrainingArguments:
     eval_every: int = 50
     patience: int | None = None
     metric: str = "accuracy"
+    greater_is_better: bool = True  # False for a loss
     mixed_precision: str = "auto"  # auto: bf16 (or fp16) on a GPU, none on CPU; or no, bf16, fp16
     seed: int = 0
     keep_checkpoints: int = 2
@@ -221,7 +222,7 @@ def train(
         # its own generator: creating an iterator must not draw from the global RNG (dropout's), or
         # a resumed run, which creates one more iterator, would diverge from an uninterrupted one
         loader = DataLoader(
-            [train_features[i] for i in order], batch_size=args.batch_size, collate_fn=collate,
+            Subset(train_features, order), batch_size=args.batch_size, collate_fn=collate,
             generator=torch.Generator().manual_seed(args.seed),
         )  # fmt: skip
         loader = accelerator.prepare_data_loader(loader)
@@ -269,7 +270,8 @@ def train(
                 metrics = evaluate(raw)
                 model.train()
                 value = metrics[args.metric]
-                improved = state["best_metric"] is None or value > state["best_metric"]
+                best = state["best_metric"]
+                improved = best is None or (value > best if args.greater_is_better else value < best)
                 if improved:
                     state["best_metric"], state["best_step"], state["bad_evals"] = value, state["step"], 0
                 else:
