@@ -226,10 +226,34 @@ def _few_shot_overrides(args: argparse.Namespace) -> list[str]:
 def _cmd_train(args: argparse.Namespace) -> int:
     from promptlearning.tasks import load_task, run_task
 
-    config = load_task(args.task, [*(args.set or []), *_few_shot_overrides(args), *_device_overrides(args)])
-    if config.type != "train":
-        raise PromptLearningError(f"{args.task} is not a training task (it needs `type: train`); use `run`")
+    few_shot = _few_shot_overrides(args) if args.command == "train" else []
+    config = load_task(args.task, [*(args.set or []), *few_shot, *_device_overrides(args)])
+    if config.type != args.command:
+        raise PromptLearningError(
+            f"{args.task} is not a {args.command} task (it needs `type: {args.command}`); use `run`"
+        )
     _print_result(run_task(config, run_dir=args.output, resume=args.resume, progress=True))
+    return 0
+
+
+def _cmd_perplexity(args: argparse.Namespace) -> int:
+    from promptlearning.pretraining.perplexity import load_language_model, masked_accuracy, perplexity, read_text
+
+    if not Path(args.file).is_file():
+        raise PromptLearningError(f"text file {args.file} does not exist")
+    text = read_text(args.file, args.field)
+    model, tokenizer = load_language_model(args.model, args.device)
+    if not type(model).__name__.endswith(("MaskedLM", "ForPreTraining")):
+        result = perplexity(model, tokenizer, text, max_length=args.max_length, stride=args.stride,
+                            batch_size=args.batch_size, progress=True)  # fmt: skip
+        values = result.to_dict()
+    else:
+        values = masked_accuracy(model, tokenizer, text, block_size=args.max_length or 128)
+    if args.json:
+        print(json.dumps(values))
+    else:
+        for key, value in values.items():
+            print(f"{key:>18}  {value:.4f}" if isinstance(value, float) else f"{key:>18}  {value}")
     return 0
 
 
@@ -611,6 +635,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last good checkpoint")
     _add_device_options(p)
     p.set_defaults(func=_cmd_train)
+
+    p = _command(sub, "pretrain", help="pretrain a language model on a corpus (a task YAML file, type: pretrain)")
+    p.add_argument("task", help="task file, e.g. tasks/shakespeare-char.yaml")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help)
+    p.add_argument("--output", help="run directory (default: <output_dir>/<name>)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last good checkpoint")
+    _add_device_options(p)
+    p.set_defaults(func=_cmd_train)
+
+    p = _command(sub, "perplexity", help="perplexity of a text file (token, word, bits per byte); MLM accuracy")
+    p.add_argument("model", help="embedded model name or model directory (e.g. runs/shakespeare-char/model)")
+    p.add_argument("file", help="a text file, or a JSONL file (its --field)")
+    p.add_argument("--field", default="text", help="JSONL: the field holding the text (default: text)")
+    p.add_argument("--max-length", type=_positive_int, help="window in tokens (default: min(1024, the context))")
+    p.add_argument("--stride", type=_positive_int, help="tokens between window starts (default: the window)")
+    p.add_argument("--batch-size", type=_positive_int, default=8, help="windows per forward pass (default: 8)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--device", type=_device_name, default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    p.set_defaults(func=_cmd_perplexity)
 
     p = _command(sub, "predict", help="run a saved prompt program on a JSONL file")
     p.add_argument("program", help="program directory (a training run's seed-*/program)")

@@ -29,6 +29,7 @@ _BUILTIN = {
     "classification": "promptlearning.tasks.classification",
     "cot": "promptlearning.tasks.cot",
     "generate": "promptlearning.tasks.generate",
+    "pretrain": "promptlearning.tasks.pretrain",
     "train": "promptlearning.tasks.train",
 }
 

@@ -1,0 +1,76 @@
+"""Strided perplexity against the model's own loss, computed window by window here."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from promptlearning.errors import PromptLearningError
+from promptlearning.pretraining.perplexity import count_words, load_language_model, perplexity
+
+TEXT = "the cat sat on the mat . a dog ran in the park and the sun was warm . " * 3
+
+
+@pytest.fixture(scope="module")
+def lm(tiny_llama_dir: Path):
+    return load_language_model(str(tiny_llama_dir), "cpu")
+
+
+def _sequence(tokenizer) -> torch.Tensor:
+    ids = tokenizer(TEXT, add_special_tokens=False)["input_ids"]
+    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    return torch.tensor(([start] if start is not None else []) + ids)
+
+
+def test_one_window_equals_the_models_mean_loss(lm) -> None:
+    model, tokenizer = lm
+    sequence = _sequence(tokenizer)
+    result = perplexity(model, tokenizer, TEXT, max_length=len(sequence), progress=False)
+    with torch.no_grad():
+        loss = model(input_ids=sequence[None], labels=sequence[None]).loss.item()
+    assert result.tokens == len(sequence) - 1
+    assert result.token_perplexity == pytest.approx(math.exp(loss), rel=1e-5)
+    assert result.word_perplexity == pytest.approx(math.exp(loss * result.tokens / count_words(TEXT)), rel=1e-5)
+    assert result.bits_per_byte == pytest.approx(loss * result.tokens / math.log(2) / len(TEXT.encode()), rel=1e-5)
+
+
+def test_disjoint_and_strided_windows(lm) -> None:
+    model, tokenizer = lm
+    sequence = _sequence(tokenizer)
+    window = 16
+    nats = 0.0
+    with torch.no_grad():  # disjoint windows, each token scored once with the context inside its window
+        for begin in range(0, len(sequence) - 1, window):
+            chunk = sequence[begin : begin + window + 1][None]
+            nats += model(input_ids=chunk, labels=chunk).loss.item() * (chunk.shape[1] - 1)
+    # windows of window + 1 tokens starting every `window` tokens score each token exactly once
+    disjoint = perplexity(model, tokenizer, TEXT, max_length=window + 1, stride=window, progress=False)
+    assert disjoint.tokens == len(sequence) - 1
+    assert disjoint.nats == pytest.approx(nats, rel=1e-4)
+    strided = perplexity(model, tokenizer, TEXT, max_length=window + 1, stride=4, progress=False)
+    assert strided.tokens == len(sequence) - 1  # overlapping windows still score every token once
+    assert strided.nats != pytest.approx(disjoint.nats, rel=1e-6)  # but with more context
+
+
+def test_bad_arguments(lm) -> None:
+    model, tokenizer = lm
+    with pytest.raises(PromptLearningError, match="empty"):
+        perplexity(model, tokenizer, "  \n", progress=False)
+    with pytest.raises(PromptLearningError, match="stride must be between 1 and max_length 8"):
+        perplexity(model, tokenizer, TEXT, max_length=8, stride=9, progress=False)
+
+
+def test_cli(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "t.txt").write_text(TEXT)
+    out = subprocess.run([sys.executable, "-m", "promptlearning.cli", "perplexity", str(tiny_llama_dir),
+                          str(tmp_path / "t.txt"), "--max-length", "32", "--json", "--device", "cpu"],
+                         capture_output=True, text=True)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    values = json.loads(out.stdout.strip().splitlines()[-1])
+    assert values["words"] == count_words(TEXT) and values["token_perplexity"] > 1
