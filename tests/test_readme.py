@@ -97,6 +97,10 @@ def synthetic_data(root: Path) -> Path:
     pairs = [{"en": f"a dog runs number {i}", "de": f"ein Hund läuft Nummer {i}"} for i in range(12)]
     for split in ("train", "validation", "test"):
         _jsonl(root / "multi30k" / f"{split}.jsonl", pairs)
+    lines = [f"{rng.choice(['ROMEO', 'JULIET'])}:\n{rng.choice(['o', 'my', 'sweet'])} love, good night.\n"
+             for _ in range(300)]  # fmt: skip
+    (root / "shakespeare").mkdir()
+    (root / "shakespeare" / "input.txt").write_text("\n".join(lines))
     return root
 
 
