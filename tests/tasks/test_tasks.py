@@ -160,6 +160,8 @@ def test_shipped_task_files_validate():
             assert config.objective != "pet" or (config.verbalizer and config.verbalizer.words), path
         elif config.type == "generate":
             assert config.metrics, path
+        elif config.type == "pretrain":
+            assert config.corpus.files and (config.architecture or config.model), path
         else:
             assert config.mode, path
 
