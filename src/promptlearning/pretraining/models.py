@@ -82,23 +82,14 @@ def model_config(
     return config
 
 
-def build_model(
-    objective: str,
-    preset: str,
-    *,
-    vocab_size: int,
-    block_size: int,
-    tokenizer: Any = None,
-    dropout: float = 0.0,
-    overrides: dict[str, Any] | None = None,
-    seed: int = 0,
-) -> Any:
-    """A randomly initialised model for ``objective`` (the same weights for the same ``seed``)."""
+def build_model(objective: str, preset: str, *, seed: int = 0, **options: Any) -> Any:
+    """A randomly initialised model for ``objective`` (the same weights for the same ``seed``);
+    ``options`` are :func:`model_config`'s (``vocab_size``, ``block_size``, ``tokenizer``, ``dropout``,
+    ``overrides``)."""
     import torch
     from transformers import BertForMaskedLM, BertForPreTraining, LlamaForCausalLM
 
-    config = model_config(objective, preset, vocab_size=vocab_size, block_size=block_size, tokenizer=tokenizer,
-                          dropout=dropout, overrides=overrides)  # fmt: skip
+    config = model_config(objective, preset, **options)
     cls = {"causal": LlamaForCausalLM, "mlm": BertForMaskedLM, "mlm-nsp": BertForPreTraining}[objective]
     with torch.random.fork_rng():
         torch.manual_seed(seed)
