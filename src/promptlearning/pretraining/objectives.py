@@ -168,7 +168,7 @@ def sample_text(
     ids = tokenizer(prompt, add_special_tokens=False)["input_ids"] or [tokenizer.eos_token_id or 0]
     context = model.config.max_position_embeddings
     out = torch.tensor([ids], device=device)
-    generator = torch.Generator(device="cpu").manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)  # draws on the host: one seed, one text, on any device
     for _ in range(max_new_tokens):
         logits = model(input_ids=out[:, -context:]).logits[0, -1].float().cpu() / max(temperature, 1e-5)
         if top_k:
