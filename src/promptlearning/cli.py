@@ -230,7 +230,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config = load_task(args.task, [*(args.set or []), *few_shot, *_device_overrides(args)])
     if config.type != args.command:
         raise PromptLearningError(
-            f"{args.task} is not a {args.command} task (it needs `type: {args.command}`); use `run`"
+            f"{args.task} is not a {args.command}ing task (it needs `type: {args.command}`); use `run`"
         )
     _print_result(run_task(config, run_dir=args.output, resume=args.resume, progress=True))
     return 0
