@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, model_validator
 
 from promptlearning.pretraining.models import OBJECTIVES, PRESETS
-from promptlearning.tasks.config import DataRoot, StrictModel, TaskConfigBase, one_of
+from promptlearning.tasks.config import DataRoot, Dtype, StrictModel, TaskConfigBase, one_of
 from promptlearning.tasks.train.config import PeftSection, TrainingSection
 
 
@@ -75,7 +75,7 @@ class PretrainTaskConfig(TaskConfigBase):
     objective: one_of(OBJECTIVES) = Field("causal", description=f"one of {', '.join(OBJECTIVES)}")
     architecture: ArchitectureSection | None = Field(None, description="none: continue pretraining `model`")
     peft: PeftSection | None = Field(None, description="continued pretraining: a peft method; none: full")
-    dtype: str = "float32"
+    dtype: Dtype = Field("float32", description="the weights being trained (mixed precision: training.mixed_precision)")
     block_size: int = Field(128, ge=4)
     stride: int | None = Field(None, ge=1, description="training windows start every stride tokens (default: block)")
     mlm_probability: float = Field(0.15, gt=0, lt=1)

@@ -78,13 +78,15 @@ def _model(config: PretrainTaskConfig, tokenizer: Any) -> Any:
         )  # fmt: skip
     import transformers
 
+    from promptlearning.devices import resolve_device, resolve_dtype
     from promptlearning.models import resolve_model_dir
     from promptlearning.training.peft_methods import apply_peft
 
     path = resolve_model_dir(config.model, pull=True)
     auto = {"causal": transformers.AutoModelForCausalLM, "mlm": transformers.AutoModelForMaskedLM,
             "mlm-nsp": transformers.AutoModelForPreTraining}[config.objective]  # fmt: skip
-    model = auto.from_pretrained(str(path), dtype=getattr(__import__("torch"), config.dtype), local_files_only=True)
+    dtype = resolve_dtype(config.dtype, resolve_device(config.device))
+    model = auto.from_pretrained(str(path), dtype=dtype, local_files_only=True)
     embeddings = model.get_input_embeddings().weight.shape[0]
     own = load_tokenizer(str(path))
     if len(tokenizer) > embeddings or (tokenizer is not own and tokenizer.get_vocab() != own.get_vocab()):
