@@ -274,6 +274,13 @@ CASES = [
     Case("issue14-search-budget-below-one-candidate", ["search", T, "--dev-size", "4", "--budget", "3"], 2,
          "smaller than one candidate"),
     Case("issue14-search-generation-task", ["search", GEN], 2, "search works on classification tasks"),
+    # --- issue 15: pretraining and perplexity ---
+    Case("issue15-pretrain-a-classification-task", ["pretrain", T], 2, "is not a pretraining task"),
+    Case("issue15-perplexity-missing-file", ["perplexity", TINY, "nope.txt"], 2, "text file nope.txt does not exist"),
+    Case("issue15-perplexity-empty-file", ["perplexity", TINY, "empty.txt"], 2, "the text is empty",
+         setup=lambda p: (p["cwd"] / "empty.txt").write_text("\n")),
+    Case("issue15-perplexity-stride-over-window", ["perplexity", TINY, "t.txt", "--max-length", "8", "--stride", "9"],
+         2, "stride must be between 1 and max_length 8", setup=lambda p: (p["cwd"] / "t.txt").write_text("a b c\n")),
     # --- already handled before issue 11: kept that way ---
     Case("ok-run-zero-shot", ["run", T], 0, stdout="accuracy"),
     Case("ok-missing-task-file", ["run", "nope.yaml"], 2, "task file nope.yaml does not exist"),
