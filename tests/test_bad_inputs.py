@@ -1,7 +1,8 @@
 """The bad-input catalogue: the project's reliability regression suite.
 
 Every case is what a new user might type (a wrong file, a bad value, a damaged model, a hostile
-template) and runs through the real command line in a subprocess, with the network blocked: any
+template) and runs through the real command line in a process of its own (forked from a server that
+has done the slow imports once: tests/forkserver.py), with the network blocked: any
 attempt to connect is printed and fails, so "never goes online" is checked for every case. A case
 asserts the exit code (0 success, 2 a user's error told in one line, 1 a bug) and the message.
 
@@ -18,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +28,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from forkserver import ForkServer
 
 # Blocks the network for the command it runs, then calls the CLI's main().
 RUNNER = """
@@ -275,7 +278,7 @@ CASES = [
          "smaller than one candidate"),
     Case("issue14-search-generation-task", ["search", GEN], 2, "search works on classification tasks"),
     # --- issue 15: pretraining and perplexity ---
-    Case("issue15-pretrain-a-classification-task", ["pretrain", T], 2, "is not a pretraining task"),
+    Case("issue15-pretrain-a-classification-task", ["pretrain", T], 2, "`pretrain` runs `type: pretrain` tasks"),
     Case("issue15-perplexity-missing-file", ["perplexity", TINY, "nope.txt"], 2, "text file nope.txt does not exist"),
     Case("issue15-perplexity-empty-file", ["perplexity", TINY, "empty.txt"], 2, "the text is empty",
          setup=lambda p: (p["cwd"] / "empty.txt").write_text("\n")),
@@ -321,7 +324,7 @@ CASES = [
     Case("ok-chat-without-template", ["generate", "hi", "--model", "{model_copy}", "--chat", "on"], 2,
          "has no chat template"),
     Case("ok-predict-not-a-program", ["predict", "{data}", "{data}/dev.jsonl"], 2, "not a prompt program"),
-    Case("ok-train-a-classification-task", ["train", T], 2, "is not a training task"),
+    Case("ok-train-a-classification-task", ["train", T], 2, "`train` runs `type: train` tasks"),
     Case("ok-existing-run-needs-resume", ["train", TRAIN, "--output", "{train_run}"], 2, "continue it with --resume"),
     Case("ok-unknown-peft-option", ["train", TRAIN, "--output", "{cwd}/run", "--set", "peft.options.rank=4"], 2,
          "unknown option(s) ['rank']"),
@@ -456,20 +459,35 @@ def run_case(
     else:
         command = [sys.executable, "-c", RUNNER.format(prelude=case.prelude), *argv]
     start = time.perf_counter()
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd, timeout=120, check=False)
-    except subprocess.TimeoutExpired as exc:  # a hang is a failure of its case, not of the catalogue
-        result = subprocess.CompletedProcess(command, -9, str(exc.stdout or ""), f"TIMEOUT after 120 s\n{exc.stderr}")
+    # a hang is a failure of its case (exit code -9, TIMEOUT), not of the catalogue
+    returncode, stdout, stderr = _server(env).run(command[2], command[3:], env=env, cwd=cwd, timeout=120)
+    result = subprocess.CompletedProcess(command, returncode, stdout, stderr)
     return result, time.perf_counter() - start, paths
+
+
+_SERVERS: list[ForkServer] = []
+_LOCAL = threading.local()
+
+
+def _server(env: dict[str, str]) -> ForkServer:
+    """This worker thread's fork server: a new process per case, without paying the imports each time."""
+    if getattr(_LOCAL, "server", None) is None:
+        _LOCAL.server = ForkServer({k: v for k, v in env.items() if k != "PROMPTLEARNING_DATA"})
+        _SERVERS.append(_LOCAL.server)
+    return _LOCAL.server
 
 
 @pytest.fixture(scope="module")
 def outcomes(workspace, tmp_path_factory):
     """Every case, run two at a time (the commands are mostly start-up and a tiny model's load)."""
     base = tmp_path_factory.mktemp("cases")
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {case.id: pool.submit(run_case, case, workspace, base / case.id) for case in CASES}
-        return {name: future.result() for name, future in futures.items()}
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            futures = {case.id: pool.submit(run_case, case, workspace, base / case.id) for case in CASES}
+            return {name: future.result() for name, future in futures.items()}
+    finally:
+        while _SERVERS:
+            _SERVERS.pop().close()
 
 
 def test_case_ids_are_unique():

@@ -57,7 +57,7 @@ def test_the_remote_backend_predicts_as_the_local_one_on_sst2(server, smollm2) -
     from promptlearning.prompts.template import PromptTemplate
     from promptlearning.prompts.verbalizer import Verbalizer
 
-    rows = [json.loads(line) for line in (DATA / "sst2" / "dev.jsonl").read_text().splitlines()[:200]]
+    rows = [json.loads(line) for line in (DATA / "sst2" / "dev.jsonl").read_text().splitlines()[:96]]
     remote = load_model("smollm2-135m-instruct", backend="openai", base_url=server.base_url)
     template, verbalizer = PromptTemplate("Review: {{ text }}\nSentiment:"), Verbalizer(
         {"negative": " negative", "positive": " positive"})  # fmt: skip
