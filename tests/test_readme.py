@@ -1,10 +1,11 @@
 """The README's examples run as documented.
 
 Every ```python block and every command of every ```bash block in README.md runs here, unchanged,
-in a fresh directory holding a copy of ``tasks/``. The embedded model names resolve to tiny random
-models installed in a temporary cache, and ``$PROMPTLEARNING_DATA`` points at small synthetic data
-laid out like ``../shared/data``, so nothing here needs the real weights or benchmark data (the
-integration tests use those). A few commands are not run, each for a stated reason.
+in a fresh directory holding a copy of ``tasks/`` (training shortened to 10 steps, 2 seeds). The
+embedded model names resolve to tiny random models installed in a temporary cache, and
+``$PROMPTLEARNING_DATA`` points at small synthetic data laid out like ``../shared/data``, so nothing
+here needs the real weights or benchmark data (the integration tests use those). A few commands are
+not run, each for a stated reason.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import yaml
 
 from promptlearning.models import hub
 
@@ -99,9 +101,28 @@ def synthetic_data(root: Path) -> Path:
         _jsonl(root / "multi30k" / f"{split}.jsonl", pairs)
     lines = [f"{rng.choice(['ROMEO', 'JULIET'])}:\n{rng.choice(['o', 'my', 'sweet'])} love, good night.\n"
              for _ in range(300)]  # fmt: skip
+    sts = [{"sentence1": f"a dog runs in park {i}", "sentence2": f"a dog {rng.choice(['runs', 'sleeps'])} in park {i}",
+            "score": float(rng.randint(0, 5))} for i in range(24)]  # fmt: skip
+    for split in ("train", "dev", "test"):
+        _jsonl(root / "stsb" / f"{split}.jsonl", sts)
     (root / "shakespeare").mkdir()
     (root / "shakespeare" / "input.txt").write_text("\n".join(lines))
     return root
+
+
+def shorten_training(tasks: Path) -> None:
+    """Training task files train for 10 steps over 2 seeds here: the commands are what is tested (the
+    loop itself is tested in tests/training and tests/pretraining), and tiny models learn nothing more."""
+    for path in tasks.glob("*.yaml"):
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+        training = config.get("training") or (config.get("finetune") or {}).get("training")
+        if not isinstance(training, dict):
+            continue
+        training["max_steps"] = min(training.get("max_steps", 10), 10)
+        training["eval_every"] = min(training.get("eval_every", 5), 5)
+        if isinstance(config.get("few_shot"), dict) and "seeds" in config["few_shot"]:
+            config["few_shot"]["seeds"] = config["few_shot"]["seeds"][:2]
+        path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +141,7 @@ def sandbox(
     data = synthetic_data(root / "data")
     work = root / "work"
     shutil.copytree(REPO / "tasks", work / "tasks")
+    shorten_training(work / "tasks")
     shutil.copytree(tiny_mlm_dir, work / "models" / "my-bert")  # "a user's own local model directory"
     _jsonl(work / "reviews.jsonl", [{"text": "a gorgeous film"}, {"text": "a dull mess"}])
     _jsonl(work / "my_questions.jsonl", [{"question": "what is 2 plus 2 ?", "answer": "4"}])
