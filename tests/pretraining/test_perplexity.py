@@ -45,17 +45,38 @@ def test_disjoint_and_strided_windows(lm) -> None:
     sequence = _sequence(tokenizer)
     window = 16
     nats = 0.0
-    with torch.no_grad():  # disjoint windows, each token scored once with the context inside its window
+    with torch.no_grad():  # disjoint targets, each token scored once with the context inside its window
         for begin in range(0, len(sequence) - 1, window):
-            chunk = sequence[begin : begin + window + 1][None]
-            nats += model(input_ids=chunk, labels=chunk).loss.item() * (chunk.shape[1] - 1)
-    # windows of window + 1 tokens starting every `window` tokens score each token exactly once
-    disjoint = perplexity(model, tokenizer, TEXT, max_length=window + 1, stride=window, progress=False)
+            end = min(begin + window + 1, len(sequence))
+            new = end - begin - 1  # the last window is shorter, but still takes `window` tokens of input
+            chunk = sequence[max(0, end - window - 1) : end][None]
+            logits = model(input_ids=chunk[:, :-1]).logits[0, -new:]
+            nats += torch.nn.functional.cross_entropy(logits, chunk[0, -new:], reduction="sum").item()
+    # inputs of `window` tokens, each predicting `window` new tokens: lm-evaluation-harness's rolling windows
+    disjoint = perplexity(model, tokenizer, TEXT, max_length=window, stride=window, progress=False)
     assert disjoint.tokens == len(sequence) - 1
     assert disjoint.nats == pytest.approx(nats, rel=1e-4)
-    strided = perplexity(model, tokenizer, TEXT, max_length=window + 1, stride=4, progress=False)
+    strided = perplexity(model, tokenizer, TEXT, max_length=window, stride=4, progress=False)
     assert strided.tokens == len(sequence) - 1  # overlapping windows still score every token once
     assert strided.nats != pytest.approx(disjoint.nats, rel=1e-6)  # but with more context
+
+
+def test_windows_are_lm_evaluation_harness_rolling_windows(lm) -> None:
+    """With stride == max_length, the nats equal those of lm-eval's own rolling windows (its
+    ``get_rolling_token_windows`` with context 1, as its ``loglikelihood_rolling`` uses them)."""
+    lm_eval_utils = pytest.importorskip("lm_eval.utils", reason="needs the [bench] extra")
+    model, tokenizer = lm
+    sequence = _sequence(tokenizer).tolist()
+    nats = 0.0
+    with torch.no_grad():
+        windows = lm_eval_utils.get_rolling_token_windows(sequence[1:], sequence[0], max_seq_len=12, context_len=1)
+        for context, targets in map(lm_eval_utils.make_disjoint_window, windows):
+            ids = torch.tensor(context + targets)[None]
+            logits = model(input_ids=ids[:, :-1]).logits[0, -len(targets) :]
+            nats += torch.nn.functional.cross_entropy(logits, torch.tensor(targets), reduction="sum").item()
+    ours = perplexity(model, tokenizer, TEXT, max_length=12, batch_size=3, progress=False)
+    assert ours.tokens == len(sequence) - 1
+    assert ours.nats == pytest.approx(nats, rel=1e-5)
 
 
 def test_bad_arguments(lm) -> None:

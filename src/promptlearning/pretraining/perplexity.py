@@ -4,10 +4,14 @@ whitespace-separated words) and bits per byte; masked LMs get masked-token accur
 
     result = perplexity(model, tokenizer, text, max_length=1024, stride=512)
 
-Each window holds ``max_length`` tokens and scores only the tokens no earlier window scored, so with
-``stride < max_length`` every token after the first window sees ``max_length - stride`` tokens of
-context. The text starts after the beginning-of-text token (BOS, else EOS) when the tokenizer has one,
-so its first token is scored too, as lm-evaluation-harness's rolling log-likelihood does.
+Each window feeds the model ``max_length`` tokens and scores only the (at most ``stride``) tokens no
+earlier window scored, so every token is scored once, and with ``stride < max_length`` every token
+after the first window sees at least ``max_length - stride`` tokens of context. With ``stride ==
+max_length`` (the default) the windows are lm-evaluation-harness's rolling windows: disjoint targets,
+each window's input starting with the last token of the one before. The text starts after the
+beginning-of-text token (BOS, else EOS) when the tokenizer has one, so its first token is scored too,
+as lm-evaluation-harness's rolling log-likelihood does. (Unlike the Hugging Face recipe's code, no
+token at a window's start goes unscored.)
 """
 
 from __future__ import annotations
@@ -71,33 +75,32 @@ def perplexity(
     start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
     prefix = [start] if start is not None else []
     sequence = torch.tensor(prefix + ids, dtype=torch.long)
-    # (begin, end, new): each window, and how many of its last tokens no earlier window scored
-    windows, previous_end = [], 1  # position 0 (the prefix token, or the first token) is never predicted
-    for begin in range(0, max(len(sequence) - 1, 1), stride):
-        end = min(begin + max_length, len(sequence))
-        if end - max(previous_end, begin + 1) > 0:
-            windows.append((begin, end, end - max(previous_end, begin + 1)))
-            previous_end = end
-        if end == len(sequence):
-            break
+    # (begin, end, new): the window sequence[begin:end] is the input plus one token (the targets are
+    # sequence[begin + 1:end]); its last `new` targets are the tokens no earlier window scored.
+    windows, scored_until = [], 1  # position 0 (the prefix token, or the first token) is never predicted
+    while scored_until < len(sequence):
+        end = min(scored_until + stride, len(sequence))
+        begin = max(0, end - 1 - max_length)
+        windows.append((begin, end, end - scored_until))
+        scored_until = end
     nats, scored = 0.0, 0
     with progress_bar(len(windows), desc="perplexity", unit="window", enabled=progress is not False) as bar:
-        for start in range(0, len(windows), batch_size):
-            group = windows[start : start + batch_size]
-            if len({end - begin for begin, end, _ in group}) > 1:  # the short last window goes alone
-                group, last = group[:-1], group[-1:]
+        # consecutive windows of one length go together (the first few, cut at the start, and the last differ)
+        batches: list[list[tuple[int, int, int]]] = []
+        for window in windows:
+            same = batches and batches[-1][0][1] - batches[-1][0][0] == window[1] - window[0]
+            if same and len(batches[-1]) < batch_size:
+                batches[-1].append(window)
             else:
-                last = []
-            for chunk in (group, last):
-                if not chunk:
-                    continue
-                ids = torch.stack([sequence[begin:end] for begin, end, _ in chunk]).to(device)
-                logits = model(input_ids=ids).logits[:, :-1].float()
-                for row, (_begin, _end, new) in enumerate(chunk):
-                    nats += float(torch.nn.functional.cross_entropy(logits[row, -new:], ids[row, 1:][-new:],
-                                                                    reduction="sum"))  # fmt: skip
-                    scored += new
-            bar.update(len(group) + len(last))
+                batches.append([window])
+        for chunk in batches:
+            ids = torch.stack([sequence[begin:end] for begin, end, _ in chunk]).to(device)
+            logits = model(input_ids=ids[:, :-1]).logits.float()
+            for row, (_begin, _end, new) in enumerate(chunk):
+                nats += float(torch.nn.functional.cross_entropy(logits[row, -new:], ids[row, 1:][-new:],
+                                                                reduction="sum"))  # fmt: skip
+                scored += new
+            bar.update(len(chunk))
     words, size = count_words(text), len(text.encode("utf-8"))
     return PerplexityResult(
         token_perplexity=math.exp(nats / scored), word_perplexity=math.exp(nats / words),
