@@ -230,7 +230,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config = load_task(args.task, [*(args.set or []), *few_shot, *_device_overrides(args)])
     if config.type != args.command:
         raise PromptLearningError(
-            f"{args.task} is not a {args.command}ing task (it needs `type: {args.command}`); use `run`"
+            f"{args.task} is a `type: {config.type}` task; `{args.command}` runs `type: {args.command}` tasks "
+            "(use `run`)"
         )
     _print_result(run_task(config, run_dir=args.output, resume=args.resume, progress=True))
     return 0
@@ -644,12 +645,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device_options(p)
     p.set_defaults(func=_cmd_train)
 
+    p = _command(sub, "embed-train", help="train sentence embeddings (a task YAML file, type: embed-train): SimCSE")
+    p.add_argument("task", help="task file, e.g. tasks/simcse.yaml")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help)
+    p.add_argument("--output", help="run directory (default: <output_dir>/<name>)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    _add_device_options(p)
+    p.set_defaults(func=_cmd_train)
+
     p = _command(sub, "perplexity", help="perplexity of a text file (token, word, bits per byte); MLM accuracy")
     p.add_argument("model", help="embedded model name or model directory (e.g. runs/shakespeare-char/model)")
     p.add_argument("file", help="a text file, or a JSONL file (its --field)")
     p.add_argument("--field", default="text", help="JSONL: the field holding the text (default: text)")
     p.add_argument("--max-length", type=_positive_int, help="window in tokens (default: min(1024, the context))")
-    p.add_argument("--stride", type=_positive_int, help="tokens between window starts (default: the window)")
+    p.add_argument("--stride", type=_positive_int, help="new tokens scored per window (default: the window)")
     p.add_argument("--batch-size", type=_positive_int, default=8, help="windows per forward pass (default: 8)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--device", type=_device_name, default="auto", help="auto (default), cpu, cuda, cuda:N or mps")

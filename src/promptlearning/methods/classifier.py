@@ -69,7 +69,7 @@ class PromptClassifier(ClassifierMixin):
         selection: str = "random",
         label_field: str = "label",
         seed: int = 0,
-        embedder: LanguageModel | None = None,
+        embedder: LanguageModel | str | None = None,
     ) -> None:
         check_classifier_settings(method=method, shots=shots, selection=selection)
         if not isinstance(template, PromptTemplate):
@@ -131,10 +131,10 @@ class PromptClassifier(ClassifierMixin):
         return self.method == "icl" and self.selection == "knn"
 
     def _embedder(self) -> LanguageModel:
-        if self.embedder is None:
-            from promptlearning.models import load_model
+        if not isinstance(self.embedder, LanguageModel):
+            from promptlearning.models import load_embedder
 
-            self.embedder = load_model("minilm-l6", pull=True)
+            self.embedder = load_embedder(self.embedder)
         return self.embedder
 
     # ------------------------------------------------------------------ prompts

@@ -98,7 +98,8 @@ class PromptGenerator:
 
     ``selection``: ``random`` (seeded), ``first`` (pool order), ``length`` (one per length bin, so
     short and long answers are shown) or ``knn`` (per query, its nearest pool examples by
-    sentence-embedding similarity, nearest last; ``embedder`` defaults to ``minilm-l6``).
+    sentence-embedding similarity, nearest last; ``embedder``: a loaded encoder, an embedded name or
+    a sentence-transformers directory, default ``minilm-l6``).
     """
 
     def __init__(
@@ -114,7 +115,7 @@ class PromptGenerator:
         regex: str | None = None,
         seed: int = 0,
         batch_size: int | None = None,
-        embedder: LanguageModel | None = None,
+        embedder: LanguageModel | str | None = None,
     ) -> None:
         check_postprocess(steps, regex)
         if selection not in GENERATION_SELECTIONS:
@@ -147,10 +148,10 @@ class PromptGenerator:
         if not self.shots:
             return self
         if self.selection == "knn":
-            from promptlearning.models import load_model
+            from promptlearning.models import load_embedder
 
             self._pool = [self._demonstration(example) for example in pool]
-            self.embedder = self.embedder or load_model("minilm-l6", pull=True)
+            self.embedder = load_embedder(self.embedder)
             texts = [self.template.render_input(d.example) for d in self._pool]
             self._neighbours = NearestNeighbours(texts, self.embedder.embed)
             return self

@@ -32,6 +32,7 @@ __all__ = [
     "LoglikelihoodResult",
     "backend_names",
     "check_text_model",
+    "load_embedder",
     "load_model",
     "register_backend",
     "resolve_model_dir",
@@ -205,3 +206,14 @@ def _load_hub_id(key: str, backend: str, options: dict[str, Any]) -> LanguageMod
             f"{str(exc).splitlines()[0]}. Offline, use an embedded model (`promptlearning models pull NAME`; "
             f"embedded: {', '.join(hub.EMBEDDED_MODELS)}) or a local Hugging Face directory or .gguf file."
         ) from exc
+
+
+DEFAULT_EMBEDDER = "minilm-l6"
+
+
+def load_embedder(embedder: LanguageModel | str | Path | None = None, *, device: str = "auto") -> LanguageModel:
+    """The sentence encoder for kNN demonstration selection: a loaded model, an embedded name or a
+    sentence-transformers directory (e.g. an ``embed-train`` run's ``model``); default ``minilm-l6``."""
+    if isinstance(embedder, LanguageModel):
+        return embedder
+    return load_model(embedder or DEFAULT_EMBEDDER, pull=True, device=device)

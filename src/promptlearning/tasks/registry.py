@@ -28,6 +28,7 @@ DEFAULT_KIND = "classification"
 _BUILTIN = {
     "classification": "promptlearning.tasks.classification",
     "cot": "promptlearning.tasks.cot",
+    "embed-train": "promptlearning.tasks.embed_train",
     "generate": "promptlearning.tasks.generate",
     "pretrain": "promptlearning.tasks.pretrain",
     "train": "promptlearning.tasks.train",

@@ -52,6 +52,7 @@ class MethodConfig(StrictModel):
 
     name: Literal["auto", "zero-shot", "icl"] = Field("auto", description="auto: zero-shot if shots == 0, else icl")
     selection: Selection = Field("random", description=f"how demonstrations are chosen: {', '.join(SELECTIONS)}")
+    embedder: str = Field("minilm-l6", description="knn: an embedded encoder or a sentence-transformers directory")
     calibrate: bool = False
     calibration: Calibration = Field("contextual", description=f"how the bias is estimated: {', '.join(CALIBRATIONS)}")
     content_free: list[str] = Field(default_factory=lambda: list(CONTENT_FREE_INPUTS))

@@ -50,7 +50,8 @@ def build_classifier(
     template, verbalizer = check_task(config)
     classifier: Any = PromptClassifier(
         model, template, verbalizer, method=config.method_name, shots=config.shots,
-        selection=config.method.selection, label_field=config.data.label_field, seed=config.seed, embedder=embedder,
+        selection=config.method.selection, label_field=config.data.label_field, seed=config.seed,
+        embedder=embedder or config.method.embedder,
     )  # fmt: skip
     if config.method.calibrate:
         classifier = Calibrated(

@@ -82,6 +82,7 @@ class GenerateTaskConfig(TaskConfigBase):
     template: TemplateConfig
     shots: int = Field(0, ge=0)
     selection: Selection = Field("random", description=f"demonstrations: {', '.join(GENERATION_SELECTIONS)}")
+    embedder: str = Field("minilm-l6", description="knn: an embedded encoder or a sentence-transformers directory")
     decoding: DecodingConfig = Field(default_factory=DecodingConfig)
     postprocess: list[Step] = Field(default_factory=lambda: ["strip"], description="applied in order to each output")
     answer_regex: str | None = Field(None, description="keep the first group (or the match) when it matches")

@@ -109,7 +109,8 @@ def build_generator(
     return PromptGenerator(
         model, check_task(config), target_field=config.data.target_field, shots=config.shots,
         selection=config.selection, config=generation_config(config), steps=config.postprocess,
-        regex=config.answer_regex, seed=config.seed, batch_size=config.batch_size, embedder=embedder,
+        regex=config.answer_regex, seed=config.seed, batch_size=config.batch_size,
+        embedder=embedder or config.embedder,
     )  # fmt: skip
 
 
