@@ -52,7 +52,7 @@ def _task(tmp_path: Path, model: Path, **extra) -> Path:
     }
     config = {
         "type": "embed-train", "name": "simcse", "model": str(model), "device": "cpu", "max_seq_length": 16,
-        "data": data, "training": {"max_steps": 12, "batch_size": 16, "learning_rate": 5e-4, "eval_every": 6},
+        "data": data, "training": {"max_steps": 12, "batch_size": 16, "learning_rate": 1e-3, "eval_every": 6},
         "output_dir": str(tmp_path / "runs"),
     }  # fmt: skip
     for key, value in extra.items():
@@ -104,6 +104,16 @@ def test_dropout_is_switched_on_for_a_decoder_without_any(tiny_llama_dir):
     first = encoder(dict(features))["sentence_embedding"]
     second = encoder(dict(features))["sentence_embedding"]
     assert not np.allclose(first.detach().numpy(), second.detach().numpy())
+
+
+def test_train_layers_freezes_the_embeddings_and_the_lower_layers(tiny_llama_dir):
+    encoder = build_sentence_encoder(tiny_llama_dir, train_layers=1, device="cpu")
+    model = encoder[0].model
+    assert not model.embed_tokens.weight.requires_grad
+    assert not any(p.requires_grad for p in model.layers[0].parameters())
+    assert all(p.requires_grad for p in model.layers[-1].parameters()) and model.norm.weight.requires_grad
+    with pytest.warns(UserWarning, match="all of them train"):
+        build_sentence_encoder(tiny_llama_dir, train_layers=99, device="cpu")
 
 
 def test_supervised_simcse_with_hard_negatives(tmp_path, tiny_bert_dir):

@@ -162,6 +162,8 @@ def test_shipped_task_files_validate():
             assert config.metrics, path
         elif config.type == "pretrain":
             assert config.corpus.files and (config.architecture or config.model), path
+        elif config.type == "embed-train":
+            assert config.data.train and (config.data.test or config.data.dev), path
         else:
             assert config.mode, path
 

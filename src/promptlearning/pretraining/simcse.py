@@ -10,6 +10,7 @@ of the loss, the pooling or the STS evaluation is written here, only the wiring.
 from __future__ import annotations
 
 import random
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -53,8 +54,11 @@ def freeze_lower_layers(model: Any, train_layers: int) -> int:
     if not stacks:
         raise PromptLearningError(f"{type(model).__name__} has no stack of layers to freeze")
     layers = max(stacks, key=len)
-    if not 0 < train_layers <= len(layers):
-        raise PromptLearningError(f"train_layers must be between 1 and the model's {len(layers)} layers")
+    if train_layers < 1:
+        raise PromptLearningError(f"train_layers must be at least 1, got {train_layers}")
+    if train_layers >= len(layers):
+        warnings.warn(f"train_layers {train_layers}: the model has {len(layers)} layers, all of them train",
+                      UserWarning, stacklevel=2)  # fmt: skip
     trained = {id(p) for layer in list(layers)[-train_layers:] for p in layer.parameters()}
     in_layers = {id(p) for p in layers.parameters()}
     for parameter in model.parameters():
@@ -88,12 +92,17 @@ def build_sentence_encoder(
 
     if pooling not in POOLINGS:
         raise PromptLearningError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
+    from transformers.utils import logging as hf_logging
+
     target = resolve_device(device)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # a causal LM's lm_head, unused by the encoder, is reported otherwise
     with quiet_third_party():
         module = Transformer(
             str(model_dir), max_seq_length=max_seq_length, config_kwargs=dropout_overrides(model_dir, dropout),
             model_kwargs={"dtype": resolve_dtype(dtype, target)}, processor_kwargs={"local_files_only": True},
         )  # fmt: skip
+    hf_logging.set_verbosity(verbosity)
     tokenizer = module.tokenizer
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
