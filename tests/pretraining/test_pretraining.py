@@ -206,6 +206,24 @@ def test_sigkill_then_resume_continues_the_same_loss_curve(tmp_path: Path, corpu
     assert changed.returncode == 2 and "block_size: 32 -> 16" in changed.stderr
 
 
+def test_accelerate_launch_pretrains_on_two_processes(tmp_path: Path, corpus_file: Path) -> None:
+    """Under ``accelerate launch`` one process trains the tokenizer and builds the token cache, the
+    other waits and loads them; both train (DDP over gloo on CPU) and one model is written."""
+    import shutil
+
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or shutil.which("accelerate")
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PROMPTLEARNING_HOME": str(tmp_path / "home")}
+    task = _task(tmp_path, corpus_file, training={"max_steps": 6, "eval_every": 3}, samples=None)
+    command = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "promptlearning.cli", "pretrain", str(task),
+               "--output", str(tmp_path / "ddp")]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "ddp" / "model" / "config.json").is_file()
+    assert [p.name for p in (tmp_path / "ddp").iterdir() if p.name.startswith(".tokenizer")] == []
+    assert len(list((tmp_path / "home" / "tokens").iterdir())) == 1  # one cache, built once
+
+
 def test_config_errors(tmp_path: Path, corpus_file: Path) -> None:
     with pytest.raises(TaskConfigError, match="need a wordpiece tokenizer"):
         load_task(_task(tmp_path, corpus_file, objective="mlm"))

@@ -135,8 +135,10 @@ def run_pretrain_task(
         prepare_output_dir(run_dir, "run directory")
         if not (resume and (run_dir / "config.yaml").is_file()):
             (run_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
-    tokenizer = _tokenizer(config, corpus, run_dir)
-    cache = build_token_cache(corpus, tokenizer, home() / "tokens", progress=progress)
+    # the main process trains and saves the tokenizer and builds the token cache; the others then load both
+    with state.main_process_first():
+        tokenizer = _tokenizer(config, corpus, run_dir)
+        cache = build_token_cache(corpus, tokenizer, home() / "tokens", progress=progress)
     train_tokens, val_tokens = split_tokens(cache.tokens(), config.corpus.validation_fraction)
     causal = config.objective == "causal"
     inner = config.block_size if causal else config.block_size - 3  # room for [CLS] and [SEP]s
