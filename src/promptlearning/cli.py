@@ -637,21 +637,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device_options(p)
     p.set_defaults(func=_cmd_train)
 
-    p = _command(sub, "pretrain", help="pretrain a language model on a corpus (a task YAML file, type: pretrain)")
-    p.add_argument("task", help="task file, e.g. tasks/shakespeare-char.yaml")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help)
-    p.add_argument("--output", help="run directory (default: <output_dir>/<name>)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last good checkpoint")
-    _add_device_options(p)
-    p.set_defaults(func=_cmd_train)
-
-    p = _command(sub, "embed-train", help="train sentence embeddings (a task YAML file, type: embed-train): SimCSE")
-    p.add_argument("task", help="task file, e.g. tasks/simcse.yaml")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help)
-    p.add_argument("--output", help="run directory (default: <output_dir>/<name>)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
-    _add_device_options(p)
-    p.set_defaults(func=_cmd_train)
+    for name, what, example in (
+        ("pretrain", "pretrain a language model on a corpus", "shakespeare-char"),
+        ("embed-train", "train sentence embeddings (SimCSE)", "simcse"),
+    ):
+        p = _command(sub, name, help=f"{what} (a task YAML file, type: {name})")
+        p.add_argument("task", help=f"task file, e.g. tasks/{example}.yaml")
+        p.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help)
+        p.add_argument("--output", help="run directory (default: <output_dir>/<name>)")
+        p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+        _add_device_options(p)
+        p.set_defaults(func=_cmd_train)
 
     p = _command(sub, "perplexity", help="perplexity of a text file (token, word, bits per byte); MLM accuracy")
     p.add_argument("model", help="embedded model name or model directory (e.g. runs/shakespeare-char/model)")
