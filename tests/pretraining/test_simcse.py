@@ -128,6 +128,17 @@ def test_supervised_simcse_with_hard_negatives(tmp_path, tiny_bert_dir):
         assert (result.run_dir / f"seed-{seed}" / "model" / "modules.json").is_file()
 
 
+def test_resume_keeps_finished_seeds_and_a_new_run_needs_an_empty_directory(tmp_path, tiny_bert_dir):
+    path = _task(tmp_path, tiny_bert_dir, seeds=[0, 1], training={"max_steps": 2})
+    first = run_task(load_task(path), progress=False)
+    weights = first.run_dir / "seed-1" / "model" / "model.safetensors"
+    stamp = weights.stat().st_mtime_ns
+    again = run_task(load_task(path), resume=True, progress=False)  # both seeds were finished: nothing retrains
+    assert again.values == first.values and weights.stat().st_mtime_ns == stamp
+    with pytest.raises(PromptLearningError, match="already holds a run"):
+        run_task(load_task(path), progress=False)
+
+
 def test_the_trained_encoder_selects_knn_demonstrations(tmp_path, tiny_bert_dir, tiny_llama_dir):
     trained = run_task(load_task(_task(tmp_path, tiny_bert_dir, training={"max_steps": 2})), progress=False)
     rows = [{"text": s, "label": "positive" if "cat" in s else "negative"} for s in _sentences(20)]
