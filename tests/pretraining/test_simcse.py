@@ -128,10 +128,11 @@ def test_supervised_simcse_with_hard_negatives(tmp_path, tiny_bert_dir):
         assert (result.run_dir / f"seed-{seed}" / "model" / "modules.json").is_file()
 
 
-def test_resume_keeps_finished_seeds_and_a_new_run_needs_an_empty_directory(tmp_path, tiny_bert_dir):
-    path = _task(tmp_path, tiny_bert_dir, seeds=[0, 1], training={"max_steps": 2})
+@pytest.mark.parametrize("seeds", [[0, 1], None])
+def test_resume_keeps_finished_seeds_and_a_new_run_needs_an_empty_directory(tmp_path, tiny_bert_dir, seeds):
+    path = _task(tmp_path, tiny_bert_dir, seeds=seeds, training={"max_steps": 2})
     first = run_task(load_task(path), progress=False)
-    weights = first.run_dir / "seed-1" / "model" / "model.safetensors"
+    weights = first.run_dir / ("seed-1" if seeds else "") / "model" / "model.safetensors"
     stamp = weights.stat().st_mtime_ns
     again = run_task(load_task(path), resume=True, progress=False)  # both seeds were finished: nothing retrains
     assert again.values == first.values and weights.stat().st_mtime_ns == stamp

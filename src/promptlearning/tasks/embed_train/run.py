@@ -5,6 +5,7 @@ demonstration selection uses (``method.embedder: <run>/model``).
     <run>/config.yaml          the settings (``--resume`` refuses different ones)
     <run>/[seed-N/]checkpoints the trainer's checkpoints (the best by dev Spearman is kept)
     <run>/[seed-N/]model       the trained encoder, written atomically
+    <run>/[seed-N/]seed.json   that seed's scores (a resumed run keeps finished seeds)
     <run>/metrics.json, run.json, report.md
 """
 
@@ -37,6 +38,7 @@ from promptlearning.tasks.result import TaskResult
 from promptlearning.tasks.train.run import check_run_dir
 
 HEADLINE = "test_spearman"
+SEED_FILE = "seed.json"  # one seed's scores (metrics.json is the summary over seeds)
 
 
 def _sentences(config: EmbedTrainTaskConfig) -> list[str]:
@@ -180,7 +182,7 @@ def train_one_seed(
         metrics[HEADLINE] = spearman(test, encoder)
     _save(encoder, seed_dir / "model")
     shutil.rmtree(checkpoints, ignore_errors=True)  # the best weights are in model/
-    write_json_atomically(seed_dir / "metrics.json", metrics)
+    write_json_atomically(seed_dir / SEED_FILE, metrics)
     return metrics
 
 
@@ -205,7 +207,7 @@ def run_embed_train_task(
     baseline: dict[str, float] | None = None
     for seed in seeds:
         seed_dir = run_dir / f"seed-{seed}" if len(seeds) > 1 else run_dir
-        done = seed_dir / "metrics.json"
+        done = seed_dir / SEED_FILE
         if resume and done.is_file() and (seed_dir / "model").is_dir():  # finished before the interruption
             import json
 
