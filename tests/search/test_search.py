@@ -17,6 +17,7 @@ from promptlearning.prompts.verbalizer import Verbalizer
 from promptlearning.search import ScoreCache, SearchSettings, search, write_search
 from promptlearning.search.demonstrations import candidate_sets
 from promptlearning.search.label_words import propose_label_words, rank_assignments
+from promptlearning.search.scoring import probabilities
 from promptlearning.search.templates import split_seed, template_families
 from promptlearning.tasks import load_task, run_task
 from promptlearning.training import load_program
@@ -45,7 +46,7 @@ def test_search_scores_the_seed_prompt_as_the_classifier_does(search_task, tiny_
     result = search(config, tiny_lm, settings, progress=False)
     assert result.spent == 20 and result.candidates
     seed = next(c for c in result.candidates if c.words == {"negative": [" bad"], "positive": [" good"]}
-                and not c.calibrate)  # fmt: skip
+                and c.calibration == "off")  # fmt: skip
     # the same 20 dev examples (seeded sample of train), classified by the ordinary classifier
     from promptlearning.tasks.loading import load_examples
 
@@ -59,6 +60,23 @@ def test_search_scores_the_seed_prompt_as_the_classifier_does(search_task, tiny_
                            Verbalizer({"negative": " bad", "positive": " good"})).fit()  # fmt: skip
     expected = np.mean([p.label == ex["label"] for p, ex in zip(clf.predict(dev), dev, strict=True)])
     assert seed.dev_score == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("calibration", ["contextual", "batch"])
+def test_the_seed_prompt_is_scored_with_its_own_calibration(search_task, tiny_lm, calibration):
+    """The task's prompt with contextual (or batch) calibration: seed_dev is what the task's own
+    classifier scores on the same dev examples, and every calibration kind is among the candidates."""
+    from promptlearning.tasks.classification.run import build_classifier
+
+    config = load_task(search_task, ["method.calibrate=true", f"method.calibration={calibration}"])
+    result = search(config, tiny_lm, SearchSettings(dev_size=20, stages=("words",), budget=20), progress=False)
+    assert {c.calibration for c in result.candidates} == {"off", "batch", "contextual"}
+    classifier = build_classifier(config, tiny_lm).fit(result.pool)
+    predictions = classifier.predict(result.dev)
+    expected = np.mean([p.label == ex["label"] for p, ex in zip(predictions, result.dev, strict=True)])
+    assert result.seed_dev == pytest.approx(expected)
+    with pytest.raises(PromptLearningError, match="needs the content-free distribution"):
+        probabilities(np.zeros((2, 2)), "contextual")
 
 
 def test_a_full_search_writes_a_runnable_task_and_reuses_cached_scores(search_task, tiny_lm, tmp_path):
@@ -77,7 +95,7 @@ def test_a_full_search_writes_a_runnable_task_and_reuses_cached_scores(search_ta
     # predicts exactly as the search scored it
     program = load_program(tmp_path / "out" / "program")
     assert program.spec.objective == "prompt" and len(program.spec.demonstrations) == len(result.best.demonstrations)
-    assert (program.spec.bias is not None) == result.best.calibrate
+    assert (program.spec.bias is not None) == (result.best.calibration != "off")
     assert program.evaluate(result.dev)["accuracy"] == pytest.approx(result.best.dev_score)
     report = json.loads((tmp_path / "out" / "search.json").read_text())
     assert len(report["candidates"]) == len(result.candidates)

@@ -5,12 +5,15 @@ Stages, each scored on dev through one :class:`~promptlearning.search.scoring.Sc
 
 1. label words — LM-BFF candidates from the seed template, assignments ranked on the proposal
    examples, the best few (and the task's own words) kept by dev score;
-2. templates — pattern families and APE instructions, each with the kept label words, with and
-   without batch calibration; the top ones are also ensembled;
+2. templates — pattern families and APE instructions, each with the kept label words, uncalibrated,
+   batch-calibrated and calibrated by content-free inputs; the top ones are also ensembled;
 3. demonstrations — bootstrapped and random sets (``shots`` > 0), scored with the best prompt.
 
-Dev is a seeded sample held out of the training file (or ``--dev FILE``); demonstrations and
-proposals come from the rest. The budget counts dev prompts scored by the model.
+Every configuration is scored with each calibration (off, batch, and the task's content-free kind:
+contextual, or domain when the task calibrates so), and the task's own prompt is scored exactly as it
+runs, with its own calibration. Dev is a seeded sample held out of the training file (or ``--dev
+FILE``); demonstrations and proposals come from the rest. The budget counts dev prompts scored by the
+model (not the few content-free prompts of each template).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import yaml
 from promptlearning.errors import PromptLearningError, PromptTooLongError
 from promptlearning.evaluation.report import markdown_table
 from promptlearning.io import write_atomically, write_json_atomically
+from promptlearning.methods.calibration import domain_content_free_inputs
 from promptlearning.methods.classifier import PromptClassifier
 from promptlearning.models.interface import LanguageModel
 from promptlearning.progress import progress_bar
@@ -36,7 +40,14 @@ from promptlearning.prompts.template import PromptTemplate
 from promptlearning.prompts.verbalizer import Verbalizer
 from promptlearning.search.demonstrations import candidate_sets
 from promptlearning.search.label_words import propose_label_words, rank_assignments
-from promptlearning.search.scoring import ScoreCache, dev_metric, label_log_scores, probabilities, word_matrix
+from promptlearning.search.scoring import (
+    ScoreCache,
+    content_free_bias,
+    dev_metric,
+    label_log_scores,
+    probabilities,
+    word_matrix,
+)
 from promptlearning.search.templates import dedupe, propose_instructions, split_seed, template_families
 from promptlearning.tasks.loading import keep_min_words, load_examples, task_data_root
 
@@ -72,7 +83,7 @@ class Candidate:
     stage: str
     template: dict[str, Any]
     words: dict[str, list[str]]
-    calibrate: bool
+    calibration: str  # off, batch, contextual or domain
     dev_score: float
     demonstrations: list[int] = field(default_factory=list)
 
@@ -89,7 +100,7 @@ class SearchResult:
     spent: int
     seconds: float
     metric: str = "accuracy"  # what dev_score and seed_dev measure: the task's metric
-    bias: dict[str, float] | None = None  # the winner's mean label distribution on dev (its calibration)
+    bias: dict[str, float] | None = None  # the winner's calibration: dev's or the content-free mean distribution
     dev: list[dict[str, Any]] = field(default_factory=list)
     pool: list[dict[str, Any]] = field(default_factory=list)  # where demonstrations (indices) come from
     task_file: Path | None = None
@@ -119,8 +130,12 @@ class Budget:
 class Scorer:
     """Dev (or any) examples scored for a template, label-word columns and demonstrations."""
 
-    def __init__(self, model: LanguageModel, cache: ScoreCache, verbalizer: Verbalizer, label_field: str) -> None:
+    def __init__(
+        self, model: LanguageModel, cache: ScoreCache, verbalizer: Verbalizer, label_field: str,
+        content_free: Sequence[str] = (),
+    ) -> None:  # fmt: skip
         self.model, self.cache, self.verbalizer, self.label_field = model, cache, verbalizer, label_field
+        self.content_free_inputs = list(content_free)
 
     def classifier(self, template: Mapping[str, Any], words: Mapping[str, Sequence[str]], pool: Sequence) -> Any:
         verbalizer = Verbalizer(words, word_score=self.verbalizer.word_score, aggregate=self.verbalizer.aggregate)
@@ -142,6 +157,24 @@ class Scorer:
         prompts = [clf.prompt(ex, demonstrations) for ex in examples]
         results = self.cache.score(clf.word_requests(prompts, words))
         return word_matrix(results, len(prompts), len(words), lambda j, r: self.verbalizer.score_word(words[j], r))
+
+    def content_free(
+        self, template: Mapping[str, Any], words: Sequence[str], *, demo_words: Mapping[str, Sequence[str]],
+        pool: Sequence = (), demonstrations: Sequence[int] = (),
+    ) -> np.ndarray:  # fmt: skip
+        """``[content-free input, word]`` scores: each content-free input in every field of the template."""
+        fields = PromptTemplate(**template).input_fields
+        inputs = [dict.fromkeys(fields, text) for text in self.content_free_inputs]
+        return self.matrix(template, inputs, words, demo_words=demo_words, pool=pool, demonstrations=demonstrations)
+
+
+def calibrated_options(
+    matrix: np.ndarray, content_free: np.ndarray, columns: Sequence[Sequence[int]], kinds: Sequence[str]
+) -> list[tuple[str, np.ndarray]]:
+    """``(calibration, [example, label] distribution)`` for each calibration kind of one configuration."""
+    scores = label_log_scores(matrix, columns)
+    bias = content_free_bias(label_log_scores(content_free, columns))
+    return [(kind, probabilities(scores, kind, bias)) for kind in kinds]
 
 
 def _columns(words: Mapping[str, Sequence[str]], index: Mapping[str, int], labels: Sequence[str]) -> list[list[int]]:
@@ -200,7 +233,15 @@ def search(
     score = dev_metric(config.metric, labels)
     budget = Budget(settings.budget or 40 * len(dev), len(dev))
     cache = ScoreCache(model, config.model, settings.cache)
-    scorer = Scorer(model, cache, verbalizer, label_field)
+    method = config.method
+    own_kind = method.calibration if method.calibration in ("contextual", "domain") else "contextual"
+    kinds = ("off", "batch", own_kind)  # every configuration is tried with each
+    seed_calibration = method.calibration if method.calibrate else "off"
+    content_free = list(method.content_free)
+    if own_kind == "domain":
+        texts = [str(ex[f]) for ex in pool for f in fields if isinstance(ex.get(f), str)]
+        content_free = domain_content_free_inputs(texts, seed=config.seed) if texts else content_free
+    scorer = Scorer(model, cache, verbalizer, label_field, content_free)
     candidates: list[Candidate] = []
 
     # ------------------------------------------------------------ 1. label words
@@ -224,7 +265,7 @@ def search(
             proposal_gold = np.array([label_index[str(ex[label_field])] for ex in proposal])
             proposal_scores = scorer.matrix(seed_template, proposal, vocabulary, demo_words=seed_words)
             ranked = []
-            for calibrate in (False, True):
+            for calibrate in (False, True):  # proposals are ranked without content-free prompts
                 ranked += rank_assignments(
                     proposal_scores, [[index[w] for w in proposed[label]] for label in labels], proposal_gold,
                     keep=3 * settings.keep_assignments, calibrate=calibrate,
@@ -238,14 +279,14 @@ def search(
     all_words = list(dict.fromkeys(w for option in word_options for words in option.values() for w in words))
     index = {w: j for j, w in enumerate(all_words)}
     seed_matrix = scorer.matrix(seed_template, dev, all_words, demo_words=seed_words)
+    seed_free = scorer.content_free(seed_template, all_words, demo_words=seed_words)
     budget.spend(len(dev))
-    seed_dev = score(probabilities(label_log_scores(seed_matrix, _columns(seed_words, index, labels)),
-                                      config.method.calibrate), gold)  # fmt: skip
+    seed_dev = 0.0
     for option in word_options:
-        scores = label_log_scores(seed_matrix, _columns(option, index, labels))
-        for calibrate in (False, True):
-            acc = score(probabilities(scores, calibrate), gold)
-            candidates.append(Candidate("words", seed_template, option, calibrate, acc))
+        for kind, p in calibrated_options(seed_matrix, seed_free, _columns(option, index, labels), kinds):
+            candidates.append(Candidate("words", seed_template, option, kind, score(p, gold)))
+            if option == seed_words and kind == seed_calibration:
+                seed_dev = candidates[-1].dev_score  # the task's own prompt, as it runs
     options_by_dev = sorted(word_options, key=lambda o: -max(c.dev_score for c in candidates if c.words == o))[
         : settings.keep_assignments
     ]
@@ -280,15 +321,14 @@ def search(
                     break
                 try:
                     matrix = scorer.matrix(template, dev, words, demo_words=seed_words)
+                    free = scorer.content_free(template, words, demo_words=seed_words)
                 except PromptLearningError as exc:
                     bar.write(f"skipped a template: {exc}")
                     continue
                 budget.spend(len(dev))
                 for option in options_by_dev:
-                    scores = label_log_scores(matrix, _columns(option, index, labels))
-                    for calibrate in (False, True):
-                        acc = score(probabilities(scores, calibrate), gold)
-                        candidates.append(Candidate("templates", template, option, calibrate, acc))
+                    for kind, p in calibrated_options(matrix, free, _columns(option, index, labels), kinds):
+                        candidates.append(Candidate("templates", template, option, kind, score(p, gold)))
                 bar.update(1)
                 bar.set_postfix(best=f"{max(c.dev_score for c in candidates):.3f}")
 
@@ -313,7 +353,8 @@ def search(
         words = [w for ws in best.words.values() for w in ws]
         index = {w: j for j, w in enumerate(words)}
         matrix = scorer.matrix(best.template, sample, words, demo_words=best.words)
-        predicted = probabilities(label_log_scores(matrix, _columns(best.words, index, labels)), best.calibrate)
+        free = scorer.content_free(best.template, words, demo_words=best.words)
+        predicted = dict(calibrated_options(matrix, free, _columns(best.words, index, labels), kinds))[best.calibration]
         correct = [labels[p] == g for p, g in zip(predicted.argmax(axis=1), pool_gold, strict=True)]
         sets = candidate_sets(pool_gold, correct, shots, settings.demo_sets, seed=settings.seed)
         bar = progress_bar(len(sets), desc="demonstrations", enabled=progress is not False, unit="set")
@@ -324,20 +365,20 @@ def search(
                 try:
                     matrix = scorer.matrix(best.template, dev, words, demo_words=best.words, pool=sample,
                                            demonstrations=demos)  # fmt: skip
+                    free = scorer.content_free(best.template, words, demo_words=best.words, pool=sample,
+                                               demonstrations=demos)  # fmt: skip
                 except PromptTooLongError as exc:
                     bar.write(f"skipped a demonstration set: {exc}")
                     continue
                 budget.spend(len(dev))
-                scores = label_log_scores(matrix, _columns(best.words, index, labels))
-                for calibrate in (False, True):
-                    acc = score(probabilities(scores, calibrate), gold)
-                    demo_rows = [sample[i] for i in demos]
-                    candidates.append(Candidate("demonstrations", best.template, best.words, calibrate, acc,
+                demo_rows = [sample[i] for i in demos]
+                for kind, p in calibrated_options(matrix, free, _columns(best.words, index, labels), kinds):
+                    candidates.append(Candidate("demonstrations", best.template, best.words, kind, score(p, gold),
                                                 demonstrations=[pool.index(r) for r in demo_rows]))  # fmt: skip
                 bar.update(1)
                 bar.set_postfix(best=f"{max(c.dev_score for c in candidates):.3f}")
         best = max(candidates, key=lambda c: c.dev_score)
-    bias = winner_bias(scorer, best, dev, pool) if best.calibrate else None
+    bias = winner_bias(scorer, best, dev, pool) if best.calibration != "off" else None
     cache.save()
     return SearchResult(
         candidates=candidates, best=best, seed_dev=seed_dev, ensemble_dev=ensemble_dev, ensemble_members=members,
@@ -347,14 +388,19 @@ def search(
 
 
 def winner_bias(scorer: Scorer, best: Candidate, dev: Sequence, pool: Sequence) -> dict[str, float]:
-    """The winner's uncalibrated mean label distribution on dev (all cached scores): batch calibration
-    estimated once, which a saved program keeps."""
+    """The winner's calibration as a fixed label distribution, which a saved program keeps (all cached
+    scores): batch — its uncalibrated mean distribution on dev; contextual / domain — the content-free one."""
     labels = list(best.words)
     words = [w for ws in best.words.values() for w in ws]
     index = {w: j for j, w in enumerate(words)}
-    matrix = scorer.matrix(best.template, dev, words, demo_words=best.words, pool=pool,
+    examples = dev
+    if best.calibration != "batch":
+        fields = PromptTemplate(**best.template).input_fields
+        examples = [dict.fromkeys(fields, text) for text in scorer.content_free_inputs]
+    matrix = scorer.matrix(best.template, examples, words, demo_words=best.words, pool=pool,
                            demonstrations=best.demonstrations)  # fmt: skip
-    mean = probabilities(label_log_scores(matrix, _columns(best.words, index, labels)), False).mean(axis=0)
+    mean = probabilities(label_log_scores(matrix, _columns(best.words, index, labels))).mean(axis=0)
+    mean = mean / mean.sum()
     return {label: float(value) for label, value in zip(labels, mean, strict=True)}
 
 
@@ -366,7 +412,9 @@ def ensemble_probabilities(scorer: Scorer, members: Sequence[Candidate], example
         words = [w for ws in m.words.values() for w in ws]
         index = {w: j for j, w in enumerate(words)}
         matrix = scorer.matrix(m.template, examples, words, demo_words=m.words)
-        total = total + probabilities(label_log_scores(matrix, _columns(m.words, index, labels)), m.calibrate)
+        free = scorer.content_free(m.template, words, demo_words=m.words)
+        kinds = ("off", "batch", m.calibration)
+        total = total + dict(calibrated_options(matrix, free, _columns(m.words, index, labels), kinds))[m.calibration]
     return total / len(members)
 
 
@@ -376,7 +424,9 @@ def winning_task(config: Any, best: Candidate, demonstrations_file: Path | None)
     raw["template"] = best.template
     raw["verbalizer"] = {**raw["verbalizer"], "words": best.words}
     method = raw["method"]
-    method.update(calibrate=best.calibrate, calibration="batch", orderings=1)
+    calibrate = best.calibration != "off"
+    method.update(calibrate=calibrate, calibration=best.calibration if calibrate else method["calibration"],
+                  orderings=1)  # fmt: skip
     method.update(name="icl" if best.demonstrations else "zero-shot")
     method.update(selection="first" if best.demonstrations else method["selection"])
     raw["shots"] = len(best.demonstrations)
@@ -438,7 +488,7 @@ def _describe(c: Candidate) -> list[str]:
     text = (instruction + " ⏎ " if instruction else "") + c.template["input"].replace("\n", " ⏎ ")
     words = ", ".join(f"{label}:{'/'.join(w.strip() for w in ws)}" for label, ws in c.words.items())
     demos = f"{len(c.demonstrations)} demos" if c.demonstrations else "-"
-    return [c.stage, f"`{text}`", words, "batch" if c.calibrate else "off", demos, f"{c.dev_score:.4f}"]
+    return [c.stage, f"`{text}`", words, c.calibration, demos, f"{c.dev_score:.4f}"]
 
 
 def search_report(config: Any, result: SearchResult, top: int = 20) -> str:

@@ -78,15 +78,30 @@ def label_log_scores(matrix: np.ndarray, columns: Sequence[Sequence[int]]) -> np
     return np.stack([np.logaddexp.reduce(matrix[:, list(cols)], axis=1) for cols in columns], axis=1)
 
 
-def probabilities(scores: np.ndarray, calibrate: bool) -> np.ndarray:
-    """Softmax over labels; with ``calibrate``, divided by the mean distribution over the examples
-    (batch calibration, Zhou et al. 2024) and renormalised."""
+def probabilities(scores: np.ndarray, calibration: bool | str = False, bias: np.ndarray | None = None) -> np.ndarray:
+    """Softmax over labels, then calibrated: ``batch`` (or ``True``) divides by the mean distribution
+    over the examples (batch calibration, Zhou et al. 2024); ``contextual`` and ``domain`` divide by
+    ``bias``, the mean distribution of the content-free inputs (Zhao et al. 2021); ``off`` (or
+    ``False``) leaves it. Renormalised."""
     p = np.exp(scores - scores.max(axis=1, keepdims=True))
     p /= p.sum(axis=1, keepdims=True)
-    if calibrate:
-        p = p / p.mean(axis=0, keepdims=True)
+    if calibration in (True, "batch"):
+        bias = p.mean(axis=0)
+    elif calibration in ("contextual", "domain"):
+        if bias is None:
+            raise PromptLearningError(f"{calibration} calibration needs the content-free distribution")
+    elif calibration not in (False, "off"):
+        raise PromptLearningError(f"unknown calibration {calibration!r}: off, batch, contextual or domain")
+    if bias is not None and calibration not in (False, "off"):
+        p = p / np.maximum(np.asarray(bias)[None, :], 1e-12)
         p /= p.sum(axis=1, keepdims=True)
     return p
+
+
+def content_free_bias(scores: np.ndarray) -> np.ndarray:
+    """The mean label distribution of the content-free inputs' ``[input, label]`` scores, renormalised."""
+    mean = probabilities(scores).mean(axis=0)
+    return mean / mean.sum()
 
 
 def accuracy(p: np.ndarray, gold: np.ndarray) -> float:
