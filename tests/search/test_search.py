@@ -75,6 +75,10 @@ def test_the_seed_prompt_is_scored_with_its_own_calibration(search_task, tiny_lm
     predictions = classifier.predict(result.dev)
     expected = np.mean([p.label == ex["label"] for p, ex in zip(predictions, result.dev, strict=True)])
     assert result.seed_dev == pytest.approx(expected)
+    # the first candidate is the task's own prompt as it runs: on a tie it stays the winner
+    first = result.candidates[0]
+    assert (first.template, first.calibration, first.dev_score) == (config.template.model_dump(), calibration,
+                                                                    result.seed_dev)  # fmt: skip
     with pytest.raises(PromptLearningError, match="needs the content-free distribution"):
         probabilities(np.zeros((2, 2)), "contextual")
 

@@ -235,8 +235,10 @@ def search(
     cache = ScoreCache(model, config.model, settings.cache)
     method = config.method
     own_kind = method.calibration if method.calibration in ("contextual", "domain") else "contextual"
-    kinds = ("off", "batch", own_kind)  # every configuration is tried with each
     seed_calibration = method.calibration if method.calibrate else "off"
+    # every configuration is tried with each kind; the task's own comes first, so that on a tie of dev
+    # scores (a stable sort) the task's own prompt, as it runs, stays the winner
+    kinds = tuple(dict.fromkeys((seed_calibration, "off", "batch", own_kind)))
     content_free = list(method.content_free)
     if own_kind == "domain":
         texts = [str(ex[f]) for ex in pool for f in fields if isinstance(ex.get(f), str)]
