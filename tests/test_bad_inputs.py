@@ -279,6 +279,8 @@ CASES = [
     Case("issue14-search-generation-task", ["search", GEN], 2, "search works on classification tasks"),
     # --- issue 15: pretraining and perplexity ---
     Case("issue15-pretrain-a-classification-task", ["pretrain", T], 2, "`pretrain` runs `type: pretrain` tasks"),
+    Case("issue15-embed-train-a-classification-task", ["embed-train", T], 2,
+         "`embed-train` runs `type: embed-train` tasks"),
     Case("issue15-perplexity-missing-file", ["perplexity", TINY, "nope.txt"], 2, "text file nope.txt does not exist"),
     Case("issue15-perplexity-empty-file", ["perplexity", TINY, "empty.txt"], 2, "the text is empty",
          setup=lambda p: (p["cwd"] / "empty.txt").write_text("\n")),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,3 +53,18 @@ def write_atomically(path: str | Path, data: str | bytes, *, encoding: str = "ut
 
 def write_json_atomically(path: str | Path, data: Any) -> Path:
     return write_atomically(path, json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def write_directory_atomically(directory: str | Path, write: Callable[[Path], Any]) -> Path:
+    """``write(staging)`` fills a staging directory next to ``directory``, which then replaces it: a
+    crash leaves the old directory (or none), never a half-written one."""
+    import shutil
+    import uuid
+
+    directory = Path(directory)
+    staging = directory.with_name(f".{directory.name}-{uuid.uuid4().hex[:8]}")
+    write(staging)
+    if directory.exists():
+        shutil.rmtree(directory)
+    staging.rename(directory)
+    return directory

@@ -106,14 +106,18 @@ def progress_bar(total: int | None = None, *, desc: str = "", enabled: bool = Tr
 
 @contextmanager
 def quiet_third_party() -> Iterator[None]:
-    """Silence transformers' and huggingface_hub's own progress bars (weights loading, shard writing)."""
+    """Silence transformers', huggingface_hub's and datasets' own progress bars (weights loading, shard
+    writing, dataset maps)."""
+    import datasets
     from huggingface_hub import utils as hub_utils
     from transformers.utils import logging as hf_logging
 
     was_enabled = hf_logging.is_progress_bar_enabled()
     hub_was_disabled = hub_utils.are_progress_bars_disabled()
+    datasets_was_enabled = datasets.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     hub_utils.disable_progress_bars()
+    datasets.disable_progress_bars()
     try:
         yield
     finally:
@@ -121,3 +125,5 @@ def quiet_third_party() -> Iterator[None]:
             hf_logging.enable_progress_bar()
         if not hub_was_disabled:
             hub_utils.enable_progress_bars()
+        if datasets_was_enabled:
+            datasets.enable_progress_bars()

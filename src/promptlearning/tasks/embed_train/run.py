@@ -11,12 +11,11 @@ demonstration selection uses (``method.embedder: <run>/model``).
 
 from __future__ import annotations
 
-import contextlib
+import json
 import shutil
 import statistics
 import time
-import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ import yaml
 
 from promptlearning.errors import PromptLearningError
 from promptlearning.evaluation.runs import prepare_output_dir
-from promptlearning.io import write_json_atomically
+from promptlearning.io import write_directory_atomically, write_json_atomically
 from promptlearning.pretraining.simcse import (
     build_sentence_encoder,
     spearman,
@@ -115,28 +114,11 @@ def _last_checkpoint(directory: Path) -> str | None:
 
 
 def _save(encoder: Any, directory: Path) -> None:
-    """The encoder as a sentence-transformers directory, renamed into place when complete."""
+    """The encoder as a sentence-transformers directory (with a model card), renamed into place when complete."""
     from promptlearning.progress import quiet_third_party
 
-    staging = directory.with_name(f".{directory.name}-{uuid.uuid4().hex[:8]}")
-    with quiet_third_party(), _no_datasets_bars():
-        encoder.save(str(staging))  # with a model card
-    if directory.exists():
-        shutil.rmtree(directory)
-    staging.rename(directory)
-
-
-@contextlib.contextmanager
-def _no_datasets_bars() -> Iterator[None]:
-    import datasets
-
-    was_enabled = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            datasets.enable_progress_bars()
+    with quiet_third_party():
+        write_directory_atomically(directory, lambda staging: encoder.save(str(staging)))
 
 
 def train_one_seed(
@@ -209,8 +191,6 @@ def run_embed_train_task(
         seed_dir = run_dir / f"seed-{seed}" if len(seeds) > 1 else run_dir
         done = seed_dir / SEED_FILE
         if resume and done.is_file() and (seed_dir / "model").is_dir():  # finished before the interruption
-            import json
-
             runs.append(json.loads(done.read_text(encoding="utf-8")))
         else:
             runs.append(train_one_seed(config, seed, seed_dir, resume=resume, progress=progress is not False,

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,7 +20,7 @@ import yaml
 
 from promptlearning.errors import PromptLearningError
 from promptlearning.evaluation.runs import prepare_output_dir
-from promptlearning.io import write_json_atomically
+from promptlearning.io import write_directory_atomically, write_json_atomically
 from promptlearning.models.hub import home
 from promptlearning.pretraining.corpus import Corpus
 from promptlearning.pretraining.models import build_model, parameter_count
@@ -109,12 +108,12 @@ def _save_model(model: Any, tokenizer: Any, directory: Path) -> None:
     """The model as a Hugging Face directory (safetensors), merged if it carries an adapter; atomic."""
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
-    staging = directory.with_name(f".{directory.name}-{uuid.uuid4().hex[:8]}")
-    model.save_pretrained(str(staging), safe_serialization=True)
-    tokenizer.save_pretrained(str(staging))
-    if directory.exists():
-        shutil.rmtree(directory)
-    staging.rename(directory)
+
+    def write(staging: Path) -> None:
+        model.save_pretrained(str(staging), safe_serialization=True)
+        tokenizer.save_pretrained(str(staging))
+
+    write_directory_atomically(directory, write)
 
 
 def run_pretrain_task(
