@@ -321,13 +321,16 @@ def _cmd_search(args: argparse.Namespace) -> int:
         templates = read_templates(args.templates)
     settings = SearchSettings(
         budget=args.budget, dev_size=args.dev_size, dev=args.dev, stages=tuple(args.stages.split(",")),
-        shots=args.shots, ape=args.ape, templates=templates, seed=args.seed,
+        shots=args.shots, ape=args.ape, templates=templates, seed=args.seed, confirm_size=args.confirm_size,
         proposer=load_model(args.proposer, pull=True) if args.proposer else None,
     )  # fmt: skip
     result = run_search(config, settings, output_dir=args.output_dir, test=not args.no_test, progress=True)
     spent = f"{len(result.candidates)} candidates, {result.spent} of {result.budget} dev prompts"
     print(f"dev {result.metric}: winner {result.best.dev_score:.4f}, the task's own prompt {result.seed_dev:.4f} "
           f"({spent}, {result.seconds:.0f} s)")  # fmt: skip
+    if result.finalists:
+        print(f"confirmation ({result.confirm_size} fresh examples): winner {result.best.confirm_score:.4f}, "
+              f"the task's own prompt {result.finalists[0].confirm_score:.4f}")  # fmt: skip
     if result.test is not None:
         print(f"{config.data.eval}: winner {result.test.value:.4f}, the task's own prompt {result.seed_test.value:.4f}")
     print(f"winning task written to {result.task_file}; as a prompt program: {result.program_dir}")
@@ -687,6 +690,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=_positive_int, help="dev prompts the model may score (default: 40 × dev size)")
     p.add_argument("--dev-size", type=_positive_int, default=200, help="dev examples held out of train (default: 200)")
     p.add_argument("--dev", help="a dev file instead of a sample held out of the training file")
+    p.add_argument("--confirm-size", type=int,
+                   help="fresh examples held out of train on which the task's own prompt and the 5 best on dev are "
+                        "compared, the best there winning (default: the dev size; 0: the dev winner wins)")  # fmt: skip
     p.add_argument("--stages", default="words,templates,demonstrations", help="what to search (default: %(default)s)")
     p.add_argument("--shots", type=int, help="demonstrations to search for (default: the task's shots)")
     p.add_argument("--templates", help="YAML list of candidate templates instead of the built-in pattern families")

@@ -90,7 +90,8 @@ def test_a_full_search_writes_a_runnable_task_and_reuses_cached_scores(search_ta
     result = search(config, tiny_lm, settings, progress=False)
     assert result.spent <= result.budget
     assert {c.stage for c in result.candidates} == {"words", "templates", "demonstrations"}
-    assert result.best.dev_score == max(c.dev_score for c in result.candidates)
+    # the winner: the best of the finalists (the task's own prompt and the best on dev) on fresh examples
+    assert result.confirm_size == 16 and result.best.confirm_score == max(c.confirm_score for c in result.finalists)
     task_file = write_search(tmp_path / "out", config, result)
     saved = load_task(task_file)
     assert saved.template.model_dump() == result.best.template and saved.shots == len(result.best.demonstrations)
@@ -183,3 +184,43 @@ def test_dev_metrics_follow_the_task_metric():
     assert dev_metric("macro_f1", labels)(p, gold) == pytest.approx((2 / 3 + 1 + 6 / 7) / 3)
     # SemEval: Other is not a class and the two directions are one: Cause-Effect P = 2/2, R = 2/3 -> F1 0.8
     assert dev_metric("semeval_macro_f1", labels)(p, gold) == pytest.approx(0.8)
+
+
+def test_finalists_are_compared_on_a_fresh_confirmation_sample(search_task, tiny_lm, tmp_path):
+    """The task's own prompt and the best on dev are scored on examples neither dev nor the pool hold;
+    the best there wins, and the seed's confirmation score is what its own classifier scores there."""
+    from promptlearning.tasks.classification.run import build_classifier
+
+    config = load_task(search_task)
+    settings = SearchSettings(dev_size=16, confirm_size=20, finalists=3, stages=("words", "templates"),
+                              budget=16 * 5)  # fmt: skip
+    result = search(config, tiny_lm, settings, progress=False)
+    assert result.confirm_size == 20 and len(result.confirm) == 20
+    texts = lambda rows: {r["text"] for r in rows}  # noqa: E731
+    assert not texts(result.confirm) & texts(result.dev) and not texts(result.confirm) & texts(result.pool)
+    assert len(result.dev) + len(result.confirm) + len(result.pool) == 120
+    seed, *others = result.finalists
+    assert seed is result.seed and seed.template == config.template.model_dump() and len(others) == 3
+    assert [c.dev_score for c in others] == sorted((c.dev_score for c in others), reverse=True)
+    assert len({c.config_key() for c in result.finalists}) == 4
+    assert result.best is max(result.finalists, key=lambda c: c.confirm_score)
+    assert result.spent <= result.budget
+    classifier = build_classifier(config, tiny_lm).fit(result.pool)
+    own = np.mean([p.label == ex["label"] for p, ex in zip(classifier.predict(result.confirm), result.confirm,
+                                                            strict=True)])  # fmt: skip
+    assert seed.confirm_score == pytest.approx(own)
+    task_file = write_search(tmp_path / "out", config, result)
+    assert f"Confirmed on 20 fresh examples: {result.best.confirm_score:.4f}" in task_file.read_text()
+    report = json.loads((tmp_path / "out" / "search.json").read_text())
+    assert [f["confirm_score"] for f in report["finalists"]] == [c.confirm_score for c in result.finalists]
+    with pytest.raises(PromptLearningError, match="confirm_size >= 0"):
+        search(config, tiny_lm, SearchSettings(dev_size=16, confirm_size=-1), progress=False)
+
+
+def test_the_task_words_are_extended_with_proposed_ones(search_task, tiny_lm):
+    config = load_task(search_task)
+    result = search(config, tiny_lm, SearchSettings(dev_size=16, stages=("words",), budget=16), progress=False)
+    options = {repr(c.words) for c in result.candidates}
+    extended = [c.words for c in result.candidates if len(c.words["negative"]) == 2]
+    assert extended and all(w["negative"][0] == " bad" and w["positive"][0] == " good" for w in extended)
+    assert len(options) > len({repr(w) for w in extended}) + 1

@@ -4,16 +4,20 @@ classification task on a dev split, then evaluate the winner on the task's eval 
 Stages, each scored on dev through one :class:`~promptlearning.search.scoring.ScoreCache`:
 
 1. label words — LM-BFF candidates from the seed template, assignments ranked on the proposal
-   examples, the best few (and the task's own words) kept by dev score;
+   examples (the best few also added to the task's own words), the best few kept by dev score;
 2. templates — pattern families and APE instructions, each with the kept label words, uncalibrated,
    batch-calibrated and calibrated by content-free inputs; the top ones are also ensembled;
-3. demonstrations — bootstrapped and random sets (``shots`` > 0), scored with the best prompt.
+3. demonstrations — bootstrapped and random sets (``shots`` > 0), scored with the best prompt;
+4. confirmation — the best few configurations on dev and the task's own prompt are scored once more on
+   a fresh sample (``confirm_size`` examples held out of train, disjoint from dev and the pool), and
+   the best there wins, the task's own prompt on a tie. The dev winner of hundreds of candidates is
+   the luckiest as much as the best (its dev score is biased upwards); the confirmation scores are not.
 
 Every configuration is scored with each calibration (off, batch, and the task's content-free kind:
 contextual, or domain when the task calibrates so), and the task's own prompt is scored exactly as it
 runs, with its own calibration. Dev is a seeded sample held out of the training file (or ``--dev
 FILE``); demonstrations and proposals come from the rest. The budget counts dev prompts scored by the
-model (not the few content-free prompts of each template).
+model (not the few content-free prompts of each template, nor the confirmation: finalists × its size).
 """
 
 from __future__ import annotations
@@ -71,6 +75,8 @@ class SearchSettings:
     proposer: LanguageModel | None = None
     shots: int | None = None  # default: the task's
     demo_sets: int = 8
+    confirm_size: int | None = None  # the fresh sample the finalists are compared on; default: dev's size; 0: none
+    finalists: int = 5
     seed: int = 0
     cache: str | Path | None = None
 
@@ -86,6 +92,10 @@ class Candidate:
     calibration: str  # off, batch, contextual or domain
     dev_score: float
     demonstrations: list[int] = field(default_factory=list)
+    confirm_score: float | None = None  # on the confirmation sample, for the finalists
+
+    def config_key(self) -> tuple:
+        return (repr(self.template), repr(self.words), self.calibration, tuple(self.demonstrations))
 
 
 @dataclass
@@ -100,9 +110,13 @@ class SearchResult:
     spent: int
     seconds: float
     metric: str = "accuracy"  # what dev_score and seed_dev measure: the task's metric
+    seed: Candidate | None = None  # the task's own prompt as it runs (its confirm_score too)
+    finalists: list[Candidate] = field(default_factory=list)  # the seed first, then by dev score
+    confirm_size: int = 0
     bias: dict[str, float] | None = None  # the winner's calibration: dev's or the content-free mean distribution
     dev: list[dict[str, Any]] = field(default_factory=list)
     pool: list[dict[str, Any]] = field(default_factory=list)  # where demonstrations (indices) come from
+    confirm: list[dict[str, Any]] = field(default_factory=list)
     task_file: Path | None = None
     program_dir: Path | None = None
     test: Any = None  # the winner's TaskResult on the eval split
@@ -188,6 +202,9 @@ def check_search(config: Any, settings: SearchSettings) -> None:
     unknown = [s for s in settings.stages if s not in STAGES]
     if unknown:
         raise PromptLearningError(f"unknown search stage(s) {unknown}; stages: {', '.join(STAGES)}")
+    if (settings.confirm_size or 0) < 0 or settings.finalists < 1:
+        raise PromptLearningError(f"the confirmation needs confirm_size >= 0 (0: none) and finalists >= 1; got "
+                                  f"{settings.confirm_size} and {settings.finalists}")  # fmt: skip
     if settings.templates is not None and not settings.templates:
         raise PromptLearningError("the list of candidate templates is empty: give at least one template")
 
@@ -215,7 +232,7 @@ def search(
     rng.shuffle(order)
     if settings.dev:
         dev = load_examples(settings.dev, required=[*fields, label_field])
-        pool = [train[i] for i in order]
+        rest = order
     else:
         dev_size = settings.dev_size
         if len(train) < 2 * dev_size:  # a small (few-shot) training file: half is dev, half the pool
@@ -226,12 +243,19 @@ def search(
             warnings.warn(f"the training file has {len(train)} examples: {dev_size} of them are the dev sample "
                           f"(not {settings.dev_size})", UserWarning, stacklevel=2)  # fmt: skip
         dev = [train[i] for i in order[:dev_size]]
-        pool = [train[i] for i in order[dev_size:]]
+        rest = order[dev_size:]
+    confirm_size = len(dev) if settings.confirm_size is None else settings.confirm_size
+    if confirm_size and len(rest) < 2 * confirm_size:  # the pool keeps at least as many examples
+        warnings.warn(f"{len(rest)} training examples are left after dev: too few for a confirmation sample of "
+                      f"{confirm_size} (the dev winner wins)", UserWarning, stacklevel=2)  # fmt: skip
+        confirm_size = 0
+    confirm = [train[i] for i in rest[:confirm_size]]
+    pool = [train[i] for i in rest[confirm_size:]]
     pool = pool[: data.train_limit] if data.train_limit else pool
     label_index = {label: i for i, label in enumerate(labels)}
     gold = np.array([label_index[str(ex[label_field])] for ex in dev])
     score = dev_metric(config.metric, labels)
-    budget = Budget(settings.budget or 40 * len(dev), len(dev))
+    budget = Budget(settings.budget or 40 * len(dev), len(dev))  # the confirmation is spent outside it
     cache = ScoreCache(model, config.model, settings.cache)
     method = config.method
     own_kind = method.calibration if method.calibration in ("contextual", "domain") else "contextual"
@@ -273,22 +297,24 @@ def search(
                     keep=3 * settings.keep_assignments, calibrate=calibrate,
                 )  # fmt: skip
             ranked.sort(key=lambda item: -item[0])
-            for _, assignment in ranked:
+            for rank, (_, assignment) in enumerate(ranked):
                 words = {label: [vocabulary[j]] for label, j in zip(labels, assignment, strict=True)}
-                if words not in word_options:
-                    word_options.append(words)
+                # the best few also as the task's words plus the proposed one (more than one word per label)
+                extended = {label: list(dict.fromkeys([*seed_words[label], *words[label]])) for label in labels}
+                for option in (words, extended) if rank < settings.keep_assignments else (words,):
+                    if option not in word_options:
+                        word_options.append(option)
     # every kept option is scored on dev with the seed template
     all_words = list(dict.fromkeys(w for option in word_options for words in option.values() for w in words))
     index = {w: j for j, w in enumerate(all_words)}
     seed_matrix = scorer.matrix(seed_template, dev, all_words, demo_words=seed_words)
     seed_free = scorer.content_free(seed_template, all_words, demo_words=seed_words)
     budget.spend(len(dev))
-    seed_dev = 0.0
     for option in word_options:
         for kind, p in calibrated_options(seed_matrix, seed_free, _columns(option, index, labels), kinds):
             candidates.append(Candidate("words", seed_template, option, kind, score(p, gold)))
             if option == seed_words and kind == seed_calibration:
-                seed_dev = candidates[-1].dev_score  # the task's own prompt, as it runs
+                seed_candidate = candidates[-1]  # the task's own prompt, as it runs
     options_by_dev = sorted(word_options, key=lambda o: -max(c.dev_score for c in candidates if c.words == o))[
         : settings.keep_assignments
     ]
@@ -315,7 +341,7 @@ def search(
         bar = progress_bar(len(templates), desc="templates", enabled=progress is not False, unit="template")
         shots = config.shots if settings.shots is None else settings.shots
         reserve = settings.demo_sets * len(dev) if "demonstrations" in settings.stages and shots else 0
-        reserve = min(reserve, (budget.total - budget.spent) // 2)  # demonstrations get at most half of what is left
+        reserve = min(reserve, (budget.total - budget.spent) // 2)  # demonstrations: at most half of what is left
         with bar:
             for template in templates:
                 if not budget.allows(len(dev) + reserve):
@@ -380,13 +406,46 @@ def search(
                 bar.update(1)
                 bar.set_postfix(best=f"{max(c.dev_score for c in candidates):.3f}")
         best = max(candidates, key=lambda c: c.dev_score)
+
+    # ------------------------------------------------------------ 4. confirmation
+    finalists: list[Candidate] = []
+    if confirm:
+        finalists = pick_finalists(candidates, seed_candidate, settings.finalists)
+        confirm_gold = np.array([label_index[str(ex[label_field])] for ex in confirm])
+        for c in finalists:
+            c.confirm_score = score(candidate_probabilities(scorer, c, confirm, pool), confirm_gold)
+        best = max(finalists, key=lambda c: c.confirm_score)  # the first best: the task's own prompt on a tie
     bias = winner_bias(scorer, best, dev, pool) if best.calibration != "off" else None
     cache.save()
     return SearchResult(
-        candidates=candidates, best=best, seed_dev=seed_dev, ensemble_dev=ensemble_dev, ensemble_members=members,
+        candidates=candidates, best=best, seed_dev=seed_candidate.dev_score, seed=seed_candidate,
+        finalists=finalists, confirm_size=len(confirm), ensemble_dev=ensemble_dev, ensemble_members=members,
         dev_size=len(dev), budget=budget.total, spent=budget.spent, seconds=time.perf_counter() - started,
-        metric=config.metric, bias=bias, dev=dev, pool=pool,
+        metric=config.metric, bias=bias, dev=dev, pool=pool, confirm=confirm,
     )  # fmt: skip
+
+
+def pick_finalists(candidates: Sequence[Candidate], seed: Candidate, n: int) -> list[Candidate]:
+    """The task's own prompt, then the ``n`` best other configurations on dev."""
+    finalists, seen = [seed], {seed.config_key()}
+    for c in sorted(candidates, key=lambda c: -c.dev_score):
+        if len(finalists) > n:
+            break
+        if c.config_key() not in seen:
+            seen.add(c.config_key())
+            finalists.append(c)
+    return finalists
+
+
+def candidate_probabilities(scorer: Scorer, c: Candidate, examples: Sequence, pool: Sequence) -> np.ndarray:
+    """``[example, label]`` distribution of one configuration, with its calibration, on other examples."""
+    labels = list(c.words)
+    words = list(dict.fromkeys(w for ws in c.words.values() for w in ws))
+    index = {w: j for j, w in enumerate(words)}
+    kw = {"demo_words": c.words, "pool": pool, "demonstrations": c.demonstrations}
+    matrix = scorer.matrix(c.template, examples, words, **kw)
+    free = scorer.content_free(c.template, words, **kw)
+    return dict(calibrated_options(matrix, free, _columns(c.words, index, labels), [c.calibration]))[c.calibration]
 
 
 def winner_bias(scorer: Scorer, best: Candidate, dev: Sequence, pool: Sequence) -> dict[str, float]:
@@ -454,10 +513,14 @@ def write_search(directory: Path, config: Any, result: SearchResult) -> Path:
     task_file = directory / "task.yaml"
     header = f"# Found by `promptlearning search` on {result.dev_size} dev examples (dev {result.metric} " \
              f"{result.best.dev_score:.4f}; the seed prompt: {result.seed_dev:.4f}).\n"  # fmt: skip
+    if result.seed is not None and result.best.confirm_score is not None:
+        header += f"# Confirmed on {result.confirm_size} fresh examples: {result.best.confirm_score:.4f} " \
+                  f"(the seed prompt: {result.seed.confirm_score:.4f}).\n"  # fmt: skip
     write_atomically(task_file, header + yaml.safe_dump(task, sort_keys=False, allow_unicode=True))
     write_json_atomically(directory / "search.json", {
         "dev_size": result.dev_size, "budget": result.budget, "spent": result.spent, "seconds": result.seconds,
-        "seed_dev": result.seed_dev, "ensemble_dev": result.ensemble_dev,
+        "seed_dev": result.seed_dev, "confirm_size": result.confirm_size,
+        "finalists": [asdict(c) for c in result.finalists], "ensemble_dev": result.ensemble_dev,
         "ensemble": [asdict(m) for m in result.ensemble_members],
         "best": asdict(result.best), "candidates": [asdict(c) for c in result.candidates],
     })  # fmt: skip
@@ -480,7 +543,9 @@ def write_program(directory: Path, config: Any, result: SearchResult) -> Path:
         objective="prompt", model=str(config.model), labels=list(best.words), template=best.template,
         verbalizer=verbalizer, peft=None, demonstrations=demonstrations, label_field=label_field,
         dtype=config.dtype, bias=result.bias,
-        metrics={f"dev_{result.metric}": best.dev_score, "dev_size": result.dev_size},
+        metrics={f"dev_{result.metric}": best.dev_score, "dev_size": result.dev_size,
+                 **({f"confirm_{result.metric}": best.confirm_score, "confirm_size": result.confirm_size}
+                    if best.confirm_score is not None else {})},
     )  # fmt: skip
     return save_prompted_program(spec, directory)
 
@@ -503,6 +568,11 @@ def search_report(config: Any, result: SearchResult, top: int = 20) -> str:
         f"{result.seconds:.0f} s",
         f"- dev {result.metric}: the task's own prompt {result.seed_dev:.4f}; the winner {result.best.dev_score:.4f}",
     ]
+    if result.finalists:
+        lines.append(
+            f"- {result.metric} on {result.confirm_size} fresh examples (confirmation): the task's own prompt "
+            f"{result.finalists[0].confirm_score:.4f}; the winner {result.best.confirm_score:.4f}"
+        )
     if result.ensemble_dev is not None:
         lines.append(
             f"- ensemble of the top {len(result.ensemble_members)} templates on dev: {result.ensemble_dev:.4f}"
@@ -510,6 +580,25 @@ def search_report(config: Any, result: SearchResult, top: int = 20) -> str:
     if result.test is not None:
         own = f", the task's own prompt {result.seed_test.value:.4f}" if result.seed_test else ""
         lines.append(f"- {config.metric} on `{config.data.eval}` (once): winner {result.test.value:.4f}{own}")
+    if result.finalists:
+        lines += [
+            "",
+            f"## Finalists: the task's own prompt and the best on dev, compared on {result.confirm_size} fresh "
+            "examples (the best there wins)",
+            "",
+            markdown_table(
+                [
+                    "stage",
+                    "template",
+                    "label words",
+                    "calibration",
+                    "demos",
+                    f"dev {result.metric}",
+                    f"confirmation {result.metric}",
+                ],
+                [[*_describe(c), f"{c.confirm_score:.4f}"] for c in result.finalists],
+            ),
+        ]
     lines += [
         "",
         f"## The top {min(top, len(ranked))} candidates on dev",
