@@ -3,6 +3,7 @@ helpers and context limit every :class:`LanguageModel` of theirs exposes."""
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,19 @@ def load_pretrained(
             ) from exc
         raise
     return model.to(target), tokenizer
+
+
+def cache_keyword(model: Any) -> str:
+    """The forward's KV-cache argument: transformers 5.x renamed ``past_key_values`` to ``cache`` (the
+    old name warns on every call until it goes in 5.40); earlier 5.x releases know only the old name."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft wrapper's model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+def returned_cache(output: Any) -> Any:
+    """The KV cache a forward pass returned, under either name."""
+    cache = output.get("cache")
+    return cache if cache is not None else output.past_key_values
 
 
 def score_targets(logits: torch.Tensor, target: list[int], tokenizer: Any) -> LoglikelihoodResult:

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from promptlearning.errors import PromptLearningError, PromptTooLongError
-from promptlearning.models.hf.base import HFModel, context_limit
+from promptlearning.models.hf.base import HFModel, cache_keyword, context_limit, returned_cache
 from promptlearning.models.hf.decoding import Decoder, common_prefix_length, prefix_reuse_is_exact
 from promptlearning.models.hf.tokens import PromptTokens, left_pad
 from promptlearning.models.interface import (
@@ -115,6 +115,7 @@ class HFLanguageModel(HFModel, TokenLevelModel):
         self.min_shared_prefix = 16  # tokens; shorter shared prefixes are not worth a cached prefill
         self._max_length = max_length or context_limit(model, tokenizer, default=2048)
         self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
+        self._cache_keyword = cache_keyword(model)
         self.sliding_window = _sliding_window(model.config)
         eos = model.generation_config.eos_token_id if model.generation_config else None
         eos_ids = eos if isinstance(eos, list) else [eos]
@@ -200,7 +201,7 @@ class HFLanguageModel(HFModel, TokenLevelModel):
     def _prefill(self, tokens: list[int]) -> Any:
         """Run a prefix once and return its KV cache."""
         ids = torch.tensor([tokens], dtype=torch.long, device=self.device)
-        return self.model(input_ids=ids, use_cache=True, logits_to_keep=1).past_key_values
+        return returned_cache(self.model(input_ids=ids, use_cache=True, logits_to_keep=1))
 
     def _score_rows(self, batch: list[_Row], prefix_cache: Any, shared: int) -> list[tuple[int, LoglikelihoodResult]]:
         # Every target's tokens are predicted by the last len(target) positions of its row, which
@@ -235,7 +236,7 @@ class HFLanguageModel(HFModel, TokenLevelModel):
             # middle is masked out; positions continue from the prefix.
             cache = copy.deepcopy(prefix_cache)
             cache.batch_repeat_interleave(len(inputs))
-            kwargs["past_key_values"] = cache
+            kwargs[self._cache_keyword] = cache
             prefix_mask = torch.ones(len(inputs), shared, dtype=torch.long, device=self.device)
             kwargs["attention_mask"] = torch.cat([prefix_mask, mask], 1)
             kwargs["position_ids"] = positions + shared

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from promptlearning.models.hf.base import cache_keyword, returned_cache
 from promptlearning.models.interface import Generation, GenerationConfig, sample_seed, shared_prefix_length
 from promptlearning.progress import progress_bar
 
@@ -192,6 +193,7 @@ class Decoder:
         self.tokenizer = tokenizer
         self.eos_token_ids = set(eos_token_ids)
         self.keeps_logits = keeps_logits
+        self.cache_keyword = cache_keyword(model)
         self.min_shared_prefix = min_shared_prefix
         self.sliding_window = sliding_window
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_token_ids[0]
@@ -214,11 +216,11 @@ class Decoder:
             "use_cache": True,
         }
         if cache is not None:
-            kwargs["past_key_values"] = cache
+            kwargs[self.cache_keyword] = cache
         if self.keeps_logits:
             kwargs["logits_to_keep"] = 1
         out = self.model(**kwargs)
-        return out.logits[:, -1], out.past_key_values
+        return out.logits[:, -1], returned_cache(out)
 
     def _prefill(
         self, suffixes: list[list[int]], prefix_cache: Any, shared: int
