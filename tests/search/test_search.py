@@ -224,3 +224,12 @@ def test_the_task_words_are_extended_with_proposed_ones(search_task, tiny_lm):
     extended = [c.words for c in result.candidates if len(c.words["negative"]) == 2]
     assert extended and all(w["negative"][0] == " bad" and w["positive"][0] == " good" for w in extended)
     assert len(options) > len({repr(w) for w in extended}) + 1
+
+
+def test_a_dev_file_resolves_under_the_task_data_root(search_task, tiny_lm, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # not where the file is: it is found under the task's data root
+    config = load_task(search_task)
+    rows = len((REVIEWS / "test.jsonl").read_text().splitlines())
+    settings = SearchSettings(dev="test.jsonl", confirm_size=0, stages=("words",), budget=rows)
+    result = search(config, tiny_lm, settings, progress=False)
+    assert result.dev_size == rows and len(result.pool) == 120

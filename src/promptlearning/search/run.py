@@ -231,7 +231,9 @@ def search(
     order = list(range(len(train)))
     rng.shuffle(order)
     if settings.dev:
-        dev = load_examples(settings.dev, required=[*fields, label_field])
+        given = Path(settings.dev).expanduser()  # as given, else under the task's data root like its other files
+        root = None if given.is_absolute() or given.exists() else task_data_root(data.root)
+        dev = load_examples(given, root=root, required=[*fields, label_field])
         rest = order
     else:
         dev_size = settings.dev_size
