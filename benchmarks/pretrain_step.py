@@ -3,11 +3,13 @@
 The tiny-shakespeare character recipe (``tasks/shakespeare-char.yaml``: the ``nano`` Llama-style
 model, block 64, batch 12, AdamW lr 1e-3 with cosine decay): the same random windows of the same
 memory-mapped token file, the same initial weights. Each side runs in its own process (peak RSS is
-its own) with the loop's periodic evaluation off, timing the steps after the first 10.
+its own) with the loop's periodic evaluation off, timing the steps after the first 10. The token cache is
+built first, in a process of its own, so neither side's peak includes tokenization.
 
-    python benchmarks/pretrain_step.py [--steps 200] [--threads 2]
+    python benchmarks/pretrain_step.py [--steps 200] [--threads 2] [--rounds 5]
 
-Ends with ``tokens/s ratio ours / Trainer: …x`` (target >= 1.0) and the peak-RSS ratio (target <= 1.0).
+Ends with ``tokens/s ratio ours / Trainer: …x`` (target >= 1.0) and the peak-RSS ratio (target <= 1.0), medians
+of ``--rounds`` interleaved runs of each side.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ def worker(system: str, steps: int, threads: int) -> dict:
     corpus = corpus_of(config)
     tokenizer = train_tokenizer(corpus.iter_documents(), kind="char")
     cache = build_token_cache(corpus, tokenizer, home() / "tokens", progress=False)
+    if system == "prepare":  # the token cache is built before either side runs, so neither pays for it
+        return {"system": system, "tokens": len(cache.tokens())}
     train_tokens, _ = split_tokens(cache.tokens(), config.corpus.validation_fraction)
     blocks = TokenBlocks(train_tokens, config.block_size, overlap=1, stride=1)
     model = _model(config, tokenizer)
@@ -90,24 +94,35 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(args.worker, args.steps, args.threads)))
         return
-    print(f"machine: {machine()}; tiny-shakespeare char recipe, {args.steps} steps (first {WARMUP} untimed)")
-    results = {}
-    for system in ("ours", "trainer"):
+    print(f"machine: {machine()}; tiny-shakespeare char recipe, {args.steps} steps (first {WARMUP} untimed), "
+          f"{args.rounds} rounds")  # fmt: skip
+
+    def run(system: str) -> dict:
         command = [sys.executable, __file__, "--worker", system, "--steps", str(args.steps),
                    "--threads", str(args.threads)]  # fmt: skip
         done = subprocess.run(command, capture_output=True, text=True, check=True)
-        results[system] = row = json.loads(done.stdout.strip().splitlines()[-1])
-        print(f"{system:8s} {row['median_step_s'] * 1000:.1f} ms/step  {row['tokens_per_s']:.0f} tokens/s  "
-              f"peak RSS {row['peak_rss_mb']:.0f} MB", flush=True)  # fmt: skip
-    ours, other = results["ours"], results["trainer"]
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    run("prepare")
+    results: dict[str, list[dict]] = {"ours": [], "trainer": []}
+    for round_ in range(args.rounds):  # interleaved, so a noisy minute of the shared machine hits both sides
+        for system in ("ours", "trainer") if round_ % 2 == 0 else ("trainer", "ours"):
+            results[system].append(row := run(system))
+            print(f"round {round_ + 1} {system:8s} {row['median_step_s'] * 1000:.1f} ms/step  "
+                  f"{row['tokens_per_s']:.0f} tokens/s  peak RSS {row['peak_rss_mb']:.0f} MB", flush=True)  # fmt: skip
+    tps = {k: statistics.median(r["tokens_per_s"] for r in rows) for k, rows in results.items()}
+    rss = {k: statistics.median(r["peak_rss_mb"] for r in rows) for k, rows in results.items()}
+    print(f"medians: ours {tps['ours']:.0f} tokens/s, {rss['ours']:.0f} MB; Trainer {tps['trainer']:.0f} tokens/s, "
+          f"{rss['trainer']:.0f} MB")  # fmt: skip
     print(
-        f"tokens/s ratio ours / Trainer: {ours['tokens_per_s'] / other['tokens_per_s']:.2f}x, "
-        f"peak RSS ratio {ours['peak_rss_mb'] / other['peak_rss_mb']:.2f}x"
+        f"tokens/s ratio ours / Trainer: {tps['ours'] / tps['trainer']:.2f}x, "
+        f"peak RSS ratio {rss['ours'] / rss['trainer']:.2f}x"
     )
 
 
