@@ -17,6 +17,7 @@ from promptlearning.prompts.verbalizer import Verbalizer
 from promptlearning.search import ScoreCache, SearchSettings, search, write_search
 from promptlearning.search.demonstrations import candidate_sets
 from promptlearning.search.label_words import propose_label_words, rank_assignments
+from promptlearning.search.run import search_report
 from promptlearning.search.scoring import probabilities
 from promptlearning.search.templates import split_seed, template_families
 from promptlearning.tasks import load_task, run_task
@@ -233,3 +234,4 @@ def test_a_dev_file_resolves_under_the_task_data_root(search_task, tiny_lm, monk
     settings = SearchSettings(dev="test.jsonl", confirm_size=0, stages=("words",), budget=rows)
     result = search(config, tiny_lm, settings, progress=False)
     assert result.dev_size == rows and len(result.pool) == 120
+    assert f"dev: {rows} examples from `test.jsonl`" in search_report(config, result)

@@ -117,6 +117,7 @@ class SearchResult:
     dev: list[dict[str, Any]] = field(default_factory=list)
     pool: list[dict[str, Any]] = field(default_factory=list)  # where demonstrations (indices) come from
     confirm: list[dict[str, Any]] = field(default_factory=list)
+    dev_file: str | None = None  # --dev: where dev came from (else a sample held out of train)
     task_file: Path | None = None
     program_dir: Path | None = None
     test: Any = None  # the winner's TaskResult on the eval split
@@ -423,7 +424,7 @@ def search(
         candidates=candidates, best=best, seed_dev=seed_candidate.dev_score, seed=seed_candidate,
         finalists=finalists, confirm_size=len(confirm), ensemble_dev=ensemble_dev, ensemble_members=members,
         dev_size=len(dev), budget=budget.total, spent=budget.spent, seconds=time.perf_counter() - started,
-        metric=config.metric, bias=bias, dev=dev, pool=pool, confirm=confirm,
+        metric=config.metric, bias=bias, dev=dev, pool=pool, confirm=confirm, dev_file=settings.dev,
     )  # fmt: skip
 
 
@@ -565,7 +566,8 @@ def search_report(config: Any, result: SearchResult, top: int = 20) -> str:
     lines = [
         f"# Prompt search: {config.name}",
         "",
-        f"- model `{config.model}`; dev: {result.dev_size} examples held out of `{config.data.train}`",
+        f"- model `{config.model}`; dev: {result.dev_size} examples "
+        + (f"from `{result.dev_file}`" if result.dev_file else f"held out of `{config.data.train}`"),
         f"- {len(result.candidates)} candidates scored; budget {result.spent} / {result.budget} dev prompts; "
         f"{result.seconds:.0f} s",
         f"- dev {result.metric}: the task's own prompt {result.seed_dev:.4f}; the winner {result.best.dev_score:.4f}",
