@@ -415,8 +415,11 @@ def search(
     if confirm:
         finalists = pick_finalists(candidates, seed_candidate, settings.finalists)
         confirm_gold = np.array([label_index[str(ex[label_field])] for ex in confirm])
-        for c in finalists:
-            c.confirm_score = score(candidate_probabilities(scorer, c, confirm, pool), confirm_gold)
+        bar = progress_bar(len(finalists), desc="confirmation", enabled=progress is not False, unit="finalist")
+        with bar:
+            for c in finalists:
+                c.confirm_score = score(candidate_probabilities(scorer, c, confirm, pool), confirm_gold)
+                bar.update(1)
         best = max(finalists, key=lambda c: c.confirm_score)  # the first best: the task's own prompt on a tie
     bias = winner_bias(scorer, best, dev, pool) if best.calibration != "off" else None
     cache.save()
