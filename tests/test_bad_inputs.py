@@ -276,6 +276,8 @@ CASES = [
          "list of candidate templates is empty", setup=lambda p: (p["cwd"] / "none.yaml").write_text("[]\n")),
     Case("issue14-search-budget-below-one-candidate", ["search", T, "--dev-size", "4", "--budget", "3"], 2,
          "smaller than one candidate"),
+    Case("issue14-search-negative-confirm-size", ["search", T, "--confirm-size", "-1"], 2,
+         "confirm_size >= 0"),
     Case("issue14-search-generation-task", ["search", GEN], 2, "search works on classification tasks"),
     # --- issue 15: pretraining and perplexity ---
     Case("issue15-pretrain-a-classification-task", ["pretrain", T], 2, "`pretrain` runs `type: pretrain` tasks"),
