@@ -473,16 +473,7 @@ def winner_bias(scorer: Scorer, best: Candidate, dev: Sequence, pool: Sequence) 
 
 def ensemble_probabilities(scorer: Scorer, members: Sequence[Candidate], examples: Sequence) -> np.ndarray:
     """The mean of the members' (calibrated) label distributions."""
-    labels = list(members[0].words)
-    total = 0.0
-    for m in members:
-        words = [w for ws in m.words.values() for w in ws]
-        index = {w: j for j, w in enumerate(words)}
-        matrix = scorer.matrix(m.template, examples, words, demo_words=m.words)
-        free = scorer.content_free(m.template, words, demo_words=m.words)
-        kinds = ("off", "batch", m.calibration)
-        total = total + dict(calibrated_options(matrix, free, _columns(m.words, index, labels), kinds))[m.calibration]
-    return total / len(members)
+    return sum(candidate_probabilities(scorer, m, examples, ()) for m in members) / len(members)
 
 
 def winning_task(config: Any, best: Candidate, demonstrations_file: Path | None) -> dict[str, Any]:
