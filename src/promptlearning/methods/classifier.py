@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Sequence
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any
 
 from promptlearning.errors import PromptLearningError
@@ -24,6 +24,7 @@ from promptlearning.methods.base import (
     Prediction,
     mean_distribution,
 )
+from promptlearning.models.embedding_cache import embed_cached
 from promptlearning.models.interface import LanguageModel, LoglikelihoodRequest
 from promptlearning.prompts.demonstrations import SELECTIONS, DemonstrationError, NearestNeighbours, select_fixed
 from promptlearning.prompts.examples import Example, as_examples
@@ -116,9 +117,11 @@ class PromptClassifier(ClassifierMixin):
                     raise DemonstrationError(
                         f"{self.shots} shots asked for, but the training pool has only {len(self.pool)} examples"
                     )
+                embedder = self._embedder()
                 self._neighbours = NearestNeighbours(
-                    [self.template.render_input(ex) for ex in self.pool], self._embedder().embed
-                )
+                    [self.template.render_input(ex) for ex in self.pool], embedder.embed,
+                    embed_pool=partial(embed_cached, embedder),
+                )  # fmt: skip
             else:
                 self.fixed_demonstrations = select_fixed(
                     self.pool, self.shots, self.selection, label_field=self.label_field, seed=self.seed

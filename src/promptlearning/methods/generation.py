@@ -9,6 +9,7 @@ import random
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal
 
 from promptlearning.errors import PromptLearningError
@@ -18,6 +19,7 @@ from promptlearning.evaluation.text_metrics import (
     example_score,
     text_metrics,
 )
+from promptlearning.models.embedding_cache import embed_cached
 from promptlearning.models.interface import GenerationConfig, LanguageModel
 from promptlearning.prompts.demonstrations import NearestNeighbours
 from promptlearning.prompts.template import Demonstration, PromptTemplate
@@ -153,7 +155,9 @@ class PromptGenerator:
             self._pool = [self._demonstration(example) for example in pool]
             self.embedder = load_embedder(self.embedder)
             texts = [self.template.render_input(d.example) for d in self._pool]
-            self._neighbours = NearestNeighbours(texts, self.embedder.embed)
+            self._neighbours = NearestNeighbours(
+                texts, self.embedder.embed, embed_pool=partial(embed_cached, self.embedder)
+            )
             return self
         if self.selection == "first":
             chosen = list(range(self.shots))

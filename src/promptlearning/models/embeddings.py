@@ -40,12 +40,23 @@ class SentenceTransformerModel(LanguageModel):
                 raise CorruptModelError(f"could not load the sentence encoder in {path}: {first}") from exc
             raise
         self.encoder.to(torch_dtype)
+        self.path = Path(str(path)) if Path(str(path)).exists() else None
+        self.dtype = str(torch_dtype)
         self.name = name or str(path)
         self.batch_size = batch_size
 
     @property
     def max_length(self) -> int:
         return int(self.encoder.max_seq_length)
+
+    def fingerprint(self) -> str | None:
+        """The directory's files with their sizes and modification times, and the dtype (a hub id
+        that was downloaded elsewhere: ``None``)."""
+        if self.path is None:
+            return None
+        files = sorted(p for p in self.path.resolve().rglob("*") if p.is_file())
+        listed = [f"{p.relative_to(self.path.resolve())}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files]
+        return "\n".join(["sentence-transformers", str(self.path.resolve()), self.dtype, *listed])
 
     def count_tokens(self, text: str) -> int:
         return len(self.encoder.tokenizer(text)["input_ids"])

@@ -287,6 +287,11 @@ class LanguageModel(ABC):
         """Sentence embeddings as a ``(len(texts), dim)`` float array."""
         raise UnsupportedOperationError(f"{self.name} does not embed texts; use an encoder such as 'minilm-l6'")
 
+    def fingerprint(self) -> str | None:
+        """What identifies this model's weights across processes (files and their sizes and times), so
+        results computed from them can be cached on disk; ``None`` (the default): not cacheable."""
+        return None
+
 
 class TokenLevelModel(ABC):
     """Token-level access for backends that have their tokenizer in process (the HF causal backend).

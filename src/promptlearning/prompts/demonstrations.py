@@ -57,11 +57,15 @@ def select_fixed(pool: Sequence[Example], k: int, strategy: Selection, *, label_
 class NearestNeighbours:
     """Pool examples nearest to a query by cosine similarity of sentence embeddings."""
 
-    def __init__(self, pool_texts: Sequence[str], embed: Callable[[Sequence[str]], np.ndarray]) -> None:
+    def __init__(
+        self, pool_texts: Sequence[str], embed: Callable[[Sequence[str]], np.ndarray], *,
+        embed_pool: Callable[[Sequence[str]], np.ndarray] | None = None,
+    ) -> None:  # fmt: skip
+        """``embed`` embeds queries; ``embed_pool`` (default: ``embed``) the pool, e.g. through a disk cache."""
         if not pool_texts:
             raise DemonstrationError("kNN selection needs a non-empty training pool")
         self.embed = embed
-        self.pool = _normalise(np.asarray(embed(list(pool_texts)), dtype=np.float32))
+        self.pool = _normalise(np.asarray((embed_pool or embed)(list(pool_texts)), dtype=np.float32))
 
     def select(self, query_texts: Sequence[str], k: int) -> list[list[int]]:
         """For each query, ``k`` pool indices ordered from least to most similar (nearest last)."""
