@@ -235,3 +235,23 @@ def test_a_dev_file_resolves_under_the_task_data_root(search_task, tiny_lm, monk
     result = search(config, tiny_lm, settings, progress=False)
     assert result.dev_size == rows and len(result.pool) == 120
     assert f"dev: {rows} examples from `test.jsonl`" in search_report(config, result)
+
+
+def test_a_few_shot_task_is_compared_with_its_own_demonstrations(search_task, tiny_lm):
+    """A 2-shot task: its own prompt on dev is what its classifier (with the demonstrations its
+    selection picks from the pool) scores there, and it comes first among the candidates."""
+    from promptlearning.tasks.classification.run import build_classifier
+
+    config = load_task(search_task, ["shots=2", "method.selection=balanced"])
+    settings = SearchSettings(dev_size=20, stages=("words",), budget=20, confirm_size=10)
+    result = search(config, tiny_lm, settings, progress=False)
+    assert result.candidates[0] is result.seed and len(result.seed.demonstrations) == 2
+    assert result.spent == 20  # the reference is not a candidate: outside the budget
+    classifier = build_classifier(config, tiny_lm).fit(result.pool)
+    predictions = classifier.predict(result.dev)
+    expected = np.mean([p.label == ex["label"] for p, ex in zip(predictions, result.dev, strict=True)])
+    assert result.seed_dev == pytest.approx(expected)
+    assert result.finalists[0] is result.seed
+    kept = classifier.predict(result.confirm)
+    confirmed = np.mean([p.label == ex["label"] for p, ex in zip(kept, result.confirm, strict=True)])
+    assert result.seed.confirm_score == pytest.approx(confirmed)

@@ -14,10 +14,13 @@ Stages, each scored on dev through one :class:`~promptlearning.search.scoring.Sc
    the luckiest as much as the best (its dev score is biased upwards); the confirmation scores are not.
 
 Every configuration is scored with each calibration (off, batch, and the task's content-free kind:
-contextual, or domain when the task calibrates so), and the task's own prompt is scored exactly as it
-runs, with its own calibration. Dev is a seeded sample held out of the training file (or ``--dev
-FILE``); demonstrations and proposals come from the rest. The budget counts dev prompts scored by the
-model (not the few content-free prompts of each template, nor the confirmation: finalists × its size).
+contextual, or domain when the task calibrates so), and the task's own prompt is scored as it runs,
+with its own calibration and, for few-shot tasks, the demonstrations its selection picks from the pool
+(kNN selection, per example, is the exception: that seed is scored zero-shot). Dev is a seeded sample
+held out of the training file (or ``--dev FILE``); demonstrations and proposals come from the rest.
+The budget counts dev prompts scored by the model (not the few content-free prompts of each template,
+nor the task's own few-shot prompt, the reference rather than a candidate, nor the confirmation:
+finalists × its size).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from promptlearning.methods.calibration import domain_content_free_inputs
 from promptlearning.methods.classifier import PromptClassifier
 from promptlearning.models.interface import LanguageModel
 from promptlearning.progress import progress_bar
+from promptlearning.prompts.demonstrations import select_fixed
 from promptlearning.prompts.template import PromptTemplate
 from promptlearning.prompts.verbalizer import Verbalizer
 from promptlearning.search.demonstrations import candidate_sets
@@ -318,6 +322,13 @@ def search(
             candidates.append(Candidate("words", seed_template, option, kind, score(p, gold)))
             if option == seed_words and kind == seed_calibration:
                 seed_candidate = candidates[-1]  # the task's own prompt, as it runs
+    if config.method_name == "icl" and config.shots and method.selection != "knn":
+        # the task's own prompt as it runs has demonstrations: those its selection picks from the pool
+        # (kNN picks them per example, which a candidate cannot hold: that seed stays zero-shot)
+        demos = select_fixed(pool, config.shots, method.selection, label_field=label_field, seed=config.seed)
+        seed_candidate = Candidate("seed", seed_template, seed_words, seed_calibration, 0.0, demonstrations=demos)
+        seed_candidate.dev_score = score(candidate_probabilities(scorer, seed_candidate, dev, pool), gold)
+        candidates.insert(0, seed_candidate)  # first: on a tie of dev scores it stays the winner
     options_by_dev = sorted(word_options, key=lambda o: -max(c.dev_score for c in candidates if c.words == o))[
         : settings.keep_assignments
     ]
@@ -566,6 +577,8 @@ def search_report(config: Any, result: SearchResult, top: int = 20) -> str:
         f"{result.seconds:.0f} s",
         f"- dev {result.metric}: the task's own prompt {result.seed_dev:.4f}; the winner {result.best.dev_score:.4f}",
     ]
+    if config.method_name == "icl" and config.shots and config.method.selection == "knn":
+        lines[-1] += " (the task's own prompt scored zero-shot here: kNN picks its demonstrations per example)"
     if result.finalists:
         lines.append(
             f"- {result.metric} on {result.confirm_size} fresh examples (confirmation): the task's own prompt "
