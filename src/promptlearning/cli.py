@@ -689,10 +689,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help)
     p.add_argument("--budget", type=_positive_int, help="dev prompts the model may score (default: 40 × dev size)")
     p.add_argument("--dev-size", type=_positive_int, default=200, help="dev examples held out of train (default: 200)")
-    p.add_argument("--dev", help="a dev file instead of a sample held out of the training file")
+    p.add_argument("--dev", help="a dev file instead of a sample held out of the training file (the confirmation "
+                                 "sample then comes from it too)")  # fmt: skip
     p.add_argument("--confirm-size", type=int,
-                   help="fresh examples held out of train on which the task's own prompt and the 5 best on dev are "
-                        "compared, the best there winning (default: the dev size; 0: the dev winner wins)")  # fmt: skip
+                   help="fresh examples held out of train (or of --dev) on which the task's own prompt and the 5 best "
+                        "on dev are compared, the best there winning (default: the dev size, with --dev half of the "
+                        "file; 0: the dev winner wins)")  # fmt: skip
     p.add_argument("--stages", default="words,templates,demonstrations", help="what to search (default: %(default)s)")
     p.add_argument("--shots", type=int, help="demonstrations to search for (default: the task's shots)")
     p.add_argument("--templates", help="YAML list of candidate templates instead of the built-in pattern families")

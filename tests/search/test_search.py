@@ -255,3 +255,23 @@ def test_a_few_shot_task_is_compared_with_its_own_demonstrations(search_task, ti
     kept = classifier.predict(result.confirm)
     confirmed = np.mean([p.label == ex["label"] for p, ex in zip(kept, result.confirm, strict=True)])
     assert result.seed.confirm_score == pytest.approx(confirmed)
+
+
+def test_with_a_dev_file_the_confirmation_comes_from_it(search_task, tiny_lm):
+    """--dev FILE: the file is split (seeded) into dev and confirmation, half each by default; the
+    whole training file stays the pool."""
+    config = load_task(search_task)
+    rows = load_examples_of(REVIEWS / "test.jsonl")
+    settings = SearchSettings(dev=str(REVIEWS / "test.jsonl"), stages=("words",), budget=len(rows))
+    result = search(config, tiny_lm, settings, progress=False)
+    assert result.confirm_size == len(rows) // 2 and result.dev_size == len(rows) - len(rows) // 2
+    key = lambda ex: json.dumps(ex, sort_keys=True)  # noqa: E731
+    assert sorted(map(key, result.dev + result.confirm)) == sorted(map(key, rows))
+    assert len(result.pool) == len(load_examples_of(REVIEWS / "train.jsonl"))
+    with pytest.raises(PromptLearningError, match="too few to keep a dev sample"):
+        search(config, tiny_lm, SearchSettings(dev=str(REVIEWS / "test.jsonl"), confirm_size=len(rows) - 1,
+                                               stages=("words",)), progress=False)  # fmt: skip
+
+
+def load_examples_of(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

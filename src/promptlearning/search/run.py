@@ -9,7 +9,8 @@ Stages, each scored on dev through one :class:`~promptlearning.search.scoring.Sc
    batch-calibrated and calibrated by content-free inputs; the top ones are also ensembled;
 3. demonstrations — bootstrapped and random sets (``shots`` > 0), scored with the best prompt;
 4. confirmation — the best few configurations on dev and the task's own prompt are scored once more on
-   a fresh sample (``confirm_size`` examples held out of train, disjoint from dev and the pool), and
+   a fresh sample (``confirm_size`` examples held out of train, disjoint from dev and the pool; with a
+   dev file, held out of that file), and
    the best there wins, the task's own prompt on a tie. The dev winner of hundreds of candidates is
    the luckiest as much as the best (its dev score is biased upwards); the confirmation scores are not.
 
@@ -68,7 +69,7 @@ class SearchSettings:
 
     budget: int | None = None  # dev prompts the model may score; default: 40 candidates' worth
     dev_size: int = 200
-    dev: str | None = None  # a dev file instead of a sample held out of train
+    dev: str | None = None  # a dev file instead of a sample held out of train (the confirmation comes from it too)
     stages: tuple[str, ...] = STAGES
     words_per_class: int = 8
     proposal_per_class: int = 32
@@ -79,7 +80,8 @@ class SearchSettings:
     proposer: LanguageModel | None = None
     shots: int | None = None  # default: the task's
     demo_sets: int = 8
-    confirm_size: int | None = None  # the fresh sample the finalists are compared on; default: dev's size; 0: none
+    confirm_size: int | None = None  # the fresh sample the finalists are compared on; default: dev's size (with a
+    # dev file: half of it); 0: none
     finalists: int = 5
     seed: int = 0
     cache: str | Path | None = None
@@ -235,10 +237,21 @@ def search(
     rng = random.Random(settings.seed)
     order = list(range(len(train)))
     rng.shuffle(order)
+    confirm: list = []
     if settings.dev:
         given = Path(settings.dev).expanduser()  # as given, else under the task's data root like its other files
         root = None if given.is_absolute() or given.exists() else task_data_root(data.root)
         dev = load_examples(given, root=root, required=[*fields, label_field])
+        # a dev file is given when train differs from what the task meets (SST-2: phrases vs sentences):
+        # the confirmation is then drawn from it too (default: half of it), not from train
+        confirm_size = len(dev) // 2 if settings.confirm_size is None else settings.confirm_size
+        if confirm_size and len(dev) - confirm_size < len(labels):
+            raise PromptLearningError(f"the dev file has {len(dev)} examples: too few to keep a dev sample after a "
+                                      f"confirmation of {confirm_size} (lower --confirm-size, 0: none)")  # fmt: skip
+        if confirm_size:
+            shuffled = list(dev)
+            random.Random(settings.seed).shuffle(shuffled)
+            confirm, dev = shuffled[:confirm_size], shuffled[confirm_size:]
         rest = order
     else:
         dev_size = settings.dev_size
@@ -251,13 +264,14 @@ def search(
                           f"(not {settings.dev_size})", UserWarning, stacklevel=2)  # fmt: skip
         dev = [train[i] for i in order[:dev_size]]
         rest = order[dev_size:]
-    confirm_size = len(dev) if settings.confirm_size is None else settings.confirm_size
-    if confirm_size and len(rest) < 2 * confirm_size:  # the pool keeps at least as many examples
-        warnings.warn(f"{len(rest)} training examples are left after dev: too few for a confirmation sample of "
-                      f"{confirm_size} (the dev winner wins)", UserWarning, stacklevel=2)  # fmt: skip
-        confirm_size = 0
-    confirm = [train[i] for i in rest[:confirm_size]]
-    pool = [train[i] for i in rest[confirm_size:]]
+        confirm_size = len(dev) if settings.confirm_size is None else settings.confirm_size
+        if confirm_size and len(rest) < 2 * confirm_size:  # the pool keeps at least as many examples
+            warnings.warn(f"{len(rest)} training examples are left after dev: too few for a confirmation sample "
+                          f"of {confirm_size} (the dev winner wins)", UserWarning, stacklevel=2)  # fmt: skip
+            confirm_size = 0
+        confirm = [train[i] for i in rest[:confirm_size]]
+        rest = rest[confirm_size:]
+    pool = [train[i] for i in rest]
     pool = pool[: data.train_limit] if data.train_limit else pool
     label_index = {label: i for i, label in enumerate(labels)}
     gold = np.array([label_index[str(ex[label_field])] for ex in dev])
