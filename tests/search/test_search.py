@@ -275,3 +275,18 @@ def test_with_a_dev_file_the_confirmation_comes_from_it(search_task, tiny_lm):
 
 def load_examples_of(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_the_score_cache_is_checkpointed_during_a_search(tiny_lm, tmp_path):
+    """Scores reach the file every ``every`` seconds, not only at the end: a killed search keeps them."""
+    from promptlearning.models.interface import LoglikelihoodRequest
+
+    path = tmp_path / "scores.jsonl"
+    cache = ScoreCache(tiny_lm, "tiny", path)
+    cache.score([LoglikelihoodRequest("Review: fine\nSentiment:", " good")])
+    cache.checkpoint(every=3600)
+    assert not path.exists()  # saved a moment ago (at creation)
+    cache.checkpoint(every=0)
+    reloaded = ScoreCache(tiny_lm, "tiny", path)
+    assert len(reloaded.results) == 1
+    assert [r.token_logprobs for r in reloaded.results.values()] == [r.token_logprobs for r in cache.results.values()]

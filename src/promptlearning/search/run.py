@@ -172,11 +172,14 @@ class Scorer:
         demo_words: Mapping[str, Sequence[str]],
         pool: Sequence = (),
         demonstrations: Sequence[int] = (),
+        progress: bool | None = False,
     ) -> np.ndarray:
-        """``[example, word]`` scores of every word after every example's prompt."""
+        """``[example, word]`` scores of every word after every example's prompt (``progress``: the
+        model's progress bar, for the long calls)."""
         clf = self.classifier(template, demo_words, pool)
         prompts = [clf.prompt(ex, demonstrations) for ex in examples]
-        results = self.cache.score(clf.word_requests(prompts, words))
+        results = self.cache.score(clf.word_requests(prompts, words), progress=progress)
+        self.cache.checkpoint()
         return word_matrix(results, len(prompts), len(words), lambda j, r: self.verbalizer.score_word(words[j], r))
 
     def content_free(
@@ -310,7 +313,8 @@ def search(
             vocabulary = list(dict.fromkeys(w for words in proposed.values() for w in words))
             index = {w: j for j, w in enumerate(vocabulary)}
             proposal_gold = np.array([label_index[str(ex[label_field])] for ex in proposal])
-            proposal_scores = scorer.matrix(seed_template, proposal, vocabulary, demo_words=seed_words)
+            proposal_scores = scorer.matrix(seed_template, proposal, vocabulary, demo_words=seed_words,
+                                            progress=None if progress is not False else False)  # fmt: skip
             ranked = []
             for calibrate in (False, True):  # proposals are ranked without content-free prompts
                 ranked += rank_assignments(
@@ -328,7 +332,8 @@ def search(
     # every kept option is scored on dev with the seed template
     all_words = list(dict.fromkeys(w for option in word_options for words in option.values() for w in words))
     index = {w: j for j, w in enumerate(all_words)}
-    seed_matrix = scorer.matrix(seed_template, dev, all_words, demo_words=seed_words)
+    seed_matrix = scorer.matrix(seed_template, dev, all_words, demo_words=seed_words,
+                                progress=None if progress is not False else False)  # fmt: skip
     seed_free = scorer.content_free(seed_template, all_words, demo_words=seed_words)
     budget.spend(len(dev))
     for option in word_options:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -36,6 +37,7 @@ class ScoreCache:
         self.results: dict[str, LoglikelihoodResult] = {}
         self.model_calls = 0  # requests sent to the model (cache misses)
         self.hits = 0
+        self.saved_at = time.monotonic()
         if self.path and self.path.is_file():
             for line in self.path.read_text(encoding="utf-8").splitlines():
                 try:
@@ -58,10 +60,17 @@ class ScoreCache:
 
     def save(self) -> None:
         """Write every score to ``path`` (whole file, atomically)."""
+        self.saved_at = time.monotonic()
         if self.path is None:
             return
         lines = [json.dumps({"k": k, "lp": list(r.token_logprobs), "g": r.is_greedy}) for k, r in self.results.items()]
         write_atomically(self.path, "\n".join(lines) + "\n")
+
+    def checkpoint(self, every: float = 120.0) -> None:
+        """:meth:`save` when the last save is ``every`` seconds old: a search that is killed keeps most
+        of its scores, and the next one starts from them."""
+        if time.monotonic() - self.saved_at >= every:
+            self.save()
 
 
 def word_matrix(results: Sequence[LoglikelihoodResult], n_prompts: int, n_words: int, word_score) -> np.ndarray:
