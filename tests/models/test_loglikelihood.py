@@ -193,3 +193,24 @@ def test_single_token_continuations_of_one_context_share_a_forward_pass(tiny_lm,
     for word, result in zip(words, results, strict=True):
         [alone] = tiny_lm.loglikelihood([("the capital of", word)])
         assert result.token_logprobs == pytest.approx(alone.token_logprobs, abs=1e-5)
+
+
+@pytest.mark.parametrize("fixture", ["tiny_lm", "tiny_lm_bos"])
+def test_multi_token_words_of_one_context_share_its_prefill(request, fixture, monkeypatch):
+    """Contexts with nothing in common, each scored with several multi-token words: each context is
+    prefilled once (all but its last token) and its words run on its cache; results equal the naive path."""
+    lm = request.getfixturevalue(fixture)
+    contexts = [f"sentence : {q} , and nothing else was said about it at all\nrelation :" for q in QUERIES]
+    words = [" e1 causes e2", " e2 is a part of e1", " they are not related", " positive"]
+    requests = [(c, w) for c in reversed(contexts) for w in words]
+    calls = []
+    prefill = lm._prefill
+    monkeypatch.setattr(lm, "_prefill", lambda tokens: calls.append(len(tokens)) or prefill(tokens))
+    grouped = lm.loglikelihood(requests, batch_size=2)
+    context_lengths = sorted(len(lm.split_request(LoglikelihoodRequest(c, words[0]))[0]) - 1 for c in contexts)
+    assert sorted(calls) == context_lengths, "one prefill per context"
+    monkeypatch.setattr(lm, "min_shared_prefix", 10**9)
+    naive = [lm.loglikelihood([r], batch_size=1)[0] for r in requests]
+    for g, n in zip(grouped, naive, strict=True):
+        assert g.token_logprobs == pytest.approx(n.token_logprobs, abs=1e-4)
+        assert g.is_greedy == n.is_greedy

@@ -44,6 +44,7 @@ def _show_progress(progress: bool | None, n_batches: int) -> bool:
 
 
 SCORED_POSITIONS = 2048  # rows x width of one forward pass that returns logits at every position
+GROUP_ROWS = 64  # continuation rows of one cached context per forward pass
 _Row = tuple[list[int], list[tuple[int, list[int]]]]  # (input tokens, [(request index, target tokens)])
 
 
@@ -61,6 +62,29 @@ def _scoring_rows(encoded: list[tuple[list[int], list[int]]]) -> list[_Row]:
             rows.append((prefix + continuation[:-1], [(index, continuation)]))
     rows += [(list(prefix), targets) for prefix, targets in single.items()]
     return rows
+
+
+def _context_groups(rows: list[_Row], min_prefix: int) -> tuple[list[tuple[list[int], list[_Row]]], list[_Row]]:
+    """Rows that score continuations of one context (a multi-token label word each, and the row of
+    its single-token words), grouped by the tokens they share: ``(cacheable context, rows)`` for
+    groups of two or more rows sharing at least ``min_prefix`` tokens, and the other rows.
+
+    A classifier with multi-token label words (SemEval's relation phrases) sends each context once
+    per word; with the context's prefill run once and its cache reused, each row runs only its
+    word's tokens (plus the context's last token, whose position predicts the word's first).
+    """
+    by_key: dict[tuple[int, ...], list[_Row]] = {}
+    for row in rows:
+        tokens, targets = row
+        cut = len(tokens) - max(len(target) for _, target in targets)
+        by_key.setdefault(tuple(tokens[:cut]), []).append(row)
+    groups, rest = [], []
+    for key, group in by_key.items():
+        if len(group) > 1 and len(key) >= min_prefix:
+            groups.append((list(key), group))
+        else:
+            rest += group
+    return groups, rest
 
 
 def _cacheable_prefix(rows: Sequence[_Row]) -> int:
@@ -183,18 +207,35 @@ class HFLanguageModel(HFModel, TokenLevelModel):
             or not prefix_reuse_is_exact(self.sliding_window, max(len(tokens) for tokens, _ in rows))
         ):
             shared = 0
+        groups: list[tuple[list[int], list[_Row]]] = []
+        if not shared and not self.soft_prompt:
+            candidates, rows = _context_groups(rows, self.min_shared_prefix)
+            for key, group in candidates:
+                if prefix_reuse_is_exact(self.sliding_window, max(len(tokens) for tokens, _ in group)):
+                    groups.append((key, group))
+                else:
+                    rows += group
         # Longest first: padding stays small and an out-of-memory batch fails at once.
         rows.sort(key=lambda row: -len(row[0]))
         size = 1 if self.soft_prompt else batch_size or self.batch_size
         batches = [rows[i : i + size] for i in range(0, len(rows), size)]
         scored: list[LoglikelihoodResult | None] = [None] * len(unique)
-        bar = progress_bar(len(unique), desc="loglikelihood", enabled=_show_progress(progress, len(batches)))
+        passes = len(batches) + len(groups)
+        bar = progress_bar(len(unique), desc="loglikelihood", enabled=_show_progress(progress, passes))
         with torch.inference_mode(), bar:
             prefix_cache = self._prefill(rows[0][0][:shared]) if shared else None
             for batch in batches:
                 for index, result in self._score_rows(batch, prefix_cache, shared):
                     scored[index] = result
                 bar.update(sum(len(targets) for _, targets in batch))
+            for key, group in groups:  # one context, many multi-token continuations: its prefill is shared
+                context_cache = self._prefill(key)
+                step = max(size, GROUP_ROWS)  # the rows are short (continuations only)
+                for start in range(0, len(group), step):
+                    batch = group[start : start + step]
+                    for index, result in self._score_rows(batch, context_cache, len(key)):
+                        scored[index] = result
+                    bar.update(sum(len(targets) for _, targets in batch))
         by_request = dict(zip(unique, scored, strict=True))
         return [by_request[r] for r in requests]  # type: ignore[misc]
 
