@@ -248,6 +248,10 @@ def search(
         # a dev file is given when train differs from what the task meets (SST-2: phrases vs sentences):
         # the confirmation is then drawn from it too (default: half of it), not from train
         confirm_size = len(dev) // 2 if settings.confirm_size is None else settings.confirm_size
+        if settings.confirm_size is None and confirm_size < 2 * len(labels):
+            warnings.warn(f"the dev file has {len(dev)} examples: too few to split off a confirmation sample (the "
+                          f"dev winner wins)", UserWarning, stacklevel=2)  # fmt: skip
+            confirm_size = 0
         if confirm_size and len(dev) - confirm_size < len(labels):
             raise PromptLearningError(f"the dev file has {len(dev)} examples: too few to keep a dev sample after a "
                                       f"confirmation of {confirm_size} (lower --confirm-size, 0: none)")  # fmt: skip
