@@ -195,14 +195,21 @@ def test_single_token_continuations_of_one_context_share_a_forward_pass(tiny_lm,
         assert result.token_logprobs == pytest.approx(alone.token_logprobs, abs=1e-5)
 
 
-@pytest.mark.parametrize("fixture", ["tiny_lm", "tiny_lm_bos"])
-def test_multi_token_words_of_one_context_share_its_prefill(request, fixture, monkeypatch):
-    """Contexts with nothing in common, each scored with several multi-token words: each context is
-    prefilled once (all but its last token) and its words run on its cache; results equal the naive path."""
+@pytest.mark.parametrize(
+    ("fixture", "instruction"),
+    [("tiny_lm", ""), ("tiny_lm_bos", ""), ("tiny_lm", "say how the two marked things in the sentence relate .\n")],
+)
+def test_multi_token_words_of_one_context_share_its_prefill(request, fixture, instruction, monkeypatch):
+    """Contexts, each scored with several multi-token words: each context is prefilled once (all but
+    its last token) and its words run on its cache — also when an instruction starts every context
+    (a shared prefix that would save fewer tokens); results equal the naive path."""
     lm = request.getfixturevalue(fixture)
-    contexts = [f"sentence : {q} , and nothing else was said about it at all\nrelation :" for q in QUERIES]
+    contexts = [f"{instruction}sentence : {q} , and nothing else was said about it at all\nrelation :" for q in QUERIES]
     words = [" e1 causes e2", " e2 is a part of e1", " they are not related", " positive"]
     requests = [(c, w) for c in reversed(contexts) for w in words]
+    if instruction:
+        rows = _scoring_rows([lm.split_request(LoglikelihoodRequest(*r)) for r in requests])
+        assert common_prefix_length([tokens for tokens, _ in rows]) > lm.min_shared_prefix
     calls = []
     prefill = lm._prefill
     monkeypatch.setattr(lm, "_prefill", lambda tokens: calls.append(len(tokens)) or prefill(tokens))

@@ -208,13 +208,16 @@ class HFLanguageModel(HFModel, TokenLevelModel):
         ):
             shared = 0
         groups: list[tuple[list[int], list[_Row]]] = []
-        if not shared and not self.soft_prompt:
-            candidates, rows = _context_groups(rows, self.min_shared_prefix)
-            for key, group in candidates:
-                if prefix_reuse_is_exact(self.sliding_window, max(len(tokens) for tokens, _ in group)):
-                    groups.append((key, group))
-                else:
-                    rows += group
+        if not self.soft_prompt:
+            found, rest = _context_groups(rows, self.min_shared_prefix)
+            exact = [prefix_reuse_is_exact(self.sliding_window, max(len(t) for t, _ in group)) for _, group in found]
+            saved = sum(len(key) * (len(group) - 1) for (key, group), ok in zip(found, exact, strict=True) if ok)
+            # one cache or the other: a prefix shared by every row (demonstrations, an instruction) or
+            # each context's own prefill shared by its multi-token words, whichever runs fewer tokens
+            if saved > shared * (len(rows) - 1):
+                shared = 0
+                groups = [g for g, ok in zip(found, exact, strict=True) if ok]
+                rows = rest + [row for (_, group), ok in zip(found, exact, strict=True) if not ok for row in group]
         # Longest first: padding stays small and an out-of-memory batch fails at once.
         rows.sort(key=lambda row: -len(row[0]))
         size = 1 if self.soft_prompt else batch_size or self.batch_size
