@@ -208,7 +208,8 @@ class HFLanguageModel(HFModel, TokenLevelModel):
         ):
             shared = 0
         groups: list[tuple[list[int], list[_Row]]] = []
-        if not self.soft_prompt:
+        multi_token = any(len(target) > 1 for _, targets in rows for _, target in targets)
+        if multi_token and not self.soft_prompt:  # single-token words already share one row per context
             found, rest = _context_groups(rows, self.min_shared_prefix)
             exact = [prefix_reuse_is_exact(self.sliding_window, max(len(t) for t, _ in group)) for _, group in found]
             saved = sum(len(key) * (len(group) - 1) for (key, group), ok in zip(found, exact, strict=True) if ok)
