@@ -279,6 +279,8 @@ CASES = [
     Case("issue14-search-negative-confirm-size", ["search", T, "--confirm-size", "-1"], 2,
          "confirm_size >= 0"),
     Case("issue14-search-generation-task", ["search", GEN], 2, "search works on classification tasks"),
+    Case("issue14-search-dev-file-too-small-to-confirm", ["search", T, "--dev", "dev.jsonl", "--confirm-size", "3"],
+         2, "too few to keep a dev sample"),
     # --- issue 15: pretraining and perplexity ---
     Case("issue15-pretrain-a-classification-task", ["pretrain", T], 2, "`pretrain` runs `type: pretrain` tasks"),
     Case("issue15-embed-train-a-classification-task", ["embed-train", T], 2,
