@@ -401,8 +401,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     where = f"http://{settings.host}:{settings.port}"
     auth = "no API key (loopback only)" if settings.no_auth else "API key required"
     print(f"[serving {settings.model or 'programs'} on {where}/v1 ({auth}); Ctrl-C drains and stops]", file=sys.stderr)
-    serve(settings)
-    return 0
+    return serve(settings)
 
 
 def _program_pair(text: str) -> tuple[str, str]:

@@ -71,6 +71,7 @@ class PromptClassifier(ClassifierMixin):
         label_field: str = "label",
         seed: int = 0,
         embedder: LanguageModel | str | None = None,
+        max_length: int | None = None,
     ) -> None:
         check_classifier_settings(method=method, shots=shots, selection=selection)
         if not isinstance(template, PromptTemplate):
@@ -86,6 +87,7 @@ class PromptClassifier(ClassifierMixin):
         self.label_field = label_field
         self.seed = seed
         self.embedder = embedder
+        self.max_length = max_length  # prompt + answer tokens at most (default: the model's context)
         self.pool: list[Example] = []
         self.fixed_demonstrations: list[int] = []
         self._neighbours: NearestNeighbours | None = None
@@ -159,11 +161,18 @@ class PromptClassifier(ClassifierMixin):
         return self.template.render_to_fit(
             example,
             self.demonstrations(demonstration_indices),
-            budget=self.model.max_length - self.answer_tokens,
+            budget=self.context_length - self.answer_tokens,
             count_tokens=self.model.count_tokens,
             truncate=self.model.truncate,
             chat=chat,
         )
+
+    @property
+    def context_length(self) -> int:
+        """Tokens a prompt and its answer may take: the model's context, or less when asked."""
+        if self.max_length is None:
+            return self.model.max_length
+        return min(self.max_length, self.model.max_length)
 
     @cached_property
     def answer_tokens(self) -> int:

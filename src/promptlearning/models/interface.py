@@ -301,12 +301,17 @@ class TokenLevelModel(ABC):
     """
 
     @abstractmethod
-    def encode_prompt(self, text: str) -> list[int]:
-        """The ids the model reads for prompt ``text``, the special tokens it needs (BOS) included."""
+    def encode_prompt(self, text: str, *, literals: Sequence[str] = ()) -> list[int]:
+        """The ids the model reads for prompt ``text``, the special tokens it needs (BOS) included;
+        spans equal to ``literals`` are plain text even where they spell a special token."""
 
     @abstractmethod
     def encode_text(self, text: str, *, add_special_tokens: bool = False) -> list[int]:
         """Token ids of ``text`` (with the tokenizer's own special tokens if asked)."""
+
+    @abstractmethod
+    def encode_chat_text(self, text: str, contents: Sequence[str]) -> list[int]:
+        """Token ids of a rendered chat, the messages' ``contents`` read as plain text."""
 
     @abstractmethod
     def decode_ids(self, ids: Sequence[int]) -> str:

@@ -560,6 +560,12 @@ def write_search(directory: Path, config: Any, result: SearchResult) -> Path:
     return task_file
 
 
+# A served prompt program's prompts are bounded by its max_length (the model's whole context would let
+# one input cost seconds): room for the instruction and input, and generous room per demonstration.
+PROMPT_PROGRAM_LENGTH = 512
+DEMONSTRATION_LENGTH = 256
+
+
 def write_program(directory: Path, config: Any, result: SearchResult) -> Path:
     """The winner as a prompt program (no weights): ``promptlearning predict`` and ``serve --program`` load it."""
     from promptlearning.training.program import ProgramSpec
@@ -574,6 +580,7 @@ def write_program(directory: Path, config: Any, result: SearchResult) -> Path:
         objective="prompt", model=str(config.model), labels=list(best.words), template=best.template,
         verbalizer=verbalizer, peft=None, demonstrations=demonstrations, label_field=label_field,
         dtype=config.dtype, bias=result.bias,
+        max_length=PROMPT_PROGRAM_LENGTH + DEMONSTRATION_LENGTH * len(demonstrations),
         metrics={f"dev_{result.metric}": best.dev_score, "dev_size": result.dev_size,
                  **({f"confirm_{result.metric}": best.confirm_score, "confirm_size": result.confirm_size}
                     if best.confirm_score is not None else {})},

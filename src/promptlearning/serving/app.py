@@ -3,6 +3,7 @@ operations endpoints, and the OpenAI-compatible and task routers."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import uuid
@@ -82,9 +83,11 @@ def create_app(settings: ServerSettings, served: ServedModels | None = None) -> 
     async def lifespan(app: FastAPI) -> Any:
         if served is None:
             threading.Thread(target=_load, args=(app,), daemon=True, name="promptlearning-load").start()
+        watch = asyncio.ensure_future(_watch_worker(app))
         yield
+        watch.cancel()
         app.state.draining = True
-        batcher.stop(timeout=settings.shutdown_grace_seconds)
+        batcher.stop(timeout=min(5.0, settings.shutdown_grace_seconds))
 
     app = FastAPI(
         title="promptlearning",
@@ -98,6 +101,8 @@ def create_app(settings: ServerSettings, served: ServedModels | None = None) -> 
     state.keys = None if settings.no_auth else KeyStore(settings.api_key, settings.api_keys_file)
     state.limiter = RateLimiter(settings.requests_per_minute, settings.tokens_per_minute)
     state.draining = False
+    state.worker_failed = False
+    state.on_worker_failure = None  # called if the model worker stops (serve: exit non-zero)
     state.in_flight = 0
     state.admitted = 0  # POST requests past the gate (see _admitted)
     state.started = int(time.time())
@@ -111,6 +116,7 @@ def create_app(settings: ServerSettings, served: ServedModels | None = None) -> 
         request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         request.state.key = "open"
         request.state.content = request.state.output = None
+        request.state.cancel = threading.Event()  # set when the client goes away (see requests.py)
         start = time.perf_counter()
         path = request.url.path
         state.in_flight += 1
@@ -203,6 +209,21 @@ def create_app(settings: ServerSettings, served: ServedModels | None = None) -> 
     return app
 
 
+async def _watch_worker(app: FastAPI, every: float = 0.25) -> None:
+    """If the model worker ever stops, the server must not look ready while it cannot answer:
+    ``/ready`` answers 503 at once (it reads the worker), and ``app.state.on_worker_failure`` (set by
+    whoever runs the server) ends the process so that a supervisor restarts it."""
+    state = app.state
+    while state.batcher.alive or state.draining:
+        await asyncio.sleep(every)
+    if state.draining:
+        return
+    state.worker_failed = True
+    state.logger.critical("the model worker stopped: exiting", extra={"kind": "fatal", "why": state.batcher.failure})
+    if state.on_worker_failure is not None:
+        state.on_worker_failure()
+
+
 def _operations(app: FastAPI) -> None:
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -215,6 +236,9 @@ def _operations(app: FastAPI) -> None:
         served = request.app.state.served
         if request.app.state.draining:
             return JSONResponse({"status": "shutting down"}, status_code=503)
+        batcher = request.app.state.batcher
+        if not batcher.alive:
+            return JSONResponse({"status": f"model worker stopped: {batcher.failure}"}, status_code=503)
         if not served.ready:
             status = f"loading failed: {served.error}" if served.error else "loading"
             return JSONResponse({"status": status}, status_code=503)

@@ -9,18 +9,26 @@ the running call ends; an idle worker waits ``wait_seconds`` for company before 
 Only this thread touches the models, so the event loop never blocks on one and a model never runs
 two calls at once. A failing batched call is retried job by job, so one bad request fails alone.
 The queue is bounded: :class:`QueueFullError` at once when it is full (the server answers 429).
+
+A job is *abandoned* when its future is cancelled or its ``cancel`` event is set (its client went
+away): a queued abandoned job is dropped, and a running call learns which of its items were
+abandoned through :mod:`promptlearning.cancellation` (decoding retires their rows). No exception
+raised by a call or a client can end the worker; should it end anyway, :attr:`Batcher.failure`
+says why, every waiting job fails with :class:`WorkerStoppedError` and new ones are refused.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from promptlearning.cancellation import abandoning
 from promptlearning.errors import PromptLearningError
 from promptlearning.models.interface import (
     Generation,
@@ -33,6 +41,8 @@ from promptlearning.models.interface import (
     check_samples,
 )
 
+_LOG = logging.getLogger("promptlearning.server")
+
 
 class QueueFullError(PromptLearningError):
     """The batcher's queue is full; retry later."""
@@ -42,12 +52,36 @@ class ShuttingDownError(PromptLearningError):
     """The batcher no longer takes work."""
 
 
+class RequestCancelled(PromptLearningError):
+    """The client that asked for this work went away (it disconnected or gave up)."""
+
+
+class WorkerStoppedError(PromptLearningError):
+    """The model worker has stopped: this server can no longer answer model requests."""
+
+
 @dataclass
 class _Job:
     key: Hashable
     items: list[Any]
     run: Callable[[list[Any]], Sequence[Any]]
+    cancel: threading.Event | None = None
     future: Future = field(default_factory=Future)
+
+    def abandoned(self) -> bool:
+        return self.future.cancelled() or (self.cancel is not None and self.cancel.is_set())
+
+    def resolve(self, result: Any = None, error: BaseException | None = None) -> None:
+        """Set the outcome unless the future is already done (a client may cancel it at any time)."""
+        if self.future.done():
+            return
+        try:
+            if error is not None:
+                self.future.set_exception(error)
+            else:
+                self.future.set_result(result)
+        except InvalidStateError:  # cancelled between the check and the set
+            pass
 
 
 class Batcher:
@@ -65,6 +99,7 @@ class Batcher:
         self.wait_seconds = wait_seconds
         self.max_queue = max_queue
         self.on_batch = on_batch  # called with the number of items of every batched call (metrics)
+        self.failure: str | None = None  # why the worker stopped, if it stopped without being asked
         self._pending: deque[_Job] = deque()
         self._condition = threading.Condition()
         self._running = 0  # jobs in the call being run
@@ -80,21 +115,51 @@ class Batcher:
     def running(self) -> int:
         return self._running
 
-    def submit(self, key: Hashable, items: Sequence[Any], run: Callable[[list[Any]], Sequence[Any]]) -> Future:
-        """Queue ``items`` for ``run``; the future holds one result per item."""
-        job = _Job(key, list(items), run)
+    @property
+    def alive(self) -> bool:
+        """The worker is there to run calls."""
+        return self._thread.is_alive() and self.failure is None
+
+    def submit(
+        self,
+        key: Hashable,
+        items: Sequence[Any],
+        run: Callable[[list[Any]], Sequence[Any]],
+        *,
+        cancel: threading.Event | None = None,
+    ) -> Future:
+        """Queue ``items`` for ``run``; the future holds one result per item. Cancelling the future,
+        or setting ``cancel``, abandons the job."""
+        job = _Job(key, list(items), run, cancel)
         with self._condition:
             if self._stopping:
                 raise ShuttingDownError("the server is shutting down")
+            if not self.alive:
+                why = self.failure or "ended"
+                raise WorkerStoppedError(f"the model worker has stopped ({why}); restart the server")
+            if cancel is not None and cancel.is_set():
+                raise RequestCancelled("the request was cancelled")
             if len(self._pending) >= self.max_queue:
                 raise QueueFullError(f"{len(self._pending)} requests are waiting for the model; retry shortly")
             self._pending.append(job)
             self._condition.notify()
         return job.future
 
-    def call(self, key: Hashable, items: Sequence[Any], run: Callable[[list[Any]], Sequence[Any]]) -> list[Any]:
+    def call(
+        self,
+        key: Hashable,
+        items: Sequence[Any],
+        run: Callable[[list[Any]], Sequence[Any]],
+        *,
+        cancel: threading.Event | None = None,
+    ) -> list[Any]:
         """:meth:`submit` and wait for the results (from a thread other than the worker)."""
-        return self.submit(key, items, run).result()
+        return self.submit(key, items, run, cancel=cancel).result()
+
+    def drop_abandoned(self) -> int:
+        """Take abandoned jobs out of the queue now (their waiters get :class:`RequestCancelled`)."""
+        with self._condition:
+            return self._drop_abandoned()
 
     def idle(self) -> bool:
         return not self._pending and not self._running
@@ -109,18 +174,54 @@ class Batcher:
     # ------------------------------------------------------------------ worker
 
     def _work(self) -> None:
-        while True:
-            batch = self._next_batch()
-            if batch is None:
-                return
-            self._run(batch)
+        batch: list[_Job] = []
+        try:
+            while True:
+                batch = self._next_batch() or []
+                if not batch:
+                    return
+                try:
+                    self._run(batch)
+                except Exception as exc:  # a fault of the batching itself: fail the batch, keep serving
+                    _LOG.exception("model worker: a batched call failed outside the model")
+                    for job in batch:
+                        job.resolve(error=exc)
+                finally:
+                    with self._condition:
+                        self._running = 0
+        except BaseException as exc:
+            self.failure = f"{type(exc).__name__}: {exc}".rstrip(": ")
+            _LOG.critical("model worker stopped: %s", self.failure)  # the server watches `alive`
+        finally:
+            self._fail_everything(batch)
+
+    def _fail_everything(self, batch: list[_Job]) -> None:
+        """The worker is ending: nobody may wait for it."""
+        with self._condition:
+            if self.failure is None and not self._stopping:
+                self.failure = "the model worker ended"
+            jobs = [*batch, *self._pending]
+            self._pending.clear()
+            self._running = 0
+        for job in jobs:
+            job.resolve(error=WorkerStoppedError(f"the model worker has stopped ({self.failure or 'stopping'})"))
+
+    def _drop_abandoned(self) -> int:
+        dropped = [job for job in self._pending if job.abandoned()]
+        for job in dropped:
+            self._pending.remove(job)
+            job.resolve(error=RequestCancelled("the request was cancelled"))
+        return len(dropped)
 
     def _next_batch(self) -> list[_Job] | None:
         with self._condition:
-            while not self._pending:
+            while True:
+                self._drop_abandoned()
+                if self._pending:
+                    break
                 if self._stopping:
                     return None
-                self._condition.wait()
+                self._condition.wait(0.5)  # wakes up now and then to drop abandoned jobs
             first = self._pending.popleft()
             batch, size = [first], len(first.items)
             deadline = time.monotonic() + self.wait_seconds
@@ -138,32 +239,75 @@ class Batcher:
         return batch
 
     def _run(self, batch: list[_Job]) -> None:
+        for job in batch:
+            if job.abandoned():
+                job.resolve(error=RequestCancelled("the request was cancelled"))
+        batch = [job for job in batch if not job.future.done()]
+        if not batch:
+            return
         items = [item for job in batch for item in job.items]
+        owners = [job for job in batch for _ in job.items]
+        if self.on_batch is not None:
+            self.on_batch(len(items))
         try:
-            if self.on_batch is not None:
-                self.on_batch(len(items))
-            try:
+            with abandoning(lambda index: owners[index].abandoned()):
                 results = list(batch[0].run(items))
-                if len(results) != len(items):
-                    raise RuntimeError(f"a batched call returned {len(results)} results for {len(items)} items")
-            except BaseException as exc:
-                if len(batch) == 1:
-                    batch[0].future.set_exception(exc)
-                    return
-                for job in batch:  # isolate the failing request
-                    self._run([job])
+            if len(results) != len(items):
+                raise RuntimeError(f"a batched call returned {len(results)} results for {len(items)} items")
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0].resolve(error=exc)
                 return
-            start = 0
-            for job in batch:
-                job.future.set_result(results[start : start + len(job.items)])
-                start += len(job.items)
-        finally:
-            with self._condition:
-                self._running = 0
+            for job in batch:  # isolate the failing request
+                self._run([job])
+            return
+        start = 0
+        for job in batch:
+            job.resolve(results[start : start + len(job.items)])
+            start += len(job.items)
 
 
 def _config_key(config: GenerationConfig) -> tuple:
     return tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in asdict(config).items())
+
+
+class RequestTooLargeError(PromptLearningError):
+    """One request would make the model process more tokens than the server allows a request."""
+
+
+@dataclass
+class RequestLimits:
+    """What one request may make the model do, checked before every model call it causes: each
+    prompt's length, the tokens charged to its key per minute, and the total work of the request.
+
+    Methods (classification, chain-of-thought, programs) decide their model calls themselves, so the
+    limits apply where the calls are made rather than to the request body."""
+
+    max_prompt_tokens: int | None = None
+    max_request_tokens: int | None = None
+    charge: Callable[[int], None] | None = None  # the key's tokens-per-minute limiter
+    used: int = 0
+
+    def spend(self, prompt_tokens: Sequence[int], generated: int = 0) -> None:
+        """Charge a call on prompts of ``prompt_tokens`` tokens that generates up to ``generated``."""
+        if self.max_prompt_tokens is not None:
+            longest = max(prompt_tokens, default=0)
+            if longest > self.max_prompt_tokens:
+                from promptlearning.errors import PromptTooLongError
+
+                raise PromptTooLongError(
+                    f"a prompt of this request takes {longest} tokens, more than this server's limit of "
+                    f"{self.max_prompt_tokens} (--max-prompt-tokens); send shorter inputs"
+                )
+        tokens = sum(prompt_tokens) + generated
+        self.used += tokens
+        if self.max_request_tokens is not None and self.used > self.max_request_tokens:
+            raise RequestTooLargeError(
+                f"this request needs more than {self.max_request_tokens} tokens of model work, this server's "
+                "limit for one request (--max-request-tokens); send fewer inputs, labels or samples"
+            )
+        if self.charge is not None:
+            self.charge(tokens)
 
 
 class BatchingModel(LanguageModel):
@@ -171,19 +315,33 @@ class BatchingModel(LanguageModel):
     in many request threads (classifiers, chain-of-thought) share batched calls of one model.
 
     Token counting and chat templates are answered in the calling thread (the tokenizer is only
-    read there); scoring, generation and embedding run on the batcher's worker.
+    read there); scoring, generation and embedding run on the batcher's worker. One is made per
+    request: its ``limits`` are checked before each call and ``cancel`` abandons the request's work.
     """
 
-    def __init__(self, model: LanguageModel, batcher: Batcher) -> None:
+    def __init__(
+        self,
+        model: LanguageModel,
+        batcher: Batcher,
+        *,
+        limits: RequestLimits | None = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
         self.inner = model
         self.batcher = batcher
         self.name = model.name
+        self.limits = limits or RequestLimits()
+        self.cancel = cancel
+
+    def _call(self, key: Hashable, items: Sequence[Any], run: Callable[[list[Any]], Sequence[Any]]) -> list[Any]:
+        return self.batcher.call(key, items, run, cancel=self.cancel)
 
     def loglikelihood(
         self, requests: Iterable[RequestLike], *, batch_size: int | None = None, progress: bool | None = None
     ) -> list[LoglikelihoodResult]:
         items = as_requests(requests)
-        return self.batcher.call((id(self.inner), "loglikelihood"), items, self._score)
+        self.limits.spend([self.count_tokens(r.context) + self.count_tokens(r.continuation) for r in items])
+        return self._call((id(self.inner), "loglikelihood"), items, self._score)
 
     def _score(self, items: list[Any]) -> list[LoglikelihoodResult]:
         return self.inner.loglikelihood(items, progress=False)
@@ -212,18 +370,21 @@ class BatchingModel(LanguageModel):
         prompts = check_prompts(prompts)
         check_samples(config, n)
         config = replace(config, stop=list(config.stop))
+        self.limits.spend([self.count_tokens(p) for p in prompts], len(prompts) * n * config.max_new_tokens)
 
         def run(items: list[str]) -> list[list[Generation]]:
             if n == 1:
                 return [[g] for g in self.inner.generate(items, config, progress=False)]
             return self.inner.sample(items, config, n=n, progress=False)
 
-        return self.batcher.call((id(self.inner), "generate", _config_key(config), n), prompts, run)
+        return self._call((id(self.inner), "generate", _config_key(config), n), prompts, run)
 
     def embed(self, texts: Sequence[str], *, batch_size: int | None = None) -> Any:
         import numpy as np
 
-        rows = self.batcher.call((id(self.inner), "embed"), list(texts), lambda items: list(self.inner.embed(items)))
+        texts = list(texts)
+        self.limits.spend([self.count_tokens(t) for t in texts])
+        rows = self._call((id(self.inner), "embed"), texts, lambda items: list(self.inner.embed(items)))
         return np.stack(rows)
 
     @property

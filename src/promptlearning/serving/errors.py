@@ -20,6 +20,7 @@ _TYPES = {
     413: "request_too_large",
     422: "invalid_request_error",
     429: "rate_limit_error",
+    499: "client_closed_request",
     500: "server_error",
     503: "service_unavailable",
 }
@@ -78,7 +79,18 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _api_error(request: Request, exc: APIError) -> JSONResponse:
         return error_response(exc.status, exc.message, param=exc.param, code=exc.code, headers=exc.headers)
 
-    from promptlearning.serving.batching import QueueFullError, ShuttingDownError
+    from promptlearning.serving.batching import QueueFullError, RequestCancelled, ShuttingDownError, WorkerStoppedError
+    from promptlearning.serving.requests import ClientDisconnected
+
+    @app.exception_handler(ClientDisconnected)
+    @app.exception_handler(RequestCancelled)
+    async def _client_gone(request: Request, exc: Exception) -> JSONResponse:
+        # Nobody reads this answer; 499 (nginx's "client closed request") is what the log and metrics show.
+        return error_response(499, "the client closed the request before its answer was ready")
+
+    @app.exception_handler(WorkerStoppedError)
+    async def _worker_stopped(request: Request, exc: WorkerStoppedError) -> JSONResponse:
+        return error_response(503, str(exc))
 
     @app.exception_handler(QueueFullError)
     async def _queue_full(request: Request, exc: QueueFullError) -> JSONResponse:
@@ -98,7 +110,9 @@ def install_error_handlers(app: FastAPI) -> None:
         errors = exc.errors()
         first = errors[0] if errors else {}
         where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
-        message = first.get("msg", "invalid request")
+        message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
+        if first.get("type") == "value_error" and not where:  # a check of the whole body
+            return error_response(400, message)
         if first.get("type") == "json_invalid":
             message = f"malformed JSON body: {first.get('ctx', {}).get('error', message)}"
         elif tuple(first.get("loc", ())) == ("body",):

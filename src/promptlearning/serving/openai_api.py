@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import json
 import time
 import uuid
@@ -19,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from promptlearning.models.interface import Generation, GenerationConfig, TokenLogprobs
 from promptlearning.serving.batching import _config_key
 from promptlearning.serving.errors import APIError
+from promptlearning.serving.requests import abandon, cancel_event, request_limits, unless_disconnected
 from promptlearning.serving.schemas import (
     ChatRequest,
     CompletionRequest,
@@ -88,18 +90,20 @@ def _check_lengths(request: Request, job: Job) -> None:
                 param="max_tokens",
                 code="context_length_exceeded",
             )
-    tokens = sum(len(ids) + job.max_tokens * job.n for ids in job.prompts)
-    request.app.state.limiter.charge_tokens(request.state.key, tokens)
+    request_limits(request).spend([len(ids) for ids in job.prompts], job.max_tokens * job.n * len(job.prompts))
 
 
 async def _model_call(request: Request, key: Any, items: list[Any], run: Callable[[list[Any]], Sequence[Any]]) -> list:
-    """Queue ``items`` on the batcher and await the results without blocking the event loop."""
-    future = request.app.state.batcher.submit(key, items, run)
-    return await asyncio.wrap_future(future)
+    """Queue ``items`` on the batcher and await the results without blocking the event loop; a
+    client that disconnects meanwhile abandons the work."""
+    future = request.app.state.batcher.submit(key, items, run, cancel=cancel_event(request))
+    return await unless_disconnected(request, asyncio.wrap_future(future))
 
 
-async def _generate(request: Request, job: Job, on_token: Callable[[int, int, int], None] | None = None) -> list:
-    """Generations of every prompt (``n`` each), batched with concurrent requests."""
+def _submit_generate(
+    request: Request, job: Job, on_token: Callable[[int, int, int], None] | None = None
+) -> concurrent.futures.Future:
+    """Queue generations of every prompt (``n`` each), batched with concurrent requests."""
     model, n, config = job.model, job.n, job.config
     assert config is not None
     metrics = request.app.state.metrics
@@ -115,8 +119,19 @@ async def _generate(request: Request, job: Job, on_token: Callable[[int, int, in
     owner = _Owner(first)
     key = (id(model), "generate_ids", _config_key(config), n)
     items = [(ids, owner.slot(i)) for i, ids in enumerate(job.prompts)]
-    results = await _model_call(request, key, items, _batched_generate(model, config, n))
-    metrics.generation_tokens.inc(sum(g.num_tokens for row in results for g in row))
+    return request.app.state.batcher.submit(
+        key, items, _batched_generate(model, config, n), cancel=cancel_event(request)
+    )
+
+
+def _count_generated(request: Request, results: list[list[Generation]]) -> None:
+    request.app.state.metrics.generation_tokens.inc(sum(g.num_tokens for row in results for g in row))
+
+
+async def _generate(request: Request, job: Job) -> list:
+    """Generations of every prompt (``n`` each); a client that disconnects abandons them."""
+    results = await unless_disconnected(request, asyncio.wrap_future(_submit_generate(request, job)))
+    _count_generated(request, results)
     return results
 
 
@@ -257,7 +272,8 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
         t if t is not None else f"<{len(p)} token ids>" for t, p in zip(texts, prompts, strict=True)
     ]
     if body.stream:
-        return StreamingResponse(_stream_completion(request, job, body, texts), media_type="text/event-stream")
+        stream = _TokenStream(request, job) if job.max_tokens else None
+        return StreamingResponse(_stream_completion(request, job, body, texts, stream), media_type="text/event-stream")
     return await _complete(request, job, body, texts)
 
 
@@ -301,7 +317,7 @@ async def _complete(request: Request, job: Job, body: CompletionRequest, texts: 
     if greedy_one:  # lm-eval's loglikelihood request: one scoring call answers it
         pairs = [_greedy_first_token(model, s) for s in await _score(request, model, job.prompts, top)]
         generations = [[g] for g, _ in pairs]
-        scores = [[extended] for _, extended in pairs]
+        scores = [[extended] for _, extended in pairs] if want_logprobs else None
         request.app.state.metrics.generation_tokens.inc(len(job.prompts))
     elif job.max_tokens == 0:
         generations = [[Generation("", 0, "length")] for _ in job.prompts]
@@ -351,30 +367,44 @@ async def _complete(request: Request, job: Job, body: CompletionRequest, texts: 
     }
 
 
-async def _token_events(request: Request, job: Job) -> AsyncIterator[tuple[str, Any]]:
-    """("token", (prompt, sample, id)) events as the worker chooses tokens, then ("done", results)."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+class _TokenStream:
+    """A streamed generation. Its job is queued when the stream is made, before the response
+    starts, so a full queue is a 429 rather than an error inside a 200 stream. :meth:`events`
+    yields ("token", (prompt, sample, id)) as the worker chooses tokens, then ("done", results) or
+    ("error", exception); a stream closed early (the client went away) abandons the job."""
 
-    def on_token(prompt: int, sample: int, token: int) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, ("token", (prompt, sample, token)))
+    def __init__(self, request: Request, job: Job) -> None:
+        self.request = request
+        self.loop = asyncio.get_running_loop()
+        self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self.future = _submit_generate(request, job, self._on_token)
+        self.future.add_done_callback(self._on_done)  # after every token: the worker posts in order
 
-    async def run() -> None:
+    def _on_token(self, prompt: int, sample: int, token: int) -> None:
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, ("token", (prompt, sample, token)))
+
+    def _on_done(self, future: concurrent.futures.Future) -> None:
+        if not future.cancelled():
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, ("end", future))
+
+    async def events(self) -> AsyncIterator[tuple[str, Any]]:
         try:
-            queue.put_nowait(("done", await _generate(request, job, on_token)))
-        except Exception as exc:  # delivered to the stream as an error event
-            queue.put_nowait(("error", exc))
-
-    task = asyncio.ensure_future(run())
-    try:
-        while True:
-            kind, value = await queue.get()
-            yield kind, value
-            if kind in ("done", "error"):
+            while True:
+                kind, value = await self.queue.get()
+                if kind == "token":
+                    yield kind, value
+                    continue
+                error = value.exception()
+                if error is not None:
+                    yield "error", error
+                else:
+                    _count_generated(self.request, value.result())
+                    yield "done", value.result()
                 return
-    finally:
-        if not task.done():
-            await task
+        finally:
+            if not self.future.done():  # the client went away (or the server is stopping)
+                self.future.cancel()
+                abandon(self.request)
 
 
 def _stream_error(exc: Exception) -> dict[str, Any]:
@@ -389,7 +419,7 @@ def _stream_error(exc: Exception) -> dict[str, Any]:
 
 
 async def _stream_completion(
-    request: Request, job: Job, body: CompletionRequest, texts: list[str | None]
+    request: Request, job: Job, body: CompletionRequest, texts: list[str | None], stream: _TokenStream | None
 ) -> AsyncIterator[str]:
     created, ident = int(time.time()), f"cmpl-{uuid.uuid4().hex}"
     model = job.model
@@ -410,12 +440,12 @@ async def _stream_completion(
         for i, ids in enumerate(job.prompts):
             for j in range(job.n):
                 yield chunk(i * job.n + j, texts[i] if texts[i] is not None else model.decode_ids(ids))
-    if not job.max_tokens:
+    if stream is None:  # max_tokens 0: nothing to generate
         for i in range(len(job.prompts)):
             yield chunk(i, "", "length")
         yield _sse("[DONE]")
         return
-    async for kind, value in _token_events(request, job):
+    async for kind, value in stream.events():
         if kind == "token":
             prompt, sample, token = value
             delta = streams[(prompt, sample)].push(token)
@@ -454,7 +484,8 @@ def _chat_prompt(model: Any, body: ChatRequest) -> list[int]:
     bos = model.tokenizer.bos_token
     if bos and model.add_bos and text.startswith(bos):  # the template wrote BOS; encode_prompt adds it
         text = text[len(bos) :]
-    return model.encode_prompt(text)
+    # messages are text: "<|im_start|>system" typed by a user must not become the control token
+    return model.encode_prompt(text, literals=[m["content"] for m in messages])
 
 
 def _chat_logprobs(model: Any, scores: TokenLogprobs, start: int, count: int, top: int) -> dict[str, Any]:
@@ -495,7 +526,9 @@ async def chat_completions(body: ChatRequest, request: Request) -> Any:
     if body.stream:
         if body.logprobs:
             raise APIError(400, "logprobs are not streamed by this server; ask without stream", param="logprobs")
-        return StreamingResponse(_stream_chat(request, job, body), media_type="text/event-stream")
+        return StreamingResponse(
+            _stream_chat(request, job, body, _TokenStream(request, job)), media_type="text/event-stream"
+        )
     generations = (await _generate(request, job))[0]
     scores: list[TokenLogprobs] = []
     if body.logprobs:
@@ -524,7 +557,7 @@ async def chat_completions(body: ChatRequest, request: Request) -> Any:
     }
 
 
-async def _stream_chat(request: Request, job: Job, body: ChatRequest) -> AsyncIterator[str]:
+async def _stream_chat(request: Request, job: Job, body: ChatRequest, stream: _TokenStream) -> AsyncIterator[str]:
     created, ident = int(time.time()), f"chatcmpl-{uuid.uuid4().hex}"
 
     def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> str:
@@ -541,7 +574,7 @@ async def _stream_chat(request: Request, job: Job, body: ChatRequest) -> AsyncIt
     for j in range(job.n):
         yield chunk(j, {"role": "assistant", "content": ""})
     streams = {j: _Incremental(job.model, body.stops) for j in range(job.n)}
-    async for kind, value in _token_events(request, job):
+    async for kind, value in stream.events():
         if kind == "token":
             _, sample, token = value
             delta = streams[sample].push(token)
@@ -593,9 +626,18 @@ async def embeddings(body: EmbeddingRequest, request: Request) -> dict[str, Any]
     if not texts:
         raise APIError(400, "input must not be empty", param="input")
     _check_counts(request, len(texts), 1, 0, None)
-    tokens = sum(await run_in_threadpool(lambda: [model.count_tokens(t) for t in texts]))
-    request.app.state.limiter.charge_tokens(request.state.key, tokens)
+    lengths = await run_in_threadpool(lambda: [model.count_tokens(t) for t in texts])
+    request_limits(request).spend(lengths)
+    tokens = sum(lengths)
     rows = await _model_call(request, (id(model), "embed"), texts, lambda batch: list(model.embed(batch)))
+    size = len(rows[0])
+    if body.dimensions is not None and body.dimensions != size:
+        raise APIError(
+            400,
+            f"{name} makes {size}-dimensional embeddings and cannot shorten them (it was not trained to); "
+            f"leave out dimensions or ask for {size}",
+            param="dimensions",
+        )
     data = []
     for index, row in enumerate(rows):
         vector = np.asarray(row, dtype=np.float32)
@@ -614,9 +656,10 @@ async def tokenize(body: TokenizeRequest, request: Request) -> dict[str, Any]:
     if body.messages is not None:
         messages = [{"role": m.role, "content": m.text()} for m in body.messages]
         text = model.apply_chat_template(messages, add_generation_prompt=body.add_generation_prompt)
-        tokens = await run_in_threadpool(model.encode_text, text)
+        tokens = await run_in_threadpool(model.encode_chat_text, text, [m["content"] for m in messages])
     else:
         tokens = await run_in_threadpool(model.encode_text, body.prompt, add_special_tokens=body.add_special_tokens)
+    request_limits(request).spend([len(tokens)])
     return {"tokens": tokens, "count": len(tokens), "max_model_len": model.max_length}
 
 

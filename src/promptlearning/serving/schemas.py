@@ -5,11 +5,47 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator, model_validator
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # strict: `true` is not 1 and "5" is not 5 (JSON has its own types; OpenAI refuses these too)
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        where = _lone_surrogate(data)
+        if where is not None:
+            raise ValueError(
+                f"{where or 'the body'} holds a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff escape), "
+                "which is not text; send valid Unicode"
+            )
+        return data
+
+
+def _lone_surrogate(value: Any, path: str = "") -> str | None:
+    """Where a string of ``value`` (JSON: dicts, lists, strings) holds an unpaired surrogate, if any:
+    JSON may escape one (``"\\ud800"``), but no tokenizer can encode it."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path
+        return None
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        where = _lone_surrogate(key, path) if isinstance(key, str) else None
+        if where is None:
+            where = _lone_surrogate(item, f"{path}.{key}" if path else str(key))
+        if where is not None:
+            return where
+    return None
 
 
 def _stops(value: str | list[str] | None) -> list[str]:
@@ -19,6 +55,11 @@ def _stops(value: str | list[str] | None) -> list[str]:
     if any(not s for s in stops):
         raise ValueError("stop strings must be non-empty")
     return stops
+
+
+def _check_stop(value: Any) -> Any:
+    _stops(value)
+    return value
 
 
 class CompletionRequest(_Request):
@@ -42,6 +83,8 @@ class CompletionRequest(_Request):
         if isinstance(value, list) and (not value or any(isinstance(v, list) and not v for v in value)):
             raise ValueError("prompt must not be empty")
         return value
+
+    _stop_valid = field_validator("stop")(_check_stop)
 
     @property
     def stops(self) -> list[str]:
@@ -80,6 +123,8 @@ class ChatRequest(_Request):
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0)
 
+    _stop_valid = field_validator("stop")(_check_stop)
+
     @property
     def stops(self) -> list[str]:
         return _stops(self.stop)
@@ -89,6 +134,7 @@ class EmbeddingRequest(_Request):
     model: str | None = None
     input: StrictStr | list[StrictStr]
     encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1)
 
 
 class TokenizeRequest(_Request):
@@ -108,6 +154,10 @@ class ProgramPredictRequest(_Request):
     inputs: list[dict[str, Any]] = Field(min_length=1)
 
 
+TEMPLATE_OPTIONS = ("input", "instruction", "mode", "separator", "shorten")
+VERBALIZER_OPTIONS = ("label_words", "word_score", "aggregate")
+
+
 class ClassifyRequest(_Request):
     model: str | None = None
     template: StrictStr | dict[str, Any] = Field(description="a Jinja input template, or PromptTemplate options")
@@ -116,6 +166,59 @@ class ClassifyRequest(_Request):
     demonstrations: list[dict[str, Any]] = Field(default_factory=list)
     label_field: str = "label"
     calibration: Literal["none", "contextual", "domain", "batch"] = "none"
+
+    @field_validator("template")
+    @classmethod
+    def _template_options(cls, value: str | dict[str, Any]) -> str | dict[str, Any]:
+        if isinstance(value, str):
+            return value
+        unknown = [key for key in value if key not in TEMPLATE_OPTIONS]
+        if unknown:
+            raise ValueError(f"unknown template option {unknown[0]!r}; the options are {', '.join(TEMPLATE_OPTIONS)}")
+        if "input" not in value:
+            raise ValueError("a template object needs 'input', the Jinja template of one input")
+        for key, option in value.items():
+            if not isinstance(option, str) and not (key == "shorten" and option is None):
+                raise ValueError(f"template option {key!r} must be a string, got {type(option).__name__}")
+        return value
+
+    @field_validator("verbalizer")
+    @classmethod
+    def _verbalizer_options(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if "label_words" not in value:
+            return {"label_words": _label_words(value)}
+        if not isinstance(value["label_words"], dict):
+            raise ValueError(
+                "'label_words' names the options form ({'label_words': {label: words}, 'word_score': ...}), "
+                "so it cannot be a label; rename that label"
+            )
+        unknown = [key for key in value if key not in VERBALIZER_OPTIONS]
+        if unknown:
+            raise ValueError(
+                f"unknown verbalizer option {unknown[0]!r}; the options are {', '.join(VERBALIZER_OPTIONS)}"
+            )
+        for key in ("word_score", "aggregate"):
+            if key in value and not isinstance(value[key], str):
+                raise ValueError(f"verbalizer option {key!r} must be a string")
+        return {**value, "label_words": _label_words(value["label_words"])}
+
+
+def _label_words(mapping: dict[str, Any]) -> dict[str, Any]:
+    if not mapping:
+        raise ValueError("give at least one label and its word(s), e.g. {'positive': ' great', 'negative': ' awful'}")
+    for label, words in mapping.items():
+        listed = [words] if isinstance(words, str) else words
+        if not isinstance(listed, list) or not listed or any(not isinstance(w, str) or not w for w in listed):
+            raise ValueError(
+                f"label {label!r}: its words must be a non-empty string or a list of them, got {json_repr(words)}"
+            )
+    return mapping
+
+
+def json_repr(value: Any) -> str:
+    import json
+
+    return json.dumps(value)[:60]
 
 
 class SolveRequest(_Request):

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from promptlearning.models.interface import LanguageModel, TokenLevelModel
-from promptlearning.serving.batching import Batcher, BatchingModel
+from promptlearning.serving.batching import Batcher, BatchingModel, RequestLimits
 from promptlearning.serving.errors import APIError
 
 
@@ -102,6 +102,14 @@ class ServedModels:
             raise APIError(404, f"unknown {what} {name!r}; served: {known}", param="model", code="model_not_found")
         return name, models[name]
 
-    def batching(self, model: LanguageModel, batcher: Batcher) -> BatchingModel:
-        """``model`` as methods see it in the server: every call batched with concurrent requests."""
-        return BatchingModel(model, batcher)
+    def batching(
+        self,
+        model: LanguageModel,
+        batcher: Batcher,
+        *,
+        limits: RequestLimits | None = None,
+        cancel: threading.Event | None = None,
+    ) -> BatchingModel:
+        """``model`` as one request's methods see it in the server: every call batched with concurrent
+        requests, checked against the request's ``limits``, abandoned when ``cancel`` is set."""
+        return BatchingModel(model, batcher, limits=limits, cancel=cancel)

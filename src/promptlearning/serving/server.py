@@ -3,6 +3,7 @@ background thread on a free loopback port (tests, benchmarks, notebooks)."""
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -17,16 +18,49 @@ from promptlearning.serving.settings import ServerSettings
 
 
 class _DrainingServer(uvicorn.Server):
-    """uvicorn, but the first Ctrl-C / SIGTERM first refuses new requests (503) and lets the
-    in-flight ones finish (up to ``shutdown_grace_seconds``) before the server stops."""
+    """uvicorn, but the first Ctrl-C / SIGTERM first refuses new requests (503, the listener stays
+    open) and lets the in-flight ones finish, then stops; whatever is stuck, the process exits
+    within ``grace`` seconds of the signal. A second signal stops at once. If the model worker
+    stops, the server stops too and :attr:`exit_code` is 1 (a supervisor restarts it)."""
 
-    def __init__(self, config: uvicorn.Config, app: Any) -> None:
+    def __init__(self, config: uvicorn.Config, app: Any, grace: float) -> None:
         super().__init__(config)
         self.application = app
+        self.grace = grace
+        self.exit_code = 0
+        app.state.on_worker_failure = self._worker_failed
 
     def handle_exit(self, sig: int, frame: Any) -> None:
-        self.application.state.draining = True
-        super().handle_exit(sig, frame)
+        state = self.application.state
+        if state.draining:  # a second signal: no more waiting
+            super().handle_exit(sig, frame)
+            self.force_exit = True
+            return
+        state.draining = True
+        signalled = time.monotonic()
+        threading.Thread(target=self._drain, args=(sig, signalled), daemon=True, name="promptlearning-drain").start()
+        threading.Thread(target=self._deadline, daemon=True, name="promptlearning-deadline").start()
+
+    def _drain(self, sig: int, signalled: float) -> None:
+        """Wait for the admitted requests and the model's queue to empty (most of the grace period),
+        then let uvicorn close the listener and the connections."""
+        state = self.application.state
+        deadline = signalled + max(0.0, self.grace - 1.0)
+        while time.monotonic() < deadline and (state.admitted or not state.batcher.idle()):
+            time.sleep(0.05)
+        self.config.timeout_graceful_shutdown = max(1, int(deadline + 1.0 - time.monotonic()))
+        super().handle_exit(sig, None)
+
+    def _deadline(self) -> None:
+        time.sleep(self.grace)
+        self.application.state.logger.error(
+            "requests still running after the shutdown grace period: exiting", extra={"kind": "shutdown"}
+        )
+        os._exit(1)  # threads stuck in a model call cannot be interrupted otherwise
+
+    def _worker_failed(self) -> None:
+        self.exit_code = 1
+        self.should_exit = True
 
 
 def _config(app: Any, settings: ServerSettings, **options: Any) -> uvicorn.Config:
@@ -34,15 +68,18 @@ def _config(app: Any, settings: ServerSettings, **options: Any) -> uvicorn.Confi
         app,
         log_level="warning",
         access_log=False,  # the app writes its own JSON access log
-        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+        timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_seconds)),
         **options,
     )
 
 
-def serve(settings: ServerSettings) -> None:
-    """Run the server until interrupted."""
+def serve(settings: ServerSettings) -> int:
+    """Run the server until interrupted; the exit code (1 if the model worker stopped)."""
     app = create_app(settings)
-    _DrainingServer(_config(app, settings, host=settings.host, port=settings.port), app).run()
+    server = _DrainingServer(_config(app, settings, host=settings.host, port=settings.port), app,
+                             settings.shutdown_grace_seconds)  # fmt: skip
+    server.run()
+    return server.exit_code
 
 
 @dataclass
@@ -89,6 +126,7 @@ def start_server(
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # not the main thread
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="promptlearning-http")
     thread.start()
+    app.state.on_worker_failure = lambda: setattr(server, "should_exit", True)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     running = RunningServer(f"http://{host}:{port}", app, server, thread)
     deadline = time.monotonic() + ready_timeout

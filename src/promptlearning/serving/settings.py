@@ -48,6 +48,9 @@ class ServerSettings(BaseSettings):
     max_queue: int = Field(256, ge=1, description="requests waiting (beyond a running batch) before 429")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="largest request body")
     max_prompt_tokens: int | None = Field(None, ge=1, description="longest prompt (default: the model's context)")
+    max_request_tokens: int = Field(
+        200_000, ge=1, description="most tokens of model work one request may cause (prompts scored + generated)"
+    )
     max_tokens_limit: int = Field(1024, ge=1, description="largest max_tokens a request may ask for")
     max_n: int = Field(16, ge=1, description="largest n (samples per prompt)")
     max_inputs: int = Field(64, ge=1, description="most prompts or inputs in one request")

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from promptlearning.serving.errors import APIError
+from promptlearning.serving.requests import cancel_event, request_limits, unless_disconnected
 from promptlearning.serving.schemas import ClassifyRequest, ProgramPredictRequest, SolveRequest
 
 router = APIRouter()
@@ -63,11 +64,41 @@ async def program_predict(name: str, body: ProgramPredictRequest, request: Reque
         if nulls:
             raise APIError(400, f"inputs[{row}].{nulls[0]} is null", param=f"inputs.{row}")
     request.state.content = body.inputs
-    future = request.app.state.batcher.submit(("program", name), body.inputs, lambda batch: program.predict(batch))
-    predictions = await asyncio.wrap_future(future)
+    await run_in_threadpool(_check_program_inputs, request, program, body.inputs)
+    future = request.app.state.batcher.submit(
+        ("program", name), body.inputs, lambda batch: program.predict(batch), cancel=cancel_event(request)
+    )
+    predictions = await unless_disconnected(request, asyncio.wrap_future(future))
     out = [_prediction(p) for p in predictions]
     request.state.output = out
     return {"object": "list", "program": name, "predictions": out}
+
+
+def _check_program_inputs(request: Request, program: Any, inputs: list[dict[str, Any]]) -> None:
+    """The server's prompt-length and token limits, on each input as the program renders it (the
+    program truncates to its own ``max_length`` too)."""
+    count = _program_token_counter(program)
+    if count is None:
+        return
+    from promptlearning.prompts.template import PromptTemplate
+
+    spec = program.spec
+    render = PromptTemplate(**spec.template).render_input if spec.objective != "ner" else None
+    lengths = []
+    for example in inputs:
+        text = render(example) if render else " ".join(map(str, example[spec.tokens_field]))
+        lengths.append(min(count(text), spec.max_length) if spec.objective != "prompt" else count(text))
+    request_limits(request).spend(lengths)
+
+
+def _program_token_counter(program: Any) -> Any:
+    model = getattr(program, "model", None)
+    if hasattr(model, "count_tokens"):  # a prompted program: its base model
+        return model.count_tokens
+    tokenizer = getattr(program, "tokenizer", None)
+    if tokenizer is not None:
+        return lambda text: len(tokenizer(text, add_special_tokens=True)["input_ids"])
+    return None
 
 
 def _check_inputs(request: Request, count: int) -> None:
@@ -83,8 +114,7 @@ def _classify(model: Any, body: ClassifyRequest) -> list[Any]:
     from promptlearning.prompts.verbalizer import Verbalizer
 
     template = PromptTemplate(body.template) if isinstance(body.template, str) else PromptTemplate(**body.template)
-    words = body.verbalizer
-    verbalizer = Verbalizer(**words) if "label_words" in words else Verbalizer(words)
+    verbalizer = Verbalizer(**body.verbalizer)  # the schema put it in the options form
     options: dict[str, Any] = {}
     if body.demonstrations:
         options = {"method": "icl", "shots": len(body.demonstrations), "selection": "first"}
@@ -101,8 +131,10 @@ async def classify(body: ClassifyRequest, request: Request) -> dict[str, Any]:
     name, model = served.text_model(body.model)
     _check_inputs(request, len(body.inputs))
     request.state.content = body.inputs
-    batching = served.batching(model, request.app.state.batcher)
-    predictions = await run_in_threadpool(_classify, batching, body)
+    batching = served.batching(
+        model, request.app.state.batcher, limits=request_limits(request), cancel=cancel_event(request)
+    )
+    predictions = await unless_disconnected(request, run_in_threadpool(_classify, batching, body))
     out = [{"label": p.label, "probabilities": p.probabilities, "label_scores": p.label_scores} for p in predictions]
     request.state.output = out
     return {"object": "list", "model": name, "predictions": out}
@@ -137,8 +169,10 @@ async def solve(body: SolveRequest, request: Request) -> dict[str, Any]:
     if body.samples > settings.max_n:
         raise APIError(400, f"samples={body.samples} is over this server's limit of {settings.max_n}", param="samples")
     request.state.content = body.questions
-    batching = served.batching(model, request.app.state.batcher)
-    solutions = await run_in_threadpool(_solve, batching, body, settings.max_tokens_limit)
+    batching = served.batching(
+        model, request.app.state.batcher, limits=request_limits(request), cancel=cancel_event(request)
+    )
+    solutions = await unless_disconnected(request, run_in_threadpool(_solve, batching, body, settings.max_tokens_limit))
     out = []
     for s in solutions:
         extractor = next(iter(s.answers))

@@ -41,6 +41,7 @@ class PromptedProgram:
         self.classifier = PromptClassifier(
             model, PromptTemplate(**spec.template), Verbalizer(**spec.verbalizer),
             method="icl" if rows else "zero-shot", shots=len(rows), selection="first", label_field=spec.label_field,
+            max_length=spec.max_length,
         ).fit(rows)  # fmt: skip
 
     @property

@@ -380,9 +380,17 @@ class HFLanguageModel(HFModel, TokenLevelModel):
 
     # ------------------------------------------------------------------ token level (the server's)
 
-    def encode_prompt(self, text: str) -> list[int]:
-        ids = self._prefix + self.encode(text)
+    def encode_prompt(self, text: str, *, literals: Sequence[str] = ()) -> list[int]:
+        """The ids of prompt ``text`` (BOS added when the model needs it); the spans equal to
+        ``literals`` (user content in a chat prompt) are read as plain text, special-token strings
+        included, so that a message cannot inject the chat template's control tokens."""
+        ids = self._prefix + self.tokens.encode_keeping_text(text, literals)
         return ids or [self.eos_token_ids[0]]  # an empty prompt without BOS starts from EOS
+
+    def encode_chat_text(self, text: str, contents: Sequence[str]) -> list[int]:
+        """The ids of a rendered chat ``text`` as the tokenizer reads it, the messages' ``contents``
+        kept as plain text (see :meth:`encode_prompt`)."""
+        return self.tokens.encode_keeping_text(text, contents)
 
     def encode_text(self, text: str, *, add_special_tokens: bool = False) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from promptlearning.cancellation import abandoned_items
 from promptlearning.models.hf.base import cache_keyword, returned_cache
 from promptlearning.models.interface import Generation, GenerationConfig, sample_seed, shared_prefix_length
 from promptlearning.progress import progress_bar
@@ -159,7 +160,12 @@ def choose_tokens(
     """Next token of every row: argmax when greedy, else temperature / top-k / top-p sampling."""
     if not config.do_sample:
         return logits.argmax(-1)
-    scores = logits.float() / config.temperature
+    # Shifted so that the best token scores 0 before dividing: a temperature so small that the
+    # logits would overflow (1e-39, 5e-324) then leaves 0 for the best token(s) and -inf for the
+    # rest, which is its limit, greedy decoding (ties shared), instead of inf - inf = nan.
+    shifted = logits.float() - logits.float().amax(-1, keepdim=True)
+    scores = shifted / config.temperature
+    scores = scores.nan_to_num(nan=float("-inf"), neginf=float("-inf"))
     if config.top_k:
         kth = torch.topk(scores, min(config.top_k, scores.shape[-1]), dim=-1).values[:, -1:]
         scores = scores.masked_fill(scores < kth, float("-inf"))
@@ -286,8 +292,13 @@ class Decoder:
         refill = self.sliding_window is None  # slot surgery would move sliding windows
         batch: _Batch | None = None
         bar = progress_bar(len(prompts), desc="generate", enabled=progress)
+        abandoned = abandoned_items()  # set by the server's worker: prompts whose client went away
         with bar:
             while order or batch is not None:
+                if abandoned is not None:
+                    self._skip_abandoned(order, results, abandoned)
+                    if batch is None and not order:
+                        break
                 room = batch_size - (batch.size if batch is not None else 0)
                 if order and (batch is None or (refill and room >= n)):
                     start = time.perf_counter()
@@ -301,10 +312,19 @@ class Decoder:
                     stats.prefill_seconds += time.perf_counter() - start
                 start = time.perf_counter()
                 stats.max_cache_slots = max(stats.max_cache_slots, batch.mask.shape[1])
-                batch = self._step(batch, config, results, bar, shared if refill else None, on_token)
+                batch = self._step(batch, config, results, bar, shared if refill else None, on_token, abandoned)
                 stats.decode_seconds += time.perf_counter() - start
         stats.generated_tokens = sum(g.num_tokens for row in results.values() for g in row if g is not None)
         return [list(results[i]) for i in range(len(prompts))]  # type: ignore[arg-type]
+
+    @staticmethod
+    def _skip_abandoned(
+        order: deque[int], results: dict[int, list[Generation | None]], abandoned: Callable[[int], bool]
+    ) -> None:
+        """Prompts nobody waits for any more are not started (their results are empty)."""
+        for prompt in [i for i in order if abandoned(i)]:
+            order.remove(prompt)
+            results[prompt] = [Generation("", 0, "length") for _ in results[prompt]]
 
     def _start(
         self, suffixes: list[list[int]], prompt_ids: list[int], prefix_cache: Any, shared: int, n: int
@@ -327,15 +347,19 @@ class Decoder:
         bar: Any,
         compact_after: int | None,
         on_token: Callable[[int, int, int], None] | None = None,
+        abandoned: Callable[[int], bool] | None = None,
     ) -> _Batch | None:
-        """Choose every row's next token; retire finished rows; run the others one position on."""
+        """Choose every row's next token; retire finished (and abandoned) rows; run the others one
+        position on."""
         chosen = choose_tokens(batch.logits, config, batch.generators)
         picked = chosen.tolist()  # one device-to-host copy per step
         keep = []
         for k, (prompt, sample) in enumerate(batch.rows):
             token, tokens = picked[k], batch.tokens[k]
             reason = None
-            if token in self.eos_token_ids:
+            if abandoned is not None and abandoned(prompt):
+                reason = "length"  # nobody reads it: stop spending steps on the row
+            elif token in self.eos_token_ids:
                 reason = "stop"
             else:
                 tokens.append(token)

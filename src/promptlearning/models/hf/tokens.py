@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from promptlearning.errors import UnsupportedOperationError
+from promptlearning.errors import PromptLearningError, UnsupportedOperationError
 
 
 def prepare_tokenizer(tokenizer: Any) -> None:
@@ -58,6 +58,7 @@ class PromptTokens:
         self.encoder = encoder
         self.add_bos = False if encoder else (tokenizer_adds_bos(tokenizer, model_type) if add_bos is None else add_bos)
         self.before, self.after = special_tokens_around(tokenizer) if encoder else (self.prefix, [])
+        self._special_strings: list[str] | None = None
 
     @property
     def prefix(self) -> list[int]:
@@ -71,6 +72,35 @@ class PromptTokens:
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text`` without any special token."""
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def encode_keeping_text(self, text: str, literals: Sequence[str]) -> list[int]:
+        """Token ids of ``text`` (no special token added) where each of ``literals``, found in order,
+        is read as plain text: a special token's string inside it (``<|im_start|>`` in a user's
+        message) stays text instead of becoming the control token. Spans are only split where a
+        literal holds such a string, so other text tokenizes exactly as :meth:`encode` does."""
+        literals = [s for s in literals if s and self.holds_special_text(s)]
+        if not literals:
+            return self.encode(text)
+        ids: list[int] = []
+        cursor = 0
+        for literal in literals:
+            at = text.find(literal, cursor)
+            if at < 0:
+                raise PromptLearningError(
+                    "a message holds the model's special tokens as text and the chat template changed it, "
+                    "so it cannot be kept as plain text; remove the special tokens from the message"
+                )
+            ids += self.encode(text[cursor:at])
+            ids += self.tokenizer(literal, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+            cursor = at + len(literal)
+        return ids + self.encode(text[cursor:])
+
+    def holds_special_text(self, text: str) -> bool:
+        """``text`` contains the string of one of the tokenizer's special (added) tokens."""
+        if self._special_strings is None:
+            decoder = self.tokenizer.added_tokens_decoder.values()
+            self._special_strings = [t.content for t in decoder if t.special and t.content]
+        return any(token in text for token in self._special_strings)
 
     def encode_many(self, texts: Sequence[str]) -> list[list[int]]:
         if not texts:
