@@ -201,8 +201,17 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
         return _check_size(super().call(__context, __obj, *args, **kwargs), f"{name}()")
 
     def parse_limited(self, source: str) -> Any:
-        """Parse ``source`` and guard its loops and concatenations."""
-        return _GuardLoopsAndConcat().visit(self.parse(source))
+        """Parse ``source`` (refusing what would load other templates) and guard its loops and
+        concatenations."""
+        tree = self.parse(source)
+        for kind, tag in ((nodes.Include, "include"), (nodes.Import, "import"), (nodes.FromImport, "from"),
+                          (nodes.Extends, "extends")):  # fmt: skip
+            if tree.find(kind) is not None:
+                raise TemplateError(
+                    f"{{% {tag} %}} is not available in prompt templates (there are no other templates to "
+                    "load); write the text inline"
+                )
+        return _GuardLoopsAndConcat().visit(tree)
 
 
 ENVIRONMENT = LimitedSandbox(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)

@@ -76,6 +76,13 @@ class ServerSettings(BaseSettings):
     def _none_word(cls, value: str | None) -> str | None:
         return None if value is None or value.strip().lower() in ("", "none") else value
 
+    @field_validator("api_key")
+    @classmethod
+    def _real_keys(cls, keys: list[str]) -> list[str]:
+        if any(not key.strip() for key in keys):
+            raise ValueError("--api-key is empty: give a real key (`promptlearning keygen FILE` makes one)")
+        return keys
+
     @model_validator(mode="after")
     def _check(self) -> ServerSettings:
         if self.no_auth and not is_loopback(self.host):
@@ -87,6 +94,10 @@ class ServerSettings(BaseSettings):
             )
         if self.model is None and not self.program:
             raise ValueError("nothing to serve: give a model or at least one --program NAME=DIR")
+        if self.api_keys_file is not None:
+            from promptlearning.serving.auth import KeyStore
+
+            KeyStore(keys_file=self.api_keys_file)  # a missing file or one of plain keys fails now, before serving
         return self
 
 
@@ -109,6 +120,7 @@ def load_settings(config_file: str | Path | None = None, **flags: Any) -> Server
             path = Path(config_file)
             if not path.is_file():
                 raise PromptLearningError(f"server config file {path} does not exist")
+            _check_config_file(path)
 
             class _FromFile(ServerSettings):
                 model_config = SettingsConfigDict(yaml_file=str(path))
@@ -121,3 +133,19 @@ def load_settings(config_file: str | Path | None = None, **flags: Any) -> Server
             for e in exc.errors()
         )
         raise PromptLearningError(f"bad server settings: {problems}") from None
+
+
+def _check_config_file(path: Path) -> None:
+    """A ``--config`` file must be a YAML mapping of settings (pydantic-settings would crash on others)."""
+    import yaml
+
+    try:
+        content = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PromptLearningError(f"server config file {path} is not valid YAML: {first}") from None
+    if content is not None and not isinstance(content, dict):
+        raise PromptLearningError(
+            f"server config file {path} must be a mapping of settings (e.g. `port: 8000`), "
+            f"not a {type(content).__name__}"
+        )

@@ -158,8 +158,8 @@ def choose_tokens(
     logits: torch.Tensor, config: GenerationConfig, generators: Sequence[torch.Generator] | None
 ) -> torch.Tensor:
     """Next token of every row: argmax when greedy, else temperature / top-k / top-p sampling."""
-    if not config.do_sample:
-        return logits.argmax(-1)
+    if not config.do_sample or config.temperature < torch.finfo(torch.float32).tiny:
+        return logits.argmax(-1)  # a temperature float32 rounds to 0: its limit, greedy
     # Shifted so that the best token scores 0 before dividing: a temperature so small that the
     # logits would overflow (1e-39, 5e-324) then leaves 0 for the best token(s) and -inf for the
     # rest, which is its limit, greedy decoding (ties shared), instead of inf - inf = nan.
