@@ -188,7 +188,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _device_overrides(args: argparse.Namespace) -> list[str]:
     """``--device`` / ``--dtype`` / ``--backend`` / ``--base-url`` … as overrides of a task file's
     header (given only when set)."""
-    keys = ("device", "dtype", "backend", "base_url", "tokenizer", "api_key_env")
+    keys = ("device", "dtype", "backend", "base_url", "tokenizer", "api_key_env", "timeout")
     return [f"{key}={getattr(args, key)}" for key in keys if getattr(args, key, None)]
 
 
@@ -196,7 +196,14 @@ def _remote_options(args: argparse.Namespace) -> dict[str, Any]:
     """``load_model`` options of the openai backend, when it is the one chosen."""
     if getattr(args, "backend", None) != "openai":
         return {}
-    return {"base_url": args.base_url, "tokenizer": args.tokenizer, "api_key_env": args.api_key_env or "OPENAI_API_KEY"}
+    options = {
+        "base_url": args.base_url,
+        "tokenizer": args.tokenizer,
+        "api_key_env": args.api_key_env or "OPENAI_API_KEY",
+    }
+    if getattr(args, "timeout", None) is not None:
+        options["timeout"] = args.timeout
+    return options
 
 
 def _print_result(result: Any) -> None:
@@ -520,6 +527,16 @@ def _add_model_options(parser: argparse.ArgumentParser, chat_default: str | None
     )
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
 def _add_backend_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backend",
@@ -530,6 +547,8 @@ def _add_backend_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base-url", help="openai backend: the server, e.g. http://127.0.0.1:8000/v1")
     parser.add_argument("--tokenizer", help="openai backend: local tokenizer dir or embedded name (default: --model)")
     parser.add_argument("--api-key-env", help="openai backend: variable holding the key (default: OPENAI_API_KEY)")
+    parser.add_argument("--timeout", type=_positive_seconds, metavar="SECONDS",
+                        help="openai backend: longest wait for a request, retries included (default: 60)")  # fmt: skip
 
 
 def _add_device_options(parser: argparse.ArgumentParser, default: str | None = None) -> None:

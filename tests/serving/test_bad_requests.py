@@ -180,7 +180,12 @@ def test_ready_is_503_while_loading(start) -> None:
 # ----------------------------------------------------------------------------- issue 28: no 500s from input
 
 SURROGATE = "a\ud800b"  # sent as the JSON escape "\ud800": valid JSON, not valid text
-CLASSIFY = {"model": "tiny", "template": "{{ text }} is", "verbalizer": {"a": " a", "b": " b"}, "inputs": [{"text": "x"}]}
+CLASSIFY = {
+    "model": "tiny",
+    "template": "{{ text }} is",
+    "verbalizer": {"a": " a", "b": " b"},
+    "inputs": [{"text": "x"}],
+}
 
 
 @pytest.mark.parametrize(

@@ -81,3 +81,147 @@ def test_clear_errors_without_a_server_or_tokenizer(tiny_llama_dir) -> None:
     untokenized = load_model("somebody/remote-model", backend="openai", base_url="http://127.0.0.1:9/v1")
     with pytest.raises(UnsupportedOperationError, match="tokenizer"):
         untokenized.loglikelihood([("a", " b")])
+
+
+# ----------------------------------------------------------------------------- issue 28: a broken peer
+
+
+def _broken_peer_app():
+    """An OpenAI-compatible server gone wrong, one way per model name (a real HTTP server: the
+    backend must cope with what such servers send)."""
+    import asyncio
+
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import HTMLResponse, JSONResponse, Response
+    from starlette.routing import Route
+
+    def logprobs(values):
+        return {"tokens": ["x"] * len(values), "token_logprobs": values, "top_logprobs": [None] * len(values),
+                "text_offset": [0] * len(values)}  # fmt: skip
+
+    async def completions(request: Request):
+        body = await request.json()
+        kind = body["model"]
+        if kind == "hang":
+            await asyncio.sleep(3600)
+        if kind == "html":
+            return HTMLResponse("<html><body>502 Bad Gateway</body></html>")
+        if kind == "not-json":
+            return Response(b"this is not json", media_type="application/json")
+        if kind == "empty":
+            return JSONResponse({"id": "x", "object": "text_completion", "choices": []})
+        if kind == "no-text":
+            return JSONResponse({"id": "x", "object": "text_completion", "choices": [{"index": 0}]})
+        length = len(body["prompt"]) + 1
+        value = {"nan": float("nan"), "positive": 0.7}[kind]
+        content = {
+            "id": "x",
+            "object": "text_completion",
+            "model": kind,
+            "choices": [
+                {
+                    "index": 0,
+                    "text": "x",
+                    "finish_reason": "length",
+                    "logprobs": logprobs([None] + [value] * (length - 1)),
+                }
+            ],
+        }
+        import json
+
+        return Response(json.dumps(content).encode(), media_type="application/json")  # NaN as Python writes it
+
+    return Starlette(routes=[Route("/v1/completions", completions, methods=["POST"])])
+
+
+@pytest.fixture(scope="module")
+def broken_peer():
+    import socket
+    import threading
+
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(_broken_peer_app(), log_level="error"))
+    server.install_signal_handlers = lambda: None
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        import time
+
+        time.sleep(0.01)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    server.should_exit = True
+    thread.join(5)
+
+
+@pytest.mark.parametrize(
+    ("kind", "words"),
+    [
+        ("html", "not an OpenAI completion"),
+        ("not-json", "not an OpenAI completion"),
+        ("empty", "no choices"),
+        ("no-text", "without its text"),
+        ("nan", "nan"),
+        ("positive", "0.7"),
+    ],
+)
+def test_malformed_answers_are_errors_naming_the_server(broken_peer, tiny_llama_dir, kind, words) -> None:
+    from promptlearning.models.openai import RemoteServerError
+
+    model = load_model(kind, backend="openai", base_url=broken_peer, tokenizer=str(tiny_llama_dir), timeout=10)
+    call = (lambda: model.generate(["hi"])) if kind in ("html", "not-json", "empty", "no-text") else (
+        lambda: model.loglikelihood([("the movie was", " great")]))  # fmt: skip
+    with pytest.raises(RemoteServerError) as error:
+        call()
+    assert broken_peer in str(error.value) and words in str(error.value)
+
+
+def test_a_server_that_never_answers_times_out(broken_peer, tiny_llama_dir) -> None:
+    import time
+
+    from promptlearning.models.openai import RemoteServerError
+
+    model = load_model("hang", backend="openai", base_url=broken_peer, tokenizer=str(tiny_llama_dir), timeout=1.5)
+    start = time.monotonic()
+    with pytest.raises(RemoteServerError, match="did not answer within 1.5 s"):
+        model.generate([f"prompt {i}" for i in range(20)])
+    assert time.monotonic() - start < 6
+
+
+def test_connection_refused_fails_fast_once(tiny_llama_dir) -> None:
+    import socket
+    import time
+
+    from promptlearning.models.openai import RemoteServerError
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    model = load_model("tiny", backend="openai", base_url=f"http://127.0.0.1:{port}/v1", tokenizer=str(tiny_llama_dir))
+    start = time.monotonic()
+    with pytest.raises(RemoteServerError, match="could not reach"):
+        model.loglikelihood([(f"example {i}", " great") for i in range(40)])
+    assert time.monotonic() - start < 5  # the retries of one request, not of forty (147 s before)
+
+
+def test_an_embedded_tokenizer_name_resolves_locally(isolated_home, tiny_llama_dir, fake_model_installer) -> None:
+    import socket
+
+    fake_model_installer(isolated_home, "smollm2-135m-instruct", tiny_llama_dir)
+    real_connect = socket.socket.connect
+
+    def no_network(self, address):  # loopback is the test's own; anything else would be the hub
+        if isinstance(address, tuple) and address[0] not in ("127.0.0.1", "::1", "localhost"):
+            raise AssertionError(f"went online: {address}")
+        return real_connect(self, address)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket.socket, "connect", no_network)
+        model = load_model("remote-name", backend="openai", base_url="http://127.0.0.1:9/v1",
+                           tokenizer="smollm2-135m-instruct")  # fmt: skip
+        assert model.count_tokens("hello world") > 0
+    with pytest.raises(Exception, match="neither an embedded model"):
+        load_model("x", backend="openai", base_url="http://127.0.0.1:9/v1", tokenizer="/no/such/dir").count_tokens("a")

