@@ -40,6 +40,8 @@ NOT_RUN = {
     "python -m llama_cpp.server": "runs until stopped; tests/integration/test_serving_smollm2.py starts it",
     "promptlearning run tasks/sst2.yaml --backend openai": "needs a server on gpu-host",
     "--set model=HuggingFaceTB": "continuation of the command above",
+    "lm_eval --model local-completions": "needs the server started above; benchmarks/lm_eval_via_server.py runs it",
+    '"model=smollm2-135m-instruct,base_url': "continuation of the lm_eval command",
 }
 
 

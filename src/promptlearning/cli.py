@@ -316,10 +316,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from promptlearning.models import load_model
+    from promptlearning.models import check_text_model, load_model
     from promptlearning.search import SearchSettings, run_search
     from promptlearning.tasks import load_task
 
+    if args.proposer:
+        check_text_model(args.proposer)  # an embedding model proposes nothing: refuse before loading anything
     config = load_task(args.task, [*(args.set or []), *_device_overrides(args)])
     templates = None
     if args.templates:
@@ -475,6 +477,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
     return value
 
 
@@ -714,9 +726,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "on dev are compared, the best there winning (default: the dev size, with --dev half of the "
                         "file; 0: the dev winner wins)")  # fmt: skip
     p.add_argument("--stages", default="words,templates,demonstrations", help="what to search (default: %(default)s)")
-    p.add_argument("--shots", type=int, help="demonstrations to search for (default: the task's shots)")
+    p.add_argument("--shots", type=_non_negative_int, help="demonstrations to search for (default: the task's shots)")
     p.add_argument("--templates", help="YAML list of candidate templates instead of the built-in pattern families")
-    p.add_argument("--ape", type=int, default=0, help="instructions to induce with --proposer (APE; default: 0)")
+    p.add_argument("--ape", type=_non_negative_int, default=0,
+                   help="instructions to induce with --proposer (APE; default: 0)")  # fmt: skip
     p.add_argument("--proposer", help="model that proposes instructions (default: the task's model)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output-dir", help="where <task>-search/ goes (default: the task's output_dir, runs/)")
@@ -768,20 +781,40 @@ def _save_traceback() -> Path:
     for folder in (home() / "logs", Path(os.environ.get("TMPDIR", "/tmp"))):
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            (folder / name).write_text(f"promptlearning {' '.join(sys.argv[1:])}\n\n{text}")
+            report = f"promptlearning {' '.join(sys.argv[1:])}\n\n{text}"
+            # backslashreplace: arguments or messages holding undecodable bytes must not crash the report
+            (folder / name).write_text(report, encoding="utf-8", errors="backslashreplace")
             return folder / name
-        except OSError:
+        except Exception:  # the crash report must never crash
             continue
     return Path("(could not be saved)")
 
 
+def _is_text(argument: str) -> bool:
+    """Python keeps bytes that are not UTF-8 in ``sys.argv`` as lone surrogates; no tokenizer takes them."""
+    try:
+        argument.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; see the module docstring for exit codes."""
-    from promptlearning.progress import set_progress_style
+    from promptlearning.progress import progress_style, set_progress_style, silence_third_party_bars
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    undecodable = next((a for a in argv if not _is_text(a)), None)
+    if undecodable is not None:
+        shown = undecodable.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        print(f"error: the argument '{shown}' is not valid UTF-8 text; pass text (or a file holding it)",
+              file=sys.stderr)  # fmt: skip
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     set_progress_style(getattr(args, "progress", None) or "auto")
+    if progress_style() != "bar":
+        silence_third_party_bars()
     debug = getattr(args, "debug", False)
     with warnings.catch_warnings():
         if not debug:
@@ -794,6 +827,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130
+        except UnicodeDecodeError as exc:  # a file read without a reader of its own that names it
+            print(f"error: a file is not UTF-8 text ({exc.reason} at byte {exc.start}); convert it to UTF-8 first",
+                  file=sys.stderr)  # fmt: skip
+            return 2
         except OSError as exc:  # the environment, not a bug: a full disk, a permission, a missing file
             if debug:
                 raise

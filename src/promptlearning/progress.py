@@ -32,6 +32,33 @@ def set_progress_style(style: Style) -> None:
     _style.set(style)
 
 
+THIRD_PARTY_SWITCHES = {
+    "TQDM_DISABLE": "1",  # every tqdm bar that is not ours (tqdm reads TQDM_* as default arguments)
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # huggingface_hub, and transformers' weight loading / shard writing
+    "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+}
+
+
+def silence_third_party_bars() -> None:
+    """Off for the whole process, not just around our own loads: the other libraries' bars (weights
+    loading, shard writing, trainers, dataset maps) print carriage returns into logs and pipes. The
+    command line calls it when progress is off or stderr is not a terminal; our own bars do not use
+    tqdm then, so they are not affected."""
+    import os
+
+    for name, value in THIRD_PARTY_SWITCHES.items():
+        os.environ.setdefault(name, value)
+    modules = sys.modules
+    if "huggingface_hub" in modules:  # already imported: its switch was read at import
+        modules["huggingface_hub"].utils.disable_progress_bars()
+    if "transformers" in modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    if "datasets" in modules:
+        modules["datasets"].disable_progress_bars()
+
+
 def progress_style() -> Style:
     style = _style.get()
     if style == "auto":

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,9 +74,24 @@ def read_documents(paths: Sequence[str | Path], field: str = "text") -> Iterator
                 raise PromptLearningError(f"{path} is a folder but not a saved datasets directory")
             yield from _read_datasets_dir(path, field)
         elif path.suffix in (".jsonl", ".json"):
-            yield from _read_jsonl(path, field)
+            with utf8_file(path):
+                yield from _read_jsonl(path, field)
         else:
-            yield path.read_text(encoding="utf-8")
+            with utf8_file(path):
+                text = path.read_text(encoding="utf-8")
+            yield text
+
+
+@contextmanager
+def utf8_file(path: Path) -> Iterator[None]:
+    """Turn a decoding error while reading ``path`` into an error that names the file and the fix."""
+    try:
+        yield
+    except UnicodeDecodeError as exc:
+        raise PromptLearningError(
+            f"{path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); if it is text in "
+            "another encoding, convert it first (e.g. `iconv -f latin1 -t utf-8`)"
+        ) from None
 
 
 @dataclass

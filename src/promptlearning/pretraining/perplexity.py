@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 
-from promptlearning.errors import PromptLearningError
+from promptlearning.errors import PromptLearningError, UnsupportedOperationError
 from promptlearning.progress import progress_bar
 
 
@@ -72,6 +73,7 @@ def perplexity(
         raise PromptLearningError(f"stride must be between 1 and max_length {max_length}, got {stride}")
     device = next(model.parameters()).device
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    _warn_unknown_tokens(tokenizer, ids)
     start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
     prefix = [start] if start is not None else []
     sequence = torch.tensor(prefix + ids, dtype=torch.long)
@@ -109,6 +111,24 @@ def perplexity(
     )  # fmt: skip
 
 
+LM_HEADS = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration", "MaskedLM", "ForPreTraining")
+UNKNOWN_WARNING_SHARE = 0.2  # above this share of unknown tokens, a perplexity compares with nothing
+
+
+def _warn_unknown_tokens(tokenizer: Any, ids: list[int]) -> None:
+    unknown = tokenizer.unk_token_id
+    if unknown is None or not ids:
+        return
+    share = sum(1 for i in ids if i == unknown) / len(ids)
+    if share > UNKNOWN_WARNING_SHARE:
+        warnings.warn(
+            f"{share:.0%} of the text's tokens are unknown to the tokenizer ({tokenizer.unk_token}): the model "
+            "predicts one placeholder for them, so this perplexity is not comparable with others",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
 def read_text(path: str, field: str = "text") -> str:
     """A text file as it is, or a JSONL file's ``field`` values joined by blank lines."""
     from promptlearning.pretraining.corpus import read_documents
@@ -121,12 +141,19 @@ def load_language_model(name_or_path: str, device: str = "auto") -> tuple[Any, A
     import transformers
 
     from promptlearning.devices import resolve_device
-    from promptlearning.models import resolve_model_dir
+    from promptlearning.models import check_text_model, resolve_model_dir
     from promptlearning.pretraining.tokenizer import load_tokenizer
 
+    check_text_model(name_or_path)  # a sentence encoder has no language-model head to score with
     path = resolve_model_dir(name_or_path, pull=True)
     config = transformers.AutoConfig.from_pretrained(str(path), local_files_only=True)
-    masked = any(a.endswith(("MaskedLM", "ForPreTraining")) for a in config.architectures or [])
+    architectures = config.architectures or []
+    masked = any(a.endswith(("MaskedLM", "ForPreTraining")) for a in architectures)
+    if architectures and not masked and not any(a.endswith(LM_HEADS) for a in architectures):
+        raise UnsupportedOperationError(
+            f"{name_or_path} ({', '.join(architectures)}) has no language-model head: its perplexity would come from "
+            "untrained weights. Use a causal or masked language model"
+        )
     auto = transformers.AutoModelForMaskedLM if masked else transformers.AutoModelForCausalLM
     model = auto.from_pretrained(str(path), local_files_only=True).to(resolve_device(device)).eval()
     return model, load_tokenizer(str(path))

@@ -9,6 +9,7 @@ of the loss, the pooling or the STS evaluation is written here, only the wiring.
 
 from __future__ import annotations
 
+import math
 import random
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -121,6 +122,11 @@ def unsupervised_pairs(sentences: Iterable[str], *, limit: int | None = None, se
     unique = list(dict.fromkeys(s.strip() for s in sentences if s and s.strip()))
     if not unique:
         raise PromptLearningError("no training sentences: the files and fields given hold no text")
+    if len(unique) < 2:
+        raise PromptLearningError(
+            "one distinct training sentence: contrastive training needs other sentences in the batch as negatives "
+            "(with one, the loss is 0 at every step and nothing is learned); give at least two, many more in practice"
+        )
     random.Random(seed).shuffle(unique)
     unique = unique[:limit] if limit else unique
     return datasets.Dataset.from_dict({"anchor": unique, "positive": list(unique)})
@@ -143,6 +149,11 @@ def supervised_triples(rows: Sequence[Mapping[str, Any]], columns: Mapping[str, 
             out[role].append(value.strip())
     if not rows:
         raise PromptLearningError("no training rows for supervised SimCSE")
+    if len(rows) < 2 and "negative" not in out:
+        raise PromptLearningError(
+            "one training pair and no hard negative: the loss has nothing to contrast it with (it is 0 at every "
+            "step); give at least two pairs"
+        )
     return datasets.Dataset.from_dict(out)
 
 
@@ -156,8 +167,18 @@ def sts_evaluator(rows: Sequence[Mapping[str, Any]], *, name: str, fields: Seque
     for number, row in enumerate(rows, 1):
         if not isinstance(row.get(first), str) or not isinstance(row.get(second), str):
             raise PromptLearningError(f"{name} row {number}: needs text in {first} and {second}")
-        if not isinstance(row.get(score), (int, float)):
+        if not isinstance(row.get(score), (int, float)) or isinstance(row.get(score), bool):
             raise PromptLearningError(f"{name} row {number}: needs a number in {score}")
+    if len(rows) < 3:
+        raise PromptLearningError(
+            f"the {name} STS set has {len(rows)} pair(s): a Spearman correlation needs at least 3 "
+            "(hundreds to mean much)"
+        )
+    if len({float(r[score]) for r in rows}) < 2:
+        raise PromptLearningError(
+            f"every {name} pair has the same gold score ({rows[0][score]}): a correlation with constant scores is "
+            "undefined; use a set with varied similarity scores"
+        )
     return EmbeddingSimilarityEvaluator(
         [r[first] for r in rows], [r[second] for r in rows], [float(r[score]) for r in rows],
         batch_size=batch_size, main_similarity="cosine", similarity_fn_names=["cosine"], name=name, write_csv=False,
@@ -167,4 +188,9 @@ def sts_evaluator(rows: Sequence[Mapping[str, Any]], *, name: str, fields: Seque
 def spearman(evaluator: Any, encoder: Any) -> float:
     """Spearman correlation × 100 of the cosine similarities (the SimCSE paper's STS figure)."""
     scores = evaluator(encoder)
-    return 100.0 * float(next(v for k, v in scores.items() if k.endswith("spearman_cosine")))
+    value = 100.0 * float(next(v for k, v in scores.items() if k.endswith("spearman_cosine")))
+    if math.isnan(value):  # e.g. every embedding the same: cosines constant
+        raise PromptLearningError(
+            "the STS Spearman correlation is undefined (nan): the encoder gives every pair the same similarity"
+        )
+    return value

@@ -217,6 +217,10 @@ def check_search(config: Any, settings: SearchSettings) -> None:
                                   f"{settings.confirm_size} and {settings.finalists}")  # fmt: skip
     if settings.templates is not None and not settings.templates:
         raise PromptLearningError("the list of candidate templates is empty: give at least one template")
+    for name in ("shots", "ape"):
+        value = getattr(settings, name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            raise PromptLearningError(f"search {name} must be a whole number >= 0, got {value!r}")
 
 
 def search(
@@ -245,6 +249,10 @@ def search(
         given = Path(settings.dev).expanduser()  # as given, else under the task's data root like its other files
         root = None if given.is_absolute() or given.exists() else task_data_root(data.root)
         dev = load_examples(given, root=root, required=[*fields, label_field])
+        unknown = sorted({str(ex[label_field]) for ex in dev} - set(labels))
+        if unknown:
+            raise PromptLearningError(f"the dev file {settings.dev} has label(s) {unknown} that the task does not "
+                                      f"have (its labels: {labels})")  # fmt: skip
         # a dev file is given when train differs from what the task meets (SST-2: phrases vs sentences):
         # the confirmation is then drawn from it too (default: half of it), not from train
         confirm_size = len(dev) // 2 if settings.confirm_size is None else settings.confirm_size
@@ -278,6 +286,9 @@ def search(
             confirm_size = 0
         confirm = [train[i] for i in rest[:confirm_size]]
         rest = rest[confirm_size:]
+    if len(dev) < 2 * len(labels):
+        warnings.warn(f"a dev sample of {len(dev)} example(s) cannot tell prompts apart (fewer than two per label): "
+                      "the winner is chosen by luck; use a larger --dev-size", UserWarning, stacklevel=2)  # fmt: skip
     pool = [train[i] for i in rest]
     pool = pool[: data.train_limit] if data.train_limit else pool
     label_index = {label: i for i, label in enumerate(labels)}

@@ -69,6 +69,13 @@ def load_examples(
 
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:
+    from promptlearning.pretraining.corpus import utf8_file
+
+    with utf8_file(path):
+        return _read_rows_of(path)
+
+
+def _read_rows_of(path: Path) -> list[dict[str, Any]]:
     if path.is_dir():
         return _load_datasets_dir(path)
     if path.suffix == ".jsonl":

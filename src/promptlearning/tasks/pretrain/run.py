@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -50,21 +52,49 @@ def corpus_of(config: PretrainTaskConfig) -> Corpus:
                   min_chars=config.corpus.min_chars)  # fmt: skip
 
 
+CORPUS_STAMP = "trained-on.json"  # in <run>/tokenizer/: the fingerprint of the corpus it was trained on
+
+
 def _tokenizer(config: PretrainTaskConfig, corpus: Corpus, run_dir: Path) -> Any:
-    """The run's tokenizer: the one saved by an earlier start of this run, else trained or loaded."""
+    """The run's tokenizer: the one saved by an earlier start of this run (if trained, only on this
+    very corpus), else trained or loaded."""
     saved = run_dir / "tokenizer"
-    if (saved / "tokenizer.json").is_file():
-        return load_tokenizer(str(saved))
     section = config.tokenizer
-    if section is not None and section.train is not None:
+    trained = section is not None and section.train is not None
+    if (saved / "tokenizer.json").is_file():
+        if trained:
+            stamp = saved / CORPUS_STAMP
+            was = json.loads(stamp.read_text()).get("corpus") if stamp.is_file() else None
+            if was != corpus.fingerprint():
+                raise PromptLearningError(
+                    f"{saved} was trained on another corpus (the corpus files changed since, or it is not known "
+                    "which): resuming would train on a tokenizer that does not fit the text. Start a new run "
+                    "(another --output)"
+                )
+        return load_tokenizer(str(saved))
+    if trained:
         tokenizer = train_tokenizer(corpus.iter_documents(), kind=section.train, vocab_size=section.vocab_size,
                                     min_frequency=section.min_frequency)  # fmt: skip
     else:
         tokenizer = load_tokenizer(section.from_ if section is not None else config.model)
     staging = run_dir / f".tokenizer-{uuid.uuid4().hex[:8]}"
     tokenizer.save_pretrained(str(staging))
+    if trained:
+        (staging / CORPUS_STAMP).write_text(json.dumps({"corpus": corpus.fingerprint()}))
     staging.rename(saved)
     return tokenizer
+
+
+def _clear_failed_start(run_dir: Path) -> None:
+    """A plain rerun after a start that failed before training (nothing but its config, tokenizer and
+    corpus statistics there) starts afresh: those leftovers are removed instead of blocking it."""
+    if not run_dir.is_dir():
+        return
+    entries = list(run_dir.iterdir())
+    leftovers = {"config.yaml", "tokenizer", "corpus.json"}
+    if entries and all(e.name in leftovers or e.name.startswith(".tokenizer-") for e in entries):
+        for entry in entries:
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
 
 
 def _model(config: PretrainTaskConfig, tokenizer: Any) -> Any:
@@ -128,6 +158,8 @@ def run_pretrain_task(
     """Pretrain, keep the weights with the lowest validation loss, write ``<run>/model`` and the reports."""
     state = training_state(config.device)
     run_dir = Path(run_dir) if run_dir else Path(output_dir or config.output_dir) / config.name
+    if not resume and state.is_main_process:
+        _clear_failed_start(run_dir)
     check_run_dir(config, run_dir, resume)
     corpus = corpus_of(config)
     if state.is_main_process:
