@@ -157,6 +157,33 @@ def a_file_where_a_folder_goes(paths: dict[str, Path]) -> None:
     (paths["cwd"] / "taken").write_text("a file, not a folder")
 
 
+def pretrain_task(corpus_text: str | bytes) -> Callable[[dict[str, Path]], None]:
+    """A tiny ``type: pretrain`` task (char tokenizer, nano model, 4 steps) over a corpus in the cwd."""
+
+    def setup(paths: dict[str, Path]) -> None:
+        corpus = paths["cwd"] / "corpus.txt"
+        corpus.write_bytes(corpus_text if isinstance(corpus_text, bytes) else corpus_text.encode())
+        task = {
+            "type": "pretrain", "name": "pt", "corpus": {"files": [str(corpus)], "validation_fraction": 0.2},
+            "tokenizer": {"train": "char"}, "objective": "causal", "block_size": 16, "eval_blocks": 4,
+            "architecture": {"preset": "nano", "overrides": {"hidden_size": 16, "num_hidden_layers": 1,
+                                                             "num_attention_heads": 2, "intermediate_size": 32}},
+            "training": {"max_steps": 4, "batch_size": 4, "eval_every": 2, "log_with": None},
+            "samples": None, "output_dir": str(paths["cwd"] / "runs"),
+        }  # fmt: skip
+        (paths["cwd"] / "pt.yaml").write_text(yaml.safe_dump(task))
+
+    return setup
+
+
+def write_file(name: str, content: str | bytes) -> Callable[[dict[str, Path]], None]:
+    def setup(paths: dict[str, Path]) -> None:
+        target = paths["cwd"] / name
+        target.write_bytes(content if isinstance(content, bytes) else content.encode())
+
+    return setup
+
+
 def paths_env(paths: dict[str, Path]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "PROMPTLEARNING_DATA"}
     return {**env, "PROMPTLEARNING_HOME": str(paths["home"]), "HF_HUB_OFFLINE": "0"}
@@ -290,6 +317,35 @@ CASES = [
          setup=lambda p: (p["cwd"] / "empty.txt").write_text("\n")),
     Case("issue15-perplexity-stride-over-window", ["perplexity", TINY, "t.txt", "--max-length", "8", "--stride", "9"],
          2, "stride must be between 1 and max_length 8", setup=lambda p: (p["cwd"] / "t.txt").write_text("a b c\n")),
+    # --- issue 28: the new commands, reliably ---
+    Case("issue28-generate-non-utf8-argument", ["generate", "\udced\udca0\udc80", "--model", TINY], 2,
+         "is not valid UTF-8 text", absent=("Traceback", "internal error")),
+    Case("issue28-generate-tiny-temperature", ["generate", "hi", "--model", TINY, "--temperature", "1e-40",
+         "--max-new-tokens", "3", "--chat", "off"], 0),
+    Case("issue28-perplexity-binary-file", ["perplexity", TINY, "binary.bin"], 2, "binary.bin is not UTF-8 text",
+         setup=write_file("binary.bin", bytes(range(128, 256)) * 8)),
+    Case("issue28-perplexity-embedding-model", ["perplexity", "minilm-l6", "t.txt"], 2, "sentence-embedding model",
+         setup=write_file("t.txt", "a plain text\n"), fake_models=True),
+    Case("issue28-pretrain-latin1-corpus", ["pretrain", "pt.yaml", "--no-progress"], 2, "corpus.txt is not UTF-8 text",
+         setup=pretrain_task("caf\xe9 au lait, cr\xe8me br\xfbl\xe9e\n".encode("latin-1") * 50)),
+    Case("issue28-no-progress-silences-third-party-bars", ["pretrain", "pt.yaml", "--no-progress"], 0,
+         setup=pretrain_task("the cat sees a tree .\n" * 200), max_seconds=90,
+         absent=("Writing model shards", "Loading weights", "it/s]")),
+    Case("issue28-serve-broken-yaml", ["serve", "--config", "bad.yaml"], 2, "is not valid YAML",
+         setup=write_file("bad.yaml", "port: [8000\n")),
+    Case("issue28-serve-yaml-list", ["serve", "--config", "list.yaml"], 2, "must be a mapping of settings",
+         setup=write_file("list.yaml", "- port\n- 8000\n")),
+    Case("issue28-serve-empty-api-key", ["serve", "--api-key", ""], 2, "--api-key is empty"),
+    Case("issue28-serve-plain-keys-file", ["serve", "--api-keys-file", "keys.txt", "--port", "0"], 2,
+         "is not a sha256 hash", setup=write_file("keys.txt", "my-secret-key-in-clear\n"), absent=("[serving",)),
+    Case("issue28-search-negative-shots", ["search", T, "--shots", "-1"], 2, "must be 0 or more"),
+    Case("issue28-search-negative-ape", ["search", T, "--ape", "-1"], 2, "must be 0 or more"),
+    Case("issue28-search-embedding-proposer", ["search", T, "--proposer", "minilm-l6"], 2,
+         "sentence-embedding model", fake_models=True, max_seconds=20),
+    Case("issue28-search-dev-unknown-label", ["search", T, "--dev", "{data}/unknown_label.jsonl"], 2,
+         "label(s) ['neutral'] that the task does not have"),
+    Case("issue28-search-dev-size-one", ["search", T, "--dev-size", "1", "--confirm-size", "0", "--no-test",
+         "--stages", "words"], 0, "cannot tell prompts apart"),
     # --- already handled before issue 11: kept that way ---
     Case("ok-run-zero-shot", ["run", T], 0, stdout="accuracy"),
     Case("ok-missing-task-file", ["run", "nope.yaml"], 2, "task file nope.yaml does not exist"),

@@ -233,3 +233,26 @@ def test_config_errors(tmp_path: Path, corpus_file: Path) -> None:
     tiny.write_text("the cat .\n")
     with pytest.raises(PromptLearningError, match="fewer than one block"):
         run_task(load_task(_task(tmp_path, tiny, name="tiny", output_dir=str(tmp_path / "r2"))), progress=False)
+
+
+def test_a_failed_start_does_not_block_a_plain_rerun(tmp_path: Path, corpus_file: Path, isolated_home: Path) -> None:
+    # block_size larger than the validation split: fails after the tokenizer and config are written
+    failing = _task(tmp_path, corpus_file, block_size=4096, samples=None, training={"max_steps": 4, "eval_every": 2})
+    output = tmp_path / "run"
+    with pytest.raises(PromptLearningError):
+        run_task(load_task(failing), run_dir=output, progress=False)
+    assert (output / "tokenizer").is_dir(), "the failure came before the set-up this test is about"
+    fixed = _task(tmp_path, corpus_file, name="pt2", samples=None, training={"max_steps": 4, "eval_every": 2})
+    result = run_task(load_task(fixed), run_dir=output, progress=False)
+    assert (result.run_dir / "model" / "config.json").is_file()
+
+
+def test_resume_refuses_a_tokenizer_trained_on_another_corpus(tmp_path: Path, isolated_home: Path) -> None:
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("ab " * 400)  # a 4-symbol tokenizer
+    task = _task(tmp_path, corpus, samples=None, training={"max_steps": 4, "eval_every": 2})
+    output = tmp_path / "run"
+    run_task(load_task(task), run_dir=output, progress=False)
+    corpus.write_text(_text())  # the same file, another text: the saved tokenizer cannot cover it
+    with pytest.raises(PromptLearningError, match="trained on another corpus"):
+        run_task(load_task(task), run_dir=output, resume=True, progress=False)

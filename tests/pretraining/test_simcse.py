@@ -173,3 +173,22 @@ def test_bad_inputs(tmp_path, tiny_bert_dir):
         run_task(load_task(bad_sts), progress=False)
     with pytest.raises(PromptLearningError, match="unknown pooling"):
         build_sentence_encoder(tiny_bert_dir, pooling="median")
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        ({"train": "one.jsonl"}, "one distinct training sentence"),
+        ({"test": "constant.jsonl"}, "the same gold score"),
+        ({"test": "single.jsonl"}, "1 pair(s)"),
+    ],
+)
+def test_an_embedding_task_that_cannot_learn_or_be_scored_fails_before_writing(tmp_path, tiny_bert_dir, data, words):
+    _jsonl(tmp_path / "one.jsonl", [{"text": "the only sentence"}] * 5)
+    _jsonl(tmp_path / "constant.jsonl", [{**row, "score": 3.0} for row in _sts_rows(10)])
+    _jsonl(tmp_path / "single.jsonl", _sts_rows(1))
+    files = {key: [str(tmp_path / name)] if key == "train" else str(tmp_path / name) for key, name in data.items()}
+    path = _task(tmp_path, tiny_bert_dir, data=files)
+    with pytest.raises(PromptLearningError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        run_task(load_task(path), progress=False)
+    assert not (tmp_path / "runs").exists(), "a run directory was written for a task that cannot run"
