@@ -76,6 +76,7 @@ bench: models bench-deps
 	$(BIN)/python benchmarks/serve_batching.py
 	$(BIN)/python benchmarks/serve_vs_llamacpp.py
 	$(BIN)/python benchmarks/serve_overload.py
+	$(BIN)/python benchmarks/serve_chaos.py
 	$(BIN)/python benchmarks/lm_eval_via_server.py
 
 clean:

@@ -95,3 +95,20 @@ def test_cli(tiny_llama_dir: Path, tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr[-2000:]
     values = json.loads(out.stdout.strip().splitlines()[-1])
     assert values["words"] == count_words(TEXT) and values["token_perplexity"] > 1
+
+
+def test_a_text_mostly_unknown_to_the_tokenizer_warns() -> None:
+    from promptlearning.pretraining.models import build_model
+    from promptlearning.pretraining.tokenizer import train_tokenizer
+
+    tokenizer = train_tokenizer([TEXT * 5], kind="wordpiece", vocab_size=120)
+    model = build_model("causal", "nano", vocab_size=len(tokenizer), block_size=64, tokenizer=tokenizer,
+                        overrides={"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
+                                   "intermediate_size": 32})  # fmt: skip
+    with pytest.warns(UserWarning, match="unknown to the tokenizer"):
+        perplexity(model, tokenizer, "日本語 の 文章 です 。 " * 5, max_length=64, progress=False)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        perplexity(model, tokenizer, TEXT, max_length=64, progress=False)  # its own language: no warning

@@ -106,16 +106,20 @@ def test_streamed_request_abandoned_while_queued_is_dropped(endless_server):
     _answers_normally(endless_server)
 
 
-@pytest.mark.parametrize("stage", ["running", "queued"])
-def test_non_streamed_client_that_gives_up_leaves_no_work_behind(endless_server, stage):
+SOLVE = ("/v1/solve", {"model": "endless", "questions": ["hello there"], "mode": "direct", "max_tokens": LONG})
+COMPLETION = ("/v1/completions", {"model": "endless", "prompt": "hello there", "max_tokens": LONG, "temperature": 0})
+
+
+@pytest.mark.parametrize(("stage", "request_"), [("running", COMPLETION), ("queued", COMPLETION), ("running", SOLVE)])
+def test_non_streamed_client_that_gives_up_leaves_no_work_behind(endless_server, stage, request_):
     batcher = endless_server.app.state.batcher
-    body = {"model": "endless", "prompt": "hello there", "max_tokens": LONG, "temperature": 0}
+    path, body = request_
     blocker = None
     if stage == "queued":
         blocker = _stream(endless_server, seed=2)
         next(iter(blocker))
     with pytest.raises(httpx.TimeoutException):
-        httpx.post(endless_server.url + "/v1/completions", json=body, headers=HEADERS, timeout=1.0)
+        httpx.post(endless_server.url + path, json=body, headers=HEADERS, timeout=1.0)
     if blocker is not None:
         assert _until(lambda: batcher.waiting == 0, 2.0), "the abandoned queued request was not dropped"
         blocker.close()
