@@ -1,6 +1,8 @@
 """The README's examples run as documented.
 
-Every ```python block and every command of every ```bash block in README.md runs here, unchanged,
+Every ```python block and every command of every ```bash block in README.md runs here, unchanged
+(a plain ``promptlearning ...`` line, its arguments expanded by bash, runs through the same CLI entry
+point in a process forked from one that has done the slow imports: tests/forkserver.py),
 in a fresh directory holding a copy of ``tasks/`` (training shortened to 10 steps, 2 seeds). The
 embedded model names resolve to tiny random models installed in a temporary cache, and
 ``$PROMPTLEARNING_DATA`` points at small synthetic data laid out like ``../shared/data``, so nothing
@@ -17,11 +19,13 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import yaml
+from forkserver import ForkServer
 
 from promptlearning.models import hub
 
@@ -152,28 +156,67 @@ def sandbox(
     return work, env
 
 
+CLI = "import sys\nfrom promptlearning.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+SHELL_ONLY = ("|", "&&", ";", ">", "<", "`", "$(")  # a line with these runs in bash as it is
+
+
+def shell_words(command: str, work: Path, env: dict[str, str]) -> list[str]:
+    """The arguments bash would pass for ``command`` (quotes, variables, globs and comments resolved)."""
+    expanded = subprocess.run(["bash", "-c", f"set -- {command}\nprintf '%s\\0' \"$@\""], cwd=work, env=env,
+                              capture_output=True, text=True, check=True)  # fmt: skip
+    return expanded.stdout.split("\0")[:-1]
+
+
+def run_command(command: str, work: Path, env: dict[str, str], server: ForkServer) -> subprocess.CompletedProcess:
+    """A README command as a reader's shell runs it; a plain ``promptlearning ...`` line runs through
+    the fork server (the same CLI entry point, without paying torch's imports once per command)."""
+    if command.startswith("promptlearning ") and not any(token in command for token in SHELL_ONLY):
+        argv = shell_words(command.removeprefix("promptlearning "), work, env)
+        code, stdout, stderr = server.run(CLI, argv, env=env, cwd=work, timeout=600)
+        return subprocess.CompletedProcess(["promptlearning", *argv], code, stdout, stderr)
+    return subprocess.run(["bash", "-c", command], cwd=work, env=env, capture_output=True, text=True, timeout=600,
+                          check=False)  # fmt: skip
+
+
 def run_unit(
-    language: str, body: str, work: Path, env: dict[str, str]
+    language: str, body: str, work: Path, env: dict[str, str], server: ForkServer
 ) -> list[tuple[str, subprocess.CompletedProcess]]:
-    steps = [[sys.executable, "-c", body]] if language == "python" else [["bash", "-c", c] for c in commands(body)]
     results = []
-    for step in steps:
-        result = subprocess.run(step, cwd=work, env=env, capture_output=True, text=True, timeout=600, check=False)
-        results.append((step[-1], result))
+    if language == "python":
+        step = [sys.executable, "-c", body]
+        return [(body, subprocess.run(step, cwd=work, env=env, capture_output=True, text=True, timeout=600))]
+    for command in commands(body):
+        result = run_command(command, work, env, server)
+        results.append((command, result))
         if result.returncode != 0:
             break
     return results
 
 
+_LOCAL = threading.local()
+
+
 @pytest.fixture(scope="module")
 def outcomes(sandbox):
     work, env = sandbox
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {}
-        for name, language, body in UNITS:
-            own = shutil.copytree(work, work.parent / name)
-            futures[name] = pool.submit(run_unit, language, body, own, env)
-        return {name: future.result() for name, future in futures.items()}
+    servers: list[ForkServer] = []
+
+    def unit(language: str, body: str, own: Path) -> list[tuple[str, subprocess.CompletedProcess]]:
+        if getattr(_LOCAL, "server", None) is None:
+            _LOCAL.server = ForkServer(env, cwd=work)
+            servers.append(_LOCAL.server)
+        return run_unit(language, body, own, env, _LOCAL.server)
+
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            futures = {}
+            for name, language, body in UNITS:
+                own = shutil.copytree(work, work.parent / name)
+                futures[name] = pool.submit(unit, language, body, own)
+            return {name: future.result() for name, future in futures.items()}
+    finally:
+        for server in servers:
+            server.close()
 
 
 def test_the_readme_has_examples_to_run():

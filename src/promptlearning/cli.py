@@ -10,6 +10,7 @@ exception is a bug: one line, a saved traceback, exit 1 (``--debug`` shows the t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -801,7 +802,7 @@ def _is_text(argument: str) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; see the module docstring for exit codes."""
-    from promptlearning.progress import progress_style, set_progress_style, silence_third_party_bars
+    from promptlearning.progress import progress_style, set_progress_style, third_party_bars_off
 
     argv = list(sys.argv[1:] if argv is None else argv)
     undecodable = next((a for a in argv if not _is_text(a)), None)
@@ -813,10 +814,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     set_progress_style(getattr(args, "progress", None) or "auto")
-    if progress_style() != "bar":
-        silence_third_party_bars()
+    bars = third_party_bars_off() if progress_style() != "bar" else contextlib.nullcontext()
     debug = getattr(args, "debug", False)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), bars:
         if not debug:
             warnings.showwarning = _show_warning
         try:

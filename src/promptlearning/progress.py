@@ -39,24 +39,54 @@ THIRD_PARTY_SWITCHES = {
 }
 
 
-def silence_third_party_bars() -> None:
-    """Off for the whole process, not just around our own loads: the other libraries' bars (weights
-    loading, shard writing, trainers, dataset maps) print carriage returns into logs and pipes. The
-    command line calls it when progress is off or stderr is not a terminal; our own bars do not use
-    tqdm then, so they are not affected."""
+@contextmanager
+def third_party_bars_off() -> Iterator[None]:
+    """Other libraries' bars (weights loading, shard writing, trainers, dataset maps) off for the body,
+    not just around our own loads: they print carriage returns into logs and pipes. The command line
+    uses it when progress is off or stderr is not a terminal (our own bars do not use tqdm then).
+    Environment switches cover libraries imported later; everything is restored afterwards."""
     import os
 
-    for name, value in THIRD_PARTY_SWITCHES.items():
-        os.environ.setdefault(name, value)
+    saved = {name: os.environ.get(name) for name in THIRD_PARTY_SWITCHES}
+    os.environ.update(THIRD_PARTY_SWITCHES)
+    try:
+        with _imported_bars_off():
+            yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextmanager
+def _imported_bars_off() -> Iterator[None]:
+    """The libraries already imported read their switch at import: tell them directly (and restore)."""
     modules = sys.modules
-    if "huggingface_hub" in modules:  # already imported: its switch was read at import
-        modules["huggingface_hub"].utils.disable_progress_bars()
+    hub = modules.get("huggingface_hub")
+    hub_was_off = hub.utils.are_progress_bars_disabled() if hub is not None else True
+    transformers_was_on = False
     if "transformers" in modules:
         from transformers.utils import logging as hf_logging
 
+        transformers_was_on = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()
-    if "datasets" in modules:
-        modules["datasets"].disable_progress_bars()
+    datasets = modules.get("datasets")
+    datasets_was_on = datasets.is_progress_bar_enabled() if datasets is not None else False
+    if hub is not None:
+        hub.utils.disable_progress_bars()
+    if datasets is not None:
+        datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not hub_was_off:
+            hub.utils.enable_progress_bars()
+        if transformers_was_on:
+            hf_logging.enable_progress_bar()
+        if datasets_was_on:
+            datasets.enable_progress_bars()
 
 
 def progress_style() -> Style:
