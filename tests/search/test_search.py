@@ -101,6 +101,7 @@ def test_a_full_search_writes_a_runnable_task_and_reuses_cached_scores(search_ta
     # predicts exactly as the search scored it
     program = load_program(tmp_path / "out" / "program")
     assert program.spec.objective == "prompt" and len(program.spec.demonstrations) == len(result.best.demonstrations)
+    assert program.spec.max_length == 512 + 256 * len(program.spec.demonstrations)  # served prompts stay bounded
     assert (program.spec.bias is not None) == (result.best.calibration != "off")
     assert program.evaluate(result.dev)["accuracy"] == pytest.approx(result.best.dev_score)
     report = json.loads((tmp_path / "out" / "search.json").read_text())

@@ -72,3 +72,24 @@ def test_solve_returns_answers_votes_and_rationales(server) -> None:
     for solution in solutions:
         assert len(solution["rationales"]) == 3
         assert sum(solution["votes"].values()) <= 3
+
+
+def test_a_served_prompt_program_keeps_within_its_own_max_length(start, tiny_lm) -> None:
+    from promptlearning.serving import ServedModels
+    from promptlearning.training.program import ProgramSpec
+    from promptlearning.training.prompted import PromptedProgram
+
+    spec = ProgramSpec(objective="prompt", model="tiny", labels=["negative", "positive"],
+                       template={"input": "review : {{ text }}\nsentiment :", "shorten": "text"},
+                       verbalizer={"label_words": {"negative": " bad", "positive": " good"}},
+                       max_length=24)  # fmt: skip
+    program = PromptedProgram(spec, tiny_lm)
+    long_input = {"text": "the movie was long and slow " * 12}  # ~70 tokens: over 24, within the model's 128
+    assert tiny_lm.count_tokens(program.classifier.prompt(long_input)) <= 24
+    models = ServedModels(text={"tiny": tiny_lm}, programs={"short": program})
+    models.loaded.set()
+    server = start(models)
+    response = httpx.post(server.base_url + "/programs/short/predict", json={"inputs": [long_input]},
+                          headers={"Authorization": "Bearer test-key-0123"}, timeout=60)  # fmt: skip
+    assert response.status_code == 200, response.text
+    assert response.json()["predictions"][0]["label"] == program.predict([long_input])[0].label
