@@ -10,6 +10,7 @@ model busy for seconds, long enough to walk away from.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -207,24 +208,33 @@ def _wait_ready(url: str, process: subprocess.Popen, seconds: float = 60.0) -> N
     raise AssertionError("the server did not become ready")
 
 
-def test_sigterm_drains_then_exits_within_the_grace_period(endless_dir: Path):
+@contextlib.contextmanager
+def _serving(model_dir: Path, *flags: str, prelude: str = ""):
+    """``promptlearning serve`` of ``model_dir`` in a process of its own: (url, process), killed at the end."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    grace = 8.0
-    process = _serve(endless_dir, port, "--shutdown-grace-seconds", str(grace))
+    process = _serve(model_dir, port, *flags, prelude=prelude)
     try:
         _wait_ready(url, process)
+        yield url, process
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_sigterm_drains_then_exits_within_the_grace_period(endless_dir: Path):
+    grace = 8.0
+    with _serving(endless_dir, "--shutdown-grace-seconds", str(grace)) as (url, process):
         body = {"model": str(endless_dir), "prompt": "hello there", "max_tokens": 1500, "temperature": 0}
         finished: list[httpx.Response] = []
         in_flight = threading.Thread(target=lambda: finished.append(httpx.post(url + "/v1/completions", json=body,
                                                                               timeout=30)))  # fmt: skip
-        stuck = {**body, "max_tokens": 4000}  # longer than the grace period: cut at the deadline
         in_flight.start()
         time.sleep(0.3)
         signalled = time.monotonic()
         process.send_signal(signal.SIGTERM)
         time.sleep(0.3)
-        refused = httpx.post(url + "/v1/completions", json=stuck, timeout=5)
+        refused = httpx.post(url + "/v1/completions", json={**body, "max_tokens": 4000}, timeout=5)
         assert refused.status_code == 503, refused.text
         assert httpx.get(url + "/ready", timeout=5).status_code == 503
         in_flight.join(30)
@@ -232,18 +242,11 @@ def test_sigterm_drains_then_exits_within_the_grace_period(endless_dir: Path):
         assert finished[0].json()["usage"]["completion_tokens"] == 1500
         process.wait(timeout=grace + 5)
         assert time.monotonic() - signalled <= grace + 1.0
-    finally:
-        if process.poll() is None:
-            process.kill()
 
 
 def test_sigterm_with_stuck_work_still_exits_within_the_grace_period(endless_dir: Path):
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
     grace = 3.0
-    process = _serve(endless_dir, port, "--shutdown-grace-seconds", str(grace))
-    try:
-        _wait_ready(url, process)
+    with _serving(endless_dir, "--shutdown-grace-seconds", str(grace)) as (url, process):
         body = {"model": str(endless_dir), "prompt": "hello", "max_tokens": 4000, "temperature": 0, "n": 8}
         outcome: list[object] = []
 
@@ -262,27 +265,17 @@ def test_sigterm_with_stuck_work_still_exits_within_the_grace_period(endless_dir
         assert time.monotonic() - signalled <= grace + 1.0
         client.join(5)
         assert outcome and isinstance(outcome[0], httpx.HTTPError), "the stuck request cannot have been answered"
-    finally:
-        if process.poll() is None:
-            process.kill()
 
 
 def test_serve_exits_non_zero_when_its_model_worker_stops(endless_dir: Path):
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
     planted = (
         "import promptlearning.serving.batching as batching\n"
         "def _run(self, batch):\n"
         "    raise SystemExit('planted: the model worker ends')\n"
         "batching.Batcher._run = _run\n"
     )
-    process = _serve(endless_dir, port, prelude=planted)
-    try:
-        _wait_ready(url, process)
+    with _serving(endless_dir, prelude=planted) as (url, process):
         body = {"model": str(endless_dir), "prompt": "hello", "max_tokens": 5}
         response = httpx.post(url + "/v1/completions", json=body, timeout=10)
         assert response.status_code == 503, response.text
         assert process.wait(timeout=10) == 1
-    finally:
-        if process.poll() is None:
-            process.kill()
