@@ -20,6 +20,7 @@ from promptlearning.models.interface import (
     LoglikelihoodRequest,
     LoglikelihoodResult,
     backend_names,
+    backend_resolves_names,
     get_backend,
     register_backend,
 )
@@ -46,18 +47,20 @@ def _hf_backend(path: str | Path, **options: Any) -> LanguageModel:
     return load_hf(path, **options)
 
 
-@register_backend("llamacpp")
-def _llamacpp_backend(path: str | Path, **options: Any) -> LanguageModel:
+@register_backend("llamacpp", resolves_names=True)
+def _llamacpp_backend(name_or_path: str | Path, *, pull: bool = False, **options: Any) -> LanguageModel:
     from promptlearning.models.llamacpp import LlamaCppModel
 
     options.pop("dtype", None)  # the GGUF file's own quantisation is used
     options.pop("batch_size", None)  # one sequence at a time
     options.pop("local_files_only", None)  # always a local file
-    return LlamaCppModel(path, **options)
+    name = options.pop("name", Path(str(name_or_path)).name)
+    return LlamaCppModel(_gguf_file(str(name_or_path), pull), name=name, **options)
 
 
-@register_backend("openai")
-def _openai_backend(model: str | Path, **options: Any) -> LanguageModel:
+@register_backend("openai", resolves_names=True)
+def _openai_backend(model: str | Path, *, pull: bool = False, **options: Any) -> LanguageModel:
+    """A model on a server: its name is the server's, nothing loads here."""
     from promptlearning.models.openai import OpenAICompatibleModel
 
     for local_only in ("device", "dtype", "batch_size", "local_files_only"):
@@ -100,17 +103,19 @@ def load_model(
             f"no model given (an empty name); use an embedded model ({', '.join(hub.EMBEDDED_MODELS)}), "
             "a local Hugging Face directory or a .gguf file"
         )
-    if backend == "openai":  # a model on a server: its name is the server's, nothing loads here
-        return get_backend(backend)(key, **options)
-    if backend == "llamacpp":
-        return get_backend(backend)(_gguf_file(key, pull), name=options.pop("name", Path(key).name), **options)
+    if backend is not None and backend_resolves_names(backend):
+        return get_backend(backend)(key, pull=pull, **options)
     path = resolve_model_dir(key, pull=pull)
     if key in hub.EMBEDDED_MODELS:
         return get_backend(backend or hub.EMBEDDED_MODELS[key].default_backend)(path, name=key, **options)
     if isinstance(path, str):  # a hub id
         return _load_hub_id(key, backend or "hf", options)
-    default = "sentence-transformers" if (path / "modules.json").is_file() else "hf"
-    return get_backend(backend or default)(path, name=options.pop("name", Path(key).name), **options)
+    return get_backend(backend or _format_backend(path))(path, name=options.pop("name", Path(key).name), **options)
+
+
+def _format_backend(directory: Path) -> str:
+    """The backend that reads a local directory's format: a sentence-transformers model, else transformers."""
+    return "sentence-transformers" if (directory / "modules.json").is_file() else "hf"
 
 
 def check_text_model(name_or_path: str | Path) -> None:

@@ -343,13 +343,25 @@ class TokenLevelModel(ABC):
 
 
 _BACKENDS: dict[str, Callable[..., LanguageModel]] = {}
+_RESOLVES_NAMES: set[str] = set()
 
 
-def register_backend(name: str) -> Callable[[Callable[..., LanguageModel]], Callable[..., LanguageModel]]:
-    """Register a backend factory ``factory(path_or_name, **options) -> LanguageModel`` under ``name``."""
+def register_backend(
+    name: str, *, resolves_names: bool = False
+) -> Callable[[Callable[..., LanguageModel]], Callable[..., LanguageModel]]:
+    """Register a backend factory under ``name``.
+
+    By default the factory is called as ``factory(local_dir_or_hub_id, name=..., **options)``:
+    ``load_model`` has resolved an embedded name or a path to a Hugging Face directory first. With
+    ``resolves_names=True`` it gets what the user wrote, as ``factory(name_or_path, pull=..., **options)``,
+    and resolves it itself (a GGUF file, a model on a server)."""
 
     def decorator(factory: Callable[..., LanguageModel]) -> Callable[..., LanguageModel]:
         _BACKENDS[name] = factory
+        if resolves_names:
+            _RESOLVES_NAMES.add(name)
+        else:
+            _RESOLVES_NAMES.discard(name)
         return factory
 
     return decorator
@@ -360,6 +372,12 @@ def get_backend(name: str) -> Callable[..., LanguageModel]:
         known = ", ".join(sorted(_BACKENDS))
         raise BackendNotFoundError(f"unknown backend {name!r}; known backends: {known}")
     return _BACKENDS[name]
+
+
+def backend_resolves_names(name: str) -> bool:
+    """Whether the backend takes the name as the user wrote it (see :func:`register_backend`)."""
+    get_backend(name)
+    return name in _RESOLVES_NAMES
 
 
 def backend_names() -> list[str]:
