@@ -23,7 +23,7 @@ from typing import Any
 
 from promptlearning.devices import DTYPES, check_device_name  # no torch at import: --help stays fast
 from promptlearning.errors import PromptLearningError
-from promptlearning.evaluation.compare import SORT_KEYS
+from promptlearning.runs.compare import SORT_KEYS
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
@@ -179,7 +179,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = load_task(args.task, [*(args.set or []), *_device_overrides(args)])
     check_task(config)
     if args.output_dir:
-        from promptlearning.evaluation.runs import prepare_output_dir
+        from promptlearning.runs.directory import prepare_output_dir
 
         prepare_output_dir(args.output_dir)
     _print_result(run_task(config, output_dir=args.output_dir, progress=True))
@@ -209,7 +209,7 @@ def _remote_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _print_result(result: Any) -> None:
     """The one-line summary and the run directory of any task kind's :class:`TaskResult`."""
-    from promptlearning.evaluation.compare import comparison_table, result_row
+    from promptlearning.runs.compare import comparison_table, result_row
 
     if os.environ.get("RANK", "0") != "0":
         return  # one of several processes (`accelerate launch`, torchrun): the main one prints
@@ -267,7 +267,7 @@ def _cmd_perplexity(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from promptlearning.tasks.loading import load_examples
+    from promptlearning.loading import load_examples
     from promptlearning.training import load_program
     from promptlearning.training.predict import predict_examples
     from promptlearning.training.program import input_fields, read_program_spec
@@ -318,8 +318,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 def _cmd_search(args: argparse.Namespace) -> int:
     from promptlearning.models import check_text_model, load_model
-    from promptlearning.search import SearchSettings, run_search
+    from promptlearning.search import SearchSettings
     from promptlearning.tasks import load_task
+    from promptlearning.tasks.search import run_search
 
     if args.proposer:
         check_text_model(args.proposer)  # an embedding model proposes nothing: refuse before loading anything
@@ -379,14 +380,14 @@ def _cmd_cot(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from promptlearning.evaluation.compare import (
+    from promptlearning.runs.compare import (
         check_plot_path,
         comparison_table,
         plot_metric,
         read_runs,
         sort_rows,
     )
-    from promptlearning.evaluation.plots import plot_comparison
+    from promptlearning.runs.plots import plot_comparison
 
     plot = check_plot_path(args.plot) if args.plot else None
     rows = sort_rows(read_runs(args.runs), args.sort)

@@ -18,10 +18,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from promptlearning.evaluation.compare import read_runs
-from promptlearning.evaluation.plots import plot_comparison
-from promptlearning.evaluation.report import markdown_table
 from promptlearning.models import GenerationConfig, load_model
+from promptlearning.runs.compare import read_runs
+from promptlearning.runs.plots import plot_comparison
+from promptlearning.runs.report import markdown_table
 from promptlearning.tasks import run_task, validate_config
 
 DATA = Path(__file__).resolve().parent / "data" / "movie_reviews"

@@ -33,3 +33,11 @@ class UnsupportedOperationError(PromptLearningError):
 
 class BackendNotFoundError(PromptLearningError):
     """An unknown backend name."""
+
+
+class TaskConfigError(PromptLearningError):
+    """A task file that is not valid YAML or does not fit the schema (or a run it cannot resume)."""
+
+
+class EmptyDataError(PromptLearningError):
+    """A dataset (or split) with no examples."""

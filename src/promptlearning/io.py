@@ -9,9 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from promptlearning.errors import PromptLearningError
 
 CHUNK = 1 << 20
 
@@ -68,3 +71,15 @@ def write_directory_atomically(directory: str | Path, write: Callable[[Path], An
         shutil.rmtree(directory)
     staging.rename(directory)
     return directory
+
+
+@contextmanager
+def utf8_file(path: Path) -> Iterator[None]:
+    """Turn a decoding error while reading ``path`` into an error that names the file and the fix."""
+    try:
+        yield
+    except UnicodeDecodeError as exc:
+        raise PromptLearningError(
+            f"{path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); if it is text in "
+            "another encoding, convert it first (e.g. `iconv -f latin1 -t utf-8`)"
+        ) from None

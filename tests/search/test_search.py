@@ -49,7 +49,7 @@ def test_search_scores_the_seed_prompt_as_the_classifier_does(search_task, tiny_
     seed = next(c for c in result.candidates if c.words == {"negative": [" bad"], "positive": [" good"]}
                 and c.calibration == "off")  # fmt: skip
     # the same 20 dev examples (seeded sample of train), classified by the ordinary classifier
-    from promptlearning.tasks.loading import load_examples
+    from promptlearning.loading import load_examples
 
     train = load_examples(REVIEWS / "train.jsonl")
     import random

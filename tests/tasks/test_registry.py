@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from promptlearning.cli import main
-from promptlearning.evaluation.compare import comparison_table, read_runs
-from promptlearning.evaluation.runs import dump_config, write_run_dir
+from promptlearning.runs.compare import comparison_table, read_runs
+from promptlearning.runs.directory import dump_config, write_run_dir
 from promptlearning.tasks import (
     TaskConfigBase,
     TaskConfigError,
@@ -139,7 +139,7 @@ def test_a_classification_sweep_runs_every_point_and_resumes(classification_task
 
 def test_a_run_directory_taken_meanwhile_gets_the_next_name(tmp_path: Path) -> None:
     """Two runs of one task in the same second: the second finishes under ``name-2``, not an error."""
-    from promptlearning.evaluation.runs import write_run_dir
+    from promptlearning.runs.directory import write_run_dir
 
     def fill_while_another_run_finishes(staging: Path) -> None:
         (staging / "result.txt").write_text("mine")

@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from promptlearning.cli import main
+from promptlearning.loading import DataError, load_examples, task_data_root
 from promptlearning.prompts.demonstrations import DemonstrationError
 from promptlearning.tasks import TaskConfigError, TaskResult, load_task, run_task
-from promptlearning.tasks.loading import DataError, load_examples, task_data_root
 
 ROWS = [
     {"text": "i loved this film", "label": "positive"},
@@ -197,7 +197,7 @@ def test_switching_the_peft_method_drops_the_other_methods_options():
 
 
 def test_keep_min_words_counts_the_items_of_a_token_list():
-    from promptlearning.tasks.loading import DataError, keep_min_words
+    from promptlearning.loading import DataError, keep_min_words
 
     rows = [{"tokens": ["EU", "rejects", "German", "call"]}, {"tokens": ["Peter"]}, {"text": "a short one"}]
     assert keep_min_words(rows, ["tokens"], 2) == rows[:1]

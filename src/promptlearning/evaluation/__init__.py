@@ -1,1 +1,2 @@
-"""Evaluation: metrics, run directories, reports, plots and comparisons across runs."""
+"""Evaluation metrics: classification (accuracy, F1, calibration error) and text (SQuAD, ROUGE, BLEU, chrF,
+distinct-n)."""

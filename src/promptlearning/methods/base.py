@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from promptlearning.errors import PromptLearningError
+from promptlearning.errors import EmptyDataError, PromptLearningError
 from promptlearning.prompts.examples import Example, as_examples
 
 
@@ -30,10 +30,6 @@ class Method(Protocol):
     def predict(self, inputs: Iterable[Example], **options: Any) -> list[Any]: ...
 
     def evaluate(self, examples: Iterable[Example], **options: Any) -> Any: ...
-
-
-class EmptyDataError(PromptLearningError):
-    """A dataset (or split) with no examples."""
 
 
 @dataclass

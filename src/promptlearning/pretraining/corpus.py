@@ -16,19 +16,18 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from promptlearning.errors import PromptLearningError
-from promptlearning.methods.base import EmptyDataError
+from promptlearning.errors import EmptyDataError, PromptLearningError
+from promptlearning.io import utf8_file
 
 TEXT_SUFFIXES = (".txt", ".text", ".raw", ".md")
 
 
 def _read_jsonl(path: Path, field_name: str) -> Iterator[str]:
-    from promptlearning.tasks.loading import iter_jsonl
+    from promptlearning.loading import iter_jsonl
 
     for number, row in enumerate(iter_jsonl(path), 1):
         if field_name not in row:
@@ -80,18 +79,6 @@ def read_documents(paths: Sequence[str | Path], field: str = "text") -> Iterator
             with utf8_file(path):
                 text = path.read_text(encoding="utf-8")
             yield text
-
-
-@contextmanager
-def utf8_file(path: Path) -> Iterator[None]:
-    """Turn a decoding error while reading ``path`` into an error that names the file and the fix."""
-    try:
-        yield
-    except UnicodeDecodeError as exc:
-        raise PromptLearningError(
-            f"{path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); if it is text in "
-            "another encoding, convert it first (e.g. `iconv -f latin1 -t utf-8`)"
-        ) from None
 
 
 @dataclass

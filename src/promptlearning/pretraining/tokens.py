@@ -25,8 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from promptlearning.errors import PromptLearningError
-from promptlearning.methods.base import EmptyDataError
+from promptlearning.errors import EmptyDataError, PromptLearningError
 from promptlearning.pretraining.corpus import batched
 from promptlearning.progress import progress_bar
 

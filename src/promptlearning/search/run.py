@@ -38,8 +38,8 @@ import numpy as np
 import yaml
 
 from promptlearning.errors import PromptLearningError, PromptTooLongError
-from promptlearning.evaluation.report import markdown_table
 from promptlearning.io import write_atomically, write_json_atomically
+from promptlearning.loading import keep_min_words, load_examples, task_data_root
 from promptlearning.methods.calibration import domain_content_free_inputs
 from promptlearning.methods.classifier import PromptClassifier
 from promptlearning.models.interface import LanguageModel
@@ -47,6 +47,7 @@ from promptlearning.progress import progress_bar
 from promptlearning.prompts.demonstrations import select_fixed
 from promptlearning.prompts.template import PromptTemplate
 from promptlearning.prompts.verbalizer import Verbalizer
+from promptlearning.runs.report import markdown_table
 from promptlearning.search.demonstrations import candidate_sets
 from promptlearning.search.label_words import propose_label_words, rank_assignments
 from promptlearning.search.scoring import (
@@ -58,7 +59,6 @@ from promptlearning.search.scoring import (
     word_matrix,
 )
 from promptlearning.search.templates import dedupe, propose_instructions, split_seed, template_families
-from promptlearning.tasks.loading import keep_min_words, load_examples, task_data_root
 
 STAGES = ("words", "templates", "demonstrations")
 
@@ -662,34 +662,3 @@ def search_report(config: Any, result: SearchResult, top: int = 20) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def run_search(
-    config: Any,
-    settings: SearchSettings,
-    *,
-    output_dir: str | Path | None = None,
-    model: LanguageModel | None = None,
-    test: bool = True,
-    progress: bool | None = None,
-) -> SearchResult:
-    """Search on dev, write ``<output_dir>/<task>-search/``, then (``test``) run the winner and the
-    task's own prompt once on the task's eval split, each into an ordinary run directory there."""
-    from promptlearning.models import check_text_model, load_model
-    from promptlearning.tasks import load_task, run_task
-
-    check_search(config, settings)
-    directory = Path(output_dir or config.output_dir) / f"{config.name}-search"
-    if model is None:
-        check_text_model(config.model)
-        model = load_model(config.model, pull=True, batch_size=config.batch_size, **config.model_options())
-    if settings.cache is None:
-        settings.cache = directory / "scores.jsonl"
-        directory.mkdir(parents=True, exist_ok=True)
-    result = search(config, model, settings, progress=progress)
-    task_file = write_search(directory, config, result)
-    if test:
-        result.test = run_task(load_task(task_file), model=model, output_dir=directory / "runs", progress=progress)
-        result.seed_test = run_task(config, model=model, output_dir=directory / "runs", progress=progress)
-    write_atomically(directory / "search.md", search_report(config, result))
-    return result

@@ -9,6 +9,7 @@
 it); ``run.json`` in every run directory holds it.
 """
 
+from promptlearning.runs.result import TaskResult
 from promptlearning.tasks.config import TaskConfigBase, TaskConfigError
 from promptlearning.tasks.registry import (
     TaskKind,
@@ -21,7 +22,6 @@ from promptlearning.tasks.registry import (
     task_kinds,
     validate_config,
 )
-from promptlearning.tasks.result import TaskResult
 
 __all__ = [
     "TaskConfigBase",

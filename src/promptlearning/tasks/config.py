@@ -20,13 +20,9 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from promptlearning.devices import DTYPES, check_device_name
-from promptlearning.errors import PromptLearningError
+from promptlearning.errors import TaskConfigError
 from promptlearning.models.hub import DEFAULT_MODEL
 from promptlearning.prompts.verbalizer import Aggregate, WordScore
-
-
-class TaskConfigError(PromptLearningError):
-    """A task file that is not valid YAML or does not fit the schema."""
 
 
 def _annotation_types(annotation: Any) -> set[Any]:

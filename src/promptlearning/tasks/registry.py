@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from promptlearning.runs.result import TaskResult
 from promptlearning.tasks.config import (
     TaskConfigBase,
     TaskConfigError,
@@ -22,7 +23,6 @@ from promptlearning.tasks.config import (
     format_validation_error,
     read_task_file,
 )
-from promptlearning.tasks.result import TaskResult
 
 DEFAULT_KIND = "classification"
 _BUILTIN = {

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from promptlearning.evaluation.plots import plot_comparison
-from promptlearning.evaluation.report import markdown_table
-from promptlearning.evaluation.runs import prepare_output_dir
 from promptlearning.io import write_json_atomically
+from promptlearning.runs.directory import prepare_output_dir
+from promptlearning.runs.plots import plot_comparison
+from promptlearning.runs.report import markdown_table
+from promptlearning.runs.result import RUN_FILE, TaskResult
 from promptlearning.tasks.config import TaskConfigError
 from promptlearning.tasks.registry import check_run_dir, check_task, load_task, run_task
-from promptlearning.tasks.result import RUN_FILE, TaskResult
 
 
 @dataclass

@@ -7,16 +7,16 @@ from typing import Any
 
 from promptlearning.errors import PromptLearningError
 from promptlearning.evaluation.metrics import semeval2010_macro_f1
-from promptlearning.evaluation.runs import prepare_output_dir
+from promptlearning.loading import keep_min_words, load_examples, task_data_root
 from promptlearning.methods.calibration import Calibrated
 from promptlearning.methods.classifier import OrderingEnsemble, PromptClassifier, check_classifier_settings
 from promptlearning.models.interface import LanguageModel
 from promptlearning.prompts.template import PromptTemplate
 from promptlearning.prompts.verbalizer import Verbalizer
+from promptlearning.runs.directory import prepare_output_dir
+from promptlearning.runs.result import TaskResult, scalar_metrics
 from promptlearning.tasks.classification.config import ClassificationTaskConfig
 from promptlearning.tasks.classification.report import prediction_rows, write_run
-from promptlearning.tasks.loading import keep_min_words, load_examples, task_data_root
-from promptlearning.tasks.result import TaskResult, scalar_metrics
 
 
 def build_template(config: ClassificationTaskConfig) -> PromptTemplate:

@@ -6,10 +6,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from promptlearning.evaluation.plots import plot_sample_curve
-from promptlearning.evaluation.report import markdown_table
-from promptlearning.evaluation.runs import dump_config, dump_json, dump_jsonl, timestamped, write_run_dir
-from promptlearning.tasks.result import TaskResult
+from promptlearning.runs.directory import dump_config, dump_json, dump_jsonl, timestamped, write_run_dir
+from promptlearning.runs.plots import plot_sample_curve
+from promptlearning.runs.report import markdown_table
+from promptlearning.runs.result import TaskResult
 
 
 def run_name(config: Any) -> str:

@@ -10,7 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from promptlearning.errors import PromptLearningError
-from promptlearning.evaluation.runs import prepare_output_dir
+from promptlearning.loading import load_examples, task_data_root
 from promptlearning.methods.cot import (
     ChainOfThought,
     SelfConsistency,
@@ -21,10 +21,10 @@ from promptlearning.methods.cot import (
 from promptlearning.methods.extraction import multiple_choice_extractors, numeric_extractors
 from promptlearning.models.interface import LanguageModel
 from promptlearning.prompts.template import PromptTemplate
+from promptlearning.runs.directory import prepare_output_dir
+from promptlearning.runs.result import TaskResult, scalar_metrics
 from promptlearning.tasks.cot.config import CoTTaskConfig, Exemplar
 from promptlearning.tasks.cot.report import prediction_rows, write_run
-from promptlearning.tasks.loading import load_examples, task_data_root
-from promptlearning.tasks.result import TaskResult, scalar_metrics
 
 
 def exemplars_from_train(rows: list[dict[str, Any]], k: int, *, question_field: str, seed: int) -> list[dict[str, str]]:

@@ -2,10 +2,10 @@
 Hugging Face model (an encoder, a BERT pretrained here, or a decoder such as SmolLM2 with mean pooling),
 evaluated by STS Spearman before and after training."""
 
+from promptlearning.runs.directory import check_run_dir
 from promptlearning.tasks.embed_train.config import EmbedTrainTaskConfig
 from promptlearning.tasks.embed_train.run import check, run_embed_train_task
 from promptlearning.tasks.registry import TaskKind, register_task_kind
-from promptlearning.tasks.train.run import check_run_dir
 
 KIND = register_task_kind(
     TaskKind(

@@ -22,8 +22,8 @@ from typing import Any
 import yaml
 
 from promptlearning.errors import PromptLearningError
-from promptlearning.evaluation.runs import prepare_output_dir
 from promptlearning.io import write_directory_atomically, write_json_atomically
+from promptlearning.loading import load_examples, resolve_path, task_data_root
 from promptlearning.pretraining.simcse import (
     build_sentence_encoder,
     spearman,
@@ -31,10 +31,9 @@ from promptlearning.pretraining.simcse import (
     supervised_triples,
     unsupervised_pairs,
 )
+from promptlearning.runs.directory import check_run_dir, prepare_output_dir
+from promptlearning.runs.result import TaskResult
 from promptlearning.tasks.embed_train.config import EmbedTrainTaskConfig
-from promptlearning.tasks.loading import load_examples, resolve_path, task_data_root
-from promptlearning.tasks.result import TaskResult
-from promptlearning.tasks.train.run import check_run_dir
 
 HEADLINE = "test_spearman"
 SEED_FILE = "seed.json"  # one seed's scores (metrics.json is the summary over seeds)

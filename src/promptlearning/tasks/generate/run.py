@@ -8,15 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from promptlearning.errors import PromptLearningError
-from promptlearning.evaluation.runs import prepare_output_dir
 from promptlearning.evaluation.text_metrics import HEADLINES
+from promptlearning.loading import DataError, load_examples, task_data_root
 from promptlearning.methods.generation import PromptGenerator, check_postprocess, references_of
 from promptlearning.models.interface import GenerationConfig, LanguageModel
 from promptlearning.prompts.template import PromptTemplate
+from promptlearning.runs.directory import prepare_output_dir
+from promptlearning.runs.result import TaskResult, scalar_metrics
 from promptlearning.tasks.generate.config import DialogueConfig, GenerateTaskConfig
 from promptlearning.tasks.generate.report import prediction_rows, write_run
-from promptlearning.tasks.loading import DataError, load_examples, task_data_root
-from promptlearning.tasks.result import TaskResult, scalar_metrics
 
 SPEAKERS = ("A", "B")
 

@@ -1,10 +1,10 @@
 """The pretraining task kind (``type: pretrain``): a causal, masked or MLM+NSP model trained from
 scratch on a corpus, or an existing model pretrained further; ``--resume`` continues a killed run."""
 
+from promptlearning.runs.directory import check_run_dir
 from promptlearning.tasks.pretrain.config import PretrainTaskConfig
 from promptlearning.tasks.pretrain.run import check, run_pretrain_task
 from promptlearning.tasks.registry import TaskKind, register_task_kind
-from promptlearning.tasks.train.run import check_run_dir
 
 KIND = register_task_kind(
     TaskKind(

@@ -21,8 +21,8 @@ from typing import Any
 import yaml
 
 from promptlearning.errors import PromptLearningError
-from promptlearning.evaluation.runs import prepare_output_dir
 from promptlearning.io import write_directory_atomically, write_json_atomically
+from promptlearning.loading import task_data_root
 from promptlearning.models.hub import home
 from promptlearning.pretraining.corpus import Corpus
 from promptlearning.pretraining.models import build_model, parameter_count
@@ -37,11 +37,10 @@ from promptlearning.pretraining.objectives import (
 )
 from promptlearning.pretraining.tokenizer import load_tokenizer, train_tokenizer
 from promptlearning.pretraining.tokens import TokenBlocks, build_token_cache, split_tokens
+from promptlearning.runs.directory import check_run_dir, prepare_output_dir
+from promptlearning.runs.result import TaskResult
 from promptlearning.tasks.config import TaskConfigError
-from promptlearning.tasks.loading import task_data_root
 from promptlearning.tasks.pretrain.config import PretrainTaskConfig
-from promptlearning.tasks.result import TaskResult
-from promptlearning.tasks.train.run import check_run_dir
 from promptlearning.training.loop import TrainingArguments, train, training_state
 
 

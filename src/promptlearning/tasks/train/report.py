@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from promptlearning.evaluation.plots import plot_training_curves
-from promptlearning.evaluation.report import markdown_table
 from promptlearning.io import write_json_atomically
-from promptlearning.tasks.result import TaskResult
+from promptlearning.runs.plots import plot_training_curves
+from promptlearning.runs.report import markdown_table
+from promptlearning.runs.result import TaskResult
 from promptlearning.training.fewshot import mean_std
 
 

@@ -24,14 +24,13 @@ from typing import Any
 import yaml
 
 from promptlearning.errors import PromptLearningError
-from promptlearning.evaluation.runs import prepare_output_dir
 from promptlearning.io import write_json_atomically
+from promptlearning.loading import keep_min_words, load_examples, task_data_root
 from promptlearning.prompts.demonstrations import select_fixed
 from promptlearning.prompts.template import PromptTemplate
 from promptlearning.prompts.verbalizer import Verbalizer
-from promptlearning.tasks.config import TaskConfigError
-from promptlearning.tasks.loading import keep_min_words, load_examples, task_data_root
-from promptlearning.tasks.result import TaskResult, scalar_metrics
+from promptlearning.runs.directory import check_run_dir, prepare_output_dir
+from promptlearning.runs.result import TaskResult, scalar_metrics
 from promptlearning.tasks.train.config import TrainTaskConfig
 from promptlearning.tasks.train.report import TrainEvaluation, metric_name, setting_label, summarise, write_reports
 from promptlearning.training.fewshot import sample_per_class
@@ -118,59 +117,6 @@ def train_program(
         resume=resume, progress=progress, after_step=program.after_step, device=config.device,
     )  # fmt: skip
     return program, result
-
-
-# Settings that do not change what a run computes: a resumed run may differ in these.
-RESUME_IGNORES = frozenset(
-    {"description", "output_dir", "eval_batch_size", "training.log_every", "training.log_with",
-     "training.keep_checkpoints"}
-)  # fmt: skip
-
-
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, Mapping) and value:
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            out.update(_flatten(item, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: value}
-
-
-def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    """``key: saved -> current`` for every setting that differs and changes the result."""
-    old, new = _flatten(saved), _flatten(current)
-    missing = "(unset)"
-    return [
-        f"{key}: {old.get(key, missing)!r} -> {new.get(key, missing)!r}"
-        for key in sorted(set(old) | set(new))
-        if key not in RESUME_IGNORES and old.get(key, missing) != new.get(key, missing)
-    ]
-
-
-def check_run_dir(config: TrainTaskConfig, run_dir: Path, resume: bool) -> None:
-    """A new run needs an empty directory (one holding only the config.yaml of a start that failed
-    before training is fine); a resumed run needs the same settings as the one it continues."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise PromptLearningError(f"the run directory {run_dir} is a file; choose another --output")
-    if not run_dir.is_dir():
-        return
-    saved_path = run_dir / "config.yaml"
-    if resume:
-        if saved_path.is_file():
-            saved = yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {}
-            differences = config_differences(saved, config.model_dump(mode="json"))
-            if differences:
-                raise TaskConfigError(
-                    f"cannot resume {run_dir}: its config.yaml differs in {len(differences)} setting(s) that change "
-                    f"the result ({'; '.join(differences)}). Resume with the same settings, or start a new run "
-                    "with another --output"
-                )
-        return
-    started = [p.name for p in run_dir.iterdir() if p.name != "config.yaml"]
-    if started:
-        raise PromptLearningError(
-            f"{run_dir} already holds a run: continue it with --resume, or choose another --output"
-        )
 
 
 def check_train_task(config: TrainTaskConfig) -> None:

@@ -1,6 +1,6 @@
 """Compare run directories of any task kind in one table (and an optional plot).
 
-Every run directory holds ``run.json`` (a :class:`~promptlearning.tasks.result.TaskResult`): the
+Every run directory holds ``run.json`` (a :class:`~promptlearning.runs.result.TaskResult`): the
 kind, the setting, the headline metric with its spread over seeds and the scalar metrics. Rows are
 labelled by their *setting*, so runs of one setting under several seeds sit together and the plot
 shows their spread. Runs written before ``run.json`` existed (classification runs with only
@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from promptlearning.errors import PromptLearningError
-from promptlearning.evaluation.report import markdown_table
+from promptlearning.runs.report import markdown_table
 
 PLOT_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
 SORT_KEYS = ("run", "kind", "setting", "value", "accuracy", "macro_f1", "examples_per_second")
@@ -29,7 +29,7 @@ _OPTIONAL_COLUMNS = (("accuracy", "accuracy", ".4f"), ("macro_f1", "macro-F1", "
 def read_runs(run_dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
     """One row per run directory, of any kind. Paths that are not run directories (a glob's other
     matches) are skipped."""
-    from promptlearning.tasks.result import RUN_FILE, TaskResult
+    from promptlearning.runs.result import RUN_FILE, TaskResult
 
     rows = []
     for run_dir in map(Path, run_dirs):

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from promptlearning.errors import PromptLearningError
+from promptlearning.io import utf8_file
 
 
 class DataError(PromptLearningError):
@@ -69,8 +70,6 @@ def load_examples(
 
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:
-    from promptlearning.pretraining.corpus import utf8_file
-
     with utf8_file(path):
         return _read_rows_of(path)
 

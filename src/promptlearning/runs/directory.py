@@ -1,7 +1,7 @@
 """Run directories: everything needed to read, compare and reproduce one run, written atomically.
 
 Every run directory holds ``config.yaml`` (the resolved task), ``run.json`` (the common result:
-headline metric, spread, flat metrics; see :class:`~promptlearning.tasks.result.TaskResult`) and
+headline metric, spread, flat metrics; see :class:`~promptlearning.runs.result.TaskResult`) and
 what its task kind adds (``metrics.json``, ``predictions.jsonl``, ``report.md``, plots). It is
 filled under a temporary name and renamed when complete, so a crash leaves no half run.
 """
@@ -20,7 +20,9 @@ from typing import Any
 
 import yaml
 
-from promptlearning.errors import PromptLearningError
+from pydantic import BaseModel
+
+from promptlearning.errors import PromptLearningError, TaskConfigError
 
 
 def prepare_output_dir(path: str | Path, what: str = "output directory") -> Path:
@@ -83,3 +85,56 @@ def dump_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
     with open(path, "w", encoding="utf-8") as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+# Settings that do not change what a run computes: a resumed run may differ in these.
+RESUME_IGNORES = frozenset(
+    {"description", "output_dir", "eval_batch_size", "training.log_every", "training.log_with",
+     "training.keep_checkpoints"}
+)  # fmt: skip
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, Mapping) and value:
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: value}
+
+
+def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """``key: saved -> current`` for every setting that differs and changes the result."""
+    old, new = _flatten(saved), _flatten(current)
+    missing = "(unset)"
+    return [
+        f"{key}: {old.get(key, missing)!r} -> {new.get(key, missing)!r}"
+        for key in sorted(set(old) | set(new))
+        if key not in RESUME_IGNORES and old.get(key, missing) != new.get(key, missing)
+    ]
+
+
+def check_run_dir(config: BaseModel, run_dir: Path, resume: bool) -> None:
+    """A new run needs an empty directory (one holding only the config.yaml of a start that failed
+    before training is fine); a resumed run needs the same settings as the one it continues."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise PromptLearningError(f"the run directory {run_dir} is a file; choose another --output")
+    if not run_dir.is_dir():
+        return
+    saved_path = run_dir / "config.yaml"
+    if resume:
+        if saved_path.is_file():
+            saved = yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {}
+            differences = config_differences(saved, config.model_dump(mode="json"))
+            if differences:
+                raise TaskConfigError(
+                    f"cannot resume {run_dir}: its config.yaml differs in {len(differences)} setting(s) that change "
+                    f"the result ({'; '.join(differences)}). Resume with the same settings, or start a new run "
+                    "with another --output"
+                )
+        return
+    started = [p.name for p in run_dir.iterdir() if p.name != "config.yaml"]
+    if started:
+        raise PromptLearningError(
+            f"{run_dir} already holds a run: continue it with --resume, or choose another --output"
+        )
