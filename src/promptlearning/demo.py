@@ -42,7 +42,7 @@ SETTINGS: list[tuple[str, dict[str, Any], tuple[int, ...]]] = [
     ("4-shot balanced", {"shots": 4, "method": {"selection": "balanced"}}, SEEDS),
     (
         "4-shot balanced + batch calibration",
-        {"shots": 4, "method": {"selection": "balanced", "calibrate": True, "calibration": "batch"}},
+        {"shots": 4, "method": {"selection": "balanced", "calibration": "batch"}},
         SEEDS,
     ),
     ("4-shot kNN", {"shots": 4, "method": {"selection": "knn"}}, (0,)),  # the nearest examples: no draw

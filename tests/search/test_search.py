@@ -47,7 +47,7 @@ def test_search_scores_the_seed_prompt_as_the_classifier_does(search_task, tiny_
     result = search(config, tiny_lm, settings, progress=False)
     assert result.spent == 20 and result.candidates
     seed = next(c for c in result.candidates if c.words == {"negative": [" bad"], "positive": [" good"]}
-                and c.calibration == "off")  # fmt: skip
+                and c.calibration == "none")  # fmt: skip
     # the same 20 dev examples (seeded sample of train), classified by the ordinary classifier
     from promptlearning.loading import load_examples
 
@@ -71,7 +71,7 @@ def test_the_seed_prompt_is_scored_with_its_own_calibration(search_task, tiny_lm
 
     config = load_task(search_task, ["method.calibrate=true", f"method.calibration={calibration}"])
     result = search(config, tiny_lm, SearchSettings(dev_size=20, stages=("words",), budget=20), progress=False)
-    assert {c.calibration for c in result.candidates} == {"off", "batch", "contextual"}
+    assert {c.calibration for c in result.candidates} == {"none", "batch", "contextual"}
     classifier = build_classifier(config, tiny_lm).fit(result.pool)
     predictions = classifier.predict(result.dev)
     expected = np.mean([p.label == ex["label"] for p, ex in zip(predictions, result.dev, strict=True)])
@@ -102,7 +102,7 @@ def test_a_full_search_writes_a_runnable_task_and_reuses_cached_scores(search_ta
     program = load_program(tmp_path / "out" / "program")
     assert program.spec.objective == "prompt" and len(program.spec.demonstrations) == len(result.best.demonstrations)
     assert program.spec.max_length == 512 + 256 * len(program.spec.demonstrations)  # served prompts stay bounded
-    assert (program.spec.bias is not None) == (result.best.calibration != "off")
+    assert (program.spec.bias is not None) == (result.best.calibration != "none")
     assert program.evaluate(result.dev)["accuracy"] == pytest.approx(result.best.dev_score)
     report = json.loads((tmp_path / "out" / "search.json").read_text())
     assert len(report["candidates"]) == len(result.candidates)

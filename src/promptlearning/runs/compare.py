@@ -88,8 +88,13 @@ def legacy_setting_label(config: Mapping[str, Any]) -> str:
     name = ("icl" if shots else "zero-shot") if name == "auto" else name
     label = "zero-shot" if name == "zero-shot" else f"{shots}-shot {method.get('selection', 'random')}"
     label = label.replace("shot knn", "shot kNN")
-    if method.get("calibrate"):
-        label += f" + {method.get('calibration', 'contextual')} calibration"
+    calibration = method.get("calibration") or "none"
+    if method.get("calibrate") is False:  # older spelling, still read
+        calibration = "none"
+    elif method.get("calibrate") is True and calibration == "none":
+        calibration = "contextual"
+    if calibration != "none":
+        label += f" + {calibration} calibration"
     if int(method.get("orderings", 1) or 1) > 1:
         label += f", {method['orderings']} orderings"
     return label

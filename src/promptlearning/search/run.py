@@ -14,7 +14,7 @@ Stages, each scored on dev through one :class:`~promptlearning.search.scoring.Sc
    the best there wins, the task's own prompt on a tie. The dev winner of hundreds of candidates is
    the luckiest as much as the best (its dev score is biased upwards); the confirmation scores are not.
 
-Every configuration is scored with each calibration (off, batch, and the task's content-free kind:
+Every configuration is scored with each calibration (none, batch, and the task's content-free kind:
 contextual, or domain when the task calibrates so), and the task's own prompt is scored as it runs,
 with its own calibration and, for few-shot tasks, the demonstrations its selection picks from the pool
 (kNN selection, per example, is the exception: that seed is scored zero-shot). Dev is a seeded sample
@@ -41,7 +41,7 @@ from promptlearning.errors import PromptLearningError, PromptTooLongError
 from promptlearning.io import write_atomically, write_json_atomically
 from promptlearning.loading import keep_min_words, load_examples, task_data_root
 from promptlearning.methods.calibration import domain_content_free_inputs
-from promptlearning.methods.classifier import PromptClassifier
+from promptlearning.methods.spec import ClassifierSpec, build_classifier
 from promptlearning.models.interface import LanguageModel
 from promptlearning.progress import progress_bar
 from promptlearning.prompts.demonstrations import select_fixed
@@ -95,7 +95,7 @@ class Candidate:
     stage: str
     template: dict[str, Any]
     words: dict[str, list[str]]
-    calibration: str  # off, batch, contextual or domain
+    calibration: str  # none, batch, contextual or domain
     dev_score: float
     demonstrations: list[int] = field(default_factory=list)
     confirm_score: float | None = None  # on the confirmation sample, for the finalists
@@ -159,9 +159,10 @@ class Scorer:
         self.content_free_inputs = list(content_free)
 
     def classifier(self, template: Mapping[str, Any], words: Mapping[str, Sequence[str]], pool: Sequence) -> Any:
-        verbalizer = Verbalizer(words, word_score=self.verbalizer.word_score, aggregate=self.verbalizer.aggregate)
-        clf = PromptClassifier(self.model, PromptTemplate(**template), verbalizer, label_field=self.label_field)
-        return clf.fit(pool)  # zero-shot fit keeps the pool, so demonstrations can be indexed into it
+        verbalizer = {"words": dict(words), "word_score": self.verbalizer.word_score,
+                      "aggregate": self.verbalizer.aggregate}  # fmt: skip
+        spec = ClassifierSpec(template=dict(template), verbalizer=verbalizer, label_field=self.label_field)
+        return build_classifier(spec, self.model).fit(pool)  # zero-shot fit keeps the pool: demonstrations index it
 
     def matrix(
         self,
@@ -297,11 +298,11 @@ def search(
     budget = Budget(settings.budget or 40 * len(dev), len(dev))  # the confirmation is spent outside it
     cache = ScoreCache(model, config.model, settings.cache)
     method = config.method
-    own_kind = method.calibration if method.calibration in ("contextual", "domain") else "contextual"
-    seed_calibration = method.calibration if method.calibrate else "off"
+    seed_calibration = config.calibration
+    own_kind = seed_calibration if seed_calibration in ("contextual", "domain") else "contextual"
     # every configuration is tried with each kind; the task's own comes first, so that on a tie of dev
     # scores (a stable sort) the task's own prompt, as it runs, stays the winner
-    kinds = tuple(dict.fromkeys((seed_calibration, "off", "batch", own_kind)))
+    kinds = tuple(dict.fromkeys((seed_calibration, "none", "batch", own_kind)))
     content_free = list(method.content_free)
     if own_kind == "domain":
         texts = [str(ex[f]) for ex in pool for f in fields if isinstance(ex.get(f), str)]
@@ -466,7 +467,7 @@ def search(
                 c.confirm_score = score(candidate_probabilities(scorer, c, confirm, pool), confirm_gold)
                 bar.update(1)
         best = max(finalists, key=lambda c: c.confirm_score)  # the first best: the task's own prompt on a tie
-    bias = winner_bias(scorer, best, dev, pool) if best.calibration != "off" else None
+    bias = winner_bias(scorer, best, dev, pool) if best.calibration != "none" else None
     cache.save()
     return SearchResult(
         candidates=candidates, best=best, seed_dev=seed_candidate.dev_score, seed=seed_candidate,
@@ -527,9 +528,7 @@ def winning_task(config: Any, best: Candidate, demonstrations_file: Path | None)
     raw["template"] = best.template
     raw["verbalizer"] = {**raw["verbalizer"], "words": best.words}
     method = raw["method"]
-    calibrate = best.calibration != "off"
-    method.update(calibrate=calibrate, calibration=best.calibration if calibrate else method["calibration"],
-                  orderings=1)  # fmt: skip
+    method.update(calibrate=None, calibration=best.calibration, orderings=1)
     method.update(name="icl" if best.demonstrations else "zero-shot")
     method.update(selection="first" if best.demonstrations else method["selection"])
     raw["shots"] = len(best.demonstrations)

@@ -99,9 +99,9 @@ def probabilities(scores: np.ndarray, calibration: bool | str = False, bias: np.
     elif calibration in ("contextual", "domain"):
         if bias is None:
             raise PromptLearningError(f"{calibration} calibration needs the content-free distribution")
-    elif calibration not in (False, "off"):
-        raise PromptLearningError(f"unknown calibration {calibration!r}: off, batch, contextual or domain")
-    if bias is not None and calibration not in (False, "off"):
+    elif calibration not in (False, "none"):
+        raise PromptLearningError(f"unknown calibration {calibration!r}: none, batch, contextual or domain")
+    if bias is not None and calibration not in (False, "none"):
         p = p / np.maximum(np.asarray(bias)[None, :], 1e-12)
         p /= p.sum(axis=1, keepdims=True)
     return p

@@ -155,17 +155,30 @@ class ProgramPredictRequest(_Request):
 
 
 TEMPLATE_OPTIONS = ("input", "instruction", "mode", "separator", "shorten")
-VERBALIZER_OPTIONS = ("label_words", "word_score", "aggregate")
+VERBALIZER_OPTIONS = ("words", "word_score", "aggregate")
 
 
 class ClassifyRequest(_Request):
+    """A :class:`~promptlearning.methods.spec.ClassifierSpec` (the same fields as a task file's
+    classifier: ``template``, ``verbalizer``, ``method``, ``shots``, ``selection``, ``calibration``,
+    ``content_free``, ``orderings``, ``label_field``, ``max_length``, ``seed``), the inputs and the
+    demonstration pool. ``template`` may be just the input template; ``verbalizer`` just label ->
+    word(s). kNN selection embeds with the server's embedding model."""
+
     model: str | None = None
     template: StrictStr | dict[str, Any] = Field(description="a Jinja input template, or PromptTemplate options")
-    verbalizer: dict[str, Any] = Field(description="label -> word(s), or {'label_words': ..., 'word_score': ...}")
+    verbalizer: dict[str, Any] = Field(description="label -> word(s), or {'words': ..., 'word_score': ...}")
     inputs: list[dict[str, Any]] = Field(min_length=1)
     demonstrations: list[dict[str, Any]] = Field(default_factory=list)
-    label_field: str = "label"
+    method: Literal["auto", "zero-shot", "icl"] = "auto"
+    shots: int | None = Field(None, ge=0, description="default: every demonstration, in order (selection first)")
+    selection: Literal["random", "balanced", "first", "knn"] | None = None
     calibration: Literal["none", "contextual", "domain", "batch"] = "none"
+    content_free: list[StrictStr] | None = None
+    orderings: int = Field(1, ge=1)
+    label_field: str = "label"
+    max_length: int | None = Field(None, ge=8)
+    seed: int = 0
 
     @field_validator("template")
     @classmethod
@@ -185,22 +198,38 @@ class ClassifyRequest(_Request):
     @field_validator("verbalizer")
     @classmethod
     def _verbalizer_options(cls, value: dict[str, Any]) -> dict[str, Any]:
-        if "label_words" not in value:
-            return {"label_words": _label_words(value)}
-        if not isinstance(value["label_words"], dict):
+        key = next((k for k in ("words", "label_words") if k in value), None)  # label_words: the older spelling
+        if key is None:
+            return {"words": _label_words(value)}
+        if not isinstance(value[key], dict):
             raise ValueError(
-                "'label_words' names the options form ({'label_words': {label: words}, 'word_score': ...}), "
+                f"{key!r} names the options form ({{'words': {{label: words}}, 'word_score': ...}}), "
                 "so it cannot be a label; rename that label"
             )
-        unknown = [key for key in value if key not in VERBALIZER_OPTIONS]
+        unknown = [k for k in value if k not in (key, "word_score", "aggregate")]
         if unknown:
             raise ValueError(
                 f"unknown verbalizer option {unknown[0]!r}; the options are {', '.join(VERBALIZER_OPTIONS)}"
             )
-        for key in ("word_score", "aggregate"):
-            if key in value and not isinstance(value[key], str):
-                raise ValueError(f"verbalizer option {key!r} must be a string")
-        return {**value, "label_words": _label_words(value["label_words"])}
+        for option in ("word_score", "aggregate"):
+            if option in value and not isinstance(value[option], str):
+                raise ValueError(f"verbalizer option {option!r} must be a string")
+        rest = {k: v for k, v in value.items() if k != key}
+        return {**rest, "words": _label_words(value[key])}
+
+    def classifier_spec(self) -> Any:
+        """The spec the body describes; demonstrations without ``shots`` are all shown, in order."""
+        from promptlearning.methods.spec import ClassifierSpec
+
+        shots = self.shots if self.shots is not None else len(self.demonstrations)
+        selection = self.selection or ("first" if self.shots is None else "random")
+        options = {"content_free": self.content_free} if self.content_free is not None else {}
+        return ClassifierSpec(
+            template={"input": self.template} if isinstance(self.template, str) else self.template,
+            verbalizer=self.verbalizer, method=self.method, shots=shots, selection=selection,
+            calibration=self.calibration, orderings=self.orderings, label_field=self.label_field,
+            max_length=self.max_length, seed=self.seed, **options,
+        )  # fmt: skip
 
 
 def _label_words(mapping: dict[str, Any]) -> dict[str, Any]:

@@ -107,20 +107,13 @@ def _check_inputs(request: Request, count: int) -> None:
         raise APIError(400, f"{count} inputs in one request; the limit is {limit}", param="inputs")
 
 
-def _classify(model: Any, body: ClassifyRequest) -> list[Any]:
-    from promptlearning.methods.calibration import Calibrated
-    from promptlearning.methods.classifier import PromptClassifier
-    from promptlearning.prompts.template import PromptTemplate
-    from promptlearning.prompts.verbalizer import Verbalizer
+def _classify(model: Any, body: ClassifyRequest, embedder: Any = None) -> list[Any]:
+    from promptlearning.methods.spec import build_classifier
 
-    template = PromptTemplate(body.template) if isinstance(body.template, str) else PromptTemplate(**body.template)
-    verbalizer = Verbalizer(**body.verbalizer)  # the schema put it in the options form
-    options: dict[str, Any] = {}
-    if body.demonstrations:
-        options = {"method": "icl", "shots": len(body.demonstrations), "selection": "first"}
-    classifier: Any = PromptClassifier(model, template, verbalizer, label_field=body.label_field, **options)
-    if body.calibration != "none":
-        classifier = Calibrated(classifier, body.calibration)
+    spec = body.classifier_spec()
+    if spec.selection == "knn" and embedder is None:
+        raise APIError(400, "kNN selection needs an embedding model and this server has none", param="selection")
+    classifier = build_classifier(spec, model, embedder=embedder)
     classifier.fit(body.demonstrations)
     return classifier.predict(body.inputs, progress=False)
 
@@ -134,7 +127,11 @@ async def classify(body: ClassifyRequest, request: Request) -> dict[str, Any]:
     batching = served.batching(
         model, request.app.state.batcher, limits=request_limits(request), cancel=cancel_event(request)
     )
-    predictions = await unless_disconnected(request, run_in_threadpool(_classify, batching, body))
+    embedder = None
+    if served.embedders:
+        _, encoder = served.embedder(None)
+        embedder = served.batching(encoder, request.app.state.batcher, limits=batching.limits, cancel=batching.cancel)
+    predictions = await unless_disconnected(request, run_in_threadpool(_classify, batching, body, embedder))
     out = [{"label": p.label, "probabilities": p.probabilities, "label_scores": p.label_scores} for p in predictions]
     request.state.output = out
     return {"object": "list", "model": name, "predictions": out}

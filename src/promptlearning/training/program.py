@@ -32,6 +32,7 @@ from torch import nn
 from promptlearning.errors import CorruptModelError, PromptLearningError, UnsupportedOperationError
 from promptlearning.io import write_atomically, write_json_atomically
 from promptlearning.methods.classifier import Prediction, PromptClassifier
+from promptlearning.methods.spec import ClassifierSpec, build_classifier
 from promptlearning.models import resolve_model_dir
 from promptlearning.models.hf import HFLanguageModel, PromptTokens, model_family
 from promptlearning.models.hf.masked import HFMaskedLM
@@ -71,6 +72,7 @@ class ProgramSpec:
     dtype: str = "float32"
     metrics: dict[str, Any] = field(default_factory=dict)
     bias: dict[str, float] | None = None  # prompt programs: the frozen calibration distribution
+    classifier: dict[str, Any] | None = None  # prompt programs: the whole ClassifierSpec (demonstrations: the pool)
     format_version: int = FORMAT_VERSION
 
     @classmethod
@@ -212,13 +214,12 @@ class PromptProgram:
         are the program's own."""
         if self.spec.verbalizer is None:
             raise UnsupportedOperationError("only PET programs (label words) read as prompt classifiers")
-        verbalizer = Verbalizer(**{**self.spec.verbalizer, "word_score": "first", "aggregate": "logsumexp"})
-        template = PromptTemplate(**self.spec.template)
         demos = [{**d["example"], self.spec.label_field: self._label_of(d["answer"])} for d in self.spec.demonstrations]
-        options = {"method": "icl", "shots": len(demos), "selection": "first"} if demos else {}
-        classifier = PromptClassifier(self.language_model(), template, verbalizer, label_field=self.spec.label_field,
-                                      **options)  # fmt: skip
-        return classifier.fit(demos)
+        spec = ClassifierSpec(
+            template=self.spec.template, shots=len(demos), selection="first", label_field=self.spec.label_field,
+            verbalizer={"words": self.spec.verbalizer["label_words"], "word_score": "first", "aggregate": "logsumexp"},
+        )  # fmt: skip
+        return build_classifier(spec, self.language_model()).fit(demos)
 
     def _label_of(self, answer: str) -> str:
         for label, words in self.featurizer.verbalizer.label_words.items():

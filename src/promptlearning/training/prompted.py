@@ -19,11 +19,10 @@ from typing import Any
 
 from promptlearning.io import write_json_atomically
 from promptlearning.methods.calibration import calibrate
-from promptlearning.methods.classifier import Prediction, PromptClassifier
+from promptlearning.methods.classifier import Prediction
+from promptlearning.methods.spec import ClassifierSpec, build_classifier
 from promptlearning.models.interface import LanguageModel
 from promptlearning.prompts.examples import as_examples
-from promptlearning.prompts.template import PromptTemplate
-from promptlearning.prompts.verbalizer import Verbalizer
 
 
 def demonstration_rows(spec: Any) -> list[dict[str, Any]]:
@@ -37,12 +36,7 @@ class PromptedProgram:
     def __init__(self, spec: Any, model: LanguageModel) -> None:
         self.spec = spec
         self.model = model
-        rows = demonstration_rows(spec)
-        self.classifier = PromptClassifier(
-            model, PromptTemplate(**spec.template), Verbalizer(**spec.verbalizer),
-            method="icl" if rows else "zero-shot", shots=len(rows), selection="first", label_field=spec.label_field,
-            max_length=spec.max_length,
-        ).fit(rows)  # fmt: skip
+        self.classifier = build_classifier(classifier_spec(spec), model).fit(demonstration_rows(spec))
 
     @property
     def labels(self) -> list[str]:
@@ -76,6 +70,39 @@ class PromptedProgram:
     def save(self, directory: str | Path, *, metrics: Mapping[str, Any] | None = None) -> Path:
         """Write ``program.json`` (the whole program: there are no weights)."""
         return save_prompted_program(self.spec, directory, metrics=metrics)
+
+
+def classifier_spec(spec: Any) -> ClassifierSpec:
+    """The classifier a prompt program stores: its whole spec, or (programs written before it was
+    stored) its template, words and demonstrations, all shown in order."""
+    if spec.classifier is not None:
+        return ClassifierSpec(**spec.classifier)
+    words = spec.verbalizer
+    shots = len(spec.demonstrations)
+    return ClassifierSpec(
+        template=spec.template,
+        verbalizer={"words": words["label_words"], **{k: v for k, v in words.items() if k != "label_words"}},
+        shots=shots, selection="first", label_field=spec.label_field, max_length=spec.max_length,
+    )  # fmt: skip
+
+
+def program_from_spec(
+    classifier: ClassifierSpec, model: str, pool: Sequence[Mapping[str, Any]] = (), *, dtype: str = "float32"
+) -> Any:
+    """The :class:`ProgramSpec` of a weightless program: ``classifier`` over ``model``, ``pool`` its
+    demonstrations (labelled rows) as the classifier draws them."""
+    from promptlearning.training.program import ProgramSpec
+
+    field = classifier.label_field
+    demonstrations = [{"example": {k: v for k, v in row.items() if k != field}, "answer": str(row[field])}
+                      for row in pool]  # fmt: skip
+    words = classifier.verbalizer
+    return ProgramSpec(
+        objective="prompt", model=model, labels=list(words.words), template=classifier.template.model_dump(),
+        verbalizer={"label_words": words.words, "word_score": words.word_score, "aggregate": words.aggregate},
+        demonstrations=demonstrations, label_field=field, dtype=dtype,
+        max_length=classifier.max_length or 256, classifier=classifier.model_dump(mode="json"),
+    )  # fmt: skip
 
 
 def save_prompted_program(spec: Any, directory: str | Path, *, metrics: Mapping[str, Any] | None = None) -> Path:

@@ -7,7 +7,7 @@ Example (``tasks/sst2.yaml``)::
     model: smollm2-135m-instruct
     template: {input: "Review: {{ text }}\\nSentiment:", shorten: text}
     verbalizer: {words: {negative: " negative", positive: " positive"}}
-    method: {name: icl, selection: balanced, calibrate: true, calibration: batch}
+    method: {name: icl, selection: balanced, calibration: batch}
     shots: 16
 
 The schema mirrors the Python API one-to-one (``PromptTemplate``, ``Verbalizer``,
@@ -20,13 +20,14 @@ from typing import Literal
 
 from pydantic import Field
 
-from promptlearning.methods.calibration import CALIBRATIONS, CONTENT_FREE_INPUTS
+from promptlearning.methods.calibration import CONTENT_FREE_INPUTS
+from promptlearning.methods.spec import CALIBRATION_CHOICES, ClassifierSpec, calibration_of
 from promptlearning.prompts.demonstrations import SELECTIONS
 from promptlearning.tasks.config import DataRoot, StrictModel, TaskConfigBase, TemplateConfig, VerbalizerConfig, one_of
 
 Selection = one_of(SELECTIONS)
 
-Calibration = one_of(CALIBRATIONS)
+Calibration = one_of(CALIBRATION_CHOICES)
 
 # semeval_macro_f1: SemEval-2010 Task 8's official score (macro-F1 over directed relations, without Other)
 HEADLINE_METRICS = ("accuracy", "macro_f1", "semeval_macro_f1")
@@ -53,10 +54,11 @@ class MethodConfig(StrictModel):
     name: Literal["auto", "zero-shot", "icl"] = Field("auto", description="auto: zero-shot if shots == 0, else icl")
     selection: Selection = Field("random", description=f"how demonstrations are chosen: {', '.join(SELECTIONS)}")
     embedder: str = Field("minilm-l6", description="knn: an embedded encoder or a sentence-transformers directory")
-    calibrate: bool = False
-    calibration: Calibration = Field("contextual", description=f"how the bias is estimated: {', '.join(CALIBRATIONS)}")
+    calibration: Calibration = Field("none", description=f"how the bias is estimated: {', '.join(CALIBRATION_CHOICES)}")
+    calibrate: bool | None = Field(None, description="older spelling: false is calibration none, true its kind")
     content_free: list[str] = Field(default_factory=lambda: list(CONTENT_FREE_INPUTS))
     orderings: int = Field(1, ge=1, description="average over this many orderings of the fixed demonstrations")
+    max_length: int | None = Field(None, ge=8, description="prompt + answer tokens at most (default: the model's)")
 
 
 class ClassificationTaskConfig(TaskConfigBase):
@@ -76,3 +78,18 @@ class ClassificationTaskConfig(TaskConfigBase):
         if self.method.name == "auto":
             return "icl" if self.shots else "zero-shot"
         return self.method.name
+
+    @property
+    def calibration(self) -> str:
+        """``none``, ``contextual``, ``domain`` or ``batch`` (``calibrate:`` of older files read in)."""
+        return calibration_of(self.method.calibrate, self.method.calibration)
+
+    def classifier_spec(self) -> ClassifierSpec:
+        """The classifier this task describes, as every other surface describes it."""
+        method = self.method
+        return ClassifierSpec(
+            template=self.template.model_dump(), verbalizer=self.verbalizer.model_dump(), method=method.name,
+            shots=self.shots, selection=method.selection, embedder=method.embedder, calibration=self.calibration,
+            content_free=method.content_free, orderings=method.orderings, label_field=self.data.label_field,
+            max_length=method.max_length, seed=self.seed,
+        )  # fmt: skip

@@ -14,7 +14,7 @@ from promptlearning.runs.result import TaskResult
 
 def run_name(config: Any) -> str:
     method = config.method_name + ("-" + config.method.selection if config.method_name == "icl" else "")
-    calibrated = f"-{config.method.calibration}-cal" if config.method.calibrate else ""
+    calibrated = f"-{config.calibration}-cal" if config.calibration != "none" else ""
     if config.method.orderings > 1:
         calibrated += f"-{config.method.orderings}orders"
     return timestamped(f"{config.name}-{method}{calibrated}-{config.shots}shot-seed{config.seed}")
@@ -67,7 +67,7 @@ def write_report(path: Path, config: Any, metrics: dict[str, Any]) -> None:
         method += f", {config.shots} shots ({config.method.selection})"
         if config.method.orderings > 1:
             method += f", {config.method.orderings} orderings averaged"
-    calibration = config.method.calibration if config.method.calibrate else "off"
+    calibration = config.calibration
     lines = [
         f"# {config.name}",
         "",

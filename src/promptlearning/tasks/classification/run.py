@@ -8,8 +8,7 @@ from typing import Any
 from promptlearning.errors import PromptLearningError
 from promptlearning.evaluation.metrics import semeval2010_macro_f1
 from promptlearning.loading import keep_min_words, load_examples, task_data_root
-from promptlearning.methods.calibration import Calibrated
-from promptlearning.methods.classifier import OrderingEnsemble, PromptClassifier, check_classifier_settings
+from promptlearning.methods.spec import build_classifier as build_from_spec
 from promptlearning.models.interface import LanguageModel
 from promptlearning.prompts.template import PromptTemplate
 from promptlearning.prompts.verbalizer import Verbalizer
@@ -31,35 +30,18 @@ def build_verbalizer(config: ClassificationTaskConfig) -> Verbalizer:
 
 def check_task(config: ClassificationTaskConfig) -> tuple[PromptTemplate, Verbalizer]:
     """Everything about a classification task that can be checked without its model."""
-    check_classifier_settings(method=config.method_name, shots=config.shots, selection=config.method.selection)
-    if config.method.orderings > 1 and (config.method_name != "icl" or config.method.selection == "knn"):
-        raise PromptLearningError(
-            "orderings > 1 averages orderings of fixed demonstrations: it needs method 'icl' with selection "
-            f"random, balanced or first (got method {config.method_name!r}, selection {config.method.selection!r})"
-        )
-    if config.method_name == "icl" and not config.data.train:
+    spec = config.classifier_spec()  # checks method, shots, selection and orderings together
+    if spec.method_name == "icl" and not config.data.train:
         raise PromptLearningError("icl needs data.train (the pool of demonstrations)")
-    return build_template(config), build_verbalizer(config)
+    return spec.build_template(), spec.build_verbalizer()
 
 
 def build_classifier(
     config: ClassificationTaskConfig, model: LanguageModel, embedder: LanguageModel | None = None
 ) -> Any:
-    """The classifier a task describes (the YAML ↔ Python mapping): a ``PromptClassifier``, wrapped in
-    ``Calibrated`` when ``method.calibrate`` and in ``OrderingEnsemble`` when ``method.orderings > 1``."""
-    template, verbalizer = check_task(config)
-    classifier: Any = PromptClassifier(
-        model, template, verbalizer, method=config.method_name, shots=config.shots,
-        selection=config.method.selection, label_field=config.data.label_field, seed=config.seed,
-        embedder=embedder or config.method.embedder,
-    )  # fmt: skip
-    if config.method.calibrate:
-        classifier = Calibrated(
-            classifier, config.method.calibration, content_free_inputs=config.method.content_free, seed=config.seed
-        )
-    if config.method.orderings > 1:
-        classifier = OrderingEnsemble(classifier, config.method.orderings, seed=config.seed)
-    return classifier
+    """The classifier a task describes (the YAML ↔ Python mapping), through the one builder."""
+    check_task(config)
+    return build_from_spec(config.classifier_spec(), model, embedder)
 
 
 def load_task_data(config: ClassificationTaskConfig, template: PromptTemplate, verbalizer: Verbalizer) -> tuple:
@@ -86,8 +68,8 @@ def setting_label(config: ClassificationTaskConfig) -> str:
     """What a run did, in a few words: ``4-shot balanced + batch calibration``."""
     label = "zero-shot" if config.method_name == "zero-shot" else f"{config.shots}-shot {config.method.selection}"
     label = label.replace("shot knn", "shot kNN")
-    if config.method.calibrate:
-        label += f" + {config.method.calibration} calibration"
+    if config.calibration != "none":
+        label += f" + {config.calibration} calibration"
     if config.method.orderings > 1:
         label += f", {config.method.orderings} orderings"
     return label

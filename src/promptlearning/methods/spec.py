@@ -1,0 +1,121 @@
+"""A prompt classifier described once: :class:`ClassifierSpec` is what a task file's ``template`` /
+``verbalizer`` / ``method`` / ``shots`` say, the body of ``/v1/classify``, what a weightless saved
+program stores and what a search candidate is; :func:`build_classifier` is the one place that turns
+a spec and a model into the classifier (``OrderingEnsemble(Calibrated(PromptClassifier(...)))``).
+
+One spelling per option everywhere: ``calibration`` is ``none``, ``contextual``, ``domain`` or
+``batch`` (task files may still say ``calibrate: false`` / ``true``, read as ``none`` / their
+``calibration``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from promptlearning.errors import PromptLearningError
+from promptlearning.methods.calibration import CALIBRATIONS, CONTENT_FREE_INPUTS, Calibrated
+from promptlearning.methods.classifier import OrderingEnsemble, PromptClassifier, check_classifier_settings
+from promptlearning.models.interface import LanguageModel
+from promptlearning.prompts.demonstrations import SELECTIONS
+from promptlearning.prompts.template import PromptTemplate
+from promptlearning.prompts.verbalizer import Verbalizer
+
+CALIBRATION_CHOICES = ("none", *CALIBRATIONS)
+Calibration = Literal["none", "contextual", "domain", "batch"]
+Selection = Literal["random", "balanced", "first", "knn"]
+assert set(SELECTIONS) == set(Selection.__args__)  # type: ignore[attr-defined]
+assert set(CALIBRATIONS) == set(Calibration.__args__) - {"none"}  # type: ignore[attr-defined]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TemplateSpec(_Spec):
+    """:class:`~promptlearning.prompts.PromptTemplate`'s arguments."""
+
+    input: str
+    instruction: str = ""
+    mode: Literal["plain", "chat"] = "plain"
+    separator: str = "\n\n"
+    shorten: str | None = None
+
+
+class VerbalizerSpec(_Spec):
+    """:class:`~promptlearning.prompts.Verbalizer`'s arguments (``words``: label -> word or words)."""
+
+    words: dict[str, str | list[str]]
+    word_score: Literal["sum", "mean", "chars", "first"] = "sum"
+    aggregate: Literal["logsumexp", "mean", "max"] = "logsumexp"
+
+    @field_validator("words", mode="before")
+    @classmethod
+    def _labels_as_strings(cls, value: Any) -> Any:
+        return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
+
+
+class ClassifierSpec(_Spec):
+    """Everything that decides a prompt classifier's predictions, on every surface alike."""
+
+    template: TemplateSpec
+    verbalizer: VerbalizerSpec
+    method: Literal["auto", "zero-shot", "icl"] = Field("auto", description="auto: zero-shot if shots == 0, else icl")
+    shots: int = Field(0, ge=0)
+    selection: Selection = Field("random", description=f"how demonstrations are chosen: {', '.join(SELECTIONS)}")
+    embedder: str = Field("minilm-l6", description="knn: an embedded encoder or a sentence-transformers directory")
+    calibration: Calibration = Field("none", description=f"{', '.join(CALIBRATION_CHOICES)}")
+    content_free: list[str] = Field(default_factory=lambda: list(CONTENT_FREE_INPUTS))
+    orderings: int = Field(1, ge=1, description="average over this many orderings of the fixed demonstrations")
+    label_field: str = "label"
+    max_length: int | None = Field(None, ge=8, description="prompt + answer tokens at most (default: the model's)")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ClassifierSpec:
+        check_classifier_settings(method=self.method_name, shots=self.shots, selection=self.selection)
+        if self.orderings > 1 and (self.method_name != "icl" or self.selection == "knn"):
+            raise PromptLearningError(
+                "orderings > 1 averages orderings of fixed demonstrations: it needs method 'icl' with selection "
+                f"random, balanced or first (got method {self.method_name!r}, selection {self.selection!r})"
+            )
+        return self
+
+    @property
+    def method_name(self) -> str:
+        if self.method == "auto":
+            return "icl" if self.shots else "zero-shot"
+        return self.method
+
+    def build_template(self) -> PromptTemplate:
+        return PromptTemplate(**self.template.model_dump())
+
+    def build_verbalizer(self) -> Verbalizer:
+        words = self.verbalizer
+        return Verbalizer(words.words, word_score=words.word_score, aggregate=words.aggregate)
+
+
+def calibration_of(calibrate: bool | None, calibration: str | None) -> str:
+    """The one spelling, from a task file's ``calibrate`` (older files) and ``calibration``."""
+    if calibrate is False:
+        return "none"
+    if calibrate is True and calibration in (None, "none"):
+        return "contextual"
+    return calibration or "none"
+
+
+def build_classifier(spec: ClassifierSpec, model: LanguageModel, embedder: LanguageModel | None = None) -> Any:
+    """The classifier ``spec`` describes, over ``model`` (not fitted: call ``fit(pool)``): a
+    ``PromptClassifier``, in ``Calibrated`` unless calibration is ``none``, in ``OrderingEnsemble``
+    when ``orderings > 1``."""
+    classifier: Any = PromptClassifier(
+        model, spec.build_template(), spec.build_verbalizer(), method=spec.method_name, shots=spec.shots,
+        selection=spec.selection, label_field=spec.label_field, seed=spec.seed, embedder=embedder or spec.embedder,
+        max_length=spec.max_length,
+    )  # fmt: skip
+    if spec.calibration != "none":
+        classifier = Calibrated(classifier, spec.calibration, content_free_inputs=spec.content_free, seed=spec.seed)
+    if spec.orderings > 1:
+        classifier = OrderingEnsemble(classifier, spec.orderings, seed=spec.seed)
+    return classifier

@@ -1,0 +1,109 @@
+"""One classifier spec on every surface: each of its fields, set in a task file, in a ``/v1/classify``
+body and in a saved weightless program, gives the same predictions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from promptlearning.methods.spec import ClassifierSpec
+
+TEMPLATE = {"input": "review : {{ text }}\nsentiment :"}
+WORDS = {"negative": " negative", "positive": " positive"}
+POOL = [
+    {"text": t, "label": lab}
+    for t, lab in [
+        ("a gorgeous , witty film", "positive"),
+        ("dull and far too long", "negative"),
+        ("i loved it", "positive"),
+        ("a waste of two hours", "negative"),
+        ("great acting", "positive"),
+        ("the plot made no sense", "negative"),
+    ]
+]
+INPUTS = [{"text": t} for t in ["the cat sat on the mat", "a wonderful movie", "boring", "not bad at all",
+                                "the best film of the year", "i want my money back"]]  # fmt: skip
+# each variant sets some of the spec's fields (all fields are set by at least one)
+VARIANTS = {
+    "zero-shot": {},
+    "template-options": {"template": {**TEMPLATE, "instruction": "Classify the review.", "separator": "\n",
+                                      "shorten": "text"}},
+    "verbalizer-options": {"verbalizer": {"words": {"negative": [" bad", " awful"], "positive": [" good", " great"]},
+                                          "word_score": "mean", "aggregate": "max"}},
+    "icl-balanced": {"method": "icl", "shots": 2, "selection": "balanced", "seed": 3},
+    "icl-random-contextual": {"shots": 3, "selection": "random", "calibration": "contextual",
+                              "content_free": ["N/A", "nothing"]},
+    "domain": {"calibration": "domain"},
+    "batch": {"calibration": "batch"},
+    "orderings": {"shots": 2, "selection": "first", "orderings": 2},
+    "max-length": {"template": {**TEMPLATE, "shorten": "text"}, "max_length": 12},
+    "label-field": {"label_field": "gold", "shots": 2, "selection": "first"},
+}  # fmt: skip
+COVERED = {key for variant in VARIANTS.values() for key in variant} | {"template", "verbalizer"}
+
+
+def test_every_field_of_the_spec_is_covered() -> None:
+    assert set(ClassifierSpec.model_fields) - {"embedder"} <= COVERED  # embedder: the server uses its own
+
+
+def _spec(variant: dict) -> ClassifierSpec:
+    return ClassifierSpec(**{"template": TEMPLATE, "verbalizer": {"words": WORDS}, **variant})
+
+
+def _pool(spec: ClassifierSpec) -> list[dict]:
+    """The labelled pool; a zero-shot task reads no training file, so no surface gets one then (domain
+    calibration then takes its words from the inputs, everywhere)."""
+    if spec.method_name == "zero-shot":
+        return []
+    return [{"text": row["text"], spec.label_field: row["label"]} for row in POOL]
+
+
+def _by_task_file(spec: ClassifierSpec, tmp_path: Path, model_dir: Path) -> list:
+    from promptlearning.tasks import load_task, run_task
+
+    field = spec.label_field
+    pool = _pool(spec) or [{"text": "unused", field: "positive"}]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pool))
+    (tmp_path / "eval.jsonl").write_text("".join(json.dumps({**r, field: "positive"}) + "\n" for r in INPUTS))
+    task = {
+        "name": "spec", "model": str(model_dir), "seed": spec.seed, "shots": spec.shots,
+        "data": {"root": str(tmp_path), "train": "train.jsonl", "eval": "eval.jsonl", "label_field": field},
+        "template": spec.template.model_dump(), "verbalizer": spec.verbalizer.model_dump(),
+        "method": {"name": spec.method, "selection": spec.selection, "calibration": spec.calibration,
+                   "content_free": spec.content_free, "orderings": spec.orderings, "max_length": spec.max_length},
+    }  # fmt: skip
+    (tmp_path / "task.yaml").write_text(yaml.safe_dump(task))
+    result = run_task(load_task(tmp_path / "task.yaml"), write=False, progress=False)
+    return [(p.label, p.probabilities) for p in result.evaluation.predictions]
+
+
+def _by_endpoint(spec: ClassifierSpec, server) -> list:
+    body = {**spec.model_dump(exclude={"embedder"}), "model": "tiny", "inputs": INPUTS, "demonstrations": _pool(spec)}
+    response = httpx.post(server.base_url + "/classify", json=body, headers={"Authorization": "Bearer test-key-0123"},
+                          timeout=60)  # fmt: skip
+    assert response.status_code == 200, response.text
+    return [(p["label"], p["probabilities"]) for p in response.json()["predictions"]]
+
+
+def _by_program(spec: ClassifierSpec, tmp_path: Path, model_dir: Path) -> list:
+    from promptlearning.training.program import load_program
+    from promptlearning.training.prompted import program_from_spec, save_prompted_program
+
+    save_prompted_program(program_from_spec(spec, str(model_dir), _pool(spec)), tmp_path / "program")
+    program = load_program(tmp_path / "program", device="cpu")
+    return [(p.label, p.probabilities) for p in program.predict(INPUTS)]
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=list(VARIANTS))
+def test_a_spec_predicts_alike_on_every_surface(variant, tmp_path, tiny_llama_dir, server) -> None:
+    spec = _spec(VARIANTS[variant])
+    task = _by_task_file(spec, tmp_path, tiny_llama_dir)
+    surfaces = {"endpoint": _by_endpoint(spec, server), "program": _by_program(spec, tmp_path, tiny_llama_dir)}
+    for name, predictions in surfaces.items():
+        assert [label for label, _ in predictions] == [label for label, _ in task], name
+        for (_, got), (_, want) in zip(predictions, task, strict=True):
+            assert got == pytest.approx(want, abs=1e-5), name
