@@ -349,22 +349,21 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 
 def _cmd_cot(args: argparse.Namespace) -> int:
-    from promptlearning.methods.cot import ChainOfThought, SelfConsistency, check_cot_settings
+    from promptlearning.methods.spec import SolverSpec, build_solver
     from promptlearning.tasks.cot import load_exemplars
 
     exemplars = load_exemplars(args.exemplars) if args.mode != "zero-shot-cot" else []
-    settings = {"mode": args.mode, "n": args.sc, "temperature": args.temperature, "max_new_tokens": args.max_new_tokens}
-    check_cot_settings(exemplars=exemplars, **settings)
+    spec = SolverSpec(
+        mode=args.mode,
+        exemplars=exemplars,
+        self_consistency=args.sc,
+        temperature=args.temperature,
+        max_new_tokens=args.max_new_tokens,
+        seed=args.seed,
+    )  # fmt: skip  (checked here, before loading)
     if not args.question.strip():
         raise PromptLearningError("empty question: nothing to reason about")
-    model = _load(args)
-    temperature = {} if args.temperature is None else {"temperature": args.temperature}
-    solver: Any = ChainOfThought(
-        model, mode=args.mode, exemplars=exemplars, max_new_tokens=args.max_new_tokens, seed=args.seed,
-        **(temperature if args.sc == 1 else {}),
-    )  # fmt: skip
-    if args.sc > 1:
-        solver = SelfConsistency(solver, args.sc, **temperature)
+    solver = build_solver(spec, _load(args))
     [solution] = solver.predict([{"question": args.question}])
     if args.show_rationales:
         for i, rationale in enumerate(solution.rationales, 1):

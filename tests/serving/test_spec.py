@@ -107,3 +107,46 @@ def test_a_spec_predicts_alike_on_every_surface(variant, tmp_path, tiny_llama_di
         assert [label for label, _ in predictions] == [label for label, _ in task], name
         for (_, got), (_, want) in zip(predictions, task, strict=True):
             assert got == pytest.approx(want, abs=1e-5), name
+
+
+# ----------------------------------------------------------------------------- chain-of-thought
+
+QUESTIONS = [{"question": "what is two plus three ?", "final": "5"}, {"question": "a b c d ?", "final": "B"}]
+EXEMPLARS = [{"question": "what is one plus one ?", "rationale": "one and one make two.", "answer": "2"}]
+SOLVER_VARIANTS = {
+    "direct": {"mode": "direct", "exemplars": EXEMPLARS},
+    "few-shot": {"mode": "few-shot-cot", "exemplars": EXEMPLARS, "template": "Question: {{ question }}\nAnswer:"},
+    "zero-shot": {"mode": "zero-shot-cot", "trigger": "Think.", "answer_trigger": "So the answer is"},
+    "choices": {"mode": "zero-shot-cot", "answer_type": "multiple_choice"},
+    "self-consistency": {"mode": "zero-shot-cot", "self_consistency": 3, "temperature": 0.9, "top_p": 0.9,
+                         "top_k": 20, "seed": 7},
+    "one-sample-sampled": {"mode": "zero-shot-cot", "temperature": 1.2, "seed": 2},
+    "lengths": {"mode": "zero-shot-cot", "max_new_tokens": 5, "stop": ["\n"]},
+}  # fmt: skip
+
+
+def test_every_field_of_the_solver_spec_is_covered() -> None:
+    from promptlearning.methods.spec import SolverSpec
+
+    covered = {key for variant in SOLVER_VARIANTS.values() for key in variant}
+    assert set(SolverSpec.model_fields) <= covered
+
+
+@pytest.mark.parametrize("variant", SOLVER_VARIANTS, ids=list(SOLVER_VARIANTS))
+def test_a_solver_spec_answers_alike_in_a_task_file_and_v1_solve(variant, tmp_path, tiny_llama_dir, server) -> None:
+    from promptlearning.methods.spec import SolverSpec
+    from promptlearning.tasks import load_task, run_task
+
+    spec = SolverSpec(**{"max_new_tokens": 12, **SOLVER_VARIANTS[variant]})
+    (tmp_path / "questions.jsonl").write_text("".join(json.dumps(q) + "\n" for q in QUESTIONS))
+    task = {"type": "cot", "name": "spec", "model": str(tiny_llama_dir), "data": {"root": str(tmp_path),
+            "eval": "questions.jsonl"}, **spec.model_dump(exclude={"seed"}), "seed": spec.seed}  # fmt: skip
+    (tmp_path / "task.yaml").write_text(yaml.safe_dump(task))
+    solutions = run_task(load_task(tmp_path / "task.yaml"), write=False, progress=False).evaluation.solutions
+    body = {**spec.model_dump(), "model": "tiny", "questions": [q["question"] for q in QUESTIONS]}
+    response = httpx.post(server.base_url + "/solve", json=body, headers={"Authorization": "Bearer test-key-0123"},
+                          timeout=60)  # fmt: skip
+    assert response.status_code == 200, response.text
+    served = response.json()["solutions"]
+    assert [s["rationales"] for s in served] == [s.rationales for s in solutions]
+    assert [s["answers"] for s in served] == [s.answers for s in solutions]

@@ -1,7 +1,10 @@
-"""A prompt classifier described once: :class:`ClassifierSpec` is what a task file's ``template`` /
+"""Methods described once. A prompt classifier: :class:`ClassifierSpec` is what a task file's ``template`` /
 ``verbalizer`` / ``method`` / ``shots`` say, the body of ``/v1/classify``, what a weightless saved
 program stores and what a search candidate is; :func:`build_classifier` is the one place that turns
 a spec and a model into the classifier (``OrderingEnsemble(Calibrated(PromptClassifier(...)))``).
+
+A chain-of-thought solver likewise: :class:`SolverSpec` (a ``type: cot`` task file, ``/v1/solve``,
+``promptlearning cot``) and :func:`build_solver`.
 
 One spelling per option everywhere: ``calibration`` is ``none``, ``contextual``, ``domain`` or
 ``batch`` (task files may still say ``calibrate: false`` / ``true``, read as ``none`` / their
@@ -17,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from promptlearning.errors import PromptLearningError
 from promptlearning.methods.calibration import CALIBRATIONS, CONTENT_FREE_INPUTS, Calibrated
 from promptlearning.methods.classifier import OrderingEnsemble, PromptClassifier, check_classifier_settings
+from promptlearning.methods.cot import DEFAULT_STOP, ChainOfThought, SelfConsistency, check_cot_settings
+from promptlearning.methods.extraction import multiple_choice_extractors, numeric_extractors
 from promptlearning.models.interface import LanguageModel
 from promptlearning.prompts.demonstrations import SELECTIONS
 from promptlearning.prompts.template import PromptTemplate
@@ -119,3 +124,69 @@ def build_classifier(spec: ClassifierSpec, model: LanguageModel, embedder: Langu
     if spec.orderings > 1:
         classifier = OrderingEnsemble(classifier, spec.orderings, seed=spec.seed)
     return classifier
+
+
+# ----------------------------------------------------------------------------- chain-of-thought
+
+
+class ExemplarSpec(BaseModel):
+    """A worked example shown to few-shot chain-of-thought: question, reasoning, answer (and any
+    other field the template reads)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    question: str
+    rationale: str = ""
+    answer: str
+
+
+class SolverSpec(_Spec):
+    """A chain-of-thought solver (with self-consistency when ``self_consistency > 1``), on every
+    surface alike: a ``type: cot`` task file, the body of ``/v1/solve``, ``promptlearning cot``."""
+
+    mode: Literal["few-shot-cot", "zero-shot-cot", "direct"] = "few-shot-cot"
+    exemplars: list[ExemplarSpec] = Field(default_factory=list)
+    template: str = "Q: {{ question }}\nA:"
+    answer_type: Literal["numeric", "multiple_choice"] = "numeric"
+    self_consistency: int = Field(1, ge=1, description="samples per question; > 1 votes over sampled rationales")
+    temperature: float | None = Field(None, ge=0, description="default: 0 (greedy) for 1 sample, 0.7 for more")
+    top_p: float = Field(1.0, gt=0, le=1)
+    top_k: int = Field(0, ge=0)
+    max_new_tokens: int = Field(256, ge=1)
+    stop: list[str] = Field(default_factory=lambda: list(DEFAULT_STOP))
+    trigger: str = "Let's think step by step."
+    answer_trigger: str = "Therefore, the answer (arabic numerals) is"
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SolverSpec:
+        check_cot_settings(
+            mode=self.mode, exemplars=self.shown_exemplars(), n=self.self_consistency,
+            temperature=self.temperature or 0.0, top_p=self.top_p, top_k=self.top_k,
+            max_new_tokens=self.max_new_tokens, stop=self.stop,
+        )  # fmt: skip
+        PromptTemplate(self.template)
+        return self
+
+    def shown_exemplars(self) -> list[dict[str, str]]:
+        """The exemplars the prompt shows (none in zero-shot-cot)."""
+        return [e.model_dump() for e in self.exemplars] if self.mode != "zero-shot-cot" else []
+
+
+def build_solver(spec: SolverSpec, model: LanguageModel, *, batch_size: int | None = None) -> Any:
+    """The solver ``spec`` describes: a :class:`ChainOfThought`, in :class:`SelfConsistency` when
+    ``self_consistency > 1`` (sampled at ``temperature``, default 0.7; one sample is greedy unless a
+    temperature is given)."""
+    extractors = numeric_extractors() if spec.answer_type == "numeric" else multiple_choice_extractors()
+    sampled = spec.self_consistency > 1
+    cot = ChainOfThought(
+        model, mode=spec.mode, exemplars=spec.shown_exemplars(), template=spec.template,
+        temperature=0.0 if sampled else spec.temperature or 0.0, top_p=spec.top_p, top_k=spec.top_k,
+        max_new_tokens=spec.max_new_tokens, stop=spec.stop, trigger=spec.trigger, answer_trigger=spec.answer_trigger,
+        extractors=extractors, seed=spec.seed, batch_size=batch_size,
+    )  # fmt: skip
+    if not sampled:
+        return cot
+    return SelfConsistency(
+        cot, spec.self_consistency, temperature=0.7 if spec.temperature is None else spec.temperature
+    )

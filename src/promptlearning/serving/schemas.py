@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator, model_validator
 
 
 class _Request(BaseModel):
@@ -251,12 +251,32 @@ def json_repr(value: Any) -> str:
 
 
 class SolveRequest(_Request):
+    """A :class:`~promptlearning.methods.spec.SolverSpec` (the fields of a ``type: cot`` task's solver)
+    and the questions. ``samples`` and ``max_tokens`` are accepted for ``self_consistency`` and
+    ``max_new_tokens``; the default mode here is zero-shot-cot (no exemplars needed)."""
+
     model: str | None = None
     questions: list[dict[str, Any] | StrictStr] = Field(min_length=1)
     mode: Literal["few-shot-cot", "zero-shot-cot", "direct"] = "zero-shot-cot"
     exemplars: list[dict[str, Any]] = Field(default_factory=list)
     template: StrictStr = "Q: {{ question }}\nA:"
-    samples: int = Field(1, ge=1)
-    temperature: float = Field(0.7, ge=0, le=2)
-    max_tokens: int = Field(256, ge=1)
+    answer_type: Literal["numeric", "multiple_choice"] = "numeric"
+    self_consistency: int = Field(1, ge=1, validation_alias=AliasChoices("self_consistency", "samples"))
+    temperature: float | None = Field(None, ge=0, le=2, description="default: greedy for 1 sample, 0.7 for more")
+    top_p: float = Field(1.0, gt=0, le=1)
+    top_k: int = Field(0, ge=0)
+    max_new_tokens: int = Field(256, ge=1, validation_alias=AliasChoices("max_new_tokens", "max_tokens"))
+    stop: list[StrictStr] | None = None
+    trigger: StrictStr | None = None
+    answer_trigger: StrictStr | None = None
     seed: int = 0
+
+    def solver_spec(self) -> Any:
+        from promptlearning.methods.spec import SolverSpec
+
+        given = {k: v for k in ("stop", "trigger", "answer_trigger") if (v := getattr(self, k)) is not None}
+        return SolverSpec(
+            mode=self.mode, exemplars=self.exemplars, template=self.template, answer_type=self.answer_type,
+            self_consistency=self.self_consistency, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
+            max_new_tokens=self.max_new_tokens, seed=self.seed, **given,
+        )  # fmt: skip

@@ -138,23 +138,15 @@ async def classify(body: ClassifyRequest, request: Request) -> dict[str, Any]:
 
 
 def _solve(model: Any, body: SolveRequest, max_tokens_limit: int) -> list[Any]:
-    from promptlearning.methods.cot import ChainOfThought, SelfConsistency
+    from promptlearning.methods.spec import build_solver
 
-    if body.max_tokens > max_tokens_limit:
+    if body.max_new_tokens > max_tokens_limit:
         raise APIError(
-            400, f"max_tokens={body.max_tokens} is over this server's limit of {max_tokens_limit}", param="max_tokens"
-        )
+            400, f"max_tokens={body.max_new_tokens} is over this server's limit of {max_tokens_limit}",
+            param="max_tokens",
+        )  # fmt: skip
     questions = [{"question": q} if isinstance(q, str) else q for q in body.questions]
-    cot = ChainOfThought(
-        model,
-        mode=body.mode,
-        exemplars=body.exemplars,
-        template=body.template,
-        max_new_tokens=body.max_tokens,
-        seed=body.seed,
-    )
-    solver: Any = SelfConsistency(cot, n=body.samples, temperature=body.temperature) if body.samples > 1 else cot
-    return solver.solve(questions, progress=False)
+    return build_solver(body.solver_spec(), model).solve(questions, progress=False)
 
 
 @router.post("/v1/solve")
@@ -163,8 +155,10 @@ async def solve(body: SolveRequest, request: Request) -> dict[str, Any]:
     name, model = served.text_model(body.model)
     settings = request.app.state.settings
     _check_inputs(request, len(body.questions))
-    if body.samples > settings.max_n:
-        raise APIError(400, f"samples={body.samples} is over this server's limit of {settings.max_n}", param="samples")
+    if body.self_consistency > settings.max_n:
+        raise APIError(
+            400, f"samples={body.self_consistency} is over this server's limit of {settings.max_n}", param="samples"
+        )
     request.state.content = body.questions
     batching = served.batching(
         model, request.app.state.batcher, limits=request_limits(request), cancel=cancel_event(request)

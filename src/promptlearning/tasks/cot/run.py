@@ -12,13 +12,10 @@ from pydantic import ValidationError
 from promptlearning.errors import PromptLearningError
 from promptlearning.loading import load_examples, task_data_root
 from promptlearning.methods.cot import (
-    ChainOfThought,
-    SelfConsistency,
-    check_cot_settings,
     gsm8k_rationale,
     reference_answer,
 )
-from promptlearning.methods.extraction import multiple_choice_extractors, numeric_extractors
+from promptlearning.methods.spec import SolverSpec, build_solver
 from promptlearning.models.interface import LanguageModel
 from promptlearning.prompts.template import PromptTemplate
 from promptlearning.runs.directory import prepare_output_dir
@@ -83,42 +80,25 @@ def cot_exemplars(config: CoTTaskConfig) -> list[dict[str, Any]]:
     return exemplars
 
 
+def solver_spec(config: CoTTaskConfig, exemplars: list[dict[str, Any]]) -> SolverSpec:
+    """The solver a task describes, as every other surface describes it (checked as it is made)."""
+    return SolverSpec(
+        mode=config.mode, exemplars=exemplars, template=config.template, answer_type=config.answer_type,
+        self_consistency=config.self_consistency, temperature=config.temperature, top_p=config.top_p,
+        top_k=config.top_k, max_new_tokens=config.max_new_tokens, stop=config.stop, trigger=config.trigger,
+        answer_trigger=config.answer_trigger, seed=config.seed,
+    )  # fmt: skip
+
+
 def check_cot_task(config: CoTTaskConfig, exemplars: list[dict[str, Any]]) -> None:
     """Everything about a chain-of-thought task that can be checked without its model."""
-    check_cot_settings(
-        mode=config.mode, exemplars=exemplars if config.mode != "zero-shot-cot" else [], n=config.self_consistency,
-        temperature=config.temperature or 0.0, top_p=config.top_p, top_k=config.top_k,
-        max_new_tokens=config.max_new_tokens, stop=config.stop,
-    )  # fmt: skip
-    PromptTemplate(config.template)
+    solver_spec(config, exemplars)
 
 
 def build_cot(config: CoTTaskConfig, model: LanguageModel, exemplars: list[dict[str, Any]] | None = None) -> Any:
-    """The method a task config describes: a :class:`ChainOfThought`, wrapped in
-    :class:`SelfConsistency` when ``self_consistency > 1`` (sampled at ``temperature``, default 0.7)."""
+    """The method a task config describes, through the one builder (:func:`build_solver`)."""
     exemplars = cot_exemplars(config) if exemplars is None else exemplars
-    extractors = numeric_extractors() if config.answer_type == "numeric" else multiple_choice_extractors()
-    sampled = config.self_consistency > 1
-    cot = ChainOfThought(
-        model,
-        mode=config.mode,
-        exemplars=exemplars if config.mode != "zero-shot-cot" else [],
-        template=config.template,
-        temperature=0.0 if sampled else config.temperature or 0.0,
-        top_p=config.top_p,
-        top_k=config.top_k,
-        max_new_tokens=config.max_new_tokens,
-        stop=config.stop,
-        trigger=config.trigger,
-        answer_trigger=config.answer_trigger,
-        extractors=extractors,
-        seed=config.seed,
-        batch_size=config.batch_size,
-    )
-    if not sampled:
-        return cot
-    temperature = config.temperature if config.temperature is not None else 0.7
-    return SelfConsistency(cot, config.self_consistency, temperature=temperature)
+    return build_solver(solver_spec(config, exemplars), model, batch_size=config.batch_size)
 
 
 def setting_label(config: CoTTaskConfig) -> str:
