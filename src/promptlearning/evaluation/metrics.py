@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+from promptlearning.errors import PromptLearningError
 
 
 def expected_calibration_error(confidences: Sequence[float], correct: Sequence[bool], bins: int = 10) -> float:
@@ -47,6 +49,22 @@ def reliability_bins(confidences: Sequence[float], correct: Sequence[bool], bins
     return out
 
 
+HEADLINE_METRICS = ("accuracy", "macro_f1", "semeval_macro_f1")
+
+
+def headline_metric(name: str, labels: Sequence[str]) -> Callable[[Sequence[str], Sequence[str]], float]:
+    """A task's headline metric, a fraction, of predicted against gold labels: the one implementation
+    that evaluations report and prompt search selects by."""
+    labels = list(labels)
+    if name == "accuracy":
+        return lambda gold, predicted: float(accuracy_score(gold, predicted))
+    if name == "macro_f1":
+        return lambda gold, predicted: float(f1_score(gold, predicted, labels=labels, average="macro", zero_division=0))
+    if name == "semeval_macro_f1":
+        return lambda gold, predicted: semeval2010_macro_f1(list(gold), list(predicted))["semeval_macro_f1"] / 100
+    raise PromptLearningError(f"unknown metric {name!r}; use one of {', '.join(HEADLINE_METRICS)}")
+
+
 def classification_metrics(gold: Sequence[str], predictions: Sequence[Any], labels: Sequence[str]) -> dict[str, Any]:
     """Accuracy, macro-F1, per-class precision/recall/F1, confusion matrix and ECE."""
     predicted = [p.label for p in predictions]
@@ -55,8 +73,8 @@ def classification_metrics(gold: Sequence[str], predictions: Sequence[Any], labe
     confidences = [max(p.probabilities.values()) for p in predictions]
     correct = [g == p for g, p in zip(gold, predicted, strict=True)]
     return {
-        "accuracy": float(accuracy_score(gold, predicted)),
-        "macro_f1": float(f1_score(gold, predicted, labels=labels, average="macro", zero_division=0)),
+        "accuracy": headline_metric("accuracy", labels)(gold, predicted),
+        "macro_f1": headline_metric("macro_f1", labels)(gold, predicted),
         "ece": expected_calibration_error(confidences, correct),
         "per_class": {
             label: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}

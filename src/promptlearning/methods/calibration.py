@@ -23,6 +23,8 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from promptlearning.errors import PromptLearningError
 from promptlearning.methods.base import ClassifierWrapper, Prediction
 from promptlearning.prompts.examples import Example, as_examples
@@ -42,19 +44,34 @@ def domain_content_free_inputs(texts: Sequence[str], *, n: int = 20, seed: int =
     return [" ".join(rng.choices(words, k=length)) for _ in range(n)]
 
 
+def mean_distribution(distributions: np.ndarray) -> np.ndarray:
+    """The mean of ``[row, label]`` distributions, renormalised: a calibration bias (the content-free
+    inputs' rows, or a batch's)."""
+    mean = np.asarray(distributions, dtype=float).mean(axis=0)
+    return mean / mean.sum()
+
+
+def calibrate_rows(distributions: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """Each ``[row, label]`` distribution divided by ``bias`` and renormalised (the calibration of every
+    method here; search applies it to whole score matrices at once)."""
+    scaled = np.asarray(distributions, dtype=float) / np.maximum(np.asarray(bias, dtype=float)[None, :], 1e-12)
+    return scaled / scaled.sum(axis=1, keepdims=True)
+
+
 def content_free_distribution(distributions: Sequence[Mapping[str, float]]) -> dict[str, float]:
     """Mean label distribution over the content-free inputs, renormalised."""
     labels = list(distributions[0])
-    mean = {label: sum(d[label] for d in distributions) / len(distributions) for label in labels}
-    total = sum(mean.values())
-    return {label: value / total for label, value in mean.items()}
+    mean = mean_distribution(np.array([[d[label] for label in labels] for d in distributions]))
+    return dict(zip(labels, mean.tolist(), strict=True))
 
 
 def calibrate(probabilities: Mapping[str, float], content_free: Mapping[str, float]) -> dict[str, float]:
     """Divide by the content-free distribution and renormalise."""
-    scaled = {label: p / max(content_free[label], 1e-12) for label, p in probabilities.items()}
-    total = sum(scaled.values())
-    return {label: value / total for label, value in scaled.items()}
+    labels = list(probabilities)
+    row = calibrate_rows(
+        np.array([[probabilities[label] for label in labels]]), np.array([content_free[x] for x in labels])
+    )
+    return dict(zip(labels, row[0].tolist(), strict=True))
 
 
 class Calibrated(ClassifierWrapper):

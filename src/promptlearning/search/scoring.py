@@ -19,6 +19,7 @@ import numpy as np
 
 from promptlearning.errors import PromptLearningError
 from promptlearning.io import write_atomically
+from promptlearning.methods.calibration import calibrate_rows, mean_distribution
 from promptlearning.models.interface import LanguageModel, LoglikelihoodRequest, LoglikelihoodResult
 
 
@@ -88,29 +89,26 @@ def label_log_scores(matrix: np.ndarray, columns: Sequence[Sequence[int]]) -> np
 
 
 def probabilities(scores: np.ndarray, calibration: bool | str = False, bias: np.ndarray | None = None) -> np.ndarray:
-    """Softmax over labels, then calibrated: ``batch`` (or ``True``) divides by the mean distribution
-    over the examples (batch calibration, Zhou et al. 2024); ``contextual`` and ``domain`` divide by
-    ``bias``, the mean distribution of the content-free inputs (Zhao et al. 2021); ``off`` (or
-    ``False``) leaves it. Renormalised."""
+    """Softmax over labels, then calibrated as :class:`~promptlearning.methods.calibration.Calibrated`
+    does, with its functions: ``batch`` (or ``True``) divides by the mean distribution over the
+    examples (Zhou et al. 2024); ``contextual`` and ``domain`` divide by ``bias``, the mean
+    distribution of the content-free inputs (Zhao et al. 2021); ``none`` (or ``False``) leaves it."""
     p = np.exp(scores - scores.max(axis=1, keepdims=True))
     p /= p.sum(axis=1, keepdims=True)
+    if calibration in (False, "none"):
+        return p
     if calibration in (True, "batch"):
-        bias = p.mean(axis=0)
-    elif calibration in ("contextual", "domain"):
-        if bias is None:
-            raise PromptLearningError(f"{calibration} calibration needs the content-free distribution")
-    elif calibration not in (False, "none"):
+        return calibrate_rows(p, mean_distribution(p))
+    if calibration not in ("contextual", "domain"):
         raise PromptLearningError(f"unknown calibration {calibration!r}: none, batch, contextual or domain")
-    if bias is not None and calibration not in (False, "none"):
-        p = p / np.maximum(np.asarray(bias)[None, :], 1e-12)
-        p /= p.sum(axis=1, keepdims=True)
-    return p
+    if bias is None:
+        raise PromptLearningError(f"{calibration} calibration needs the content-free distribution")
+    return calibrate_rows(p, bias)
 
 
 def content_free_bias(scores: np.ndarray) -> np.ndarray:
     """The mean label distribution of the content-free inputs' ``[input, label]`` scores, renormalised."""
-    mean = probabilities(scores).mean(axis=0)
-    return mean / mean.sum()
+    return mean_distribution(probabilities(scores))
 
 
 def accuracy(p: np.ndarray, gold: np.ndarray) -> float:
@@ -119,20 +117,9 @@ def accuracy(p: np.ndarray, gold: np.ndarray) -> float:
 
 def dev_metric(name: str, labels: Sequence[str]) -> Callable[[np.ndarray, np.ndarray], float]:
     """The task's metric (``accuracy``, ``macro_f1`` or ``semeval_macro_f1``, a fraction) of label
-    distributions ``[example, label]`` against gold label indices: what a search selects by."""
-    if name == "accuracy":
-        return accuracy
-    if name == "macro_f1":
-        from sklearn.metrics import f1_score
+    distributions ``[example, label]`` against gold label indices: what a search selects by, computed
+    by the evaluation's own implementation."""
+    from promptlearning.evaluation.metrics import headline_metric
 
-        indices = list(range(len(labels)))
-        return lambda p, gold: float(f1_score(gold, p.argmax(axis=1), labels=indices, average="macro", zero_division=0))
-    if name == "semeval_macro_f1":
-        from promptlearning.evaluation.metrics import semeval2010_macro_f1
-
-        def semeval(p: np.ndarray, gold: np.ndarray) -> float:
-            predicted = [labels[i] for i in p.argmax(axis=1)]
-            return semeval2010_macro_f1([labels[i] for i in gold], predicted)["semeval_macro_f1"] / 100
-
-        return semeval
-    raise PromptLearningError(f"search cannot select by metric {name!r}; use accuracy, macro_f1 or semeval_macro_f1")
+    metric, names = headline_metric(name, labels), np.asarray(list(labels), dtype=object)
+    return lambda p, gold: metric(names[np.asarray(gold)].tolist(), names[p.argmax(axis=1)].tolist())

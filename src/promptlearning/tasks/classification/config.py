@@ -20,6 +20,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from promptlearning.evaluation.metrics import HEADLINE_METRICS
 from promptlearning.methods.calibration import CONTENT_FREE_INPUTS
 from promptlearning.methods.spec import CALIBRATION_CHOICES, ClassifierSpec, calibration_of
 from promptlearning.prompts.demonstrations import SELECTIONS
@@ -30,7 +31,6 @@ Selection = one_of(SELECTIONS)
 Calibration = one_of(CALIBRATION_CHOICES)
 
 # semeval_macro_f1: SemEval-2010 Task 8's official score (macro-F1 over directed relations, without Other)
-HEADLINE_METRICS = ("accuracy", "macro_f1", "semeval_macro_f1")
 Headline = one_of(HEADLINE_METRICS)
 
 
