@@ -291,3 +291,30 @@ def test_the_score_cache_is_checkpointed_during_a_search(tiny_lm, tmp_path):
     reloaded = ScoreCache(tiny_lm, "tiny", path)
     assert len(reloaded.results) == 1
     assert [r.token_logprobs for r in reloaded.results.values()] == [r.token_logprobs for r in cache.results.values()]
+
+
+def test_the_stages_are_units_over_one_state(search_task, tiny_lm, tmp_path):
+    from promptlearning.search.run import (
+        confirm_finalists,
+        pick_ensemble,
+        score_word_options,
+        search_templates,
+        start_search,
+    )
+
+    config = load_task(search_task)
+    settings = SearchSettings(dev_size=12, confirm_size=12, budget=12 * 4, cache=tmp_path / "scores.jsonl")
+    state = start_search(config, tiny_lm, settings, progress=False)
+    assert len(state.dev) == 12 and len(state.confirm) == 12 and state.pool
+    assert state.word_options == [state.seed_words]  # no proposals without the words stage
+    score_word_options(state)  # the task's own words with its template: one candidate per calibration kind
+    assert [c.stage for c in state.candidates] == ["words"] * len(state.kinds)
+    assert state.seed_candidate.words == state.seed_words and state.budget.spent == 12
+    search_templates(state)  # within the budget: 3 more templates at most
+    templates = [c for c in state.candidates if c.stage == "templates"]
+    assert templates and len({repr(c.template) for c in templates}) <= 3 and state.budget.spent <= 48
+    pick_ensemble(state)
+    assert state.best.dev_score == max(c.dev_score for c in state.candidates)
+    confirm_finalists(state)
+    assert state.finalists[0] is state.seed_candidate
+    assert state.best.confirm_score == max(c.confirm_score for c in state.finalists)

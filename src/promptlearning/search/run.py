@@ -29,7 +29,7 @@ from __future__ import annotations
 import random
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -227,24 +227,96 @@ def check_search(config: Any, settings: SearchSettings) -> None:
 def search(
     config: Any, model: LanguageModel, settings: SearchSettings, *, progress: bool | None = None
 ) -> SearchResult:
-    """Search label words, templates and demonstrations for a classification task on dev."""
+    """Search label words, templates and demonstrations for a classification task on dev: the
+    stages below, in order, over one :class:`SearchState`."""
     check_search(config, settings)
     started = time.perf_counter()
+    state = start_search(config, model, settings, progress)
+    if "words" in settings.stages:
+        propose_word_options(state)
+    score_word_options(state)
+    if "templates" in settings.stages:
+        search_templates(state)
+    pick_ensemble(state)
+    if "demonstrations" in settings.stages and state.shots:
+        search_demonstrations(state)
+    if state.confirm:
+        confirm_finalists(state)
+    return finish_search(state, started)
+
+
+@dataclass
+class SearchState:
+    """What the stages share: the task's own prompt, the splits, the scorer, the budget, and every
+    candidate so far (each stage adds its own and may change ``best``)."""
+
+    config: Any
+    settings: SearchSettings
+    model: LanguageModel
+    scorer: Scorer
+    cache: ScoreCache
+    budget: Budget
+    score: Callable[[np.ndarray, np.ndarray], float]
+    labels: list[str]
+    fields: list[str]
+    seed_template: dict[str, Any]
+    seed_words: dict[str, list[str]]
+    seed_calibration: str
+    kinds: tuple[str, ...]
+    dev: list[dict[str, Any]]
+    gold: np.ndarray
+    pool: list[dict[str, Any]]
+    confirm: list[dict[str, Any]]
+    progress: bool | None = None
+    candidates: list[Candidate] = field(default_factory=list)
+    seed_candidate: Candidate | None = None
+    word_options: list[dict[str, list[str]]] = field(default_factory=list)
+    options_by_dev: list[dict[str, list[str]]] = field(default_factory=list)
+    members: list[Candidate] = field(default_factory=list)
+    ensemble_dev: float | None = None
+    best: Candidate | None = None
+    finalists: list[Candidate] = field(default_factory=list)
+
+    @property
+    def label_field(self) -> str:
+        return self.config.data.label_field
+
+    @property
+    def label_index(self) -> dict[str, int]:
+        return {label: i for i, label in enumerate(self.labels)}
+
+    @property
+    def shots(self) -> int:
+        return self.config.shots if self.settings.shots is None else self.settings.shots
+
+    @property
+    def bars(self) -> bool:
+        return self.progress is not False
+
+    def record(
+        self, stage: str, template: dict[str, Any], words: dict[str, list[str]], scores: tuple[np.ndarray, np.ndarray],
+        index: Mapping[str, int], demonstrations: Sequence[int] = (),
+    ) -> None:  # fmt: skip
+        """A scored configuration (dev and content-free ``scores``), once per calibration kind."""
+        matrix, free = scores
+        for kind, p in calibrated_options(matrix, free, _columns(words, index, self.labels), self.kinds):
+            self.candidates.append(Candidate(stage, template, words, kind, self.score(p, self.gold),
+                                             demonstrations=list(demonstrations)))  # fmt: skip
+
+
+def split_data(config: Any, settings: SearchSettings, verbalizer: Verbalizer, fields: Sequence[str]) -> tuple:
+    """``(dev, confirm, pool)``: a dev sample, a fresh confirmation sample and the demonstration pool,
+    disjoint, from the training file (or dev and confirmation from ``settings.dev``)."""
     data, label_field = config.data, config.data.label_field
-    seed_template = config.template.model_dump()
-    seed_words = {label: list(w) if isinstance(w, list) else [w] for label, w in config.verbalizer.words.items()}
-    labels = list(seed_words)
-    verbalizer = Verbalizer(seed_words, word_score=config.verbalizer.word_score, aggregate=config.verbalizer.aggregate)
-    fields = PromptTemplate(**seed_template).input_fields
     if not data.train:
         raise PromptLearningError("search needs data.train (dev, proposals and demonstrations come from it)")
     train = load_examples(data.train, root=task_data_root(data.root), required=[*fields, label_field])
     if data.train_min_words:
         train = keep_min_words(train, fields, data.train_min_words)
     verbalizer.check_labels(str(ex[label_field]) for ex in train)
-    rng = random.Random(settings.seed)
+    labels = verbalizer.labels
     order = list(range(len(train)))
-    rng.shuffle(order)
+    random.Random(settings.seed).shuffle(order)
     confirm: list = []
     if settings.dev:
         given = Path(settings.dev).expanduser()  # as given, else under the task's data root like its other files
@@ -253,13 +325,13 @@ def search(
         unknown = sorted({str(ex[label_field]) for ex in dev} - set(labels))
         if unknown:
             raise PromptLearningError(f"the dev file {settings.dev} has label(s) {unknown} that the task does not "
-                                      f"have (its labels: {labels})")  # fmt: skip
+                                      f"have (its labels: {list(labels)})")  # fmt: skip
         # a dev file is given when train differs from what the task meets (SST-2: phrases vs sentences):
         # the confirmation is then drawn from it too (default: half of it), not from train
         confirm_size = len(dev) // 2 if settings.confirm_size is None else settings.confirm_size
         if settings.confirm_size is None and confirm_size < 2 * len(labels):
             warnings.warn(f"the dev file has {len(dev)} examples: too few to split off a confirmation sample (the "
-                          f"dev winner wins)", UserWarning, stacklevel=2)  # fmt: skip
+                          f"dev winner wins)", UserWarning, stacklevel=4)  # fmt: skip
             confirm_size = 0
         if confirm_size and len(dev) - confirm_size < len(labels):
             raise PromptLearningError(f"the dev file has {len(dev)} examples: too few to keep a dev sample after a "
@@ -277,203 +349,242 @@ def search(
                 raise PromptLearningError(f"the training file has {len(train)} examples: too few to hold out a dev "
                                           f"sample of two per label and keep a pool")  # fmt: skip
             warnings.warn(f"the training file has {len(train)} examples: {dev_size} of them are the dev sample "
-                          f"(not {settings.dev_size})", UserWarning, stacklevel=2)  # fmt: skip
+                          f"(not {settings.dev_size})", UserWarning, stacklevel=4)  # fmt: skip
         dev = [train[i] for i in order[:dev_size]]
         rest = order[dev_size:]
         confirm_size = len(dev) if settings.confirm_size is None else settings.confirm_size
         if confirm_size and len(rest) < 2 * confirm_size:  # the pool keeps at least as many examples
             warnings.warn(f"{len(rest)} training examples are left after dev: too few for a confirmation sample "
-                          f"of {confirm_size} (the dev winner wins)", UserWarning, stacklevel=2)  # fmt: skip
+                          f"of {confirm_size} (the dev winner wins)", UserWarning, stacklevel=4)  # fmt: skip
             confirm_size = 0
         confirm = [train[i] for i in rest[:confirm_size]]
         rest = rest[confirm_size:]
     if len(dev) < 2 * len(labels):
         warnings.warn(f"a dev sample of {len(dev)} example(s) cannot tell prompts apart (fewer than two per label): "
-                      "the winner is chosen by luck; use a larger --dev-size", UserWarning, stacklevel=2)  # fmt: skip
+                      "the winner is chosen by luck; use a larger --dev-size", UserWarning, stacklevel=4)  # fmt: skip
     pool = [train[i] for i in rest]
-    pool = pool[: data.train_limit] if data.train_limit else pool
+    return dev, confirm, pool[: data.train_limit] if data.train_limit else pool
+
+
+def start_search(config: Any, model: LanguageModel, settings: SearchSettings, progress: bool | None) -> SearchState:
+    """The state every stage starts from: the splits, the scorer and cache, the budget, the calibration
+    kinds every configuration is tried with."""
+    seed_template = config.template.model_dump()
+    seed_words = {label: list(w) if isinstance(w, list) else [w] for label, w in config.verbalizer.words.items()}
+    labels = list(seed_words)
+    verbalizer = Verbalizer(seed_words, word_score=config.verbalizer.word_score, aggregate=config.verbalizer.aggregate)
+    fields = PromptTemplate(**seed_template).input_fields
+    dev, confirm, pool = split_data(config, settings, verbalizer, fields)
     label_index = {label: i for i, label in enumerate(labels)}
-    gold = np.array([label_index[str(ex[label_field])] for ex in dev])
-    score = dev_metric(config.metric, labels)
+    gold = np.array([label_index[str(ex[config.data.label_field])] for ex in dev])
     budget = Budget(settings.budget or 40 * len(dev), len(dev))  # the confirmation is spent outside it
     cache = ScoreCache(model, config.model, settings.cache)
-    method = config.method
     seed_calibration = config.calibration
     own_kind = seed_calibration if seed_calibration in ("contextual", "domain") else "contextual"
     # every configuration is tried with each kind; the task's own comes first, so that on a tie of dev
     # scores (a stable sort) the task's own prompt, as it runs, stays the winner
     kinds = tuple(dict.fromkeys((seed_calibration, "none", "batch", own_kind)))
-    content_free = list(method.content_free)
+    content_free = list(config.method.content_free)
     if own_kind == "domain":
         texts = [str(ex[f]) for ex in pool for f in fields if isinstance(ex.get(f), str)]
         content_free = domain_content_free_inputs(texts, seed=config.seed) if texts else content_free
-    scorer = Scorer(model, cache, verbalizer, label_field, content_free)
-    candidates: list[Candidate] = []
+    scorer = Scorer(model, cache, verbalizer, config.data.label_field, content_free)
+    return SearchState(
+        config=config, settings=settings, model=model, scorer=scorer, cache=cache, budget=budget,
+        score=dev_metric(config.metric, labels), labels=labels, fields=fields, seed_template=seed_template,
+        seed_words=seed_words, seed_calibration=seed_calibration, kinds=kinds, dev=dev, gold=gold, pool=pool,
+        confirm=confirm, progress=progress, word_options=[seed_words],
+    )  # fmt: skip
 
-    # ------------------------------------------------------------ 1. label words
-    word_options: list[dict[str, list[str]]] = [seed_words]
-    if "words" in settings.stages:
-        by_label: dict[str, list] = {}
-        for ex in pool:
-            by_label.setdefault(str(ex[label_field]), []).append(ex)
-        proposal = [ex for label in labels for ex in by_label.get(label, [])[: settings.proposal_per_class]]
-        clf = scorer.classifier(seed_template, seed_words, pool)
-        prompts = [clf.prompt(ex) for ex in proposal]
-        proposed = propose_label_words(
-            model, prompts, labels, [str(ex[label_field]) for ex in proposal], per_class=settings.words_per_class
-        )
-        empty = [label for label, words in proposed.items() if not words]
-        if len(empty) < len(labels):
-            for label in empty:  # a class with no distinctive word keeps the task's own
-                proposed[label] = list(seed_words[label])
-            vocabulary = list(dict.fromkeys(w for words in proposed.values() for w in words))
-            index = {w: j for j, w in enumerate(vocabulary)}
-            proposal_gold = np.array([label_index[str(ex[label_field])] for ex in proposal])
-            proposal_scores = scorer.matrix(seed_template, proposal, vocabulary, demo_words=seed_words,
-                                            progress=None if progress is not False else False)  # fmt: skip
-            ranked = []
-            for calibrate in (False, True):  # proposals are ranked without content-free prompts
-                ranked += rank_assignments(
-                    proposal_scores, [[index[w] for w in proposed[label]] for label in labels], proposal_gold,
-                    keep=3 * settings.keep_assignments, calibrate=calibrate,
-                )  # fmt: skip
-            ranked.sort(key=lambda item: -item[0])
-            for rank, (_, assignment) in enumerate(ranked):
-                words = {label: [vocabulary[j]] for label, j in zip(labels, assignment, strict=True)}
-                # the best few also as the task's words plus the proposed one (more than one word per label)
-                extended = {label: list(dict.fromkeys([*seed_words[label], *words[label]])) for label in labels}
-                for option in (words, extended) if rank < settings.keep_assignments else (words,):
-                    if option not in word_options:
-                        word_options.append(option)
-    # every kept option is scored on dev with the seed template
-    all_words = list(dict.fromkeys(w for option in word_options for words in option.values() for w in words))
+
+def propose_word_options(state: SearchState) -> None:
+    """Stage "words": LM-BFF label words proposed from the pool, the best assignments ranked on it
+    (with and without batch calibration), each also as the task's words plus the proposed one."""
+    settings, labels, seed_words, label_field = state.settings, state.labels, state.seed_words, state.label_field
+    by_label: dict[str, list] = {}
+    for ex in state.pool:
+        by_label.setdefault(str(ex[label_field]), []).append(ex)
+    proposal = [ex for label in labels for ex in by_label.get(label, [])[: settings.proposal_per_class]]
+    clf = state.scorer.classifier(state.seed_template, seed_words, state.pool)
+    prompts = [clf.prompt(ex) for ex in proposal]
+    proposed = propose_label_words(
+        state.model, prompts, labels, [str(ex[label_field]) for ex in proposal], per_class=settings.words_per_class
+    )
+    empty = [label for label, words in proposed.items() if not words]
+    if len(empty) == len(labels):
+        return
+    for label in empty:  # a class with no distinctive word keeps the task's own
+        proposed[label] = list(seed_words[label])
+    vocabulary = list(dict.fromkeys(w for words in proposed.values() for w in words))
+    index = {w: j for j, w in enumerate(vocabulary)}
+    proposal_gold = np.array([state.label_index[str(ex[label_field])] for ex in proposal])
+    proposal_scores = state.scorer.matrix(state.seed_template, proposal, vocabulary, demo_words=seed_words,
+                                          progress=None if state.bars else False)  # fmt: skip
+    ranked = []
+    for calibrate in (False, True):  # proposals are ranked without content-free prompts
+        ranked += rank_assignments(
+            proposal_scores, [[index[w] for w in proposed[label]] for label in labels], proposal_gold,
+            keep=3 * settings.keep_assignments, calibrate=calibrate,
+        )  # fmt: skip
+    ranked.sort(key=lambda item: -item[0])
+    for rank, (_, assignment) in enumerate(ranked):
+        words = {label: [vocabulary[j]] for label, j in zip(labels, assignment, strict=True)}
+        # the best few also as the task's words plus the proposed one (more than one word per label)
+        extended = {label: list(dict.fromkeys([*seed_words[label], *words[label]])) for label in labels}
+        for option in (words, extended) if rank < settings.keep_assignments else (words,):
+            if option not in state.word_options:
+                state.word_options.append(option)
+
+
+def score_word_options(state: SearchState) -> None:
+    """Every word option on dev with the task's template (the task's own prompt among them, as it
+    runs: for a few-shot task, with the demonstrations its selection picks); the best few options go on."""
+    config, seed_words = state.config, state.seed_words
+    all_words = list(dict.fromkeys(w for option in state.word_options for words in option.values() for w in words))
     index = {w: j for j, w in enumerate(all_words)}
-    seed_matrix = scorer.matrix(seed_template, dev, all_words, demo_words=seed_words,
-                                progress=None if progress is not False else False)  # fmt: skip
-    seed_free = scorer.content_free(seed_template, all_words, demo_words=seed_words)
-    budget.spend(len(dev))
-    for option in word_options:
-        for kind, p in calibrated_options(seed_matrix, seed_free, _columns(option, index, labels), kinds):
-            candidates.append(Candidate("words", seed_template, option, kind, score(p, gold)))
-            if option == seed_words and kind == seed_calibration:
-                seed_candidate = candidates[-1]  # the task's own prompt, as it runs
+    matrix = state.scorer.matrix(state.seed_template, state.dev, all_words, demo_words=seed_words,
+                                 progress=None if state.bars else False)  # fmt: skip
+    free = state.scorer.content_free(state.seed_template, all_words, demo_words=seed_words)
+    state.budget.spend(len(state.dev))
+    for option in state.word_options:
+        state.record("words", state.seed_template, option, (matrix, free), index)
+        if option == seed_words:
+            state.seed_candidate = next(c for c in state.candidates if c.words == seed_words
+                                        and c.calibration == state.seed_calibration)  # fmt: skip
+    method = config.method
     if config.method_name == "icl" and config.shots and method.selection != "knn":
         # the task's own prompt as it runs has demonstrations: those its selection picks from the pool
         # (kNN picks them per example, which a candidate cannot hold: that seed stays zero-shot)
-        demos = select_fixed(pool, config.shots, method.selection, label_field=label_field, seed=config.seed)
-        seed_candidate = Candidate("seed", seed_template, seed_words, seed_calibration, 0.0, demonstrations=demos)
-        seed_candidate.dev_score = score(candidate_probabilities(scorer, seed_candidate, dev, pool), gold)
-        candidates.insert(0, seed_candidate)  # first: on a tie of dev scores it stays the winner
-    options_by_dev = sorted(word_options, key=lambda o: -max(c.dev_score for c in candidates if c.words == o))[
-        : settings.keep_assignments
+        demos = select_fixed(state.pool, config.shots, method.selection, label_field=state.label_field,
+                             seed=config.seed)  # fmt: skip
+        seed = Candidate("seed", state.seed_template, seed_words, state.seed_calibration, 0.0, demonstrations=demos)
+        seed.dev_score = state.score(candidate_probabilities(state.scorer, seed, state.dev, state.pool), state.gold)
+        state.seed_candidate = seed
+        state.candidates.insert(0, seed)  # first: on a tie of dev scores it stays the winner
+    best_of = {repr(o): max(c.dev_score for c in state.candidates if c.words == o) for o in state.word_options}
+    state.options_by_dev = sorted(state.word_options, key=lambda o: -best_of[repr(o)])[
+        : state.settings.keep_assignments
     ]
-    if seed_words not in options_by_dev:
-        options_by_dev.append(seed_words)
+    if seed_words not in state.options_by_dev:
+        state.options_by_dev.append(seed_words)
 
-    # ------------------------------------------------------------ 2. templates
-    if "templates" in settings.stages:
-        best_words = options_by_dev[0]
-        listed = [w[0] for w in best_words.values()]
-        templates = (
-            dedupe(settings.templates) if settings.templates else template_families(seed_template, fields, listed)
-        )
-        if settings.ape:
-            proposer = settings.proposer or model
-            _body, _cue = split_seed(seed_template["input"], fields)
-            pairs = [(PromptTemplate(**seed_template).render_input(ex).strip(), str(ex[label_field]))
-                     for ex in pool[: 5 * settings.ape]]  # fmt: skip
-            for instruction in propose_instructions(proposer, pairs, n=settings.ape, seed=settings.seed):
-                templates.append({**seed_template, "instruction": instruction})
-        templates = [t for t in dedupe(templates) if t != seed_template]
-        words = list(dict.fromkeys(w for option in options_by_dev for ws in option.values() for w in ws))
-        index = {w: j for j, w in enumerate(words)}
-        bar = progress_bar(len(templates), desc="templates", enabled=progress is not False, unit="template")
-        shots = config.shots if settings.shots is None else settings.shots
-        reserve = settings.demo_sets * len(dev) if "demonstrations" in settings.stages and shots else 0
-        reserve = min(reserve, (budget.total - budget.spent) // 2)  # demonstrations: at most half of what is left
-        with bar:
-            for template in templates:
-                if not budget.allows(len(dev) + reserve):
-                    bar.write(f"budget spent: {len(templates) - bar.n} templates left unscored")
-                    break
-                try:
-                    matrix = scorer.matrix(template, dev, words, demo_words=seed_words)
-                    free = scorer.content_free(template, words, demo_words=seed_words)
-                except PromptLearningError as exc:
-                    bar.write(f"skipped a template: {exc}")
-                    continue
-                budget.spend(len(dev))
-                for option in options_by_dev:
-                    for kind, p in calibrated_options(matrix, free, _columns(option, index, labels), kinds):
-                        candidates.append(Candidate("templates", template, option, kind, score(p, gold)))
-                bar.update(1)
-                bar.set_postfix(best=f"{max(c.dev_score for c in candidates):.3f}")
 
-    # ------------------------------------------------------------ ensemble of the top prompts
-    ranked = sorted(candidates, key=lambda c: -c.dev_score)
-    members: list[Candidate] = []
+def search_templates(state: SearchState) -> None:
+    """Stage "templates": pattern families around the task's template (or the given candidates) and
+    APE instructions, each with the best word options, within the budget (half of what is left stays
+    for demonstrations)."""
+    settings, seed_template, fields, label_field = state.settings, state.seed_template, state.fields, state.label_field
+    listed = [w[0] for w in state.options_by_dev[0].values()]
+    templates = dedupe(settings.templates) if settings.templates else template_families(seed_template, fields, listed)
+    if settings.ape:
+        proposer = settings.proposer or state.model
+        split_seed(seed_template["input"], fields)  # the seed must have a cue to keep
+        pairs = [(PromptTemplate(**seed_template).render_input(ex).strip(), str(ex[label_field]))
+                 for ex in state.pool[: 5 * settings.ape]]  # fmt: skip
+        for instruction in propose_instructions(proposer, pairs, n=settings.ape, seed=settings.seed):
+            templates.append({**seed_template, "instruction": instruction})
+    templates = [t for t in dedupe(templates) if t != seed_template]
+    words = list(dict.fromkeys(w for option in state.options_by_dev for ws in option.values() for w in ws))
+    index = {w: j for j, w in enumerate(words)}
+    dev, budget = state.dev, state.budget
+    reserve = settings.demo_sets * len(dev) if "demonstrations" in settings.stages and state.shots else 0
+    reserve = min(reserve, (budget.total - budget.spent) // 2)  # demonstrations: at most half of what is left
+    bar = progress_bar(len(templates), desc="templates", enabled=state.bars, unit="template")
+    with bar:
+        for template in templates:
+            if not budget.allows(len(dev) + reserve):
+                bar.write(f"budget spent: {len(templates) - bar.n} templates left unscored")
+                break
+            try:
+                matrix = state.scorer.matrix(template, dev, words, demo_words=state.seed_words)
+                free = state.scorer.content_free(template, words, demo_words=state.seed_words)
+            except PromptLearningError as exc:
+                bar.write(f"skipped a template: {exc}")
+                continue
+            budget.spend(len(dev))
+            for option in state.options_by_dev:
+                state.record("templates", template, option, (matrix, free), index)
+            bar.update(1)
+            bar.set_postfix(best=f"{max(c.dev_score for c in state.candidates):.3f}")
+
+
+def pick_ensemble(state: SearchState) -> None:
+    """The best configurations with different templates, averaged (reported beside the winner); the
+    best on dev so far becomes ``best``."""
+    ranked = sorted(state.candidates, key=lambda c: -c.dev_score)
     for c in ranked:
-        if all(m.template != c.template for m in members):
-            members.append(c)
-        if len(members) == settings.ensemble:
+        if all(m.template != c.template for m in state.members):
+            state.members.append(c)
+        if len(state.members) == state.settings.ensemble:
             break
-    ensemble_dev = None
-    if len(members) > 1:
-        ensemble_dev = score(ensemble_probabilities(scorer, members, dev), gold)
+    if len(state.members) > 1:
+        state.ensemble_dev = state.score(ensemble_probabilities(state.scorer, state.members, state.dev), state.gold)
+    state.best = ranked[0]
 
-    # ------------------------------------------------------------ 3. demonstrations
-    best = ranked[0]
-    shots = config.shots if settings.shots is None else settings.shots
-    if "demonstrations" in settings.stages and shots:
-        sample = pool[: max(64, 4 * shots)]
-        pool_gold = [str(ex[label_field]) for ex in sample]
-        words = [w for ws in best.words.values() for w in ws]
-        index = {w: j for j, w in enumerate(words)}
-        matrix = scorer.matrix(best.template, sample, words, demo_words=best.words)
-        free = scorer.content_free(best.template, words, demo_words=best.words)
-        predicted = dict(calibrated_options(matrix, free, _columns(best.words, index, labels), kinds))[best.calibration]
-        correct = [labels[p] == g for p, g in zip(predicted.argmax(axis=1), pool_gold, strict=True)]
-        sets = candidate_sets(pool_gold, correct, shots, settings.demo_sets, seed=settings.seed)
-        bar = progress_bar(len(sets), desc="demonstrations", enabled=progress is not False, unit="set")
-        with bar:
-            for demos in sets:
-                if not budget.allows(len(dev)):
-                    break
-                try:
-                    matrix = scorer.matrix(best.template, dev, words, demo_words=best.words, pool=sample,
-                                           demonstrations=demos)  # fmt: skip
-                    free = scorer.content_free(best.template, words, demo_words=best.words, pool=sample,
-                                               demonstrations=demos)  # fmt: skip
-                except PromptTooLongError as exc:
-                    bar.write(f"skipped a demonstration set: {exc}")
-                    continue
-                budget.spend(len(dev))
-                demo_rows = [sample[i] for i in demos]
-                for kind, p in calibrated_options(matrix, free, _columns(best.words, index, labels), kinds):
-                    candidates.append(Candidate("demonstrations", best.template, best.words, kind, score(p, gold),
-                                                demonstrations=[pool.index(r) for r in demo_rows]))  # fmt: skip
-                bar.update(1)
-                bar.set_postfix(best=f"{max(c.dev_score for c in candidates):.3f}")
-        best = max(candidates, key=lambda c: c.dev_score)
 
-    # ------------------------------------------------------------ 4. confirmation
-    finalists: list[Candidate] = []
-    if confirm:
-        finalists = pick_finalists(candidates, seed_candidate, settings.finalists)
-        confirm_gold = np.array([label_index[str(ex[label_field])] for ex in confirm])
-        bar = progress_bar(len(finalists), desc="confirmation", enabled=progress is not False, unit="finalist")
-        with bar:
-            for c in finalists:
-                c.confirm_score = score(candidate_probabilities(scorer, c, confirm, pool), confirm_gold)
-                bar.update(1)
-        best = max(finalists, key=lambda c: c.confirm_score)  # the first best: the task's own prompt on a tie
-    bias = winner_bias(scorer, best, dev, pool) if best.calibration != "none" else None
-    cache.save()
+def search_demonstrations(state: SearchState) -> None:
+    """Stage "demonstrations": sets of ``shots`` examples from the pool (bootstrapped from those the
+    best prompt gets right, then random), each with the best prompt on dev, within the budget."""
+    best, labels, shots, pool, dev = state.best, state.labels, state.shots, state.pool, state.dev
+    assert best is not None
+    sample = pool[: max(64, 4 * shots)]
+    pool_gold = [str(ex[state.label_field]) for ex in sample]
+    words = [w for ws in best.words.values() for w in ws]
+    index = {w: j for j, w in enumerate(words)}
+    matrix = state.scorer.matrix(best.template, sample, words, demo_words=best.words)
+    free = state.scorer.content_free(best.template, words, demo_words=best.words)
+    predicted = dict(calibrated_options(matrix, free, _columns(best.words, index, labels), state.kinds))[
+        best.calibration
+    ]
+    correct = [labels[p] == g for p, g in zip(predicted.argmax(axis=1), pool_gold, strict=True)]
+    sets = candidate_sets(pool_gold, correct, shots, state.settings.demo_sets, seed=state.settings.seed)
+    bar = progress_bar(len(sets), desc="demonstrations", enabled=state.bars, unit="set")
+    with bar:
+        for demos in sets:
+            if not state.budget.allows(len(dev)):
+                break
+            kw = {"demo_words": best.words, "pool": sample, "demonstrations": demos}
+            try:
+                scores = (state.scorer.matrix(best.template, dev, words, **kw),
+                          state.scorer.content_free(best.template, words, **kw))  # fmt: skip
+            except PromptTooLongError as exc:
+                bar.write(f"skipped a demonstration set: {exc}")
+                continue
+            state.budget.spend(len(dev))
+            state.record("demonstrations", best.template, best.words, scores, index,
+                         demonstrations=[pool.index(sample[i]) for i in demos])  # fmt: skip
+            bar.update(1)
+            bar.set_postfix(best=f"{max(c.dev_score for c in state.candidates):.3f}")
+    state.best = max(state.candidates, key=lambda c: c.dev_score)
+
+
+def confirm_finalists(state: SearchState) -> None:
+    """The task's own prompt and the best few others, once more on the fresh confirmation sample: the
+    best there wins (the task's own prompt on a tie)."""
+    assert state.seed_candidate is not None
+    state.finalists = pick_finalists(state.candidates, state.seed_candidate, state.settings.finalists)
+    confirm_gold = np.array([state.label_index[str(ex[state.label_field])] for ex in state.confirm])
+    bar = progress_bar(len(state.finalists), desc="confirmation", enabled=state.bars, unit="finalist")
+    with bar:
+        for c in state.finalists:
+            probabilities = candidate_probabilities(state.scorer, c, state.confirm, state.pool)
+            c.confirm_score = state.score(probabilities, confirm_gold)
+            bar.update(1)
+    state.best = max(state.finalists, key=lambda c: c.confirm_score)  # the first best: the task's own prompt on a tie
+
+
+def finish_search(state: SearchState, started: float) -> SearchResult:
+    """The result, with the winner's calibration frozen as a bias (what a saved program keeps)."""
+    best, seed = state.best, state.seed_candidate
+    assert best is not None and seed is not None
+    bias = winner_bias(state.scorer, best, state.dev, state.pool) if best.calibration != "none" else None
+    state.cache.save()
     return SearchResult(
-        candidates=candidates, best=best, seed_dev=seed_candidate.dev_score, seed=seed_candidate,
-        finalists=finalists, confirm_size=len(confirm), ensemble_dev=ensemble_dev, ensemble_members=members,
-        dev_size=len(dev), budget=budget.total, spent=budget.spent, seconds=time.perf_counter() - started,
-        metric=config.metric, bias=bias, dev=dev, pool=pool, confirm=confirm, dev_file=settings.dev,
+        candidates=state.candidates, best=best, seed_dev=seed.dev_score, seed=seed, finalists=state.finalists,
+        confirm_size=len(state.confirm), ensemble_dev=state.ensemble_dev, ensemble_members=state.members,
+        dev_size=len(state.dev), budget=state.budget.total, spent=state.budget.spent,
+        seconds=time.perf_counter() - started, metric=state.config.metric, bias=bias, dev=state.dev,
+        pool=state.pool, confirm=state.confirm, dev_file=state.settings.dev,
     )  # fmt: skip
 
 
