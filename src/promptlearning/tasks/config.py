@@ -21,6 +21,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from promptlearning.devices import DTYPES, check_device_name
 from promptlearning.errors import TaskConfigError
+from promptlearning.methods.spec import TemplateSpec, VerbalizerSpec
 from promptlearning.models.hub import DEFAULT_MODEL
 from promptlearning.prompts.verbalizer import Aggregate, WordScore
 
@@ -136,27 +137,17 @@ class DataRoot(StrictModel):
         return resolve_relative(value, info)
 
 
-class TemplateConfig(StrictModel):
-    """:class:`~promptlearning.prompts.PromptTemplate`'s arguments."""
-
-    input: str
-    instruction: str = ""
-    mode: Literal["plain", "chat"] = "plain"
-    separator: str = "\n\n"
-    shorten: str | None = None
+class TemplateConfig(StrictModel, TemplateSpec):
+    """:class:`~promptlearning.prompts.PromptTemplate`'s arguments: the classifier spec's, read as a
+    task file section."""
 
 
-class VerbalizerConfig(StrictModel):
-    """:class:`~promptlearning.prompts.Verbalizer`'s arguments (``words``: label -> word or words)."""
+class VerbalizerConfig(StrictModel, VerbalizerSpec):
+    """:class:`~promptlearning.prompts.Verbalizer`'s arguments (``words``: label -> word or words): the
+    classifier spec's, read as a task file section (its errors list the choices)."""
 
-    words: dict[str, str | list[str]]
     word_score: WordScore = "sum"
     aggregate: Aggregate = "logsumexp"
-
-    @field_validator("words", mode="before")
-    @classmethod
-    def _labels_as_strings(cls, value: Any) -> Any:
-        return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
 
 
 # ----------------------------------------------------------------------------- overrides and errors
