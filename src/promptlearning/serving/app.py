@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from promptlearning.serving import openai_api, task_api
+from promptlearning.serving import openai, task_api
 from promptlearning.serving.auth import KeyStore, RateLimiter, bearer_token
 from promptlearning.serving.batching import Batcher
 from promptlearning.serving.errors import APIError, error_response, install_error_handlers
@@ -107,7 +107,7 @@ def create_app(settings: ServerSettings, served: ServedModels | None = None) -> 
     state.admitted = 0  # POST requests past the gate (see _admitted)
     state.started = int(time.time())
     install_error_handlers(app)
-    app.include_router(openai_api.router)
+    app.include_router(openai.router)
     app.include_router(task_api.router)
     _operations(app)
 
