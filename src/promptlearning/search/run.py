@@ -31,6 +31,7 @@ import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -281,7 +282,7 @@ class SearchState:
     def label_field(self) -> str:
         return self.config.data.label_field
 
-    @property
+    @cached_property
     def label_index(self) -> dict[str, int]:
         return {label: i for i, label in enumerate(self.labels)}
 

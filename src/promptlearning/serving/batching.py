@@ -333,6 +333,10 @@ class BatchingModel(LanguageModel):
         self.limits = limits or RequestLimits()
         self.cancel = cancel
 
+    def _token_counts(self, texts: Sequence[str]) -> dict[str, int]:
+        """Tokens of each distinct text (a classifier repeats each prompt once per label word)."""
+        return {text: self.count_tokens(text) for text in dict.fromkeys(texts)}
+
     def _call(self, key: Hashable, items: Sequence[Any], run: Callable[[list[Any]], Sequence[Any]]) -> list[Any]:
         return self.batcher.call(key, items, run, cancel=self.cancel)
 
@@ -340,7 +344,8 @@ class BatchingModel(LanguageModel):
         self, requests: Iterable[RequestLike], *, batch_size: int | None = None, progress: bool | None = None
     ) -> list[LoglikelihoodResult]:
         items = as_requests(requests)
-        self.limits.spend([self.count_tokens(r.context) + self.count_tokens(r.continuation) for r in items])
+        counts = self._token_counts([text for r in items for text in (r.context, r.continuation)])
+        self.limits.spend([counts[r.context] + counts[r.continuation] for r in items])
         return self._call((id(self.inner), "loglikelihood"), items, self._score)
 
     def _score(self, items: list[Any]) -> list[LoglikelihoodResult]:
@@ -370,7 +375,8 @@ class BatchingModel(LanguageModel):
         prompts = check_prompts(prompts)
         check_samples(config, n)
         config = replace(config, stop=list(config.stop))
-        self.limits.spend([self.count_tokens(p) for p in prompts], len(prompts) * n * config.max_new_tokens)
+        counts = self._token_counts(prompts)
+        self.limits.spend([counts[p] for p in prompts], len(prompts) * n * config.max_new_tokens)
 
         def run(items: list[str]) -> list[list[Generation]]:
             if n == 1:

@@ -26,9 +26,7 @@ from promptlearning.serving.openai.generation import (
     stream_error,
     usage,
 )
-from promptlearning.serving.schemas import (
-    ChatRequest,
-)
+from promptlearning.serving.schemas import ChatRequest
 
 router = APIRouter()
 

@@ -27,9 +27,7 @@ from promptlearning.serving.openai.generation import (
     stream_error,
     usage,
 )
-from promptlearning.serving.schemas import (
-    CompletionRequest,
-)
+from promptlearning.serving.schemas import CompletionRequest
 
 router = APIRouter()
 

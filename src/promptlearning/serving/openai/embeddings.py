@@ -14,9 +14,7 @@ from promptlearning.serving.openai.generation import (
     model_call,
 )
 from promptlearning.serving.requests import request_limits
-from promptlearning.serving.schemas import (
-    EmbeddingRequest,
-)
+from promptlearning.serving.schemas import EmbeddingRequest
 
 router = APIRouter()
 
