@@ -346,6 +346,13 @@ CASES = [
          "label(s) ['neutral'] that the task does not have"),
     Case("issue28-search-dev-size-one", ["search", T, "--dev-size", "1", "--confirm-size", "0", "--no-test",
          "--stages", "words"], 0, "cannot tell prompts apart"),
+    Case("issue28-openai-timeout-zero", ["generate", "hi", "--backend", "openai", "--base-url",
+         "http://127.0.0.1:9/v1", "--timeout", "0"], 2, "must be a positive number of seconds"),
+    Case("issue28-serve-max-request-tokens-zero", ["serve", "--no-auth", "--max-request-tokens", "0"], 2,
+         "max_request_tokens"),
+    Case("issue28-task-timeout-negative", ["run", T, "--set", "timeout=-1"], 2, "timeout"),
+    Case("issue28-method-max-length-too-small", ["run", T, "--set", "method.max_length=3"], 2, "max_length"),
+    Case("issue28-method-calibration-unknown", ["run", T, "--set", "method.calibration=off"], 2, "calibration"),
     # --- already handled before issue 11: kept that way ---
     Case("ok-run-zero-shot", ["run", T], 0, stdout="accuracy"),
     Case("ok-missing-task-file", ["run", "nope.yaml"], 2, "task file nope.yaml does not exist"),

@@ -220,6 +220,13 @@ CLASSIFY = {
          422, ("stream",)),
         ("/v1/embeddings", {"model": "tiny-encoder", "input": "x", "dimensions": 7}, 400, ("dimensions",)),
         ("/v1/embeddings", {"model": "tiny-encoder", "input": "x", "dimensions": 0}, 422, ("dimensions",)),
+        ("/v1/classify", {**CLASSIFY, "shots": -1}, 422, ("shots",)),
+        ("/v1/classify", {**CLASSIFY, "calibration": "off"}, 422, ("calibration",)),
+        ("/v1/classify", {**CLASSIFY, "orderings": 2}, 400, ("orderings",)),
+        ("/v1/classify", {**CLASSIFY, "max_length": 2}, 422, ("max_length",)),
+        ("/v1/solve", {"model": "tiny", "questions": ["1 + 1?"], "samples": 0}, 422, ("samples",)),
+        ("/v1/solve", {"model": "tiny", "questions": ["1 + 1?"], "temperature": -1}, 422, ("temperature",)),
+        ("/v1/solve", {"model": "tiny", "questions": ["1 + 1?"], "mode": "few-shot-cot"}, 400, ("exemplar",)),
     ],
 )  # fmt: skip
 def test_issue28_bad_request(server, path, body, status, words) -> None:
