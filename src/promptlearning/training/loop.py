@@ -103,6 +103,158 @@ def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     return torch.randperm(n, generator=generator).tolist()
 
 
+def _optimizer(params: list[nn.Parameter], args: TrainingArguments) -> torch.optim.Optimizer:
+    # the fused kernel (one pass over all parameters; Trainer's default too) where torch has it
+    fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    return torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=args.weight_decay,
+                             betas=(0.9, args.adam_beta2), fused=fused or None)  # fmt: skip
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, args: TrainingArguments) -> Any:
+    from transformers import get_cosine_with_min_lr_schedule_with_warmup, get_linear_schedule_with_warmup
+
+    warmup = math.ceil(args.warmup_ratio * args.max_steps)
+    if args.scheduler == "cosine":
+        return get_cosine_with_min_lr_schedule_with_warmup(
+            optimizer, warmup, args.max_steps, min_lr_rate=args.min_lr_ratio
+        )
+    if args.scheduler == "linear":
+        return get_linear_schedule_with_warmup(optimizer, warmup, args.max_steps)
+    raise PromptLearningError(f"unknown scheduler {args.scheduler!r}; use linear or cosine")
+
+
+def _accelerator(args: TrainingArguments, output_dir: Path, device: str) -> Any:
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    from promptlearning.devices import mixed_precision
+
+    state = training_state(device)
+    # accelerate keeps one process-wide state and refuses a second Accelerator with another mixed
+    # precision; several runs in one process (sweeps, notebooks) may differ in it, so the per-run
+    # part of that state is cleared (the process group and device, in PartialState, are kept)
+    AcceleratorState._reset_state(reset_partial_state=False)
+    return Accelerator(
+        cpu=state.device.type == "cpu",
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=mixed_precision(args.mixed_precision, state.device),
+        log_with=args.log_with,
+        project_dir=str(output_dir),
+    )
+
+
+def _fresh_state() -> dict[str, Any]:
+    return {"step": 0, "epoch": 0, "batch": 0, "best_metric": None, "best_step": None, "bad_evals": 0,
+            "history": []}  # fmt: skip
+
+
+class _Checkpoints:
+    """Saves and restores the loop's checkpoints: trainable weights, optimizer, scheduler, RNG states
+    and the loop state, atomically (see :mod:`~promptlearning.training.checkpoints`)."""
+
+    def __init__(self, accelerator: Any, model: nn.Module, optimizer: Any, scheduler: Any,
+                 output_dir: Path, keep: int) -> None:  # fmt: skip
+        from accelerate.utils import DistributedType
+
+        self.accelerator, self.model, self.optimizer, self.scheduler = accelerator, model, optimizer, scheduler
+        self.raw = accelerator.unwrap_model(model)
+        self.output_dir, self.directory, self.keep = output_dir, output_dir / "checkpoints", keep
+        self.sharded = accelerator.distributed_type == DistributedType.FSDP
+        self.trainable = {name for name, p in self.raw.named_parameters() if p.requires_grad}
+
+    def restore(self) -> tuple[dict[str, Any], int | None]:
+        """The loop state of the newest valid checkpoint, everything else loaded in place; or a fresh state."""
+        found = checkpoints.load_latest(self.directory)
+        if found is None:
+            return _fresh_state(), None
+        path, weights, saved, state = found
+        unexpected = self.raw.load_state_dict(weights, strict=False).unexpected_keys
+        if unexpected:
+            raise PromptLearningError(f"checkpoint {path} holds weights this model does not have: {unexpected[:3]}")
+        if saved["optimizer"]:
+            self.optimizer.load_state_dict(saved["optimizer"])
+        else:
+            warnings.warn(f"{path} holds no optimizer state (an FSDP run): AdamW's moments start again", stacklevel=3)
+        self.scheduler.load_state_dict(saved["scheduler"])
+        torch.set_rng_state(saved["torch_rng"])
+        if saved.get("cuda_rng") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(saved["cuda_rng"])
+        random.setstate((saved["python_rng"][0], tuple(saved["python_rng"][1]), saved["python_rng"][2]))
+        self.accelerator.print(f"resumed from {path} (step {state['step']})")
+        return state, state["step"]
+
+    def save(self, state: dict[str, Any], best_changed: bool) -> None:
+        accelerator = self.accelerator
+        accelerator.wait_for_everyone()
+        if self.sharded:  # FSDP: every process takes part in gathering the full weights onto the main one
+            full = accelerator.get_state_dict(self.model)
+            weights = {k: v for k, v in full.items() if k in self.trainable}
+        if not accelerator.is_main_process:
+            return
+        if not self.sharded:
+            weights = trainable_state(self.raw)
+        step = state["step"]
+        if best_changed:
+            # the new best is complete on disk before the previous one is pruned
+            checkpoints.save_checkpoint(self.output_dir / "best", step, weights, {}, {"step": step}, keep=1)
+        version, internal, gauss = random.getstate()
+        saved = {
+            # FSDP shards the optimizer state over the processes: a resumed FSDP run restarts its moments
+            "optimizer": {} if self.sharded else self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "python_rng": [version, list(internal), gauss],
+        }
+        checkpoints.save_checkpoint(self.directory, step, weights, saved, state, keep=self.keep)
+
+    def load_best(self) -> None:
+        """Puts the best weights saved on dev back into the model (after every process has written)."""
+        self.accelerator.wait_for_everyone()
+        if (found := checkpoints.load_latest(self.output_dir / "best")) is not None:
+            self.raw.load_state_dict(found[1], strict=False)
+
+
+class _TrainLog:
+    """Running training loss and tokens/s between log lines, sent to the trackers and the progress bar."""
+
+    def __init__(self, accelerator: Any, bar: Any) -> None:
+        self.accelerator, self.bar = accelerator, bar
+        self._restart()
+
+    def _restart(self) -> None:
+        self.loss, self.batches = 0.0, 0
+        self.tokens, self.clock = 0, time.perf_counter()  # input tokens since the last line (for tokens/s)
+
+    def add(self, loss: float, batch: Mapping[str, Any]) -> None:
+        self.loss, self.batches = self.loss + loss, self.batches + 1
+        if "input_ids" in batch:
+            self.tokens += batch["input_ids"].numel() * self.accelerator.num_processes
+
+    def write(self, step: int, lr: float) -> None:
+        mean = self.loss / self.batches
+        logged = {"train/loss": mean, "train/lr": lr}
+        postfix = {"loss": f"{mean:.4f}"}
+        if self.tokens:
+            logged["train/tokens_per_second"] = self.tokens / (time.perf_counter() - self.clock)
+            postfix["tok/s"] = f"{logged['train/tokens_per_second']:.0f}"
+        self.accelerator.log(logged, step=step)
+        self.bar.set_postfix(**postfix)
+        self._restart()
+
+
+def _record_evaluation(state: dict[str, Any], metrics: dict[str, float], args: TrainingArguments) -> bool:
+    """Adds one dev evaluation to the loop state; True when it is the best so far."""
+    value, best = metrics[args.metric], state["best_metric"]
+    improved = best is None or (value > best if args.greater_is_better else value < best)
+    if improved:
+        state["best_metric"], state["best_step"], state["bad_evals"] = value, state["step"], 0
+    else:
+        state["bad_evals"] += 1
+    state["history"].append({"step": state["step"], **metrics})
+    return improved
+
+
 def train(
     model: nn.Module,
     train_features: Sequence[Mapping[str, Any]],
@@ -118,27 +270,10 @@ def train(
 ) -> TrainResult:
     """Train ``model`` in place on ``device`` (see :func:`training_state`); at the end it holds the best
     weights seen on dev."""
-    from accelerate import Accelerator
-    from accelerate.utils import DistributedType, set_seed
-    from transformers import get_cosine_with_min_lr_schedule_with_warmup, get_linear_schedule_with_warmup
-
-    from promptlearning.devices import mixed_precision
+    from accelerate.utils import set_seed
 
     output_dir = Path(output_dir)
-    # accelerate keeps one process-wide state and refuses a second Accelerator with another mixed
-    # precision; several runs in one process (sweeps, notebooks) may differ in it, so the per-run
-    # part of that state is cleared (the process group and device, in PartialState, are kept)
-    from accelerate.state import AcceleratorState
-
-    state = training_state(device)
-    AcceleratorState._reset_state(reset_partial_state=False)
-    accelerator = Accelerator(
-        cpu=state.device.type == "cpu",
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        mixed_precision=mixed_precision(args.mixed_precision, state.device),
-        log_with=args.log_with,
-        project_dir=str(output_dir),
-    )
+    accelerator = _accelerator(args, output_dir, device)
     set_seed(args.seed)
     if accelerator.num_processes > 1:
         accelerator.print(
@@ -147,76 +282,17 @@ def train(
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise PromptLearningError("the model has no trainable parameters")
-    # the fused kernel (one pass over all parameters; Trainer's default too) where torch has it
-    fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
-    optimizer = torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=args.weight_decay,
-                                  betas=(0.9, args.adam_beta2), fused=fused or None)  # fmt: skip
-    warmup = math.ceil(args.warmup_ratio * args.max_steps)
-    if args.scheduler == "cosine":
-        scheduler = get_cosine_with_min_lr_schedule_with_warmup(
-            optimizer, warmup, args.max_steps, min_lr_rate=args.min_lr_ratio
-        )
-    elif args.scheduler == "linear":
-        scheduler = get_linear_schedule_with_warmup(optimizer, warmup, args.max_steps)
-    else:
-        raise PromptLearningError(f"unknown scheduler {args.scheduler!r}; use linear or cosine")
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    raw = accelerator.unwrap_model(model)
-    checkpoint_dir = output_dir / "checkpoints"
-    state: dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0, "best_metric": None, "best_step": None,
-                             "bad_evals": 0, "history": []}  # fmt: skip
-    resumed_from = None
-    if resume and (found := checkpoints.load_latest(checkpoint_dir)) is not None:
-        path, weights, saved, state = found
-        unexpected = raw.load_state_dict(weights, strict=False).unexpected_keys
-        if unexpected:
-            raise PromptLearningError(f"checkpoint {path} holds weights this model does not have: {unexpected[:3]}")
-        if saved["optimizer"]:
-            optimizer.load_state_dict(saved["optimizer"])
-        else:
-            warnings.warn(f"{path} holds no optimizer state (an FSDP run): AdamW's moments start again", stacklevel=2)
-        scheduler.load_state_dict(saved["scheduler"])
-        torch.set_rng_state(saved["torch_rng"])
-        if saved.get("cuda_rng") and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(saved["cuda_rng"])
-        random.setstate((saved["python_rng"][0], tuple(saved["python_rng"][1]), saved["python_rng"][2]))
-        resumed_from = state["step"]
-        accelerator.print(f"resumed from {path} (step {resumed_from})")
+    optimizer = _optimizer(params, args)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, _scheduler(optimizer, args))
+    saver = _Checkpoints(accelerator, model, optimizer, scheduler, output_dir, args.keep_checkpoints)
+    state, resumed_from = saver.restore() if resume else (_fresh_state(), None)
     if accelerator.is_main_process and args.log_with:
         accelerator.init_trackers("tensorboard", config={k: v for k, v in asdict(args).items() if v is not None})
 
-    sharded = accelerator.distributed_type == DistributedType.FSDP
-    trainable = {name for name, p in raw.named_parameters() if p.requires_grad}
-
-    def save(best_changed: bool) -> None:
-        accelerator.wait_for_everyone()
-        if sharded:  # FSDP: every process takes part in gathering the full weights onto the main one
-            weights = {k: v for k, v in accelerator.get_state_dict(model).items() if k in trainable}
-        if not accelerator.is_main_process:
-            return
-        if not sharded:
-            weights = trainable_state(raw)
-        if best_changed:
-            # the new best is complete on disk before the previous one is pruned
-            checkpoints.save_checkpoint(
-                output_dir / "best", state["step"], weights, {}, {"step": state["step"]}, keep=1
-            )
-        version, internal, gauss = random.getstate()
-        saved = {
-            # FSDP shards the optimizer state over the processes: a resumed FSDP run restarts its moments
-            "optimizer": {} if sharded else optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "python_rng": [version, list(internal), gauss],
-        }
-        checkpoints.save_checkpoint(checkpoint_dir, state["step"], weights, saved, state, keep=args.keep_checkpoints)
-
     bar = progress_bar(args.max_steps, initial=state["step"], desc="train",
                        enabled=progress is not False and accelerator.is_local_main_process)  # fmt: skip
+    log = _TrainLog(accelerator, bar)
     stop = state["step"] >= args.max_steps
-    running_loss, running_n = 0.0, 0
-    tokens, clock = 0, time.perf_counter()  # input tokens seen since the last log line (for tokens/s)
     while not stop:
         order = _epoch_order(len(train_features), args.seed, state["epoch"])
         # its own generator: creating an iterator must not draw from the global RNG (dropout's), or
@@ -227,9 +303,8 @@ def train(
         )  # fmt: skip
         loader = accelerator.prepare_data_loader(loader)
         skip = state["batch"]
-        batches = accelerator.skip_first_batches(loader, skip) if skip else loader
         model.train()
-        for batch in batches:
+        for batch in accelerator.skip_first_batches(loader, skip) if skip else loader:
             with accelerator.accumulate(model):
                 loss = model(**batch)["loss"]
                 accelerator.backward(loss)
@@ -242,9 +317,7 @@ def train(
                         after_step(state["step"])
                 optimizer.zero_grad()
             state["batch"] += 1
-            running_loss, running_n = running_loss + loss.item(), running_n + 1
-            if "input_ids" in batch:
-                tokens += batch["input_ids"].numel() * accelerator.num_processes
+            log.add(loss.item(), batch)
             # dropped now, not when the next batch replaces them: a step's tensors still referenced
             # during the next forward pass keep glibc's heap fragmented, ~450 MB more peak RSS
             # (SmolLM2 + LoRA, batch 8 x 128; see benchmarks/RESULTS.md)
@@ -253,38 +326,23 @@ def train(
                 continue
             state["step"] += 1
             bar.update(1)
-            if state["step"] % args.log_every == 0 or state["step"] == args.max_steps:
-                logged = {"train/loss": running_loss / running_n, "train/lr": scheduler.get_last_lr()[0]}
-                postfix = {"loss": f"{running_loss / running_n:.4f}"}
-                if tokens:
-                    logged["train/tokens_per_second"] = tokens / (time.perf_counter() - clock)
-                    postfix["tok/s"] = f"{logged['train/tokens_per_second']:.0f}"
-                accelerator.log(logged, step=state["step"])
-                bar.set_postfix(**postfix)
-                running_loss, running_n = 0.0, 0
-                tokens, clock = 0, time.perf_counter()
-            if state["step"] % args.eval_every == 0 or state["step"] == args.max_steps:
+            last = state["step"] >= args.max_steps
+            if state["step"] % args.log_every == 0 or last:
+                log.write(state["step"], scheduler.get_last_lr()[0])
+            if state["step"] % args.eval_every == 0 or last:
                 if state["batch"] >= len(loader):  # the epoch ended with this step
                     state["epoch"], state["batch"] = state["epoch"] + 1, 0
                 model.eval()
-                metrics = evaluate(raw)
+                metrics = evaluate(saver.raw)
                 model.train()
-                value = metrics[args.metric]
-                best = state["best_metric"]
-                improved = best is None or (value > best if args.greater_is_better else value < best)
-                if improved:
-                    state["best_metric"], state["best_step"], state["bad_evals"] = value, state["step"], 0
-                else:
-                    state["bad_evals"] += 1
-                state["history"].append({"step": state["step"], **metrics})
+                improved = _record_evaluation(state, metrics, args)
                 accelerator.log({f"dev/{k}": v for k, v in metrics.items()}, step=state["step"])
                 bar.write(f"step {state['step']}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-                save(improved)
+                saver.save(state, improved)
                 if args.patience is not None and state["bad_evals"] >= args.patience:
                     bar.write(f"early stop: no improvement in {args.patience} evaluations")
                     stop = True
-            if state["step"] >= args.max_steps:
-                stop = True
+            stop = stop or last
             if stop or state["batch"] == 0:
                 break
         else:
@@ -292,8 +350,5 @@ def train(
     bar.close()
     for tracker in accelerator.trackers:  # not end_training(): it would end the process group, and a
         tracker.finish()  # few-shot run trains the next seed in the same processes
-    accelerator.wait_for_everyone()  # the main process has written the best weights
-    best = output_dir / "best"
-    if (found := checkpoints.load_latest(best)) is not None:
-        raw.load_state_dict(found[1], strict=False)
+    saver.load_best()
     return TrainResult(state["best_metric"], state["best_step"], state["step"], state["history"], resumed_from)
