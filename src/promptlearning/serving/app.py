@@ -70,33 +70,22 @@ class _BodyLimit:
 def create_app(settings: ServerSettings, served: ServedModels | None = None) -> FastAPI:
     """The application for ``settings``; ``served`` is loaded in the background when not given
     (``/ready`` answers 503 until it is)."""
-    logger = server_logger()
+    app = FastAPI(
+        title="promptlearning",
+        summary="OpenAI-compatible and prompt-learning endpoints",
+        lifespan=_lifespan,
+        docs_url="/docs",
+    )
     metrics = ServerMetrics()
-    batcher = Batcher(
+    state = app.state
+    state.settings, state.logger, state.metrics = settings, server_logger(), metrics
+    state.batcher = Batcher(
         max_batch_size=settings.max_batch_size,
         wait_seconds=settings.batch_wait_ms / 1000,
         max_queue=settings.max_queue,
         on_batch=metrics.batch_size.observe,
     )
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> Any:
-        if served is None:
-            threading.Thread(target=_load, args=(app,), daemon=True, name="promptlearning-load").start()
-        watch = asyncio.ensure_future(_watch_worker(app))
-        yield
-        watch.cancel()
-        app.state.draining = True
-        batcher.stop(timeout=min(5.0, settings.shutdown_grace_seconds))
-
-    app = FastAPI(
-        title="promptlearning",
-        summary="OpenAI-compatible and prompt-learning endpoints",
-        lifespan=lifespan,
-        docs_url="/docs",
-    )
-    state = app.state
-    state.settings, state.logger, state.metrics, state.batcher = settings, logger, metrics, batcher
+    state.load_in_background = served is None
     state.served = served if served is not None else ServedModels()
     state.keys = None if settings.no_auth else KeyStore(settings.api_key, settings.api_keys_file)
     state.limiter = RateLimiter(settings.requests_per_minute, settings.tokens_per_minute)
@@ -110,103 +99,127 @@ def create_app(settings: ServerSettings, served: ServedModels | None = None) -> 
     app.include_router(openai.router)
     app.include_router(task_api.router)
     _operations(app)
-
-    @app.middleware("http")
-    async def gatekeeper(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        request.state.key = "open"
-        request.state.content = request.state.output = None
-        request.state.cancel = threading.Event()  # set when the client goes away (see requests.py)
-        start = time.perf_counter()
-        path = request.url.path
-        state.in_flight += 1
-        try:
-            response = await _guarded(request, call_next, path)
-        finally:
-            state.in_flight -= 1
-        route = request.scope.get("route")
-        endpoint = getattr(route, "path", "other")
-        seconds = time.perf_counter() - start
-        status = str(response.status_code)
-        metrics.requests.labels(endpoint, status).inc()
-        metrics.latency.labels(endpoint, status).observe(seconds)
-        metrics.waiting.set(batcher.waiting)
-        metrics.running.set(batcher.running)
-        response.headers["x-request-id"] = request.state.request_id
-        extra = {
-            "request_id": request.state.request_id,
-            "method": request.method,
-            "path": path,
-            "status": response.status_code,
-            "duration_ms": round(seconds * 1000, 1),
-            "key": request.state.key,
-            "client": request.client.host if request.client else None,
-        }
-        if settings.log_content and request.state.content is not None:
-            extra["content"] = mask_sensitive(repr({"input": request.state.content, "output": request.state.output}))
-        logger.info("request", extra=extra)
-        return response
-
-    async def _guarded(request: Request, call_next: Callable, path: str) -> Response:
-        if path not in OPEN_PATHS:
-            if state.draining:
-                return error_response(503, "the server is shutting down", headers={"Retry-After": "5"})
-            if state.keys is not None:
-                key = state.keys.identify(bearer_token(request.headers.get("authorization")))
-                if key is None:
-                    return error_response(
-                        401, "missing or invalid API key: send 'Authorization: Bearer KEY'", code="invalid_api_key"
-                    )
-                request.state.key = key
-            if not state.served.ready and not path.startswith(("/docs", "/openapi")):
-                why = f"loading failed: {state.served.error}" if state.served.error else "the model is still loading"
-                return error_response(503, why, headers={"Retry-After": "5"})
-            try:
-                state.limiter.charge_request(request.state.key)
-            except APIError as exc:
-                return error_response(exc.status, exc.message, code=exc.code, headers=exc.headers)
-            if request.method == "POST":
-                return await _admitted(request, call_next)
-        return await call_next(request)
-
-    async def _admitted(request: Request, call_next: Callable) -> Response:
-        # Admission control: requests wait for worker threads before they reach the batcher's
-        # queue, so the queue alone does not bound them; past a running batch plus a full queue
-        # of requests, answer 429 at once instead of letting waits grow without bound.
-        capacity = settings.max_queue + settings.max_batch_size
-        if state.admitted >= capacity:
-            return error_response(
-                429,
-                f"{state.admitted} requests are in progress, the most this server holds; retry shortly",
-                code="queue_full",
-                headers={"Retry-After": "1"},
-            )
-        state.admitted += 1
-        try:
-            return await call_next(request)
-        finally:
-            state.admitted -= 1
-
-    def _load(app: FastAPI) -> None:
-        try:
-            loaded = ServedModels.load(
-                model=settings.model,
-                served_name=settings.served_model_name,
-                backend=settings.backend,
-                device=settings.device,
-                dtype=settings.dtype,
-                embedding_model=settings.embedding_model,
-                programs=settings.program,
-            )
-            app.state.served = loaded
-            logger.info("ready", extra={"kind": "startup"})
-        except Exception as exc:  # reported by /ready and every request
-            app.state.served.error = f"{type(exc).__name__}: {exc}"
-            app.state.served.loaded.set()
-            logger.exception("loading failed", extra={"kind": "startup"})
-
+    app.middleware("http")(_gatekeeper)
     app.add_middleware(_BodyLimit, limit=settings.max_body_bytes)
     return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> Any:
+    state = app.state
+    if state.load_in_background:
+        threading.Thread(target=_load_served, args=(app,), daemon=True, name="promptlearning-load").start()
+    watch = asyncio.ensure_future(_watch_worker(app))
+    yield
+    watch.cancel()
+    state.draining = True
+    state.batcher.stop(timeout=min(5.0, state.settings.shutdown_grace_seconds))
+
+
+def _load_served(app: FastAPI) -> None:
+    """Loads the served models and programs (in a thread, so that ``/health`` answers meanwhile)."""
+    settings, logger = app.state.settings, app.state.logger
+    try:
+        app.state.served = ServedModels.load(
+            model=settings.model,
+            served_name=settings.served_model_name,
+            backend=settings.backend,
+            device=settings.device,
+            dtype=settings.dtype,
+            embedding_model=settings.embedding_model,
+            programs=settings.program,
+        )
+        logger.info("ready", extra={"kind": "startup"})
+    except Exception as exc:  # reported by /ready and every request
+        app.state.served.error = f"{type(exc).__name__}: {exc}"
+        app.state.served.loaded.set()
+        logger.exception("loading failed", extra={"kind": "startup"})
+
+
+async def _gatekeeper(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    """Every request: an id, the gate (draining, key, readiness, rate, admission), metrics and one log line."""
+    state = request.app.state
+    request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+    request.state.key = "open"
+    request.state.content = request.state.output = None
+    request.state.cancel = threading.Event()  # set when the client goes away (see requests.py)
+    start = time.perf_counter()
+    state.in_flight += 1
+    try:
+        response = await _guarded(request, call_next)
+    finally:
+        state.in_flight -= 1
+    seconds = time.perf_counter() - start
+    endpoint = getattr(request.scope.get("route"), "path", "other")
+    status = str(response.status_code)
+    state.metrics.requests.labels(endpoint, status).inc()
+    state.metrics.latency.labels(endpoint, status).observe(seconds)
+    state.metrics.waiting.set(state.batcher.waiting)
+    state.metrics.running.set(state.batcher.running)
+    response.headers["x-request-id"] = request.state.request_id
+    _log_request(request, response, seconds)
+    return response
+
+
+def _log_request(request: Request, response: Response, seconds: float) -> None:
+    state = request.app.state
+    extra = {
+        "request_id": request.state.request_id,
+        "method": request.method,
+        "path": request.url.path,
+        "status": response.status_code,
+        "duration_ms": round(seconds * 1000, 1),
+        "key": request.state.key,
+        "client": request.client.host if request.client else None,
+    }
+    if state.settings.log_content and request.state.content is not None:
+        extra["content"] = mask_sensitive(repr({"input": request.state.content, "output": request.state.output}))
+    state.logger.info("request", extra=extra)
+
+
+async def _guarded(request: Request, call_next: Callable) -> Response:
+    state, path = request.app.state, request.url.path
+    if path in OPEN_PATHS:
+        return await call_next(request)
+    if state.draining:
+        return error_response(503, "the server is shutting down", headers={"Retry-After": "5"})
+    if state.keys is not None:
+        key = state.keys.identify(bearer_token(request.headers.get("authorization")))
+        if key is None:
+            return error_response(
+                401, "missing or invalid API key: send 'Authorization: Bearer KEY'", code="invalid_api_key"
+            )
+        request.state.key = key
+    if not state.served.ready and not path.startswith(("/docs", "/openapi")):
+        why = f"loading failed: {state.served.error}" if state.served.error else "the model is still loading"
+        return error_response(503, why, headers={"Retry-After": "5"})
+    try:
+        state.limiter.charge_request(request.state.key)
+    except APIError as exc:
+        return error_response(exc.status, exc.message, code=exc.code, headers=exc.headers)
+    if request.method == "POST":
+        return await _admitted(request, call_next)
+    return await call_next(request)
+
+
+async def _admitted(request: Request, call_next: Callable) -> Response:
+    # Admission control: requests wait for worker threads before they reach the batcher's
+    # queue, so the queue alone does not bound them; past a running batch plus a full queue
+    # of requests, answer 429 at once instead of letting waits grow without bound.
+    state = request.app.state
+    capacity = state.settings.max_queue + state.settings.max_batch_size
+    if state.admitted >= capacity:
+        return error_response(
+            429,
+            f"{state.admitted} requests are in progress, the most this server holds; retry shortly",
+            code="queue_full",
+            headers={"Retry-After": "1"},
+        )
+    state.admitted += 1
+    try:
+        return await call_next(request)
+    finally:
+        state.admitted -= 1
 
 
 async def _watch_worker(app: FastAPI, every: float = 0.25) -> None:
