@@ -294,67 +294,102 @@ def build_program(
         config = transformers.AutoConfig.from_pretrained(str(path), **local)
     except (OSError, ValueError) as exc:
         raise CorruptModelError(f"could not read the tokenizer and config of {spec.model} ({path}): {exc}") from exc
-    dtype = getattr(torch, spec.dtype)
-    template = PromptTemplate(**spec.template)
-    if spec.objective == "pet":
-        if spec.verbalizer is None:
-            raise PromptLearningError("a PET program needs a verbalizer")
-        verbalizer = Verbalizer(**spec.verbalizer)
-        spec.labels = spec.labels or verbalizer.labels
-        family = pet_family(config)
-        auto = {"causal": transformers.AutoModelForCausalLM, "masked": transformers.AutoModelForMaskedLM,
-                "seq2seq": transformers.AutoModelForSeq2SeqLM}[family]  # fmt: skip
-        with quiet_third_party():
-            model = auto.from_pretrained(str(path), dtype=dtype, **local)
-        tokens = PromptTokens(tokenizer, model_type=config.model_type, encoder=family != "causal")
-        demos = [Demonstration(d["example"], d["answer"]) for d in spec.demonstrations]
-        featurizer = PetFeaturizer(
-            tokens, template, verbalizer, family=family, demonstrations=demos, max_length=spec.max_length,
-            label_field=spec.label_field,
-        )  # fmt: skip
-        task_type = {"causal": "CAUSAL_LM", "masked": None, "seq2seq": "SEQ_2_SEQ_LM"}[family]
-        virtual, regulariser = 0, None
-        if spec.peft:
-            model = _apply(model, spec, task_type, path, template, total_steps, adapter_dir)
-            method = get_method(spec.peft)
-            if method.prompt_learning and spec.peft != "prefix-tuning" and family != "seq2seq":
-                virtual = model.peft_config["default"].num_virtual_tokens
-            if spec.peft == "adalora":
-                regulariser = adalora_orthogonality_penalty
-        start = config.decoder_start_token_id if family == "seq2seq" else None
-        prefix = [start if start is not None else tokens.pad_id, *tokens.before] if family == "seq2seq" else []
-        module: nn.Module = PetModel(
-            model, featurizer.label_token_ids, family=family, virtual_tokens=virtual, decoder_prefix=prefix,
-            regulariser=regulariser,
-        )  # fmt: skip
-        return PromptProgram(spec, module.to(target), featurizer, tokenizer)
+    loading = _Loading(spec, path, local, tokenizer, config, total_steps, adapter_dir)
+    program = _pet_program(loading) if spec.objective == "pet" else _head_program(loading)
+    program.module.to(target)
+    return program
+
+
+@dataclass
+class _Loading:
+    """What :func:`build_program` resolved before building the model for its objective."""
+
+    spec: ProgramSpec
+    path: Any
+    local: dict[str, bool]
+    tokenizer: Any
+    config: Any
+    total_steps: int | None
+    adapter_dir: Path | None
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return getattr(torch, self.spec.dtype)
+
+    @property
+    def template(self) -> PromptTemplate:
+        return PromptTemplate(**self.spec.template)
+
+    def peft(self, model: Any, task_type: str | None) -> Any:
+        return _apply(model, self.spec, task_type, self.path, self.template, self.total_steps, self.adapter_dir)
+
+
+def _pet_program(loading: _Loading) -> PromptProgram:
+    """A masked, causal or seq2seq LM scoring label words (PET), with or without a PEFT method."""
+    import transformers
+
+    spec, config = loading.spec, loading.config
+    if spec.verbalizer is None:
+        raise PromptLearningError("a PET program needs a verbalizer")
+    verbalizer = Verbalizer(**spec.verbalizer)
+    spec.labels = spec.labels or verbalizer.labels
+    family = pet_family(config)
+    auto = {"causal": transformers.AutoModelForCausalLM, "masked": transformers.AutoModelForMaskedLM,
+            "seq2seq": transformers.AutoModelForSeq2SeqLM}[family]  # fmt: skip
+    with quiet_third_party():
+        model = auto.from_pretrained(str(loading.path), dtype=loading.dtype, **loading.local)
+    tokens = PromptTokens(loading.tokenizer, model_type=config.model_type, encoder=family != "causal")
+    demos = [Demonstration(d["example"], d["answer"]) for d in spec.demonstrations]
+    featurizer = PetFeaturizer(
+        tokens, loading.template, verbalizer, family=family, demonstrations=demos, max_length=spec.max_length,
+        label_field=spec.label_field,
+    )  # fmt: skip
+    task_type = {"causal": "CAUSAL_LM", "masked": None, "seq2seq": "SEQ_2_SEQ_LM"}[family]
+    virtual, regulariser = 0, None
+    if spec.peft:
+        model = loading.peft(model, task_type)
+        method = get_method(spec.peft)
+        if method.prompt_learning and spec.peft != "prefix-tuning" and family != "seq2seq":
+            virtual = model.peft_config["default"].num_virtual_tokens
+        if spec.peft == "adalora":
+            regulariser = adalora_orthogonality_penalty
+    start = config.decoder_start_token_id if family == "seq2seq" else None
+    prefix = [start if start is not None else tokens.pad_id, *tokens.before] if family == "seq2seq" else []
+    module = PetModel(
+        model, featurizer.label_token_ids, family=family, virtual_tokens=virtual, decoder_prefix=prefix,
+        regulariser=regulariser,
+    )  # fmt: skip
+    return PromptProgram(spec, module, featurizer, loading.tokenizer)
+
+
+def _head_program(loading: _Loading) -> PromptProgram:
+    """A sequence or token classification head on the encoder/decoder, with or without a PEFT method."""
+    import transformers
+
+    spec, tokenizer = loading.spec, loading.tokenizer
     if not spec.labels:
         raise PromptLearningError(f"a {spec.objective!r} program needs its labels")
     label_maps = {
         "id2label": dict(enumerate(spec.labels)),
         "label2id": {label: i for i, label in enumerate(spec.labels)},
     }
+    ner = spec.objective == "ner"
     featurizer = (
         TokenFeaturizer(tokenizer, spec.labels, max_length=spec.max_length, tokens_field=spec.tokens_field,
                         tags_field=spec.tags_field)
-        if spec.objective == "ner"
-        else SequenceFeaturizer(tokenizer, spec.labels, template.render_input, max_length=spec.max_length,
+        if ner
+        else SequenceFeaturizer(tokenizer, spec.labels, loading.template.render_input, max_length=spec.max_length,
                                 label_field=spec.label_field)
     )  # fmt: skip
-    auto = (
-        transformers.AutoModelForTokenClassification
-        if spec.objective == "ner"
-        else transformers.AutoModelForSequenceClassification
-    )
+    auto = transformers.AutoModelForTokenClassification if ner else transformers.AutoModelForSequenceClassification
     with quiet_third_party():
         model = auto.from_pretrained(
-            str(path), num_labels=len(spec.labels), pad_token_id=tokenizer.pad_token_id, dtype=dtype, **label_maps,
-            **local,
+            str(loading.path), num_labels=len(spec.labels), pad_token_id=tokenizer.pad_token_id, dtype=loading.dtype,
+            **label_maps, **loading.local,
         )  # fmt: skip
     if spec.peft:
-        task_type = "TOKEN_CLS" if spec.objective == "ner" else "SEQ_CLS"
-        model = _apply(model, spec, task_type, path, template, total_steps, adapter_dir)
-    return PromptProgram(spec, HeadModel(model).to(target), featurizer, tokenizer)
+        model = loading.peft(model, "TOKEN_CLS" if ner else "SEQ_CLS")
+    return PromptProgram(spec, HeadModel(model), featurizer, tokenizer)
 
 
 def _apply(
