@@ -126,6 +126,40 @@ def test_raw_stream_ends_with_done(server) -> None:
     assert all(json.loads(line[6:])["object"] == "text_completion" for line in lines[:-1])
 
 
+def test_raw_chat_stream_chunks_have_openais_shape(server) -> None:
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4, "stream": True,
+            "stream_options": {"include_usage": True}}  # fmt: skip
+    with httpx.stream("POST", server.base_url + "/chat/completions", json=body,
+                      headers={"Authorization": f"Bearer {API_KEY}"}) as response:  # fmt: skip
+        events = [json.loads(line[6:]) for line in response.iter_lines() if line and line != "data: [DONE]"]
+    *chunks, last = events
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert all("usage" not in c and c["object"] == "chat.completion.chunk" for c in chunks)
+    assert all(None not in c["choices"][0]["delta"].values() for c in chunks)  # absent, not null
+    assert chunks[-1]["choices"][0]["delta"] == {} and chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length")
+    assert last["choices"] == [] and last["usage"]["total_tokens"] == sum(
+        last["usage"][k] for k in ("prompt_tokens", "completion_tokens")
+    )
+
+
+def test_every_endpoint_documents_its_response_body(server) -> None:
+    schema = httpx.get(server.base_url.removesuffix("/v1") + "/openapi.json",
+                       headers={"Authorization": f"Bearer {API_KEY}"}).json()  # fmt: skip
+    documented = {}
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            content = operation["responses"]["200"].get("content", {}).get("application/json", {})
+            documented[(method, path)] = content.get("schema", {}).get("$ref", "").rsplit("/", 1)[-1]
+    assert documented[("post", "/v1/completions")] == "Completion"
+    assert documented[("post", "/v1/chat/completions")] == "ChatCompletion"
+    assert documented[("post", "/v1/embeddings")] == "EmbeddingList"
+    assert documented[("get", "/v1/models")] == "ModelList"
+    assert documented[("post", "/v1/classify")] == "Classifications"
+    assert documented[("post", "/v1/solve")] == "Solutions"
+    assert documented[("post", "/v1/programs/{name}/predict")] == "ProgramPredictions"
+    assert documented[("post", "/tokenize")] == "Tokenized"
+
+
 def test_models_embeddings_and_tokenizer_endpoints(client, server, served, tiny_lm) -> None:
     import numpy as np
 

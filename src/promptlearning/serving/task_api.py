@@ -13,32 +13,35 @@ from starlette.concurrency import run_in_threadpool
 
 from promptlearning.serving.errors import APIError
 from promptlearning.serving.requests import cancel_event, request_limits, unless_disconnected
+from promptlearning.serving.responses import (
+    Classification,
+    Classifications,
+    ProgramCard,
+    ProgramList,
+    ProgramPrediction,
+    ProgramPredictions,
+    SolutionBody,
+    Solutions,
+)
 from promptlearning.serving.schemas import ClassifyRequest, ProgramPredictRequest, SolveRequest
 
 router = APIRouter()
 
 
-def _prediction(prediction: Any) -> dict[str, Any]:
+def _prediction(prediction: Any) -> ProgramPrediction:
     if isinstance(prediction, dict):  # NER: {"tags": [...]}
-        return prediction
-    return {"label": prediction.label, "probabilities": prediction.probabilities}
+        return ProgramPrediction(tags=prediction["tags"])
+    return ProgramPrediction(label=prediction.label, probabilities=prediction.probabilities)
 
 
 @router.get("/v1/programs")
-async def list_programs(request: Request) -> dict[str, Any]:
+async def list_programs(request: Request) -> ProgramList:
     programs = request.app.state.served.programs
     data = [
-        {
-            "id": name,
-            "object": "program",
-            "objective": p.spec.objective,
-            "model": p.spec.model,
-            "labels": p.labels,
-            "inputs": _input_fields(p),
-        }
+        ProgramCard(id=name, objective=p.spec.objective, model=p.spec.model, labels=p.labels, inputs=_input_fields(p))
         for name, p in programs.items()
     ]
-    return {"object": "list", "data": data}
+    return ProgramList(data=data)
 
 
 def _input_fields(program: Any) -> list[str]:
@@ -48,7 +51,7 @@ def _input_fields(program: Any) -> list[str]:
 
 
 @router.post("/v1/programs/{name}/predict")
-async def program_predict(name: str, body: ProgramPredictRequest, request: Request) -> dict[str, Any]:
+async def program_predict(name: str, body: ProgramPredictRequest, request: Request) -> ProgramPredictions:
     program = request.app.state.served.program(name)
     _check_inputs(request, len(body.inputs))
     fields = _input_fields(program)
@@ -70,8 +73,8 @@ async def program_predict(name: str, body: ProgramPredictRequest, request: Reque
     )
     predictions = await unless_disconnected(request, asyncio.wrap_future(future))
     out = [_prediction(p) for p in predictions]
-    request.state.output = out
-    return {"object": "list", "program": name, "predictions": out}
+    request.state.output = [p.model_dump() for p in out]
+    return ProgramPredictions(program=name, predictions=out)
 
 
 def _check_program_inputs(request: Request, program: Any, inputs: list[dict[str, Any]]) -> None:
@@ -119,7 +122,7 @@ def _classify(model: Any, body: ClassifyRequest, embedder: Any = None) -> list[A
 
 
 @router.post("/v1/classify")
-async def classify(body: ClassifyRequest, request: Request) -> dict[str, Any]:
+async def classify(body: ClassifyRequest, request: Request) -> Classifications:
     served = request.app.state.served
     name, model = served.text_model(body.model)
     _check_inputs(request, len(body.inputs))
@@ -132,9 +135,11 @@ async def classify(body: ClassifyRequest, request: Request) -> dict[str, Any]:
         _, encoder = served.embedder(None)
         embedder = served.batching(encoder, request.app.state.batcher, limits=batching.limits, cancel=batching.cancel)
     predictions = await unless_disconnected(request, run_in_threadpool(_classify, batching, body, embedder))
-    out = [{"label": p.label, "probabilities": p.probabilities, "label_scores": p.label_scores} for p in predictions]
-    request.state.output = out
-    return {"object": "list", "model": name, "predictions": out}
+    out = [
+        Classification(label=p.label, probabilities=p.probabilities, label_scores=p.label_scores) for p in predictions
+    ]
+    request.state.output = [p.label for p in out]
+    return Classifications(model=name, predictions=out)
 
 
 def _solve(model: Any, body: SolveRequest, max_tokens_limit: int) -> list[Any]:
@@ -150,7 +155,7 @@ def _solve(model: Any, body: SolveRequest, max_tokens_limit: int) -> list[Any]:
 
 
 @router.post("/v1/solve")
-async def solve(body: SolveRequest, request: Request) -> dict[str, Any]:
+async def solve(body: SolveRequest, request: Request) -> Solutions:
     served = request.app.state.served
     name, model = served.text_model(body.model)
     settings = request.app.state.settings
@@ -164,18 +169,18 @@ async def solve(body: SolveRequest, request: Request) -> dict[str, Any]:
         model, request.app.state.batcher, limits=request_limits(request), cancel=cancel_event(request)
     )
     solutions = await unless_disconnected(request, run_in_threadpool(_solve, batching, body, settings.max_tokens_limit))
-    out = []
-    for s in solutions:
-        extractor = next(iter(s.answers))
-        out.append(
-            {
-                "answer": s.answers[extractor],
-                "answers": s.answers,
-                "votes": s.votes[extractor],
-                "agreement": s.agreement,
-                "rationales": s.rationales,
-                "generated_tokens": s.generated_tokens,
-            }
-        )
-    request.state.output = [o["answer"] for o in out]
-    return {"object": "list", "model": name, "solutions": out}
+    out = [_solution(s) for s in solutions]
+    request.state.output = [o.answer for o in out]
+    return Solutions(model=name, solutions=out)
+
+
+def _solution(solution: Any) -> SolutionBody:
+    extractor = next(iter(solution.answers))  # the first extractor's answer is the answer
+    return SolutionBody(
+        answer=solution.answers[extractor],
+        answers=solution.answers,
+        votes=solution.votes[extractor],
+        agreement=solution.agreement,
+        rationales=solution.rationales,
+        generated_tokens=solution.generated_tokens,
+    )

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
@@ -22,9 +19,22 @@ from promptlearning.serving.openai.generation import (
     generate,
     generation_config,
     score,
-    sse,
     stream_error,
-    usage,
+)
+from promptlearning.serving.responses import (
+    ChatChoice,
+    ChatChunkChoice,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatDelta,
+    ChatLogprobs,
+    ChatMessage,
+    TokenLogprob,
+    TopLogprob,
+    Usage,
+    event,
+    new_id,
+    now,
 )
 from promptlearning.serving.schemas import ChatRequest
 
@@ -43,30 +53,22 @@ def _chat_prompt(model: TokenLevelModel, body: ChatRequest) -> list[int]:
     return model.encode_prompt(text, literals=[m["content"] for m in messages])
 
 
-def _chat_logprobs(model: TokenLevelModel, scores: TokenLogprobs, start: int, count: int, top: int) -> dict[str, Any]:
+def _chat_logprobs(model: TokenLevelModel, scores: TokenLogprobs, start: int, count: int, top: int) -> ChatLogprobs:
+    def entry(text: str, logprob: float) -> TopLogprob:
+        return TopLogprob(token=text, logprob=logprob, bytes=list(text.encode("utf-8")))
+
     content = []
     for position in range(start, start + count):
-        token = scores.token_ids[position]
-        text = model.token_strings([token])[0]
+        text = model.token_strings([scores.token_ids[position]])[0]
         alternatives = (scores.top[position] or ())[:top]
-        content.append(
-            {
-                "token": text,
-                "logprob": scores.logprobs[position],
-                "bytes": list(text.encode("utf-8")),
-                "top_logprobs": [
-                    {"token": s, "logprob": lp, "bytes": list(s.encode("utf-8"))}
-                    for s, lp in zip(
-                        model.token_strings([i for i, _ in alternatives]), [lp for _, lp in alternatives], strict=True
-                    )
-                ],
-            }
-        )
-    return {"content": content}
+        strings = model.token_strings([i for i, _ in alternatives])
+        tops = [entry(s, lp) for s, (_, lp) in zip(strings, alternatives, strict=True)]
+        content.append(TokenLogprob(**entry(text, scores.logprobs[position]).model_dump(), top_logprobs=tops))
+    return ChatLogprobs(content=content)
 
 
-@router.post("/v1/chat/completions")
-async def chat_completions(body: ChatRequest, request: Request) -> Any:
+@router.post("/v1/chat/completions", response_model=ChatCompletion)
+async def chat_completions(body: ChatRequest, request: Request) -> ChatCompletion | StreamingResponse:
     served = request.app.state.served
     name, model = served.token_model(body.model)
     max_tokens = body.max_completion_tokens or body.max_tokens or min(256, request.app.state.settings.max_tokens_limit)
@@ -88,71 +90,51 @@ async def chat_completions(body: ChatRequest, request: Request) -> Any:
     scores: list[TokenLogprobs] = []
     if body.logprobs:
         scores = await score(request, model, [prompt + list(g.token_ids) for g in generations], top or 0)
-    choices = []
-    for j, generation in enumerate(generations):
-        logprobs = (
-            _chat_logprobs(model, scores[j], len(prompt), len(generation.token_ids), top or 0) if scores else None
+    choices = [
+        ChatChoice(
+            index=j,
+            message=ChatMessage(content=generation.text),
+            logprobs=_chat_logprobs(model, scores[j], len(prompt), len(generation.token_ids), top or 0)
+            if scores
+            else None,
+            finish_reason=generation.finish_reason,
         )
-        choices.append(
-            {
-                "index": j,
-                "message": {"role": "assistant", "content": generation.text},
-                "logprobs": logprobs,
-                "finish_reason": generation.finish_reason,
-            }
-        )
-    request.state.output = [c["message"]["content"] for c in choices]
-    return {
-        "id": f"chatcmpl-{uuid.uuid4().hex}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": name,
-        "choices": choices,
-        "usage": usage(len(prompt), sum(g.num_tokens for g in generations)),
-    }
+        for j, generation in enumerate(generations)
+    ]
+    request.state.output = [c.message.content for c in choices]
+    return ChatCompletion(
+        model=name, choices=choices, usage=Usage.of(len(prompt), sum(g.num_tokens for g in generations))
+    )
 
 
 async def _stream_chat(request: Request, job: Job, body: ChatRequest, stream: TokenStream) -> AsyncIterator[str]:
-    created, ident = int(time.time()), f"chatcmpl-{uuid.uuid4().hex}"
+    created, ident = now(), new_id("chatcmpl")
 
-    def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> str:
-        return sse(
-            {
-                "id": ident,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": job.model_name,
-                "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}],
-            }
-        )
+    def chunk(index: int, delta: ChatDelta, finish: str | None = None) -> str:
+        choice = ChatChunkChoice(index=index, delta=delta, finish_reason=finish)
+        return event(ChatCompletionChunk(id=ident, created=created, model=job.model_name, choices=[choice]))
 
     for j in range(job.n):
-        yield chunk(j, {"role": "assistant", "content": ""})
+        yield chunk(j, ChatDelta(role="assistant", content=""))
     streams = {j: Incremental(job.model, body.stops) for j in range(job.n)}
     async for kind, value in stream.events():
         if kind == "token":
             _, sample, token = value
             delta = streams[sample].push(token)
             if delta:
-                yield chunk(sample, {"content": delta})
+                yield chunk(sample, ChatDelta(content=delta))
         elif kind == "error":
-            yield sse(stream_error(value))
+            yield event(stream_error(value))
         else:
             row = value[0]
             for j, generation in enumerate(row):
                 rest = streams[j].finish(generation.text)
                 if rest:
-                    yield chunk(j, {"content": rest})
-                yield chunk(j, {}, generation.finish_reason)
+                    yield chunk(j, ChatDelta(content=rest))
+                yield chunk(j, ChatDelta(), generation.finish_reason)
             if (body.stream_options or {}).get("include_usage"):
-                yield sse(
-                    {
-                        "id": ident,
-                        "object": "chat.completion.chunk",
-                        "created": created,
-                        "model": job.model_name,
-                        "choices": [],
-                        "usage": usage(len(job.prompts[0]), sum(g.num_tokens for g in row)),
-                    }
+                final = Usage.of(len(job.prompts[0]), sum(g.num_tokens for g in row))
+                yield event(
+                    ChatCompletionChunk(id=ident, created=created, model=job.model_name, choices=[], usage=final)
                 )
-    yield sse("[DONE]")
+    yield event("[DONE]")

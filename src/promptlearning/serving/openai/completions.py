@@ -3,8 +3,6 @@ reads them; streaming."""
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -23,9 +21,17 @@ from promptlearning.serving.openai.generation import (
     generate,
     generation_config,
     score,
-    sse,
     stream_error,
-    usage,
+)
+from promptlearning.serving.responses import (
+    Completion,
+    CompletionChoice,
+    CompletionChunk,
+    CompletionLogprobs,
+    Usage,
+    event,
+    new_id,
+    now,
 )
 from promptlearning.serving.schemas import CompletionRequest
 
@@ -45,7 +51,7 @@ def _completion_prompts(model: TokenLevelModel, prompt: Any) -> tuple[list[list[
 
 def _legacy_logprobs(
     model: TokenLevelModel, scores: TokenLogprobs, start: int, end: int, top: int, offset: int = 0
-) -> dict[str, list[Any]]:
+) -> CompletionLogprobs:
     """OpenAI's legacy ``logprobs`` object of tokens ``start:end`` of a scored sequence."""
     ids = list(scores.token_ids[start:end])
     strings = model.token_strings(ids)
@@ -62,22 +68,13 @@ def _legacy_logprobs(
     for text in strings:
         offsets.append(at)
         at += len(text)
-    return {
-        "tokens": strings,
-        "token_logprobs": list(scores.logprobs[start:end]),
-        "top_logprobs": tops,
-        "text_offset": offsets,
-    }
+    return CompletionLogprobs(
+        tokens=strings, token_logprobs=list(scores.logprobs[start:end]), top_logprobs=tops, text_offset=offsets
+    )
 
 
-def _merge_logprobs(a: dict[str, list[Any]] | None, b: dict[str, list[Any]]) -> dict[str, list[Any]]:
-    if a is None:
-        return b
-    return {key: a[key] + b[key] for key in a}
-
-
-@router.post("/v1/completions")
-async def completions(body: CompletionRequest, request: Request) -> Any:
+@router.post("/v1/completions", response_model=Completion)
+async def completions(body: CompletionRequest, request: Request) -> Completion | StreamingResponse:
     served = request.app.state.served
     name, model = served.token_model(body.model)
     max_tokens = 16 if body.max_tokens is None else body.max_tokens
@@ -133,81 +130,73 @@ def _scored_ids(model: TokenLevelModel, generation: Generation, stops: Sequence[
     return ids
 
 
-async def _complete(request: Request, job: Job, body: CompletionRequest, texts: list[str | None]) -> dict[str, Any]:
+async def _complete(request: Request, job: Job, body: CompletionRequest, texts: list[str | None]) -> Completion:
+    generations, scores = await _generations_and_scores(request, job, body)
     model = job.model
-    top = body.logprobs or 0
-    want_logprobs = body.logprobs is not None
-    greedy_one = job.max_tokens == 1 and body.temperature == 0 and not body.stops and job.n == 1
-    scores: list[list[TokenLogprobs]] | None = None  # per prompt, per sample
-    if greedy_one:  # lm-eval's loglikelihood request: one scoring call answers it
-        pairs = [_greedy_first_token(model, s) for s in await score(request, model, job.prompts, top)]
-        generations = [[g] for g, _ in pairs]
-        scores = [[extended] for _, extended in pairs] if want_logprobs else None
-        request.app.state.metrics.generation_tokens.inc(len(job.prompts))
-    elif job.max_tokens == 0:
-        generations = [[Generation("", 0, "length")] for _ in job.prompts]
-        if want_logprobs:
-            scores = [[s] for s in await score(request, model, job.prompts, top)]
-    else:
-        generations = await generate(request, job)
-        if want_logprobs:
-            sequences = [
-                p + _scored_ids(model, g, body.stops)
-                for p, row in zip(job.prompts, generations, strict=True)
-                for g in row
-            ]
-            flat = await score(request, model, sequences, top)
-            scores = [flat[i * job.n : (i + 1) * job.n] for i in range(len(job.prompts))]
     prompt_texts = [t if t is not None else model.decode_ids(p) for t, p in zip(texts, job.prompts, strict=True)]
     choices = []
     for i, row in enumerate(generations):
         for j, generation in enumerate(row):
             logprobs = None
             if scores is not None:
-                s, length = scores[i][j], len(job.prompts[i])
-                logprobs = _legacy_logprobs(model, s, 0, length, top) if body.echo else None
-                if len(s.token_ids) > length:
-                    offset = len(prompt_texts[i]) if body.echo else 0
-                    logprobs = _merge_logprobs(
-                        logprobs, _legacy_logprobs(model, s, length, len(s.token_ids), top, offset)
-                    )
-                logprobs = logprobs or {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
-            choices.append(
-                {
-                    "index": i * job.n + j,
-                    "text": (prompt_texts[i] if body.echo else "") + generation.text,
-                    "logprobs": logprobs,
-                    "finish_reason": generation.finish_reason,
-                }
-            )
+                logprobs = _choice_logprobs(model, scores[i][j], len(job.prompts[i]), body, len(prompt_texts[i]))
+            text = (prompt_texts[i] if body.echo else "") + generation.text
+            choices.append(CompletionChoice(index=i * job.n + j, text=text, logprobs=logprobs,
+                                            finish_reason=generation.finish_reason))  # fmt: skip
     completion_tokens = sum(g.num_tokens for row in generations for g in row)
-    request.state.output = [c["text"] for c in choices]
-    return {
-        "id": f"cmpl-{uuid.uuid4().hex}",
-        "object": "text_completion",
-        "created": int(time.time()),
-        "model": job.model_name,
-        "choices": choices,
-        "usage": usage(sum(len(p) for p in job.prompts), completion_tokens),
-    }
+    request.state.output = [c.text for c in choices]
+    return Completion(
+        model=job.model_name, choices=choices, usage=Usage.of(sum(len(p) for p in job.prompts), completion_tokens)
+    )
+
+
+async def _generations_and_scores(
+    request: Request, job: Job, body: CompletionRequest
+) -> tuple[list[list[Generation]], list[list[TokenLogprobs]] | None]:
+    """Each prompt's samples, and (when logprobs are asked for) each sample's scored sequence."""
+    model, top = job.model, body.logprobs or 0
+    want_logprobs = body.logprobs is not None
+    if job.max_tokens == 1 and body.temperature == 0 and not body.stops and job.n == 1:
+        # lm-eval's loglikelihood request: one scoring call answers it
+        pairs = [_greedy_first_token(model, s) for s in await score(request, model, job.prompts, top)]
+        request.app.state.metrics.generation_tokens.inc(len(job.prompts))
+        return [[g] for g, _ in pairs], [[extended] for _, extended in pairs] if want_logprobs else None
+    if job.max_tokens == 0:
+        generations = [[Generation("", 0, "length")] for _ in job.prompts]
+        scored = await score(request, model, job.prompts, top) if want_logprobs else None
+        return generations, [[s] for s in scored] if scored is not None else None
+    generations = await generate(request, job)
+    if not want_logprobs:
+        return generations, None
+    sequences = [
+        p + _scored_ids(model, g, body.stops) for p, row in zip(job.prompts, generations, strict=True) for g in row
+    ]
+    flat = await score(request, model, sequences, top)
+    return generations, [flat[i * job.n : (i + 1) * job.n] for i in range(len(job.prompts))]
+
+
+def _choice_logprobs(
+    model: TokenLevelModel, scores: TokenLogprobs, prompt_length: int, body: CompletionRequest, prompt_chars: int
+) -> CompletionLogprobs:
+    """The prompt's tokens (with ``echo``), then the generated ones, their offsets counted in the
+    text the choice returns."""
+    top = body.logprobs or 0
+    logprobs = _legacy_logprobs(model, scores, 0, prompt_length, top) if body.echo else CompletionLogprobs()
+    if len(scores.token_ids) > prompt_length:
+        offset = prompt_chars if body.echo else 0
+        logprobs += _legacy_logprobs(model, scores, prompt_length, len(scores.token_ids), top, offset)
+    return logprobs
 
 
 async def _stream_completion(
     request: Request, job: Job, body: CompletionRequest, texts: list[str | None], stream: TokenStream | None
 ) -> AsyncIterator[str]:
-    created, ident = int(time.time()), f"cmpl-{uuid.uuid4().hex}"
+    created, ident = now(), new_id("cmpl")
     model = job.model
 
     def chunk(index: int, text: str, finish: str | None = None) -> str:
-        return sse(
-            {
-                "id": ident,
-                "object": "text_completion",
-                "created": created,
-                "model": job.model_name,
-                "choices": [{"index": index, "text": text, "logprobs": None, "finish_reason": finish}],
-            }
-        )
+        choice = CompletionChoice(index=index, text=text, finish_reason=finish)
+        return event(CompletionChunk(id=ident, created=created, model=job.model_name, choices=[choice]))
 
     streams = {(i, j): Incremental(model, body.stops) for i in range(len(job.prompts)) for j in range(job.n)}
     if body.echo:
@@ -217,7 +206,7 @@ async def _stream_completion(
     if stream is None:  # max_tokens 0: nothing to generate
         for i in range(len(job.prompts)):
             yield chunk(i, "", "length")
-        yield sse("[DONE]")
+        yield event("[DONE]")
         return
     async for kind, value in stream.events():
         if kind == "token":
@@ -226,7 +215,7 @@ async def _stream_completion(
             if delta:
                 yield chunk(prompt * job.n + sample, delta)
         elif kind == "error":
-            yield sse(stream_error(value))
+            yield event(stream_error(value))
         else:
             completion_tokens = 0
             for i, row in enumerate(value):
@@ -234,14 +223,6 @@ async def _stream_completion(
                     completion_tokens += generation.num_tokens
                     yield chunk(i * job.n + j, streams[(i, j)].finish(generation.text), generation.finish_reason)
             if (body.stream_options or {}).get("include_usage"):
-                yield sse(
-                    {
-                        "id": ident,
-                        "object": "text_completion",
-                        "created": created,
-                        "model": job.model_name,
-                        "choices": [],
-                        "usage": usage(sum(map(len, job.prompts)), completion_tokens),
-                    }
-                )
-    yield sse("[DONE]")
+                final = Usage.of(sum(map(len, job.prompts)), completion_tokens)
+                yield event(CompletionChunk(id=ident, created=created, model=job.model_name, choices=[], usage=final))
+    yield event("[DONE]")

@@ -14,24 +14,21 @@ from promptlearning.serving.openai.generation import (
     model_call,
 )
 from promptlearning.serving.requests import request_limits
+from promptlearning.serving.responses import Embedding, EmbeddingList, EmbeddingUsage, ModelCard, ModelList
 from promptlearning.serving.schemas import EmbeddingRequest
 
 router = APIRouter()
 
 
 @router.get("/v1/models")
-async def list_models(request: Request) -> dict[str, Any]:
+async def list_models(request: Request) -> ModelList:
     served = request.app.state.served
     created = request.app.state.started
-    names = [*served.text, *served.embedders]
-    return {
-        "object": "list",
-        "data": [{"id": n, "object": "model", "created": created, "owned_by": "promptlearning"} for n in names],
-    }
+    return ModelList(data=[ModelCard(id=name, created=created) for name in [*served.text, *served.embedders]])
 
 
 @router.post("/v1/embeddings")
-async def embeddings(body: EmbeddingRequest, request: Request) -> dict[str, Any]:
+async def embeddings(body: EmbeddingRequest, request: Request) -> EmbeddingList:
     import numpy as np
 
     name, model = request.app.state.served.embedder(body.model)
@@ -57,5 +54,5 @@ async def embeddings(body: EmbeddingRequest, request: Request) -> dict[str, Any]
         embedding: Any = (
             base64.b64encode(vector.tobytes()).decode() if body.encoding_format == "base64" else vector.tolist()
         )
-        data.append({"object": "embedding", "index": index, "embedding": embedding})
-    return {"object": "list", "data": data, "model": name, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        data.append(Embedding(index=index, embedding=embedding))
+    return EmbeddingList(data=data, model=name, usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import json
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -144,18 +143,6 @@ def batched_generate(
 async def score(request: Request, model: TokenLevelModel, sequences: list[list[int]], top: int) -> list[TokenLogprobs]:
     key = (id(model), "score_ids", top)
     return await model_call(request, key, sequences, lambda batch: model.score_token_ids(batch, top=top))
-
-
-def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
-    return {
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-    }
-
-
-def sse(data: dict[str, Any] | str) -> str:
-    return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"
 
 
 class Incremental:

@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from promptlearning.serving.errors import APIError
 from promptlearning.serving.requests import request_limits
+from promptlearning.serving.responses import Detokenized, Tokenized
 from promptlearning.serving.schemas import (
     DetokenizeRequest,
     TokenizeRequest,
@@ -18,7 +19,7 @@ router = APIRouter()
 
 
 @router.post("/tokenize")
-async def tokenize(body: TokenizeRequest, request: Request) -> dict[str, Any]:
+async def tokenize(body: TokenizeRequest, request: Request) -> Tokenized:
     _, model = request.app.state.served.token_model(body.model)
     if (body.prompt is None) == (body.messages is None):
         raise APIError(400, "give either prompt or messages", param="prompt")
@@ -29,14 +30,14 @@ async def tokenize(body: TokenizeRequest, request: Request) -> dict[str, Any]:
     else:
         tokens = await run_in_threadpool(model.encode_text, body.prompt, add_special_tokens=body.add_special_tokens)
     request_limits(request).spend([len(tokens)])
-    return {"tokens": tokens, "count": len(tokens), "max_model_len": model.max_length}
+    return Tokenized(tokens=tokens, count=len(tokens), max_model_len=model.max_length)
 
 
 @router.post("/detokenize")
-async def detokenize(body: DetokenizeRequest, request: Request) -> dict[str, Any]:
+async def detokenize(body: DetokenizeRequest, request: Request) -> Detokenized:
     _, model = request.app.state.served.token_model(body.model)
     await run_in_threadpool(model.check_token_ids, [body.tokens] if body.tokens else [[0]])
-    return {"prompt": model.decode_ids(body.tokens)}
+    return Detokenized(prompt=model.decode_ids(body.tokens))
 
 
 @router.get("/tokenizer_info")
