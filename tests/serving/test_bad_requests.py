@@ -235,6 +235,46 @@ def test_issue28_bad_request(server, path, body, status, words) -> None:
     _error(httpx.post(server.url + path, content=content, headers=headers, timeout=60), status, *words)
 
 
+GENERATE = {"model": "tiny", "template": "Q: {{ question }}\nA:", "inputs": [{"question": "why?"}]}
+POOL = [{"question": "a?", "answer": "b"}, {"question": "c?", "answer": "d"}]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        ({**GENERATE, "inputs": []}, 422, ("inputs",)),
+        ({**GENERATE, "inputs": [{"question": SURROGATE}]}, 400, ("surrogate",)),
+        ({**GENERATE, "inputs": [{"other": "x"}]}, 400, ("question",)),
+        ({**GENERATE, "inputs": [{"question": "x"}] * 500}, 400, ("limit",)),
+        ({**GENERATE, "template": "{% include 'x' %}{{ question }}"}, 400, ("include",)),
+        ({**GENERATE, "template": {"bogus": "x"}}, 422, ("bogus",)),
+        ({**GENERATE, "template": ""}, 400, ("empty",)),
+        ({**GENERATE, "shots": -1}, 422, ("shots",)),
+        ({**GENERATE, "shots": 3, "demonstrations": POOL}, 400, ("pool",)),
+        ({**GENERATE, "shots": 1, "demonstrations": [{"question": "a?"}]}, 400, ("answer",)),
+        ({**GENERATE, "selection": "balanced"}, 422, ("selection",)),
+        ({**GENERATE, "max_tokens": 0}, 422, ("max_tokens",)),
+        ({**GENERATE, "max_tokens": 5000}, 400, ("max_new_tokens",)),
+        ({**GENERATE, "temperature": -0.5}, 422, ("temperature",)),
+        ({**GENERATE, "top_p": 0}, 422, ("top_p",)),
+        ({**GENERATE, "stop": [""]}, 400, ("stop",)),
+        ({**GENERATE, "stop": "x"}, 422, ("stop",)),
+        ({**GENERATE, "postprocess": ["upper"]}, 422, ("postprocess",)),
+        ({**GENERATE, "answer_regex": "(unclosed"}, 400, ("compile",)),
+        ({**GENERATE, "decoding": {"max_new_tokens": 4}, "top_k": 5}, 400, ("not both",)),
+        ({**GENERATE, "decoding": {"top_p": 7}}, 400, ("decoding.top_p",)),
+        ({**GENERATE, "decoding": {"bogus": 1}}, 400, ("decoding.bogus",)),
+        ({**GENERATE, "decoding": "greedy"}, 422, ("decoding",)),
+        ({**GENERATE, "seed": "1"}, 422, ("seed",)),
+    ],
+)  # fmt: skip
+def test_bad_generate_request(server, body, status, words) -> None:
+    path = "/v1/generate"
+    content = json.dumps(body)  # ASCII, lone surrogates as escapes (httpx's json= cannot encode them)
+    headers = {**HEADERS, "Content-Type": "application/json"}
+    _error(httpx.post(server.url + path, content=content, headers=headers, timeout=60), status, *words)
+
+
 @pytest.mark.parametrize("temperature", [5e-324, 1e-39, 1e-12])
 def test_a_tiny_temperature_decodes_as_greedy(server, temperature) -> None:
     body = {"model": "tiny", "prompt": "the cat sat", "max_tokens": 8, "seed": 1}
@@ -282,6 +322,7 @@ def test_chat_content_cannot_inject_control_tokens(server, tiny_lm) -> None:
     [
         ("/v1/classify", {**CLASSIFY, "inputs": [{"text": "word " * 30}]}),
         ("/v1/solve", {"model": "tiny", "questions": ["word " * 30], "max_tokens": 4}),
+        ("/v1/generate", {**GENERATE, "inputs": [{"question": "word " * 30}], "max_tokens": 4}),
         ("/v1/programs/sentiment/predict", {"inputs": [{"text": "word " * 30}]}),
         ("/v1/embeddings", {"model": "tiny-encoder", "input": ["word " * 30]}),
         ("/tokenize", {"model": "tiny", "prompt": "word " * 30}),
@@ -297,6 +338,7 @@ def test_max_prompt_tokens_applies_to_every_endpoint(start, path, body) -> None:
     [
         ("/v1/classify", {**CLASSIFY, "inputs": [{"text": f"word {i} " * 6} for i in range(20)]}),
         ("/v1/solve", {"model": "tiny", "questions": ["what is 1 + 1?"], "samples": 4, "max_tokens": 60}),
+        ("/v1/generate", {**GENERATE, "inputs": [{"question": "what?"}] * 4, "max_tokens": 60}),
         ("/v1/embeddings", {"model": "tiny-encoder", "input": ["word " * 20] * 10}),
     ],
 )

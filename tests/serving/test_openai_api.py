@@ -156,6 +156,7 @@ def test_every_endpoint_documents_its_response_body(server) -> None:
     assert documented[("get", "/v1/models")] == "ModelList"
     assert documented[("post", "/v1/classify")] == "Classifications"
     assert documented[("post", "/v1/solve")] == "Solutions"
+    assert documented[("post", "/v1/generate")] == "Generations"
     assert documented[("post", "/v1/programs/{name}/predict")] == "ProgramPredictions"
     assert documented[("post", "/tokenize")] == "Tokenized"
 

@@ -150,3 +150,64 @@ def test_a_solver_spec_answers_alike_in_a_task_file_and_v1_solve(variant, tmp_pa
     served = response.json()["solutions"]
     assert [s["rationales"] for s in served] == [s.rationales for s in solutions]
     assert [s["answers"] for s in served] == [s.answers for s in solutions]
+
+
+# ----------------------------------------------------------------------------- prompted generation
+
+ROWS = [
+    {"question": q, "reply": a}
+    for q, a in [
+        ("what colour is the sky ?", "blue"),
+        ("how many legs has a cat ?", "four legs, usually"),
+        ("what is the capital of france ?", "paris"),
+        ("who wrote hamlet ?", "shakespeare wrote it in about 1600"),
+    ]
+]
+GEN_TEMPLATE = {"input": "Q: {{ question }}\nA:"}
+GENERATOR_VARIANTS = {
+    "zero-shot": {},
+    "template-options": {"template": {**GEN_TEMPLATE, "instruction": "Answer briefly.", "separator": "\n",
+                                      "shorten": "question"}},
+    "first": {"shots": 2, "selection": "first", "target_field": "reply"},
+    "random": {"shots": 2, "selection": "random", "target_field": "reply", "seed": 5},
+    "length": {"shots": 2, "selection": "length", "target_field": "reply"},
+    "knn": {"shots": 1, "selection": "knn", "target_field": "reply"},
+    "decoding": {"decoding": {"max_new_tokens": 6, "temperature": 0.8, "top_p": 0.9, "top_k": 10, "stop": ["."]},
+                 "seed": 3},
+    "postprocess": {"postprocess": ["first_line", "lower"], "answer_regex": r"(\w+)"},
+}  # fmt: skip
+
+
+def test_every_field_of_the_generator_spec_is_covered() -> None:
+    from promptlearning.methods.spec import GeneratorSpec
+
+    covered = {key for variant in GENERATOR_VARIANTS.values() for key in variant} | {"template"}
+    assert set(GeneratorSpec.model_fields) - {"embedder"} <= covered  # embedder: the server uses its own
+
+
+@pytest.mark.parametrize("variant", GENERATOR_VARIANTS, ids=list(GENERATOR_VARIANTS))
+def test_a_generator_spec_answers_alike_in_a_task_file_and_v1_generate(
+    variant, tmp_path, tiny_llama_dir, tiny_encoder_dir, server
+) -> None:
+    from promptlearning.methods.spec import GeneratorSpec
+    from promptlearning.tasks import load_task, run_task
+
+    options = {"template": GEN_TEMPLATE, "decoding": {"max_new_tokens": 8}, **GENERATOR_VARIANTS[variant]}
+    spec = GeneratorSpec(embedder=str(tiny_encoder_dir), **options)
+    eval_rows = [{"question": "what do cows drink ?", "reply": "water"}, {"question": "is ice cold ?", "reply": "yes"}]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    (tmp_path / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in eval_rows))
+    fields = spec.model_dump(exclude={"target_field"})
+    task = {"type": "generate", "name": "spec", "model": str(tiny_llama_dir), "metrics": ["squad"],
+            "data": {"root": str(tmp_path), "train": "train.jsonl", "eval": "eval.jsonl",
+                     "target_field": spec.target_field, "reference_field": "reply"}, **fields}  # fmt: skip
+    (tmp_path / "task.yaml").write_text(yaml.safe_dump(task))
+    evaluation = run_task(load_task(tmp_path / "task.yaml"), write=False, progress=False).evaluation
+    body = {**spec.model_dump(exclude={"embedder"}), "model": "tiny", "inputs": eval_rows,
+            "demonstrations": ROWS if spec.shots else []}  # fmt: skip
+    response = httpx.post(server.base_url + "/generate", json=body,
+                          headers={"Authorization": "Bearer test-key-0123"}, timeout=60)  # fmt: skip
+    assert response.status_code == 200, response.text
+    served = response.json()["generations"]
+    assert [g["text"] for g in served] == evaluation.outputs
+    assert [g["answer"] for g in served] == evaluation.answers

@@ -207,12 +207,12 @@ class PromptGenerator:
 
     def predict(self, examples: Sequence[Mapping[str, Any]], *, progress: bool | None = None) -> list[str]:
         """Post-processed answers, one per example."""
-        return self._run(examples, progress)[2]
+        return self.generate(examples, progress=progress)[2]
 
-    def _run(
-        self, examples: Sequence[Mapping[str, Any]], progress: bool | None
+    def generate(
+        self, examples: Sequence[Mapping[str, Any]], *, progress: bool | None = None
     ) -> tuple[list[str], list[str], list[str]]:
-        """(prompts, raw outputs, post-processed answers)."""
+        """(prompts, raw outputs, post-processed answers), one each per example."""
         prompts = self.prompts(examples)
         outputs = [
             g.text for g in self.model.generate(prompts, self.config, batch_size=self.batch_size, progress=progress)
@@ -231,7 +231,7 @@ class PromptGenerator:
         check_metric_names(metrics)
         references = [references_of(row, reference_field or self.target_field) for row in examples]
         check_references(references)  # before any generation
-        prompts, outputs, answers = self._run(examples, progress)
+        prompts, outputs, answers = self.generate(examples, progress=progress)
         scores = text_metrics(metrics, answers, references)
         if "perplexity" in metrics:
             scores.update(self.perplexity(prompts, [refs[0] for refs in references], progress=progress))

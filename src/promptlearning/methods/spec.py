@@ -4,7 +4,8 @@ program stores and what a search candidate is; :func:`build_classifier` is the o
 a spec and a model into the classifier (``OrderingEnsemble(Calibrated(PromptClassifier(...)))``).
 
 A chain-of-thought solver likewise: :class:`SolverSpec` (a ``type: cot`` task file, ``/v1/solve``,
-``promptlearning cot``) and :func:`build_solver`.
+``promptlearning cot``) and :func:`build_solver`; and a prompted generator: :class:`GeneratorSpec`
+(a ``type: generate`` task file, ``/v1/generate``) and :func:`build_generator`.
 
 One spelling per option everywhere: ``calibration`` is ``none``, ``contextual``, ``domain`` or
 ``batch`` (task files may still say ``calibrate: false`` / ``true``, read as ``none`` / their
@@ -22,7 +23,8 @@ from promptlearning.methods.calibration import CALIBRATIONS, CONTENT_FREE_INPUTS
 from promptlearning.methods.classifier import OrderingEnsemble, PromptClassifier, check_classifier_settings
 from promptlearning.methods.cot import DEFAULT_STOP, ChainOfThought, SelfConsistency, check_cot_settings
 from promptlearning.methods.extraction import multiple_choice_extractors, numeric_extractors
-from promptlearning.models.interface import LanguageModel
+from promptlearning.methods.generation import GENERATION_SELECTIONS, POSTPROCESSORS, PromptGenerator, check_postprocess
+from promptlearning.models.interface import GenerationConfig, LanguageModel
 from promptlearning.prompts.demonstrations import SELECTIONS
 from promptlearning.prompts.template import PromptTemplate
 from promptlearning.prompts.verbalizer import Verbalizer
@@ -30,7 +32,11 @@ from promptlearning.prompts.verbalizer import Verbalizer
 CALIBRATION_CHOICES = ("none", *CALIBRATIONS)
 Calibration = Literal["none", "contextual", "domain", "batch"]
 Selection = Literal["random", "balanced", "first", "knn"]
+GenerationSelection = Literal["random", "first", "length", "knn"]
+PostprocessStep = Literal["strip", "first_line", "first_sentence", "lower"]
 assert set(SELECTIONS) == set(Selection.__args__)  # type: ignore[attr-defined]
+assert set(GENERATION_SELECTIONS) == set(GenerationSelection.__args__)  # type: ignore[attr-defined]
+assert set(POSTPROCESSORS) == set(PostprocessStep.__args__)  # type: ignore[attr-defined]
 assert set(CALIBRATIONS) == set(Calibration.__args__) - {"none"}  # type: ignore[attr-defined]
 
 
@@ -190,3 +196,60 @@ def build_solver(spec: SolverSpec, model: LanguageModel, *, batch_size: int | No
     return SelfConsistency(
         cot, spec.self_consistency, temperature=0.7 if spec.temperature is None else spec.temperature
     )
+
+
+# ----------------------------------------------------------------------------- prompted generation
+
+
+class DecodingSpec(_Spec):
+    """How answers are generated: greedy unless ``temperature`` > 0."""
+
+    max_new_tokens: int = Field(64, ge=1)
+    temperature: float = Field(0.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    top_k: int = Field(0, ge=0)
+    stop: list[str] = Field(default_factory=lambda: ["\n"])
+
+    def generation_config(self, seed: int = 0) -> GenerationConfig:
+        return GenerationConfig(
+            max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
+            stop=list(self.stop), seed=seed,
+        )  # fmt: skip
+
+
+class GeneratorSpec(_Spec):
+    """A prompted generator (QA, summarization, translation, dialogue), on every surface alike: a
+    ``type: generate`` task file and the body of ``/v1/generate``."""
+
+    template: TemplateSpec
+    target_field: str = Field("answer", description="the answer text (or list of texts) shown in demonstrations")
+    shots: int = Field(0, ge=0)
+    selection: GenerationSelection = Field("random", description=f"demonstrations: {', '.join(GENERATION_SELECTIONS)}")
+    embedder: str = Field("minilm-l6", description="knn: an embedded encoder or a sentence-transformers directory")
+    decoding: DecodingSpec = Field(default_factory=DecodingSpec)
+    postprocess: list[PostprocessStep] = Field(
+        default_factory=lambda: ["strip"], description="applied in order to each output"
+    )
+    answer_regex: str | None = Field(None, description="keep the first group (or the match) when it matches")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GeneratorSpec:
+        check_postprocess(self.postprocess, self.answer_regex)
+        self.decoding.generation_config(self.seed)
+        self.build_template()
+        return self
+
+    def build_template(self) -> PromptTemplate:
+        return PromptTemplate(**self.template.model_dump())
+
+
+def build_generator(
+    spec: GeneratorSpec, model: LanguageModel, *, embedder: LanguageModel | None = None, batch_size: int | None = None
+) -> PromptGenerator:
+    """The generator ``spec`` describes, over ``model`` (not fitted: call ``fit(pool)``)."""
+    return PromptGenerator(
+        model, spec.build_template(), target_field=spec.target_field, shots=spec.shots, selection=spec.selection,
+        config=spec.decoding.generation_config(spec.seed), steps=spec.postprocess, regex=spec.answer_regex,
+        seed=spec.seed, batch_size=batch_size, embedder=embedder or spec.embedder,
+    )  # fmt: skip

@@ -286,6 +286,19 @@ class Solutions(_Response):
     solutions: list[SolutionBody]
 
 
+class GeneratedAnswer(_Response):
+    answer: str  # after the post-processing chain
+    text: str  # what the model generated
+
+
+class Generations(_Response):
+    """The body of ``POST /v1/generate``."""
+
+    object: Literal["list"] = "list"
+    model: str
+    generations: list[GeneratedAnswer]
+
+
 def event(data: BaseModel | dict[str, Any] | str) -> str:
     """One server-sent event: a model or dict as JSON, or a bare string (``[DONE]``)."""
     if isinstance(data, BaseModel):

@@ -5,7 +5,17 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 
 class _Request(BaseModel):
@@ -158,7 +168,18 @@ TEMPLATE_OPTIONS = ("input", "instruction", "mode", "separator", "shorten")
 VERBALIZER_OPTIONS = ("words", "word_score", "aggregate")
 
 
-class ClassifyRequest(_Request):
+class _PromptedRequest(_Request):
+    """A body whose method has a prompt template: its input text, or PromptTemplate's options."""
+
+    template: StrictStr | dict[str, Any] = Field(description="a Jinja input template, or PromptTemplate options")
+
+    @field_validator("template")
+    @classmethod
+    def _template_options(cls, value: str | dict[str, Any]) -> str | dict[str, Any]:
+        return _template_options(value)
+
+
+class ClassifyRequest(_PromptedRequest):
     """A :class:`~promptlearning.methods.spec.ClassifierSpec` (the same fields as a task file's
     classifier: ``template``, ``verbalizer``, ``method``, ``shots``, ``selection``, ``calibration``,
     ``content_free``, ``orderings``, ``label_field``, ``max_length``, ``seed``), the inputs and the
@@ -166,7 +187,6 @@ class ClassifyRequest(_Request):
     word(s). kNN selection embeds with the server's embedding model."""
 
     model: str | None = None
-    template: StrictStr | dict[str, Any] = Field(description="a Jinja input template, or PromptTemplate options")
     verbalizer: dict[str, Any] = Field(description="label -> word(s), or {'words': ..., 'word_score': ...}")
     inputs: list[dict[str, Any]] = Field(min_length=1)
     demonstrations: list[dict[str, Any]] = Field(default_factory=list)
@@ -179,21 +199,6 @@ class ClassifyRequest(_Request):
     label_field: str = "label"
     max_length: int | None = Field(None, ge=8)
     seed: int = 0
-
-    @field_validator("template")
-    @classmethod
-    def _template_options(cls, value: str | dict[str, Any]) -> str | dict[str, Any]:
-        if isinstance(value, str):
-            return value
-        unknown = [key for key in value if key not in TEMPLATE_OPTIONS]
-        if unknown:
-            raise ValueError(f"unknown template option {unknown[0]!r}; the options are {', '.join(TEMPLATE_OPTIONS)}")
-        if "input" not in value:
-            raise ValueError("a template object needs 'input', the Jinja template of one input")
-        for key, option in value.items():
-            if not isinstance(option, str) and not (key == "shorten" and option is None):
-                raise ValueError(f"template option {key!r} must be a string, got {type(option).__name__}")
-        return value
 
     @field_validator("verbalizer")
     @classmethod
@@ -230,6 +235,21 @@ class ClassifyRequest(_Request):
             calibration=self.calibration, orderings=self.orderings, label_field=self.label_field,
             max_length=self.max_length, seed=self.seed, **options,
         )  # fmt: skip
+
+
+def _template_options(value: str | dict[str, Any]) -> str | dict[str, Any]:
+    """A template given as its input text, or as PromptTemplate's options (strings)."""
+    if isinstance(value, str):
+        return value
+    unknown = [key for key in value if key not in TEMPLATE_OPTIONS]
+    if unknown:
+        raise ValueError(f"unknown template option {unknown[0]!r}; the options are {', '.join(TEMPLATE_OPTIONS)}")
+    if "input" not in value:
+        raise ValueError("a template object needs 'input', the Jinja template of one input")
+    for key, option in value.items():
+        if not isinstance(option, str) and not (key == "shorten" and option is None):
+            raise ValueError(f"template option {key!r} must be a string, got {type(option).__name__}")
+    return value
 
 
 def _label_words(mapping: dict[str, Any]) -> dict[str, Any]:
@@ -279,4 +299,58 @@ class SolveRequest(_Request):
             mode=self.mode, exemplars=self.exemplars, template=self.template, answer_type=self.answer_type,
             self_consistency=self.self_consistency, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
             max_new_tokens=self.max_new_tokens, seed=self.seed, **given,
+        )  # fmt: skip
+
+
+DECODING_FIELDS = frozenset({"max_new_tokens", "temperature", "top_p", "top_k", "stop"})
+
+
+class GenerateRequest(_PromptedRequest):
+    """A :class:`~promptlearning.methods.spec.GeneratorSpec` (the fields of a ``type: generate`` task's
+    method: ``template``, ``target_field``, ``shots``, ``selection``, decoding, ``postprocess``,
+    ``answer_regex``, ``seed``), the inputs and the demonstration pool. Decoding is a task file's
+    ``decoding: {...}`` section, or top-level ``max_new_tokens`` (or ``max_tokens``), ``temperature``,
+    ``top_p``, ``top_k`` and ``stop``."""
+
+    model: str | None = None
+    inputs: list[dict[str, Any]] = Field(min_length=1)
+    demonstrations: list[dict[str, Any]] = Field(default_factory=list)
+    target_field: StrictStr = "answer"
+    shots: int | None = Field(None, ge=0, description="default: every demonstration, in order (selection first)")
+    selection: Literal["random", "first", "length", "knn"] | None = None
+    max_new_tokens: int = Field(64, ge=1, validation_alias=AliasChoices("max_new_tokens", "max_tokens"))
+    temperature: float = Field(0.0, ge=0, le=2)
+    top_p: float = Field(1.0, gt=0, le=1)
+    top_k: int = Field(0, ge=0)
+    stop: list[StrictStr] = Field(default_factory=lambda: ["\n"], max_length=16)
+    postprocess: list[Literal["strip", "first_line", "first_sentence", "lower"]] = Field(
+        default_factory=lambda: ["strip"]
+    )
+    answer_regex: StrictStr | None = None
+    decoding: dict[str, Any] | None = Field(None, description="a task file's decoding section, instead of the fields")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _a_valid_spec(self) -> GenerateRequest:
+        both = self.decoding is not None and DECODING_FIELDS & (self.model_fields_set - {"decoding"})
+        if both:
+            raise ValueError(f"give decoding either as 'decoding' or as {sorted(both)[0]!r}, not both")
+        try:
+            self.generator_spec()
+        except ValidationError as exc:  # the decoding section: a 4xx naming the field, not a 500
+            first = exc.errors()[0]
+            raise ValueError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        return self
+
+    def generator_spec(self) -> Any:
+        """The spec the body describes; demonstrations without ``shots`` are all shown, in order."""
+        from promptlearning.methods.spec import GeneratorSpec
+
+        shots = self.shots if self.shots is not None else len(self.demonstrations)
+        selection = self.selection or ("first" if self.shots is None else "random")
+        decoding = self.decoding if self.decoding is not None else {f: getattr(self, f) for f in DECODING_FIELDS}
+        return GeneratorSpec(
+            template={"input": self.template} if isinstance(self.template, str) else self.template,
+            target_field=self.target_field, shots=shots, selection=selection, decoding=decoding,
+            postprocess=self.postprocess, answer_regex=self.answer_regex, seed=self.seed,
         )  # fmt: skip

@@ -16,6 +16,8 @@ from promptlearning.serving.requests import cancel_event, request_limits, unless
 from promptlearning.serving.responses import (
     Classification,
     Classifications,
+    GeneratedAnswer,
+    Generations,
     ProgramCard,
     ProgramList,
     ProgramPrediction,
@@ -23,7 +25,7 @@ from promptlearning.serving.responses import (
     SolutionBody,
     Solutions,
 )
-from promptlearning.serving.schemas import ClassifyRequest, ProgramPredictRequest, SolveRequest
+from promptlearning.serving.schemas import ClassifyRequest, GenerateRequest, ProgramPredictRequest, SolveRequest
 
 router = APIRouter()
 
@@ -140,6 +142,41 @@ async def classify(body: ClassifyRequest, request: Request) -> Classifications:
     ]
     request.state.output = [p.label for p in out]
     return Classifications(model=name, predictions=out)
+
+
+def _generate(model: Any, body: GenerateRequest, max_tokens_limit: int, embedder: Any = None) -> list[GeneratedAnswer]:
+    from promptlearning.methods.spec import build_generator
+
+    spec = body.generator_spec()
+    if spec.decoding.max_new_tokens > max_tokens_limit:
+        raise APIError(
+            400, f"max_new_tokens={spec.decoding.max_new_tokens} is over this server's limit of {max_tokens_limit}",
+            param="max_new_tokens",
+        )  # fmt: skip
+    if spec.selection == "knn" and spec.shots and embedder is None:
+        raise APIError(400, "kNN selection needs an embedding model and this server has none", param="selection")
+    generator = build_generator(spec, model, embedder=embedder).fit(body.demonstrations)
+    _, outputs, answers = generator.generate(body.inputs, progress=False)
+    return [GeneratedAnswer(answer=a, text=t) for a, t in zip(answers, outputs, strict=True)]
+
+
+@router.post("/v1/generate")
+async def generate(body: GenerateRequest, request: Request) -> Generations:
+    served = request.app.state.served
+    name, model = served.text_model(body.model)
+    _check_inputs(request, len(body.inputs))
+    request.state.content = body.inputs
+    batching = served.batching(
+        model, request.app.state.batcher, limits=request_limits(request), cancel=cancel_event(request)
+    )
+    embedder = None
+    if served.embedders:
+        _, encoder = served.embedder(None)
+        embedder = served.batching(encoder, request.app.state.batcher, limits=batching.limits, cancel=batching.cancel)
+    limit = request.app.state.settings.max_tokens_limit
+    out = await unless_disconnected(request, run_in_threadpool(_generate, batching, body, limit, embedder))
+    request.state.output = [g.answer for g in out]
+    return Generations(model=name, generations=out)
 
 
 def _solve(model: Any, body: SolveRequest, max_tokens_limit: int) -> list[Any]:

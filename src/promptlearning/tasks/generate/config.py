@@ -19,6 +19,7 @@ from pydantic import Field, model_validator
 
 from promptlearning.evaluation.text_metrics import HEADLINES
 from promptlearning.methods.generation import GENERATION_SELECTIONS, POSTPROCESSORS
+from promptlearning.methods.spec import DecodingSpec, GeneratorSpec
 from promptlearning.tasks.config import DataRoot, StrictModel, TaskConfigBase, TemplateConfig, one_of
 from promptlearning.tasks.train.config import PeftSection, TrainingSection
 
@@ -54,14 +55,8 @@ class GenerateDataConfig(DataRoot):
     eval_offset: int = Field(0, ge=0)
 
 
-class DecodingConfig(StrictModel):
-    """How answers are generated: greedy unless ``temperature`` > 0."""
-
-    max_new_tokens: int = Field(64, ge=1)
-    temperature: float = Field(0.0, ge=0)
-    top_p: float = Field(1.0, gt=0, le=1)
-    top_k: int = Field(0, ge=0)
-    stop: list[str] = Field(default_factory=lambda: ["\n"])
+class DecodingConfig(StrictModel, DecodingSpec):
+    """How answers are generated: the generator spec's decoding, read as a task file section."""
 
 
 class FinetuneConfig(StrictModel):
@@ -98,3 +93,11 @@ class GenerateTaskConfig(TaskConfigBase):
         if self.shots and not self.data.train:
             raise ValueError(f"{self.shots}-shot needs data.train (the pool of demonstrations)")
         return self
+
+    def generator_spec(self) -> GeneratorSpec:
+        """The method this task file describes, as every surface builds it."""
+        return GeneratorSpec(
+            template=self.template.model_dump(), target_field=self.data.target_field, shots=self.shots,
+            selection=self.selection, embedder=self.embedder, decoding=self.decoding.model_dump(),
+            postprocess=list(self.postprocess), answer_regex=self.answer_regex, seed=self.seed,
+        )  # fmt: skip

@@ -10,8 +10,9 @@ from typing import Any
 from promptlearning.errors import PromptLearningError
 from promptlearning.evaluation.text_metrics import HEADLINES
 from promptlearning.loading import DataError, load_examples, task_data_root
-from promptlearning.methods.generation import PromptGenerator, check_postprocess, references_of
-from promptlearning.models.interface import GenerationConfig, LanguageModel
+from promptlearning.methods.generation import PromptGenerator, references_of
+from promptlearning.methods.spec import build_generator as build_from_spec
+from promptlearning.models.interface import LanguageModel
 from promptlearning.prompts.template import PromptTemplate
 from promptlearning.runs.directory import prepare_output_dir
 from promptlearning.runs.result import TaskResult, scalar_metrics
@@ -86,32 +87,16 @@ def load_task_data(config: GenerateTaskConfig, template: PromptTemplate) -> tupl
     return eval_rows, pool
 
 
-def generation_config(config: GenerateTaskConfig) -> GenerationConfig:
-    d = config.decoding
-    return GenerationConfig(
-        max_new_tokens=d.max_new_tokens, temperature=d.temperature, top_p=d.top_p, top_k=d.top_k,
-        stop=list(d.stop), seed=config.seed,
-    )  # fmt: skip
-
-
 def check_task(config: GenerateTaskConfig) -> PromptTemplate:
     """Everything about a generation task that can be checked without its model."""
-    template = PromptTemplate(**config.template.model_dump())
-    check_postprocess(config.postprocess, config.answer_regex)
-    generation_config(config)
-    return template
+    return config.generator_spec().build_template()
 
 
 def build_generator(
     config: GenerateTaskConfig, model: LanguageModel, embedder: LanguageModel | None = None
 ) -> PromptGenerator:
-    """The generator a task describes (the YAML ↔ Python mapping)."""
-    return PromptGenerator(
-        model, check_task(config), target_field=config.data.target_field, shots=config.shots,
-        selection=config.selection, config=generation_config(config), steps=config.postprocess,
-        regex=config.answer_regex, seed=config.seed, batch_size=config.batch_size,
-        embedder=embedder or config.embedder,
-    )  # fmt: skip
+    """The generator a task describes: its :class:`~promptlearning.methods.spec.GeneratorSpec`, built."""
+    return build_from_spec(config.generator_spec(), model, embedder=embedder, batch_size=config.batch_size)
 
 
 def finetune(
@@ -124,8 +109,8 @@ def finetune(
 
     assert config.finetune is not None
     settings = config.finetune
-    prompter = PromptGenerator(model, check_task(config), target_field=config.data.target_field,
-                               config=generation_config(config)).fit()  # fmt: skip
+    zero_shot = config.generator_spec().model_copy(update={"shots": 0})
+    prompter = build_from_spec(zero_shot, model).fit()
     held = settings.dev_size if len(pool) > 2 * settings.dev_size else 0
     train_rows, dev_rows = pool[: len(pool) - held], pool[len(pool) - held :]
     target = config.data.target_field
