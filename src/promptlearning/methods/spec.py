@@ -146,12 +146,11 @@ class ExemplarSpec(BaseModel):
     answer: str
 
 
-class SolverSpec(_Spec):
-    """A chain-of-thought solver (with self-consistency when ``self_consistency > 1``), on every
-    surface alike: a ``type: cot`` task file, the body of ``/v1/solve``, ``promptlearning cot``."""
+class SolverSettings(_Spec):
+    """A chain-of-thought solver's settings, all but its exemplars (a task file takes those from a
+    file or its training set; see :class:`SolverSpec`)."""
 
     mode: Literal["few-shot-cot", "zero-shot-cot", "direct"] = "few-shot-cot"
-    exemplars: list[ExemplarSpec] = Field(default_factory=list)
     template: str = "Q: {{ question }}\nA:"
     answer_type: Literal["numeric", "multiple_choice"] = "numeric"
     self_consistency: int = Field(1, ge=1, description="samples per question; > 1 votes over sampled rationales")
@@ -163,6 +162,17 @@ class SolverSpec(_Spec):
     trigger: str = "Let's think step by step."
     answer_trigger: str = "Therefore, the answer (arabic numerals) is"
     seed: int = 0
+
+    def solver_settings(self) -> dict[str, Any]:
+        """These settings alone (without whatever else a subclass, such as a task file, holds)."""
+        return {name: getattr(self, name) for name in SolverSettings.model_fields}
+
+
+class SolverSpec(SolverSettings):
+    """A chain-of-thought solver (with self-consistency when ``self_consistency > 1``), on every
+    surface alike: a ``type: cot`` task file, the body of ``/v1/solve``, ``promptlearning cot``."""
+
+    exemplars: list[ExemplarSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> SolverSpec:

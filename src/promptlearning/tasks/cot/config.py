@@ -6,7 +6,8 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from promptlearning.methods.cot import DEFAULT_STOP, MODES
+from promptlearning.methods.cot import MODES
+from promptlearning.methods.spec import SolverSettings
 from promptlearning.tasks.config import DataRoot, StrictModel, TaskConfigBase, one_of, resolve_relative
 
 Mode = one_of(MODES)
@@ -34,13 +35,14 @@ class Exemplar(StrictModel):
         return str(value) if isinstance(value, int | float) else value
 
 
-class CoTTaskConfig(TaskConfigBase):
-    """A chain-of-thought experiment (``type: cot``): questions, exemplars, mode, self-consistency."""
+class CoTTaskConfig(TaskConfigBase, SolverSettings):
+    """A chain-of-thought experiment (``type: cot``): questions, where the exemplars come from, and the
+    solver's settings (:class:`~promptlearning.methods.spec.SolverSettings`: mode, template,
+    self-consistency, decoding, triggers)."""
 
     type: Literal["cot"]
     data: CoTDataConfig
     batch_size: int = Field(16, ge=1)
-    template: str = "Q: {{ question }}\nA:"
     mode: Mode = Field("few-shot-cot", description=f"one of {', '.join(MODES)}")
     exemplars: list[Exemplar] = Field(default_factory=list)
     exemplars_file: str | None = Field(
@@ -48,15 +50,6 @@ class CoTTaskConfig(TaskConfigBase):
         description="YAML list of exemplars: a shipped set (gsm8k-wei2022) or a path relative to the task file",
     )
     exemplars_from_train: int = Field(0, ge=0, description="draw this many exemplars from data.train instead")
-    answer_type: Literal["numeric", "multiple_choice"] = "numeric"
-    self_consistency: int = Field(1, ge=1, description="samples per question; > 1 votes over sampled rationales")
-    temperature: float | None = Field(None, ge=0, description="default: 0 (greedy) for 1 sample, 0.7 for more")
-    top_p: float = Field(1.0, gt=0, le=1)
-    top_k: int = Field(0, ge=0)
-    max_new_tokens: int = Field(256, ge=1)
-    stop: list[str] = Field(default_factory=lambda: list(DEFAULT_STOP))
-    trigger: str = "Let's think step by step."
-    answer_trigger: str = "Therefore, the answer (arabic numerals) is"
 
     @field_validator("exemplars_file")
     @classmethod

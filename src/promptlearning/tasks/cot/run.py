@@ -82,12 +82,7 @@ def cot_exemplars(config: CoTTaskConfig) -> list[dict[str, Any]]:
 
 def solver_spec(config: CoTTaskConfig, exemplars: list[dict[str, Any]]) -> SolverSpec:
     """The solver a task describes, as every other surface describes it (checked as it is made)."""
-    return SolverSpec(
-        mode=config.mode, exemplars=exemplars, template=config.template, answer_type=config.answer_type,
-        self_consistency=config.self_consistency, temperature=config.temperature, top_p=config.top_p,
-        top_k=config.top_k, max_new_tokens=config.max_new_tokens, stop=config.stop, trigger=config.trigger,
-        answer_trigger=config.answer_trigger, seed=config.seed,
-    )  # fmt: skip
+    return SolverSpec(**config.solver_settings(), exemplars=exemplars)
 
 
 def check_cot_task(config: CoTTaskConfig, exemplars: list[dict[str, Any]]) -> None:
