@@ -123,19 +123,24 @@ def _classify(model: Any, body: ClassifyRequest, embedder: Any = None) -> list[A
     return classifier.predict(body.inputs, progress=False)
 
 
-@router.post("/v1/classify")
-async def classify(body: ClassifyRequest, request: Request) -> Classifications:
-    served = request.app.state.served
-    name, model = served.text_model(body.model)
-    _check_inputs(request, len(body.inputs))
-    request.state.content = body.inputs
-    batching = served.batching(
-        model, request.app.state.batcher, limits=request_limits(request), cancel=cancel_event(request)
-    )
+def _request_models(request: Request, model_name: str | None) -> tuple[str, Any, Any]:
+    """The named text model and the server's embedder (or None), each as this request's batching
+    view: its calls join other requests' batches, under its limits, abandoned when it goes away."""
+    served, batcher = request.app.state.served, request.app.state.batcher
+    name, model = served.text_model(model_name)
+    batching = served.batching(model, batcher, limits=request_limits(request), cancel=cancel_event(request))
     embedder = None
     if served.embedders:
         _, encoder = served.embedder(None)
-        embedder = served.batching(encoder, request.app.state.batcher, limits=batching.limits, cancel=batching.cancel)
+        embedder = served.batching(encoder, batcher, limits=batching.limits, cancel=batching.cancel)
+    return name, batching, embedder
+
+
+@router.post("/v1/classify")
+async def classify(body: ClassifyRequest, request: Request) -> Classifications:
+    name, batching, embedder = _request_models(request, body.model)
+    _check_inputs(request, len(body.inputs))
+    request.state.content = body.inputs
     predictions = await unless_disconnected(request, run_in_threadpool(_classify, batching, body, embedder))
     out = [
         Classification(label=p.label, probabilities=p.probabilities, label_scores=p.label_scores) for p in predictions
@@ -162,17 +167,9 @@ def _generate(model: Any, body: GenerateRequest, max_tokens_limit: int, embedder
 
 @router.post("/v1/generate")
 async def generate(body: GenerateRequest, request: Request) -> Generations:
-    served = request.app.state.served
-    name, model = served.text_model(body.model)
+    name, batching, embedder = _request_models(request, body.model)
     _check_inputs(request, len(body.inputs))
     request.state.content = body.inputs
-    batching = served.batching(
-        model, request.app.state.batcher, limits=request_limits(request), cancel=cancel_event(request)
-    )
-    embedder = None
-    if served.embedders:
-        _, encoder = served.embedder(None)
-        embedder = served.batching(encoder, request.app.state.batcher, limits=batching.limits, cancel=batching.cancel)
     limit = request.app.state.settings.max_tokens_limit
     out = await unless_disconnected(request, run_in_threadpool(_generate, batching, body, limit, embedder))
     request.state.output = [g.answer for g in out]
