@@ -270,6 +270,9 @@ def train(
 ) -> TrainResult:
     """Train ``model`` in place on ``device`` (see :func:`training_state`); at the end it holds the best
     weights seen on dev."""
+    # One piece on purpose, as nanoGPT's loop is: the order of its steps (data order, accumulation,
+    # RNG draws, evaluation, checkpoint) is what makes a resumed run end where an uninterrupted one
+    # does, and it is easier to check read top to bottom. Set-up, checkpoints and logging are helpers.
     from accelerate.utils import set_seed
 
     output_dir = Path(output_dir)
