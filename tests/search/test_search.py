@@ -87,11 +87,12 @@ def test_the_seed_prompt_is_scored_with_its_own_calibration(search_task, tiny_lm
 def test_a_full_search_writes_a_runnable_task_and_reuses_cached_scores(search_task, tiny_lm, tmp_path):
     config = load_task(search_task)
     cache_file = tmp_path / "scores.jsonl"
-    settings = SearchSettings(dev_size=16, budget=16 * 6, shots=2, demo_sets=2, cache=cache_file)
+    settings = SearchSettings(dev_size=16, budget=16 * 8, shots=2, demo_sets=2, cache=cache_file, adopt="always",
+                              ensemble=1)  # fmt: skip
     result = search(config, tiny_lm, settings, progress=False)
     assert result.spent <= result.budget
-    assert {c.stage for c in result.candidates} == {"words", "templates", "demonstrations"}
-    # the winner: the best of the finalists (the task's own prompt and the best on dev) on fresh examples
+    assert {c.stage for c in result.candidates} == {"words", "templates", "channel", "demonstrations"}
+    # adopt always: the best of the finalists (the task's own prompt and the best on dev) on fresh examples
     assert result.confirm_size == 16 and result.best.confirm_score == max(c.confirm_score for c in result.finalists)
     task_file = write_search(tmp_path / "out", config, result)
     saved = load_task(task_file)
@@ -102,15 +103,16 @@ def test_a_full_search_writes_a_runnable_task_and_reuses_cached_scores(search_ta
     program = load_program(tmp_path / "out" / "program")
     assert program.spec.objective == "prompt" and len(program.spec.demonstrations) == len(result.best.demonstrations)
     assert program.spec.max_length == 512 + 256 * len(program.spec.demonstrations)  # served prompts stay bounded
-    assert (program.spec.bias is not None) == (result.best.calibration != "none")
+    frozen = program.spec.classifier["bias"]  # the calibration, frozen into the classifier spec
+    assert (frozen is not None) == (result.best.calibration != "none")
     assert program.evaluate(result.dev)["accuracy"] == pytest.approx(result.best.dev_score)
     report = json.loads((tmp_path / "out" / "search.json").read_text())
     assert len(report["candidates"]) == len(result.candidates)
     # a second search with the same cache file sends nothing new to the model
     cache = ScoreCache(tiny_lm, config.model, cache_file)
     assert cache.results
-    again = search(config, tiny_lm, SearchSettings(dev_size=16, budget=16 * 6, shots=2, demo_sets=2,
-                                                   cache=cache_file), progress=False)  # fmt: skip
+    again = search(config, tiny_lm, SearchSettings(dev_size=16, budget=16 * 8, shots=2, demo_sets=2, adopt="always",
+                                                   ensemble=1, cache=cache_file), progress=False)  # fmt: skip
     assert [c.dev_score for c in again.candidates] == [c.dev_score for c in result.candidates]
 
 
@@ -119,10 +121,10 @@ def test_cli_search(search_task, tmp_path, capsys):
                  "--output-dir", str(tmp_path / "s"), "--no-progress"])  # fmt: skip
     assert code == 0
     out = capsys.readouterr().out
-    assert "dev accuracy: winner" in out and "the task's own prompt" in out
+    assert "dev accuracy: best candidate" in out and "the task's own prompt" in out and "confirmation: " in out
     directory = tmp_path / "s" / "tiny-reviews-search"
     assert {"task.yaml", "search.json", "search.md", "scores.jsonl", "runs"} <= {p.name for p in directory.iterdir()}
-    assert "test.jsonl: winner" in out
+    assert "test.jsonl: the output (" in out
     predictions = tmp_path / "predictions.jsonl"
     assert main(["predict", str(directory / "program"), str(REVIEWS / "test.jsonl"), "-o", str(predictions)]) == 0
     assert "labelled examples" in capsys.readouterr().err
@@ -147,7 +149,8 @@ def test_a_small_training_file_gives_half_to_dev(search_task, tiny_lm):
     config = load_task(search_task)  # 120 training rows, the default dev size is 200
     with pytest.warns(UserWarning, match="120 examples: 60 of them are the dev sample"):
         result = search(config, tiny_lm, SearchSettings(stages=("words",), budget=60), progress=False)
-    assert result.dev_size == 60 and len(result.pool) == 60
+    # the confirmation (by default as large as dev) is bounded by the data: the pool keeps as many
+    assert result.dev_size == 60 and result.confirm_size == 30 and len(result.pool) == 30
 
 
 def test_label_word_proposals_and_assignments(tiny_lm):
@@ -205,14 +208,15 @@ def test_finalists_are_compared_on_a_fresh_confirmation_sample(search_task, tiny
     assert seed is result.seed and seed.template == config.template.model_dump() and len(others) == 3
     assert [c.dev_score for c in others] == sorted((c.dev_score for c in others), reverse=True)
     assert len({c.config_key() for c in result.finalists}) == 4
-    assert result.best is max(result.finalists, key=lambda c: c.confirm_score)
+    assert result.adoption is not None and result.adoption.n == 20
+    assert (result.output == "own") == (not result.adoption.adopted)
     assert result.spent <= result.budget
     classifier = build_classifier(config, tiny_lm).fit(result.pool)
     own = np.mean([p.label == ex["label"] for p, ex in zip(classifier.predict(result.confirm), result.confirm,
                                                             strict=True)])  # fmt: skip
     assert seed.confirm_score == pytest.approx(own)
     task_file = write_search(tmp_path / "out", config, result)
-    assert f"Confirmed on 20 fresh examples: {result.best.confirm_score:.4f}" in task_file.read_text()
+    assert "# Confirmation: accuracy difference" in task_file.read_text()
     report = json.loads((tmp_path / "out" / "search.json").read_text())
     assert [f["confirm_score"] for f in report["finalists"]] == [c.confirm_score for c in result.finalists]
     with pytest.raises(PromptLearningError, match="confirm_size >= 0"):

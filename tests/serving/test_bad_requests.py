@@ -235,6 +235,36 @@ def test_issue28_bad_request(server, path, body, status, words) -> None:
     _error(httpx.post(server.url + path, content=content, headers=headers, timeout=60), status, *words)
 
 
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        ({**CLASSIFY, "scoring": "noisy"}, 422, ("scoring",)),
+        ({**CLASSIFY, "scoring": "channel", "template": "{{ text }} {{ other }}"}, 400, ("one input field",)),
+        ({**CLASSIFY, "scoring": "channel", "template": {"input": "{{ text }}", "mode": "chat"}}, 400, ("plain",)),
+        ({**CLASSIFY, "ensemble": [{"verbalizer": {"x": " x"}}]}, 400, ("same labels",)),
+        ({**CLASSIFY, "ensemble": [{"weight": 1}, {}]}, 400, ("a weight, or none",)),
+        ({**CLASSIFY, "ensemble": [{"weight": -1}]}, 400, ("ensemble.0.weight",)),
+        ({**CLASSIFY, "ensemble": [{"template": {"bogus": "x"}}]}, 422, ("bogus",)),
+        ({**CLASSIFY, "ensemble": [{"bogus": 1}]}, 400, ("ensemble.0.bogus",)),
+        ({**CLASSIFY, "ensemble": [{}] * 33}, 422, ("ensemble",)),
+        ({**CLASSIFY, "ensemble": ["x"]}, 422, ("ensemble",)),
+        ({**CLASSIFY, "ensemble_weighting": "vote"}, 422, ("ensemble_weighting",)),
+        ({**CLASSIFY, "bias": {"a": 0.5, "b": 0.5}}, 400, ("needs a calibration",)),
+        ({**CLASSIFY, "calibration": "batch", "bias": {"a": 1.0}}, 400, ("labels",)),
+        ({**CLASSIFY, "calibration": "batch", "bias": {"a": "x", "b": 1}}, 422, ("bias",)),
+    ],
+)  # fmt: skip
+def test_bad_ensemble_or_channel_request(server, body, status, words) -> None:
+    _error(httpx.post(server.url + "/v1/classify", json=body, headers=HEADERS, timeout=60), status, *words)
+
+
+def test_an_ensemble_with_channel_scoring_classifies(server) -> None:
+    body = {**CLASSIFY, "inputs": [{"text": "x"}, {"text": "y"}], "ensemble": [{}, {"scoring": "channel"}]}
+    response = httpx.post(server.url + "/v1/classify", json=body, headers=HEADERS, timeout=60)
+    assert response.status_code == 200, response.text
+    assert [sum(p["probabilities"].values()) for p in response.json()["predictions"]] == pytest.approx([1.0, 1.0])
+
+
 GENERATE = {"model": "tiny", "template": "Q: {{ question }}\nA:", "inputs": [{"question": "why?"}]}
 POOL = [{"question": "a?", "answer": "b"}, {"question": "c?", "answer": "d"}]
 

@@ -42,6 +42,14 @@ VARIANTS = {
     "orderings": {"shots": 2, "selection": "first", "orderings": 2},
     "max-length": {"template": {**TEMPLATE, "shorten": "text"}, "max_length": 12},
     "label-field": {"label_field": "gold", "shots": 2, "selection": "first"},
+    "channel": {"scoring": "channel", "shots": 2, "selection": "first", "calibration": "batch"},
+    "frozen-bias": {"calibration": "contextual", "bias": {"negative": 0.7, "positive": 0.3}},
+    "ensemble": {"ensemble": [{}, {"template": {"input": "text : {{ text }}\nopinion :"}, "calibration": "batch",
+                                   "scoring": "channel"},
+                              {"verbalizer": {"words": {"negative": " bad", "positive": " good"}}}],
+                 "ensemble_weighting": "agreement"},
+    "ensemble-weights": {"ensemble": [{"weight": 2.0}, {"calibration": "batch", "weight": 1.0,
+                                                        "bias": {"negative": 0.4, "positive": 0.6}}]},
 }  # fmt: skip
 COVERED = {key for variant in VARIANTS.values() for key in variant} | {"template", "verbalizer"}
 
@@ -74,7 +82,9 @@ def _by_task_file(spec: ClassifierSpec, tmp_path: Path, model_dir: Path) -> list
         "data": {"root": str(tmp_path), "train": "train.jsonl", "eval": "eval.jsonl", "label_field": field},
         "template": spec.template.model_dump(), "verbalizer": spec.verbalizer.model_dump(),
         "method": {"name": spec.method, "selection": spec.selection, "calibration": spec.calibration,
-                   "content_free": spec.content_free, "orderings": spec.orderings, "max_length": spec.max_length},
+                   "content_free": spec.content_free, "orderings": spec.orderings, "max_length": spec.max_length,
+                   "scoring": spec.scoring, "bias": spec.bias, "ensemble_weighting": spec.ensemble_weighting,
+                   "ensemble": [m.model_dump(exclude_none=True) for m in spec.ensemble]},
     }  # fmt: skip
     (tmp_path / "task.yaml").write_text(yaml.safe_dump(task))
     result = run_task(load_task(tmp_path / "task.yaml"), write=False, progress=False)
@@ -82,7 +92,8 @@ def _by_task_file(spec: ClassifierSpec, tmp_path: Path, model_dir: Path) -> list
 
 
 def _by_endpoint(spec: ClassifierSpec, server) -> list:
-    body = {**spec.model_dump(exclude={"embedder"}), "model": "tiny", "inputs": INPUTS, "demonstrations": _pool(spec)}
+    body = {**spec.model_dump(exclude={"embedder"}, exclude_none=True), "model": "tiny", "inputs": INPUTS,
+            "demonstrations": _pool(spec)}  # fmt: skip
     response = httpx.post(server.base_url + "/classify", json=body, headers={"Authorization": "Bearer test-key-0123"},
                           timeout=60)  # fmt: skip
     assert response.status_code == 200, response.text

@@ -9,8 +9,10 @@ from promptlearning.cli.options import (
     add_backend_options,
     add_device_options,
     command,
+    confidence_level,
     device_overrides,
     non_negative_int,
+    positive_float,
     positive_int,
 )
 
@@ -32,18 +34,21 @@ def _cmd_search(args: argparse.Namespace) -> int:
     settings = SearchSettings(
         budget=args.budget, dev_size=args.dev_size, dev=args.dev, stages=tuple(args.stages.split(",")),
         shots=args.shots, ape=args.ape, templates=templates, seed=args.seed, confirm_size=args.confirm_size,
+        channel=args.channel, adopt=args.adopt, level=args.level, time_budget=args.time_budget,
         proposer=load_model(args.proposer, pull=True) if args.proposer else None,
     )  # fmt: skip
     result = run_search(config, settings, output_dir=args.output_dir, test=not args.no_test, progress=True)
     spent = f"{len(result.candidates)} candidates, {result.spent} of {result.budget} dev prompts"
-    print(f"dev {result.metric}: winner {result.best.dev_score:.4f}, the task's own prompt {result.seed_dev:.4f} "
+    best = max(c.dev_score for c in result.candidates)
+    print(f"dev {result.metric}: best candidate {best:.4f}, the task's own prompt {result.seed_dev:.4f} "
           f"({spent}, {result.seconds:.0f} s)")  # fmt: skip
-    if result.finalists:
-        print(f"confirmation ({result.confirm_size} fresh examples): winner {result.best.confirm_score:.4f}, "
-              f"the task's own prompt {result.finalists[0].confirm_score:.4f}")  # fmt: skip
+    if result.adoption is not None:
+        print(f"confirmation: {result.adoption.describe(result.metric)}")
     if result.test is not None:
-        print(f"{config.data.eval}: winner {result.test.value:.4f}, the task's own prompt {result.seed_test.value:.4f}")
-    print(f"winning task written to {result.task_file}; as a prompt program: {result.program_dir}")
+        print(f"{config.data.eval}: the output ({result.output}) {result.test.value:.4f}, the task's own prompt "
+              f"{result.seed_test.value:.4f}")  # fmt: skip
+    program = f"; as a prompt program: {result.program_dir}" if result.program_dir else ""
+    print(f"task written to {result.task_file}{program}")
     return 0
 
 
@@ -58,9 +63,24 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                                  "sample then comes from it too)")  # fmt: skip
     p.add_argument("--confirm-size", type=int,
                    help="fresh examples held out of train (or of --dev) on which the task's own prompt and the 5 best "
-                        "on dev are compared, the best there winning (default: the dev size, with --dev half of the "
-                        "file; 0: the dev winner wins)")  # fmt: skip
-    p.add_argument("--stages", default="words,templates,demonstrations", help="what to search (default: %(default)s)")
+                        "diverse configurations on dev are compared (default: the dev size and at least 8 per class, "
+                        "bounded by the data; with --dev half of the file; 0: none)")  # fmt: skip
+    p.add_argument("--adopt", choices=("test", "always"), default="test",
+                   help="test (default): the searched prompt replaces the task's own only when a paired bootstrap on "
+                        "the confirmation sample says it is better; always: the best there wins")  # fmt: skip
+    p.add_argument("--level", type=confidence_level, default=0.95,
+                   help="the adoption test's confidence level (default: 0.95)")  # fmt: skip
+    p.add_argument("--time-budget", type=positive_float, metavar="MINUTES",
+                   help="stop scoring candidates in time to confirm and finish within MINUTES")  # fmt: skip
+    p.add_argument(
+        "--channel",
+        type=non_negative_int,
+        default=3,
+        help="the best configurations also tried with channel scoring, P(input | label) (default: 3)",
+    )
+    p.add_argument(
+        "--stages", default="words,templates,channel,demonstrations", help="what to search (default: %(default)s)"
+    )
     p.add_argument("--shots", type=non_negative_int, help="demonstrations to search for (default: the task's shots)")
     p.add_argument("--templates", help="YAML list of candidate templates instead of the built-in pattern families")
     p.add_argument("--ape", type=non_negative_int, default=0,

@@ -79,7 +79,8 @@ class Calibrated(ClassifierWrapper):
 
     ``calibration`` is ``contextual``, ``domain`` or ``batch`` (see the module docstring);
     ``content_free_inputs`` are the contextual inputs; ``min_batch`` is the smallest ``predict`` call
-    batch calibration estimates from.
+    batch calibration estimates from. ``bias`` (label -> share), when given, is used instead of any
+    estimate: a frozen calibration, as a search winner keeps its dev estimate.
     """
 
     def __init__(
@@ -90,6 +91,7 @@ class Calibrated(ClassifierWrapper):
         content_free_inputs: Sequence[str] = CONTENT_FREE_INPUTS,
         min_batch: int = MIN_BATCH,
         seed: int = 0,
+        bias: Mapping[str, float] | None = None,
     ) -> None:
         if calibration not in CALIBRATIONS:
             raise PromptLearningError(f"unknown calibration {calibration!r}; use one of {', '.join(CALIBRATIONS)}")
@@ -98,6 +100,7 @@ class Calibrated(ClassifierWrapper):
         self.content_free_inputs = list(content_free_inputs)
         self.min_batch = min_batch
         self.seed = seed
+        self.frozen_bias = dict(bias) if bias is not None else None
         self._bias: dict[tuple[int, ...], dict[str, float]] = {}  # per set of demonstrations
 
     def fit(self, train: Iterable[Example] = ()) -> Calibrated:
@@ -131,6 +134,8 @@ class Calibrated(ClassifierWrapper):
 
     def biases(self, examples: Sequence[Example], raw: Sequence[Prediction]) -> list[dict[str, float]]:
         """The label distribution each prediction is calibrated against."""
+        if self.frozen_bias is not None:
+            return [self.frozen_bias] * len(raw)
         if self.calibration == "batch":
             if len(raw) >= self.min_batch:
                 return [content_free_distribution([p.probabilities for p in raw])] * len(raw)

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from functools import cached_property, partial
 from typing import Any
 
-from promptlearning.errors import PromptLearningError
+from promptlearning.errors import PromptLearningError, PromptTooLongError
 from promptlearning.methods.base import (
     ClassifierMixin,
     ClassifierWrapper,
@@ -32,12 +32,16 @@ from promptlearning.prompts.template import Demonstration, PromptTemplate, split
 from promptlearning.prompts.verbalizer import Verbalizer, label_distribution
 
 METHODS = ("zero-shot", "icl")
+SCORINGS = ("direct", "channel")
+_INPUT_MARK = "\x00input\x00"  # stands for the input in a rendered template (channel scoring splits there)
 
 __all__ = ["METHODS", "EmptyDataError", "Evaluation", "OrderingEnsemble", "Prediction", "PromptClassifier"]
 
 
-def check_classifier_settings(*, method: str, shots: int, selection: str) -> None:
+def check_classifier_settings(*, method: str, shots: int, selection: str, scoring: str = "direct") -> None:
     """The constructor's checks of its settings, callable before any model is loaded."""
+    if scoring not in SCORINGS:
+        raise PromptLearningError(f"unknown scoring {scoring!r}; use one of {', '.join(SCORINGS)}")
     if method not in METHODS:
         raise PromptLearningError(f"unknown method {method!r}; known methods: {', '.join(METHODS)}")
     if selection not in SELECTIONS:
@@ -57,6 +61,12 @@ class PromptClassifier(ClassifierMixin):
     ``random``, ``balanced``, ``first`` or ``knn``). Call :meth:`fit` with the training pool (may be
     empty for zero-shot), then :meth:`predict`; probabilities are the softmax of the label scores
     (uncalibrated: wrap the classifier in ``Calibrated`` to correct them).
+
+    ``scoring="channel"`` (Min et al. 2022, "Noisy Channel Language Model Prompting") scores the input
+    given each label instead of the label given the input: the template's text after the input, with
+    the label word, comes first, then the text before the input, and the input's own tokens are
+    scored (``Review: {{ text }}\nSentiment:`` becomes ``Sentiment: positive\nReview: <scored text>``).
+    Demonstrations are shown in the same order. It needs a plain template with one input field.
     """
 
     def __init__(
@@ -72,8 +82,9 @@ class PromptClassifier(ClassifierMixin):
         seed: int = 0,
         embedder: LanguageModel | str | None = None,
         max_length: int | None = None,
+        scoring: str = "direct",
     ) -> None:
-        check_classifier_settings(method=method, shots=shots, selection=selection)
+        check_classifier_settings(method=method, shots=shots, selection=selection, scoring=scoring)
         if not isinstance(template, PromptTemplate):
             raise PromptLearningError(f"template must be a PromptTemplate, got {type(template).__name__}")
         if not isinstance(verbalizer, Verbalizer):
@@ -88,6 +99,9 @@ class PromptClassifier(ClassifierMixin):
         self.seed = seed
         self.embedder = embedder
         self.max_length = max_length  # prompt + answer tokens at most (default: the model's context)
+        self.scoring = scoring
+        if scoring == "channel":
+            check_channel_template(template, verbalizer)
         self.pool: list[Example] = []
         self.fixed_demonstrations: list[int] = []
         self._neighbours: NearestNeighbours | None = None
@@ -180,11 +194,6 @@ class PromptClassifier(ClassifierMixin):
         words = [w for ws in self.verbalizer.label_words.values() for w in ws]
         return max(self.model.count_tokens(self.template.answer_text(w)) for w in words)
 
-    def _requests(self, prompts: Sequence[str]) -> list[LoglikelihoodRequest]:
-        """Every label word of every prompt, in the blank of a cloze template or after the prompt."""
-        words = [word for label_words in self.verbalizer.label_words.values() for word in label_words]
-        return self.word_requests(prompts, words)
-
     def word_requests(self, prompts: Sequence[str], words: Sequence[str]) -> list[LoglikelihoodRequest]:
         """Each of ``words`` after (or in the blank of) each prompt, prompt by prompt: the requests
         that score any candidate label words the way :meth:`predict` scores its own."""
@@ -204,7 +213,48 @@ class PromptClassifier(ClassifierMixin):
         """The ``loglikelihood`` requests that :meth:`predict` sends for ``examples``."""
         examples = as_examples(examples, "requests")
         demo_sets = demonstrations if demonstrations is not None else self.demonstration_sets(examples)
-        return self._requests([self.prompt(ex, demos) for ex, demos in zip(examples, demo_sets, strict=True)])
+        words = [word for label_words in self.verbalizer.label_words.values() for word in label_words]
+        return self.scoring_requests(examples, words, demo_sets)
+
+    def scoring_requests(
+        self, examples: Sequence[Example], words: Sequence[str], demonstrations: Sequence[Sequence[int]]
+    ) -> list[LoglikelihoodRequest]:
+        """Each of ``words`` for each example (with its demonstrations), example by example, scored as
+        this classifier scores: a label word after the prompt, or (channel) the input after the word."""
+        if self.scoring == "channel":
+            return [self._channel_request(ex, demos, word)
+                    for ex, demos in zip(examples, demonstrations, strict=True) for word in words]  # fmt: skip
+        return self.word_requests([self.prompt(ex, demos) for ex, demos in zip(examples, demonstrations, strict=True)],
+                                  words)  # fmt: skip
+
+    # ------------------------------------------------------------------ channel scoring
+
+    def _channel_request(self, example: Example, demonstrations: Sequence[int], word: str) -> LoglikelihoodRequest:
+        """``instruction, demonstrations, <label statement>\n<text before the input>`` then the input."""
+        field = self.template.input_fields[0]
+        before, after = self._channel_frame
+        parts = [self.template.instruction] if self.template.instruction else []
+        for demo in self.demonstrations(demonstrations):
+            parts.append(f"{channel_statement(after, demo.answer)}\n{before}{demo.example[field]}")
+        context = self.template.separator.join([*parts, f"{channel_statement(after, word)}\n{before}"])
+        text = str(example[field]) if example.get(field) is not None else ""
+        text = text if text.strip() else "N/A"  # an empty input (a content-free one) has nothing to score
+        room = self.context_length - self.model.count_tokens(context)
+        if self.model.count_tokens(text) > room:
+            if self.template.shorten != field or room < 1:
+                raise PromptTooLongError(
+                    f"channel scoring: the input does not fit in the {room} tokens left after the label and "
+                    "demonstrations (set `shorten: <field>` to cut it)"
+                )
+            text = self.model.truncate(text, room)
+        return LoglikelihoodRequest(context, text)
+
+    @cached_property
+    def _channel_frame(self) -> tuple[str, str]:
+        """The rendered template's text before and after its input."""
+        field = self.template.input_fields[0]
+        before, _, after = self.template.render_input({field: _INPUT_MARK}).partition(_INPUT_MARK)
+        return before, after
 
     # ------------------------------------------------------------------ prediction
 
@@ -240,6 +290,29 @@ class PromptClassifier(ClassifierMixin):
             label = max(probabilities, key=probabilities.__getitem__)
             predictions.append(Prediction(label, probabilities, scores, demos))
         return predictions
+
+
+def check_channel_template(template: PromptTemplate, verbalizer: Verbalizer) -> None:
+    """What channel scoring needs of a template and verbalizer (before any model is loaded)."""
+    if template.mode == "chat" or template.has_blank:
+        raise PromptLearningError(
+            "channel scoring needs a plain template whose label follows the input (not a chat or cloze template)"
+        )
+    if len(template.input_fields) != 1:
+        raise PromptLearningError(
+            f"channel scoring scores the input given the label: it needs a template with one input field, this "
+            f"one reads {template.input_fields}"
+        )
+    if verbalizer.word_score not in ("sum", "mean"):
+        raise PromptLearningError(
+            f"channel scoring scores the input, not the label words: word_score must be sum or mean, "
+            f"not {verbalizer.word_score!r}"
+        )
+
+
+def channel_statement(after: str, word: str) -> str:
+    """The label stated first, as the template states it after the input: ``Sentiment: positive``."""
+    return (after.strip() + word).strip() if after.strip() else word.strip()
 
 
 class OrderingEnsemble(ClassifierWrapper):

@@ -20,8 +20,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from promptlearning.errors import PromptLearningError
 from promptlearning.methods.calibration import CALIBRATIONS, CONTENT_FREE_INPUTS, Calibrated
-from promptlearning.methods.classifier import OrderingEnsemble, PromptClassifier, check_classifier_settings
+from promptlearning.methods.classifier import (
+    OrderingEnsemble,
+    PromptClassifier,
+    check_channel_template,
+    check_classifier_settings,
+)
 from promptlearning.methods.cot import DEFAULT_STOP, ChainOfThought, SelfConsistency, check_cot_settings
+from promptlearning.methods.ensemble import WEIGHTINGS, PromptEnsemble
 from promptlearning.methods.extraction import multiple_choice_extractors, numeric_extractors
 from promptlearning.methods.generation import GENERATION_SELECTIONS, POSTPROCESSORS, PromptGenerator, check_postprocess
 from promptlearning.models.interface import GenerationConfig, LanguageModel
@@ -32,12 +38,14 @@ from promptlearning.prompts.verbalizer import Verbalizer
 CALIBRATION_CHOICES = ("none", *CALIBRATIONS)
 Calibration = Literal["none", "contextual", "domain", "batch"]
 Selection = Literal["random", "balanced", "first", "knn"]
+Scoring = Literal["direct", "channel"]
 GenerationSelection = Literal["random", "first", "length", "knn"]
 PostprocessStep = Literal["strip", "first_line", "first_sentence", "lower"]
 assert set(SELECTIONS) == set(Selection.__args__)  # type: ignore[attr-defined]
 assert set(GENERATION_SELECTIONS) == set(GenerationSelection.__args__)  # type: ignore[attr-defined]
 assert set(POSTPROCESSORS) == set(PostprocessStep.__args__)  # type: ignore[attr-defined]
 assert set(CALIBRATIONS) == set(Calibration.__args__) - {"none"}  # type: ignore[attr-defined]
+assert set(WEIGHTINGS) == {"uniform", "agreement"}
 
 
 class _Spec(BaseModel):
@@ -67,6 +75,19 @@ class VerbalizerSpec(_Spec):
         return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
 
 
+class MemberSpec(_Spec):
+    """One prompt of an ensemble: what it changes of the classifier spec around it (the rest, such as
+    shots and selection, is shared) and, optionally, its weight."""
+
+    template: TemplateSpec | None = None
+    verbalizer: VerbalizerSpec | None = None
+    calibration: Calibration | None = None
+    bias: dict[str, float] | None = None
+    scoring: Scoring | None = None
+    content_free: list[str] | None = None
+    weight: float | None = Field(None, ge=0, description="default: the ensemble's weighting")
+
+
 class ClassifierSpec(_Spec):
     """Everything that decides a prompt classifier's predictions, on every surface alike."""
 
@@ -77,20 +98,44 @@ class ClassifierSpec(_Spec):
     selection: Selection = Field("random", description=f"how demonstrations are chosen: {', '.join(SELECTIONS)}")
     embedder: str = Field("minilm-l6", description="knn: an embedded encoder or a sentence-transformers directory")
     calibration: Calibration = Field("none", description=f"{', '.join(CALIBRATION_CHOICES)}")
+    bias: dict[str, float] | None = Field(
+        None, description="a frozen calibration bias (label -> share), used instead of the calibration's estimate"
+    )
     content_free: list[str] = Field(default_factory=lambda: list(CONTENT_FREE_INPUTS))
+    scoring: Scoring = Field("direct", description="direct: P(label | input); channel: P(input | label)")
     orderings: int = Field(1, ge=1, description="average over this many orderings of the fixed demonstrations")
     label_field: str = "label"
     max_length: int | None = Field(None, ge=8, description="prompt + answer tokens at most (default: the model's)")
+    ensemble: list[MemberSpec] = Field(
+        default_factory=list, description="several prompts combined; each member changes some of the fields above"
+    )
+    ensemble_weighting: Literal["uniform", "agreement"] = Field(
+        "uniform", description="members without weights: equal, or by agreement with the ensemble (no labels)"
+    )
     seed: int = 0
 
     @model_validator(mode="after")
     def _consistent(self) -> ClassifierSpec:
         check_classifier_settings(method=self.method_name, shots=self.shots, selection=self.selection)
+        if self.scoring == "channel":
+            check_channel_template(self.build_template(), self.build_verbalizer())
         if self.orderings > 1 and (self.method_name != "icl" or self.selection == "knn"):
             raise PromptLearningError(
                 "orderings > 1 averages orderings of fixed demonstrations: it needs method 'icl' with selection "
                 f"random, balanced or first (got method {self.method_name!r}, selection {self.selection!r})"
             )
+        _check_bias(self.bias, self.calibration, list(self.verbalizer.words))
+        given = [m.weight is not None for m in self.ensemble]
+        if any(given) and not all(given):
+            raise PromptLearningError("give every ensemble member a weight, or none (then: ensemble_weighting)")
+        members = self.members()
+        labels = set(self.verbalizer.words)
+        for i, member in enumerate(members):
+            if set(member.verbalizer.words) != labels:
+                raise PromptLearningError(
+                    f"ensemble member {i} has labels {sorted(member.verbalizer.words)}, the classifier has "
+                    f"{sorted(labels)}: every member must predict the same labels"
+                )
         return self
 
     @property
@@ -99,12 +144,34 @@ class ClassifierSpec(_Spec):
             return "icl" if self.shots else "zero-shot"
         return self.method
 
+    def members(self) -> list[ClassifierSpec]:
+        """Each ensemble member as a whole spec (the fields around it, changed by the member)."""
+        base = self.model_dump(exclude={"ensemble", "ensemble_weighting"})
+        out = []
+        for member in self.ensemble:
+            changes = member.model_dump(exclude={"weight"}, exclude_none=True)
+            if "calibration" in changes and "bias" not in changes:
+                changes["bias"] = None  # the base's frozen bias belongs to the base's calibration
+            out.append(ClassifierSpec(**{**base, **changes}))
+        return out
+
     def build_template(self) -> PromptTemplate:
         return PromptTemplate(**self.template.model_dump())
 
     def build_verbalizer(self) -> Verbalizer:
         words = self.verbalizer
         return Verbalizer(words.words, word_score=words.word_score, aggregate=words.aggregate)
+
+
+def _check_bias(bias: dict[str, float] | None, calibration: str, labels: list[str]) -> None:
+    if bias is None:
+        return
+    if calibration == "none":
+        raise PromptLearningError("a calibration bias needs a calibration (contextual, domain or batch), not 'none'")
+    if set(bias) != set(labels):
+        raise PromptLearningError(f"the calibration bias has labels {sorted(bias)}, the classifier {sorted(labels)}")
+    if any(not value > 0 for value in bias.values()):
+        raise PromptLearningError("every share of a calibration bias must be > 0")
 
 
 def calibration_of(calibrate: bool | None, calibration: str | None) -> str:
@@ -119,14 +186,23 @@ def calibration_of(calibrate: bool | None, calibration: str | None) -> str:
 def build_classifier(spec: ClassifierSpec, model: LanguageModel, embedder: LanguageModel | None = None) -> Any:
     """The classifier ``spec`` describes, over ``model`` (not fitted: call ``fit(pool)``): a
     ``PromptClassifier``, in ``Calibrated`` unless calibration is ``none``, in ``OrderingEnsemble``
-    when ``orderings > 1``."""
+    when ``orderings > 1``; with ``ensemble`` members, a :class:`PromptEnsemble` of those."""
+    if spec.ensemble:
+        members = [_single_classifier(member, model, embedder) for member in spec.members()]
+        weights = [m.weight for m in spec.ensemble] if spec.ensemble[0].weight is not None else None
+        return PromptEnsemble(members, weights=weights, weighting=spec.ensemble_weighting)
+    return _single_classifier(spec, model, embedder)
+
+
+def _single_classifier(spec: ClassifierSpec, model: LanguageModel, embedder: LanguageModel | None) -> Any:
     classifier: Any = PromptClassifier(
         model, spec.build_template(), spec.build_verbalizer(), method=spec.method_name, shots=spec.shots,
         selection=spec.selection, label_field=spec.label_field, seed=spec.seed, embedder=embedder or spec.embedder,
-        max_length=spec.max_length,
+        max_length=spec.max_length, scoring=spec.scoring,
     )  # fmt: skip
     if spec.calibration != "none":
-        classifier = Calibrated(classifier, spec.calibration, content_free_inputs=spec.content_free, seed=spec.seed)
+        classifier = Calibrated(classifier, spec.calibration, content_free_inputs=spec.content_free, seed=spec.seed,
+                                bias=spec.bias)  # fmt: skip
     if spec.orderings > 1:
         classifier = OrderingEnsemble(classifier, spec.orderings, seed=spec.seed)
     return classifier

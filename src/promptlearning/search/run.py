@@ -49,6 +49,7 @@ from promptlearning.prompts.demonstrations import select_fixed
 from promptlearning.prompts.template import PromptTemplate
 from promptlearning.prompts.verbalizer import Verbalizer
 from promptlearning.runs.report import markdown_table
+from promptlearning.search.adoption import ADOPT_CHOICES, AdoptionTest, index_metric, minimum_disagreements, paired_test
 from promptlearning.search.demonstrations import candidate_sets
 from promptlearning.search.label_words import propose_label_words, rank_assignments
 from promptlearning.search.scoring import (
@@ -61,7 +62,8 @@ from promptlearning.search.scoring import (
 )
 from promptlearning.search.templates import dedupe, propose_instructions, split_seed, template_families
 
-STAGES = ("words", "templates", "demonstrations")
+STAGES = ("words", "templates", "channel", "demonstrations")
+CONFIRM_PER_CLASS = 8  # confirmation examples per class by default: a paired test needs some of each
 
 
 @dataclass
@@ -81,9 +83,13 @@ class SearchSettings:
     proposer: LanguageModel | None = None
     shots: int | None = None  # default: the task's
     demo_sets: int = 8
-    confirm_size: int | None = None  # the fresh sample the finalists are compared on; default: dev's size (with a
-    # dev file: half of it); 0: none
+    confirm_size: int | None = None  # the fresh sample the finalists are compared on; default: dev's size, at least
+    # CONFIRM_PER_CLASS per class, bounded by the data (with a dev file: half of it); 0: none
     finalists: int = 5
+    channel: int = 3  # the best configurations on dev also tried with channel scoring
+    adopt: str = "test"  # test: replace the task's prompt only when significantly better; always: the best wins
+    level: float = 0.95  # the adoption test's confidence level
+    time_budget: float | None = None  # minutes the search may take (the confirmation's share is kept for it)
     seed: int = 0
     cache: str | Path | None = None
 
@@ -100,9 +106,18 @@ class Candidate:
     dev_score: float
     demonstrations: list[int] = field(default_factory=list)
     confirm_score: float | None = None  # on the confirmation sample, for the finalists
+    scoring: str = "direct"  # or channel: P(input | label)
 
     def config_key(self) -> tuple:
-        return (repr(self.template), repr(self.words), self.calibration, tuple(self.demonstrations))
+        return (repr(self.template), repr(self.words), self.calibration, tuple(self.demonstrations), self.scoring)
+
+    def member(self, bias: dict[str, float] | None = None) -> dict[str, Any]:
+        """This configuration as a :class:`~promptlearning.methods.spec.MemberSpec` of an ensemble."""
+        out: dict[str, Any] = {"template": self.template, "verbalizer": {"words": self.words},
+                               "calibration": self.calibration, "scoring": self.scoring}  # fmt: skip
+        if bias is not None:
+            out["bias"] = bias
+        return out
 
 
 @dataclass
@@ -129,24 +144,56 @@ class SearchResult:
     program_dir: Path | None = None
     test: Any = None  # the winner's TaskResult on the eval split
     seed_test: Any = None
+    output: str = "single"  # what the search returns: single (best), ensemble (members) or own (the task's prompt)
+    adoption: AdoptionTest | None = None  # the output against the task's own prompt on the confirmation sample
+    ensemble_confirm: float | None = None  # the finalists' ensemble on the confirmation sample
+    member_biases: list[dict[str, float] | None] = field(default_factory=list)  # the output members' frozen biases
+
+    @property
+    def outputs_members(self) -> list[Candidate]:
+        """The configurations the output is made of (one, or the ensemble's members; none: the task's own)."""
+        if self.output == "ensemble":
+            return self.ensemble_members
+        return [] if self.output == "own" else [self.best]
 
 
 class Budget:
-    """Dev prompts the model may still score."""
+    """Dev prompts the model may still score, and (with ``minutes``) time: a candidate is started only
+    when, at the measured seconds per prompt, it ends before the deadline less ``reserved`` seconds."""
 
-    def __init__(self, total: int, unit: int) -> None:
+    def __init__(self, total: int, unit: int, *, minutes: float | None = None) -> None:
         if total < unit:
             raise PromptLearningError(
                 f"the search budget ({total} dev prompts) is smaller than one candidate ({unit} dev prompts): "
                 f"raise --budget to at least {unit} or lower --dev-size"
             )
         self.total, self.spent = total, 0
+        self.started = time.monotonic()
+        self.deadline = None if minutes is None else self.started + 60 * minutes
+        self.reserved = 0.0  # seconds kept for the confirmation
+        self.seconds_per_prompt: float | None = None
 
     def allows(self, cost: int) -> bool:
-        return self.spent + cost <= self.total
+        if self.spent + cost > self.total:
+            return False
+        if self.deadline is None:
+            return True
+        needed = cost * (self.seconds_per_prompt or 0.0) + self.reserved
+        return time.monotonic() + needed <= self.deadline
 
     def spend(self, cost: int) -> None:
         self.spent += cost
+
+    def observe(self, prompts: int, seconds: float) -> None:
+        """A timed scoring of ``prompts`` dev prompts (the latest weighs most: caches make later ones cheaper)."""
+        if prompts <= 0:
+            return
+        rate = seconds / prompts
+        self.seconds_per_prompt = rate if self.seconds_per_prompt is None else 0.5 * (self.seconds_per_prompt + rate)
+
+    def estimate(self, prompts: int) -> float | None:
+        """Seconds ``prompts`` more prompts take at the measured rate (None before any measurement)."""
+        return None if self.seconds_per_prompt is None else prompts * self.seconds_per_prompt
 
 
 class Scorer:
@@ -159,10 +206,15 @@ class Scorer:
         self.model, self.cache, self.verbalizer, self.label_field = model, cache, verbalizer, label_field
         self.content_free_inputs = list(content_free)
 
-    def classifier(self, template: Mapping[str, Any], words: Mapping[str, Sequence[str]], pool: Sequence) -> Any:
-        verbalizer = {"words": dict(words), "word_score": self.verbalizer.word_score,
-                      "aggregate": self.verbalizer.aggregate}  # fmt: skip
-        spec = ClassifierSpec(template=dict(template), verbalizer=verbalizer, label_field=self.label_field)
+    def classifier(
+        self, template: Mapping[str, Any], words: Mapping[str, Sequence[str]], pool: Sequence, scoring: str = "direct"
+    ) -> Any:
+        word_score = self.verbalizer.word_score
+        if scoring == "channel" and word_score != "mean":
+            word_score = "sum"  # channel scores the input: chars or first-token word scores do not apply
+        verbalizer = {"words": dict(words), "word_score": word_score, "aggregate": self.verbalizer.aggregate}
+        spec = ClassifierSpec(template=dict(template), verbalizer=verbalizer, label_field=self.label_field,
+                              scoring=scoring)  # fmt: skip
         return build_classifier(spec, self.model).fit(pool)  # zero-shot fit keeps the pool: demonstrations index it
 
     def matrix(
@@ -175,23 +227,26 @@ class Scorer:
         pool: Sequence = (),
         demonstrations: Sequence[int] = (),
         progress: bool | None = False,
+        scoring: str = "direct",
     ) -> np.ndarray:
-        """``[example, word]`` scores of every word after every example's prompt (``progress``: the
-        model's progress bar, for the long calls)."""
-        clf = self.classifier(template, demo_words, pool)
-        prompts = [clf.prompt(ex, demonstrations) for ex in examples]
-        results = self.cache.score(clf.word_requests(prompts, words), progress=progress)
+        """``[example, word]`` scores of every word for every example, scored as ``scoring`` says
+        (``progress``: the model's progress bar, for the long calls)."""
+        clf = self.classifier(template, demo_words, pool, scoring)
+        requests = clf.scoring_requests(examples, words, [list(demonstrations)] * len(examples))
+        results = self.cache.score(requests, progress=progress)
         self.cache.checkpoint()
-        return word_matrix(results, len(prompts), len(words), lambda j, r: self.verbalizer.score_word(words[j], r))
+        verbalizer = clf.verbalizer
+        return word_matrix(results, len(examples), len(words), lambda j, r: verbalizer.score_word(words[j], r))
 
     def content_free(
         self, template: Mapping[str, Any], words: Sequence[str], *, demo_words: Mapping[str, Sequence[str]],
-        pool: Sequence = (), demonstrations: Sequence[int] = (),
+        pool: Sequence = (), demonstrations: Sequence[int] = (), scoring: str = "direct",
     ) -> np.ndarray:  # fmt: skip
         """``[content-free input, word]`` scores: each content-free input in every field of the template."""
         fields = PromptTemplate(**template).input_fields
         inputs = [dict.fromkeys(fields, text) for text in self.content_free_inputs]
-        return self.matrix(template, inputs, words, demo_words=demo_words, pool=pool, demonstrations=demonstrations)
+        return self.matrix(template, inputs, words, demo_words=demo_words, pool=pool, demonstrations=demonstrations,
+                           scoring=scoring)  # fmt: skip
 
 
 def calibrated_options(
@@ -219,10 +274,16 @@ def check_search(config: Any, settings: SearchSettings) -> None:
                                   f"{settings.confirm_size} and {settings.finalists}")  # fmt: skip
     if settings.templates is not None and not settings.templates:
         raise PromptLearningError("the list of candidate templates is empty: give at least one template")
-    for name in ("shots", "ape"):
+    for name in ("shots", "ape", "channel"):
         value = getattr(settings, name)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
             raise PromptLearningError(f"search {name} must be a whole number >= 0, got {value!r}")
+    if settings.adopt not in ADOPT_CHOICES:
+        raise PromptLearningError(f"unknown adoption rule {settings.adopt!r}; use one of {', '.join(ADOPT_CHOICES)}")
+    if not 0.5 <= settings.level < 1:
+        raise PromptLearningError(f"the adoption level must be at least 0.5 and below 1, got {settings.level}")
+    if settings.time_budget is not None and not settings.time_budget > 0:
+        raise PromptLearningError(f"--time-budget must be a number of minutes > 0, got {settings.time_budget}")
 
 
 def search(
@@ -238,11 +299,17 @@ def search(
     score_word_options(state)
     if "templates" in settings.stages:
         search_templates(state)
+    if "channel" in settings.stages and settings.channel:
+        search_channel(state)
     pick_ensemble(state)
     if "demonstrations" in settings.stages and state.shots:
         search_demonstrations(state)
     if state.confirm:
         confirm_finalists(state)
+        choose_output(state)
+    elif settings.adopt == "test":
+        state.output = "own"  # nothing to test on: the task's own prompt stays
+        state.best = state.seed_candidate
     return finish_search(state, started)
 
 
@@ -277,6 +344,10 @@ class SearchState:
     ensemble_dev: float | None = None
     best: Candidate | None = None
     finalists: list[Candidate] = field(default_factory=list)
+    output: str = "single"
+    adoption: AdoptionTest | None = None
+    ensemble_confirm: float | None = None
+    confirm_predictions: dict[str, np.ndarray] = field(default_factory=dict)  # [example, label] per finalist key
 
     @property
     def label_field(self) -> str:
@@ -296,13 +367,20 @@ class SearchState:
 
     def record(
         self, stage: str, template: dict[str, Any], words: dict[str, list[str]], scores: tuple[np.ndarray, np.ndarray],
-        index: Mapping[str, int], demonstrations: Sequence[int] = (),
+        index: Mapping[str, int], demonstrations: Sequence[int] = (), scoring: str = "direct",
     ) -> None:  # fmt: skip
         """A scored configuration (dev and content-free ``scores``), once per calibration kind."""
         matrix, free = scores
         for kind, p in calibrated_options(matrix, free, _columns(words, index, self.labels), self.kinds):
             self.candidates.append(Candidate(stage, template, words, kind, self.score(p, self.gold),
-                                             demonstrations=list(demonstrations)))  # fmt: skip
+                                             demonstrations=list(demonstrations), scoring=scoring))  # fmt: skip
+
+    def note(self, message: str) -> None:
+        """A line for the user (on the terminal, when progress is shown)."""
+        if self.bars:
+            import sys
+
+            print(message, file=sys.stderr, flush=True)
 
 
 def split_data(config: Any, settings: SearchSettings, verbalizer: Verbalizer, fields: Sequence[str]) -> tuple:
@@ -353,16 +431,23 @@ def split_data(config: Any, settings: SearchSettings, verbalizer: Verbalizer, fi
                           f"(not {settings.dev_size})", UserWarning, stacklevel=4)  # fmt: skip
         dev = [train[i] for i in order[:dev_size]]
         rest = order[dev_size:]
-        confirm_size = len(dev) if settings.confirm_size is None else settings.confirm_size
+        confirm_size = settings.confirm_size
+        if confirm_size is None:  # as large as dev, and some examples of every class for the paired test
+            confirm_size = max(len(dev), CONFIRM_PER_CLASS * len(labels))
         if confirm_size and len(rest) < 2 * confirm_size:  # the pool keeps at least as many examples
-            warnings.warn(f"{len(rest)} training examples are left after dev: too few for a confirmation sample "
-                          f"of {confirm_size} (the dev winner wins)", UserWarning, stacklevel=4)  # fmt: skip
-            confirm_size = 0
+            warnings.warn(f"{len(rest)} training examples are left after dev: the confirmation sample is "
+                          f"{len(rest) // 2}, not {confirm_size}", UserWarning, stacklevel=4)  # fmt: skip
+            confirm_size = len(rest) // 2
         confirm = [train[i] for i in rest[:confirm_size]]
         rest = rest[confirm_size:]
     if len(dev) < 2 * len(labels):
         warnings.warn(f"a dev sample of {len(dev)} example(s) cannot tell prompts apart (fewer than two per label): "
                       "the winner is chosen by luck; use a larger --dev-size", UserWarning, stacklevel=4)  # fmt: skip
+    if settings.adopt == "test" and len(confirm) < minimum_disagreements(settings.level):
+        warnings.warn(f"a confirmation sample of {len(confirm)} example(s) is too small for the adoption test ever to "
+                      f"adopt (it needs the prompts to disagree on at least {minimum_disagreements(settings.level)}): "
+                      "the task's own prompt will be kept; give more data or --adopt always",
+                      UserWarning, stacklevel=4)  # fmt: skip
     pool = [train[i] for i in rest]
     return dev, confirm, pool[: data.train_limit] if data.train_limit else pool
 
@@ -443,10 +528,13 @@ def score_word_options(state: SearchState) -> None:
     config, seed_words = state.config, state.seed_words
     all_words = list(dict.fromkeys(w for option in state.word_options for words in option.values() for w in words))
     index = {w: j for j, w in enumerate(all_words)}
+    started = time.monotonic()
     matrix = state.scorer.matrix(state.seed_template, state.dev, all_words, demo_words=seed_words,
                                  progress=None if state.bars else False)  # fmt: skip
     free = state.scorer.content_free(state.seed_template, all_words, demo_words=seed_words)
+    state.budget.observe(len(state.dev), time.monotonic() - started)
     state.budget.spend(len(state.dev))
+    announce_plan(state)
     for option in state.word_options:
         state.record("words", state.seed_template, option, (matrix, free), index)
         if option == seed_words:
@@ -488,23 +576,92 @@ def search_templates(state: SearchState) -> None:
     words = list(dict.fromkeys(w for option in state.options_by_dev for ws in option.values() for w in ws))
     index = {w: j for j, w in enumerate(words)}
     dev, budget = state.dev, state.budget
-    reserve = settings.demo_sets * len(dev) if "demonstrations" in settings.stages and state.shots else 0
-    reserve = min(reserve, (budget.total - budget.spent) // 2)  # demonstrations: at most half of what is left
+    reserve = demonstration_reserve(state)
     bar = progress_bar(len(templates), desc="templates", enabled=state.bars, unit="template")
     with bar:
         for template in templates:
             if not budget.allows(len(dev) + reserve):
-                bar.write(f"budget spent: {len(templates) - bar.n} templates left unscored")
+                bar.write(f"budget or time spent: {len(templates) - bar.n} templates left unscored")
                 break
+            started = time.monotonic()
             try:
                 matrix = state.scorer.matrix(template, dev, words, demo_words=state.seed_words)
                 free = state.scorer.content_free(template, words, demo_words=state.seed_words)
             except PromptLearningError as exc:
                 bar.write(f"skipped a template: {exc}")
                 continue
+            budget.observe(len(dev), time.monotonic() - started)
             budget.spend(len(dev))
             for option in state.options_by_dev:
                 state.record("templates", template, option, (matrix, free), index)
+            bar.update(1)
+            bar.set_postfix(best=f"{max(c.dev_score for c in state.candidates):.3f}")
+
+
+def demonstration_reserve(state: SearchState) -> int:
+    """Dev prompts kept for the demonstrations stage: its sets, at most half of what is left."""
+    settings, budget = state.settings, state.budget
+    reserve = settings.demo_sets * len(state.dev) if "demonstrations" in settings.stages and state.shots else 0
+    return min(reserve, (budget.total - budget.spent) // 2)
+
+
+def confirmation_prompts(state: SearchState) -> int:
+    """Prompts the confirmation scores: the finalists, each on every confirmation example."""
+    return (state.settings.finalists + 1) * len(state.confirm)
+
+
+def announce_plan(state: SearchState) -> None:
+    """How much the search will score and, at the rate just measured, about how long it takes; with
+    a time budget, the confirmation's share of it is kept for the confirmation."""
+    budget, confirm = state.budget, confirmation_prompts(state)
+    total = budget.total + confirm
+    seconds = budget.estimate(total) or 0.0
+    state.note(f"search plan: up to {budget.total} dev prompts and {confirm} confirmation prompts; at "
+               f"{budget.seconds_per_prompt or 0:.2f} s a prompt, about {seconds / 60:.0f} min"
+               + (f" (capped at {state.settings.time_budget:g} min by --time-budget)"
+                  if state.settings.time_budget else ""))  # fmt: skip
+    budget.reserved = budget.estimate(confirm) or 0.0
+
+
+def search_channel(state: SearchState) -> None:
+    """Stage "channel": the best few distinct (template, words) configurations on dev scored the other
+    way round, P(input | label) (Min et al. 2022), with every calibration, within the budget."""
+    from promptlearning.methods.classifier import check_channel_template
+
+    picked, seen = [], set()
+    for c in sorted(state.candidates, key=lambda c: -c.dev_score):
+        key = (repr(c.template), repr(c.words))
+        if c.scoring != "direct" or c.demonstrations or key in seen:
+            continue
+        seen.add(key)
+        try:
+            check_channel_template(PromptTemplate(**c.template), state.scorer.verbalizer)
+        except PromptLearningError:
+            continue
+        picked.append(c)
+        if len(picked) == state.settings.channel:
+            break
+    dev, budget = state.dev, state.budget
+    reserve = demonstration_reserve(state)
+    bar = progress_bar(len(picked), desc="channel", enabled=state.bars, unit="prompt")
+    with bar:
+        for c in picked:
+            if not budget.allows(len(dev) + reserve):
+                bar.write(f"budget or time spent: {len(picked) - bar.n} channel prompts left unscored")
+                break
+            words = list(dict.fromkeys(w for ws in c.words.values() for w in ws))
+            index = {w: j for j, w in enumerate(words)}
+            started = time.monotonic()
+            try:
+                kw = {"demo_words": c.words, "scoring": "channel"}
+                scores = (state.scorer.matrix(c.template, dev, words, **kw),
+                          state.scorer.content_free(c.template, words, **kw))  # fmt: skip
+            except PromptTooLongError as exc:
+                bar.write(f"skipped a channel prompt: {exc}")
+                continue
+            budget.observe(len(dev), time.monotonic() - started)
+            budget.spend(len(dev))
+            state.record("channel", c.template, c.words, scores, index, scoring="channel")
             bar.update(1)
             bar.set_postfix(best=f"{max(c.dev_score for c in state.candidates):.3f}")
 
@@ -560,43 +717,127 @@ def search_demonstrations(state: SearchState) -> None:
 
 
 def confirm_finalists(state: SearchState) -> None:
-    """The task's own prompt and the best few others, once more on the fresh confirmation sample: the
-    best there wins (the task's own prompt on a tie)."""
-    assert state.seed_candidate is not None
-    state.finalists = pick_finalists(state.candidates, state.seed_candidate, state.settings.finalists)
-    confirm_gold = np.array([state.label_index[str(ex[state.label_field])] for ex in state.confirm])
+    """The task's own prompt as it runs and the best few diverse configurations on dev, once more on
+    the fresh confirmation sample."""
+    seed = state.seed_candidate
+    assert seed is not None
+    state.finalists = pick_finalists(state.candidates, seed, state.settings.finalists)
+    gold = confirmation_gold(state)
     bar = progress_bar(len(state.finalists), desc="confirmation", enabled=state.bars, unit="finalist")
     with bar:
         for c in state.finalists:
-            probabilities = candidate_probabilities(state.scorer, c, state.confirm, state.pool)
-            c.confirm_score = state.score(probabilities, confirm_gold)
+            if c is seed:
+                probabilities = own_prompt_probabilities(state, state.confirm)
+            else:
+                probabilities = candidate_probabilities(state.scorer, c, state.confirm, state.pool)
+            state.confirm_predictions[repr(c.config_key())] = probabilities
+            c.confirm_score = state.score(probabilities, gold)
             bar.update(1)
-    state.best = max(state.finalists, key=lambda c: c.confirm_score)  # the first best: the task's own prompt on a tie
+
+
+def confirmation_gold(state: SearchState) -> np.ndarray:
+    return np.array([state.label_index[str(ex[state.label_field])] for ex in state.confirm])
+
+
+def own_prompt_probabilities(state: SearchState, examples: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """``[example, label]`` distribution of the task's own classifier, built from its spec and run as
+    ``promptlearning run`` runs it (its demonstrations, calibration, scoring or ensemble)."""
+    classifier = build_classifier(state.config.classifier_spec(), state.model).fit(state.pool)
+    predictions = classifier.predict(examples, progress=False)
+    return np.array([[p.probabilities[label] for label in state.labels] for p in predictions])
+
+
+def choose_output(state: SearchState) -> None:
+    """The output: the best finalist on the confirmation sample or the ensemble of the best few on
+    dev, whichever scores higher there; it replaces the task's own prompt only when a paired test
+    says it is better (``adopt: test``; Bonferroni over the options compared), or whenever it
+    scores higher (``adopt: always``, the task's own prompt winning ties)."""
+    seed, settings = state.seed_candidate, state.settings
+    assert seed is not None
+    gold, others = confirmation_gold(state), [c for c in state.finalists if c is not seed]
+    own = state.confirm_predictions[repr(seed.config_key())]
+    state.output, state.best = "own", seed
+    if not others:
+        return
+    single = max(others, key=lambda c: c.confirm_score or 0.0)  # the first best: the higher on dev on a tie
+    options = [("single", [single], state.confirm_predictions[repr(single.config_key())])]
+    # the best few on dev (finalists are in dev order) that show the same demonstrations (members share them)
+    members = [c for c in others if c.demonstrations == others[0].demonstrations][: settings.ensemble]
+    if len(members) > 1:
+        combined = combined_probabilities([state.confirm_predictions[repr(m.config_key())] for m in members])
+        state.ensemble_confirm = state.score(combined, gold)
+        options.append(("ensemble", members, combined))
+    kind, chosen, probabilities = max(options, key=lambda o: state.score(o[2], gold))
+    metric = index_metric(state.config.metric, state.labels)
+    state.adoption = paired_test(metric, gold, probabilities.argmax(axis=1), own.argmax(axis=1),
+                                 level=settings.level, seed=settings.seed, comparisons=len(others) + 1,
+                                 exact=state.config.metric == "accuracy")  # fmt: skip
+    better = state.score(probabilities, gold) > state.score(own, gold)
+    if state.adoption.adopted if settings.adopt == "test" else better:
+        state.output, state.best = kind, chosen[0]
+        if kind == "ensemble":
+            state.members = list(chosen)
+    state.note(state.adoption.describe(state.config.metric).replace("adopted", f"{kind} adopted", 1)
+               if state.output != "own" else state.adoption.describe(state.config.metric))  # fmt: skip
+
+
+def combined_probabilities(distributions: Sequence[np.ndarray]) -> np.ndarray:
+    """The uniform ensemble of ``[example, label]`` distributions, as :class:`PromptEnsemble` combines
+    them: the mean log-probability, renormalised."""
+    log_p = np.mean([np.log(np.maximum(p, 1e-300)) for p in distributions], axis=0)
+    p = np.exp(log_p - log_p.max(axis=1, keepdims=True))
+    return p / p.sum(axis=1, keepdims=True)
 
 
 def finish_search(state: SearchState, started: float) -> SearchResult:
-    """The result, with the winner's calibration frozen as a bias (what a saved program keeps)."""
+    """The result, with the output's calibration frozen as a bias per configuration (what a saved
+    program keeps)."""
     best, seed = state.best, state.seed_candidate
     assert best is not None and seed is not None
-    bias = winner_bias(state.scorer, best, state.dev, state.pool) if best.calibration != "none" else None
+    members = state.members if state.output == "ensemble" else [best]
+    plain_seed = state.output != "own" or _plain(state.config)
+    biases = [winner_bias(state.scorer, c, state.dev, state.pool) if c.calibration != "none" and plain_seed else None
+              for c in members]  # fmt: skip
     state.cache.save()
     return SearchResult(
         candidates=state.candidates, best=best, seed_dev=seed.dev_score, seed=seed, finalists=state.finalists,
         confirm_size=len(state.confirm), ensemble_dev=state.ensemble_dev, ensemble_members=state.members,
         dev_size=len(state.dev), budget=state.budget.total, spent=state.budget.spent,
-        seconds=time.perf_counter() - started, metric=state.config.metric, bias=bias, dev=state.dev,
-        pool=state.pool, confirm=state.confirm, dev_file=state.settings.dev,
+        seconds=time.perf_counter() - started, metric=state.config.metric, bias=biases[0], dev=state.dev,
+        pool=state.pool, confirm=state.confirm, dev_file=state.settings.dev, output=state.output,
+        adoption=state.adoption, ensemble_confirm=state.ensemble_confirm, member_biases=biases,
     )  # fmt: skip
 
 
+def _plain(config: Any) -> bool:
+    """Whether the task's own classifier is one configuration a candidate can describe (no ensemble,
+    no kNN selection)."""
+    return not config.method.ensemble and not (config.method_name == "icl" and config.method.selection == "knn")
+
+
+def near_duplicates(a: Candidate, b: Candidate) -> bool:
+    """The same prompt but for calibration, scoring or the words of at most one label: confirming both
+    would spend the confirmation on one idea."""
+    if a.template.get("input") != b.template.get("input") or a.demonstrations != b.demonstrations:
+        return False
+    changed = [label for label in a.words if a.words[label] != b.words.get(label)]
+    return len(changed) <= 1
+
+
 def pick_finalists(candidates: Sequence[Candidate], seed: Candidate, n: int) -> list[Candidate]:
-    """The task's own prompt, then the ``n`` best other configurations on dev."""
-    finalists, seen = [seed], {seed.config_key()}
-    for c in sorted(candidates, key=lambda c: -c.dev_score):
+    """The task's own prompt, then the ``n`` best other configurations on dev that are not near
+    duplicates of one already picked (different templates or label-word sets)."""
+    finalists: list[Candidate] = [seed]
+    ranked = sorted(candidates, key=lambda c: -c.dev_score)
+    for c in ranked:
         if len(finalists) > n:
             break
-        if c.config_key() not in seen:
-            seen.add(c.config_key())
+        if c.config_key() != seed.config_key() and not any(near_duplicates(c, f) for f in finalists[1:]):
+            finalists.append(c)
+    for c in ranked:  # too few distinct ideas: fill up with the best remaining ones
+        if len(finalists) > n:
+            break
+        if all(c.config_key() != f.config_key() for f in finalists):
             finalists.append(c)
     return finalists
 
@@ -606,7 +847,7 @@ def candidate_probabilities(scorer: Scorer, c: Candidate, examples: Sequence, po
     labels = list(c.words)
     words = list(dict.fromkeys(w for ws in c.words.values() for w in ws))
     index = {w: j for j, w in enumerate(words)}
-    kw = {"demo_words": c.words, "pool": pool, "demonstrations": c.demonstrations}
+    kw = {"demo_words": c.words, "pool": pool, "demonstrations": c.demonstrations, "scoring": c.scoring}
     matrix = scorer.matrix(c.template, examples, words, **kw)
     free = scorer.content_free(c.template, words, **kw)
     return dict(calibrated_options(matrix, free, _columns(c.words, index, labels), [c.calibration]))[c.calibration]
@@ -623,7 +864,7 @@ def winner_bias(scorer: Scorer, best: Candidate, dev: Sequence, pool: Sequence) 
         fields = PromptTemplate(**best.template).input_fields
         examples = [dict.fromkeys(fields, text) for text in scorer.content_free_inputs]
     matrix = scorer.matrix(best.template, examples, words, demo_words=best.words, pool=pool,
-                           demonstrations=best.demonstrations)  # fmt: skip
+                           demonstrations=best.demonstrations, scoring=best.scoring)  # fmt: skip
     mean = probabilities(label_log_scores(matrix, _columns(best.words, index, labels))).mean(axis=0)
     mean = mean / mean.sum()
     return {label: float(value) for label, value in zip(labels, mean, strict=True)}
@@ -634,52 +875,86 @@ def ensemble_probabilities(scorer: Scorer, members: Sequence[Candidate], example
     return sum(candidate_probabilities(scorer, m, examples, ()) for m in members) / len(members)
 
 
-def winning_task(config: Any, best: Candidate, demonstrations_file: Path | None) -> dict[str, Any]:
-    """The task file of the winner: the seed task with its template, words, calibration and shots."""
+def output_spec(config: Any, result: SearchResult) -> tuple[ClassifierSpec, list[dict[str, Any]]]:
+    """The search's output as a classifier spec, each configuration with its frozen calibration bias,
+    and the demonstration rows it shows (in order)."""
+    base = config.classifier_spec()
+    if result.output == "own" and not _plain(config):
+        return base, []
+    best, members = result.best, result.outputs_members or [result.best]
+    demonstrations = [result.pool[i] for i in best.demonstrations]
+    biases = result.member_biases or [None] * len(members)
+    fields: dict[str, Any] = {
+        "template": best.template,
+        "verbalizer": {**base.verbalizer.model_dump(), "words": best.words},
+        "calibration": best.calibration, "bias": biases[0], "scoring": best.scoring, "method": "auto",
+        "shots": len(demonstrations), "selection": "first", "orderings": 1, "ensemble": [],
+    }  # fmt: skip
+    if result.output == "ensemble":
+        fields["ensemble"] = [m.member(bias) for m, bias in zip(members, biases, strict=True)]
+    return ClassifierSpec(**{**base.model_dump(), **fields}), demonstrations
+
+
+def winning_task(config: Any, result: SearchResult, demonstrations_file: Path | None) -> dict[str, Any]:
+    """The task file of the output: the seed task with its template, words, calibration, scoring, shots
+    and ensemble (calibration estimated live, as the task's own runs do: no frozen biases)."""
     raw = config.model_dump(mode="json", exclude_defaults=False)
-    raw["template"] = best.template
-    raw["verbalizer"] = {**raw["verbalizer"], "words": best.words}
+    raw["name"] = f"{config.name}-searched"
+    if result.output == "own":
+        return raw
+    spec, _ = output_spec(config, result)
+    raw["template"] = spec.template.model_dump()
+    raw["verbalizer"] = {**raw["verbalizer"], "words": spec.verbalizer.words}
     method = raw["method"]
-    method.update(calibrate=None, calibration=best.calibration, orderings=1)
-    method.update(name="icl" if best.demonstrations else "zero-shot")
-    method.update(selection="first" if best.demonstrations else method["selection"])
-    raw["shots"] = len(best.demonstrations)
+    method.update(calibrate=None, calibration=spec.calibration, orderings=1, scoring=spec.scoring, bias=None,
+                  ensemble=[{k: v for k, v in m.model_dump(exclude_none=True).items() if k != "bias"}
+                            for m in spec.ensemble],
+                  name="icl" if spec.shots else "zero-shot",
+                  selection="first" if spec.shots else method["selection"])  # fmt: skip
+    raw["shots"] = spec.shots
     if demonstrations_file is not None:
         raw["data"] = {**raw["data"], "train": str(demonstrations_file.resolve()), "train_limit": None,
                        "train_min_words": None}  # fmt: skip
-    raw["name"] = f"{config.name}-searched"
     return raw
 
 
 def write_search(directory: Path, config: Any, result: SearchResult) -> Path:
-    """``task.yaml`` (the winner, runnable with ``promptlearning run``), ``demonstrations.jsonl``,
+    """``task.yaml`` (the output, runnable with ``promptlearning run``), ``demonstrations.jsonl``,
     ``search.json`` (every candidate) and ``search.md``; returns the task file."""
     import json
 
     directory.mkdir(parents=True, exist_ok=True)
     demos_file = None
-    if result.best.demonstrations:
+    if result.output != "own" and result.best.demonstrations:
         demos_file = directory / "demonstrations.jsonl"
         rows = [result.pool[i] for i in result.best.demonstrations]
         write_atomically(demos_file, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    task = winning_task(config, result.best, demos_file)
+    task = winning_task(config, result, demos_file)
     task_file = directory / "task.yaml"
-    header = f"# Found by `promptlearning search` on {result.dev_size} dev examples (dev {result.metric} " \
-             f"{result.best.dev_score:.4f}; the seed prompt: {result.seed_dev:.4f}).\n"  # fmt: skip
-    if result.seed is not None and result.best.confirm_score is not None:
-        header += f"# Confirmed on {result.confirm_size} fresh examples: {result.best.confirm_score:.4f} " \
-                  f"(the seed prompt: {result.seed.confirm_score:.4f}).\n"  # fmt: skip
-    write_atomically(task_file, header + yaml.safe_dump(task, sort_keys=False, allow_unicode=True))
+    write_atomically(task_file, task_header(result) + yaml.safe_dump(task, sort_keys=False, allow_unicode=True))
     write_json_atomically(directory / "search.json", {
         "dev_size": result.dev_size, "budget": result.budget, "spent": result.spent, "seconds": result.seconds,
-        "seed_dev": result.seed_dev, "confirm_size": result.confirm_size,
+        "seed_dev": result.seed_dev, "confirm_size": result.confirm_size, "output": result.output,
+        "adoption": asdict(result.adoption) if result.adoption else None,
         "finalists": [asdict(c) for c in result.finalists], "ensemble_dev": result.ensemble_dev,
-        "ensemble": [asdict(m) for m in result.ensemble_members],
+        "ensemble_confirm": result.ensemble_confirm, "ensemble": [asdict(m) for m in result.ensemble_members],
         "best": asdict(result.best), "candidates": [asdict(c) for c in result.candidates],
     })  # fmt: skip
     result.task_file = task_file
     result.program_dir = write_program(directory / "program", config, result)
     return task_file
+
+
+def task_header(result: SearchResult) -> str:
+    """The comment on top of the written task file: what was found and whether it was adopted."""
+    what = {"own": "the task's own prompt (kept)", "single": "one prompt",
+            "ensemble": f"an ensemble of {len(result.ensemble_members)} prompts"}[result.output]  # fmt: skip
+    best = max(c.dev_score for c in result.candidates)
+    header = f"# Found by `promptlearning search`: {what}. Dev ({result.dev_size} examples, {result.metric}): " \
+             f"best {best:.4f}, the task's own prompt {result.seed_dev:.4f}.\n"  # fmt: skip
+    if result.adoption is not None:
+        header += f"# Confirmation: {result.adoption.describe(result.metric)}.\n"
+    return header
 
 
 # A served prompt program's prompts are bounded by its max_length (the model's whole context would let
@@ -688,26 +963,20 @@ PROMPT_PROGRAM_LENGTH = 512
 DEMONSTRATION_LENGTH = 256
 
 
-def write_program(directory: Path, config: Any, result: SearchResult) -> Path:
-    """The winner as a prompt program (no weights): ``promptlearning predict`` and ``serve --program`` load it."""
-    from promptlearning.training.program import ProgramSpec
-    from promptlearning.training.prompted import save_prompted_program
+def write_program(directory: Path, config: Any, result: SearchResult) -> Path | None:
+    """The output as a prompt program (no weights): ``promptlearning predict`` and ``serve --program``
+    load it. None when the output needs the whole training pool (the task's own kNN prompt)."""
+    from promptlearning.training.prompted import program_from_spec, save_prompted_program
 
-    best, label_field = result.best, config.data.label_field
-    verbalizer = {"label_words": best.words, "word_score": config.verbalizer.word_score,
-                  "aggregate": config.verbalizer.aggregate}  # fmt: skip
-    demonstrations = [{"example": {k: v for k, v in result.pool[i].items() if k != label_field},
-                       "answer": str(result.pool[i][label_field])} for i in best.demonstrations]  # fmt: skip
-    spec = ProgramSpec(
-        objective="prompt", model=str(config.model), labels=list(best.words), template=best.template,
-        verbalizer=verbalizer, peft=None, demonstrations=demonstrations, label_field=label_field,
-        dtype=config.dtype, bias=result.bias,
-        max_length=PROMPT_PROGRAM_LENGTH + DEMONSTRATION_LENGTH * len(demonstrations),
-        metrics={f"dev_{result.metric}": best.dev_score, "dev_size": result.dev_size,
-                 **({f"confirm_{result.metric}": best.confirm_score, "confirm_size": result.confirm_size}
-                    if best.confirm_score is not None else {})},
-    )  # fmt: skip
-    return save_prompted_program(spec, directory)
+    spec, demonstrations = output_spec(config, result)
+    if spec.method_name == "icl" and not demonstrations:
+        return None
+    program = program_from_spec(spec, str(config.model), demonstrations, dtype=config.dtype)
+    program.max_length = PROMPT_PROGRAM_LENGTH + DEMONSTRATION_LENGTH * len(demonstrations)
+    scores = {f"dev_{result.metric}": result.best.dev_score, "dev_size": result.dev_size}
+    if result.best.confirm_score is not None:
+        scores.update({f"confirm_{result.metric}": result.best.confirm_score, "confirm_size": result.confirm_size})
+    return save_prompted_program(program, directory, metrics=scores)
 
 
 def _describe(c: Candidate) -> list[str]:
@@ -715,11 +984,16 @@ def _describe(c: Candidate) -> list[str]:
     text = (instruction + " ⏎ " if instruction else "") + c.template["input"].replace("\n", " ⏎ ")
     words = ", ".join(f"{label}:{'/'.join(w.strip() for w in ws)}" for label, ws in c.words.items())
     demos = f"{len(c.demonstrations)} demos" if c.demonstrations else "-"
-    return [c.stage, f"`{text}`", words, c.calibration, demos, f"{c.dev_score:.4f}"]
+    return [c.stage, f"`{text}`", words, c.calibration, c.scoring, demos, f"{c.dev_score:.4f}"]
+
+
+COLUMNS = ["stage", "template", "label words", "calibration", "scoring", "demos"]
 
 
 def search_report(config: Any, result: SearchResult, top: int = 20) -> str:
+    """search.md: what was scored, the output and why, the finalists and the best candidates on dev."""
     ranked = sorted(result.candidates, key=lambda c: -c.dev_score)
+    best_dev = ranked[0].dev_score if ranked else result.seed_dev
     lines = [
         f"# Prompt search: {config.name}",
         "",
@@ -727,38 +1001,33 @@ def search_report(config: Any, result: SearchResult, top: int = 20) -> str:
         + (f"from `{result.dev_file}`" if result.dev_file else f"held out of `{config.data.train}`"),
         f"- {len(result.candidates)} candidates scored; budget {result.spent} / {result.budget} dev prompts; "
         f"{result.seconds:.0f} s",
-        f"- dev {result.metric}: the task's own prompt {result.seed_dev:.4f}; the winner {result.best.dev_score:.4f}",
+        f"- dev {result.metric}: the task's own prompt {result.seed_dev:.4f}; the best candidate {best_dev:.4f}",
     ]
     if config.method_name == "icl" and config.shots and config.method.selection == "knn":
         lines[-1] += " (the task's own prompt scored zero-shot here: kNN picks its demonstrations per example)"
     if result.finalists:
-        lines.append(
-            f"- {result.metric} on {result.confirm_size} fresh examples (confirmation): the task's own prompt "
-            f"{result.finalists[0].confirm_score:.4f}; the winner {result.best.confirm_score:.4f}"
-        )
-    if result.ensemble_dev is not None:
-        lines.append(
-            f"- ensemble of the top {len(result.ensemble_members)} templates on dev: {result.ensemble_dev:.4f}"
-        )
+        single = max((c for c in result.finalists[1:]), key=lambda c: c.confirm_score or 0.0, default=None)
+        scores = f"the task's own prompt {result.finalists[0].confirm_score:.4f}"
+        if single is not None:
+            scores += f"; the best finalist {single.confirm_score:.4f}"
+        if result.ensemble_confirm is not None:
+            scores += f"; the ensemble of the best {len(result.ensemble_members)} on dev {result.ensemble_confirm:.4f}"
+        lines.append(f"- {result.metric} on {result.confirm_size} fresh examples (confirmation): {scores}")
+    output = {"own": "the task's own prompt", "single": "one prompt (the best finalist)",
+              "ensemble": f"the ensemble of {len(result.ensemble_members)} prompts"}[result.output]  # fmt: skip
+    lines.append(f"- **output: {output}**" + (f" — {result.adoption.describe(result.metric)}" if result.adoption
+                                                 else " (no confirmation sample to test on)"))  # fmt: skip
     if result.test is not None:
         own = f", the task's own prompt {result.seed_test.value:.4f}" if result.seed_test else ""
-        lines.append(f"- {config.metric} on `{config.data.eval}` (once): winner {result.test.value:.4f}{own}")
+        lines.append(f"- {config.metric} on `{config.data.eval}` (once): the output {result.test.value:.4f}{own}")
     if result.finalists:
         lines += [
             "",
-            f"## Finalists: the task's own prompt and the best on dev, compared on {result.confirm_size} fresh "
-            "examples (the best there wins)",
+            f"## Finalists: the task's own prompt and the best diverse configurations on dev, on {result.confirm_size} "
+            "fresh examples",
             "",
             markdown_table(
-                [
-                    "stage",
-                    "template",
-                    "label words",
-                    "calibration",
-                    "demos",
-                    f"dev {result.metric}",
-                    f"confirmation {result.metric}",
-                ],
+                [*COLUMNS, f"dev {result.metric}", f"confirmation {result.metric}"],
                 [[*_describe(c), f"{c.confirm_score:.4f}"] for c in result.finalists],
             ),
         ]
@@ -766,10 +1035,7 @@ def search_report(config: Any, result: SearchResult, top: int = 20) -> str:
         "",
         f"## The top {min(top, len(ranked))} candidates on dev",
         "",
-        markdown_table(
-            ["stage", "template", "label words", "calibration", "demos", f"dev {result.metric}"],
-            [_describe(c) for c in ranked[:top]],
-        ),
+        markdown_table([*COLUMNS, f"dev {result.metric}"], [_describe(c) for c in ranked[:top]]),
         "",
     ]
     return "\n".join(lines)

@@ -198,29 +198,37 @@ class ClassifyRequest(_PromptedRequest):
     orderings: int = Field(1, ge=1)
     label_field: str = "label"
     max_length: int | None = Field(None, ge=8)
+    scoring: Literal["direct", "channel"] = "direct"
+    bias: dict[str, float] | None = None
+    ensemble: list[dict[str, Any]] = Field(
+        default_factory=list, max_length=32, description="members: template, verbalizer, calibration, scoring, weight"
+    )
+    ensemble_weighting: Literal["uniform", "agreement"] = "uniform"
     seed: int = 0
 
     @field_validator("verbalizer")
     @classmethod
     def _verbalizer_options(cls, value: dict[str, Any]) -> dict[str, Any]:
-        key = next((k for k in ("words", "label_words") if k in value), None)  # label_words: the older spelling
-        if key is None:
-            return {"words": _label_words(value)}
-        if not isinstance(value[key], dict):
-            raise ValueError(
-                f"{key!r} names the options form ({{'words': {{label: words}}, 'word_score': ...}}), "
-                "so it cannot be a label; rename that label"
-            )
-        unknown = [k for k in value if k not in (key, "word_score", "aggregate")]
-        if unknown:
-            raise ValueError(
-                f"unknown verbalizer option {unknown[0]!r}; the options are {', '.join(VERBALIZER_OPTIONS)}"
-            )
-        for option in ("word_score", "aggregate"):
-            if option in value and not isinstance(value[option], str):
-                raise ValueError(f"verbalizer option {option!r} must be a string")
-        rest = {k: v for k, v in value.items() if k != key}
-        return {**rest, "words": _label_words(value[key])}
+        return _verbalizer_options(value)
+
+    @field_validator("ensemble")
+    @classmethod
+    def _member_shapes(cls, members: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for member in members:
+            member = dict(member)
+            if "template" in member:
+                template = _template_options(member["template"])
+                member["template"] = {"input": template} if isinstance(template, str) else template
+            if isinstance(member.get("verbalizer"), dict):
+                member["verbalizer"] = _verbalizer_options(member["verbalizer"])
+            out.append(member)
+        return out
+
+    @model_validator(mode="after")
+    def _a_valid_spec(self) -> ClassifyRequest:
+        _checked_spec(self.classifier_spec)
+        return self
 
     def classifier_spec(self) -> Any:
         """The spec the body describes; demonstrations without ``shots`` are all shown, in order."""
@@ -233,7 +241,8 @@ class ClassifyRequest(_PromptedRequest):
             template={"input": self.template} if isinstance(self.template, str) else self.template,
             verbalizer=self.verbalizer, method=self.method, shots=shots, selection=selection,
             calibration=self.calibration, orderings=self.orderings, label_field=self.label_field,
-            max_length=self.max_length, seed=self.seed, **options,
+            max_length=self.max_length, seed=self.seed, scoring=self.scoring, bias=self.bias, ensemble=self.ensemble,
+            ensemble_weighting=self.ensemble_weighting, **options,
         )  # fmt: skip
 
 
@@ -250,6 +259,36 @@ def _template_options(value: str | dict[str, Any]) -> str | dict[str, Any]:
         if not isinstance(option, str) and not (key == "shorten" and option is None):
             raise ValueError(f"template option {key!r} must be a string, got {type(option).__name__}")
     return value
+
+
+def _verbalizer_options(value: dict[str, Any]) -> dict[str, Any]:
+    """A verbalizer given as label -> word(s), or as its options (``words``, ``word_score``, ``aggregate``)."""
+    key = next((k for k in ("words", "label_words") if k in value), None)  # label_words: the older spelling
+    if key is None:
+        return {"words": _label_words(value)}
+    if not isinstance(value[key], dict):
+        raise ValueError(
+            f"{key!r} names the options form ({{'words': {{label: words}}, 'word_score': ...}}), "
+            "so it cannot be a label; rename that label"
+        )
+    unknown = [k for k in value if k not in (key, "word_score", "aggregate")]
+    if unknown:
+        raise ValueError(f"unknown verbalizer option {unknown[0]!r}; the options are {', '.join(VERBALIZER_OPTIONS)}")
+    for option in ("word_score", "aggregate"):
+        if option in value and not isinstance(value[option], str):
+            raise ValueError(f"verbalizer option {option!r} must be a string")
+    rest = {k: v for k, v in value.items() if k != key}
+    return {**rest, "words": _label_words(value[key])}
+
+
+def _checked_spec(make: Any) -> Any:
+    """The method spec a body describes, its pydantic errors as a value error naming the field (a
+    4xx), not a 500 when the handler builds it."""
+    try:
+        return make()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ValueError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
 
 
 def _label_words(mapping: dict[str, Any]) -> dict[str, Any]:
@@ -335,11 +374,7 @@ class GenerateRequest(_PromptedRequest):
         both = self.decoding is not None and DECODING_FIELDS & (self.model_fields_set - {"decoding"})
         if both:
             raise ValueError(f"give decoding either as 'decoding' or as {sorted(both)[0]!r}, not both")
-        try:
-            self.generator_spec()
-        except ValidationError as exc:  # the decoding section: a 4xx naming the field, not a 500
-            first = exc.errors()[0]
-            raise ValueError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        _checked_spec(self.generator_spec)
         return self
 
     def generator_spec(self) -> Any:

@@ -36,7 +36,9 @@ def run_search(
     result = search(config, model, settings, progress=progress)
     task_file = write_search(directory, config, result)
     if test:
-        result.test = run_task(load_task(task_file), model=model, output_dir=directory / "runs", progress=progress)
         result.seed_test = run_task(config, model=model, output_dir=directory / "runs", progress=progress)
+        result.test = result.seed_test  # the task's own prompt kept: the same run
+        if result.output != "own":
+            result.test = run_task(load_task(task_file), model=model, output_dir=directory / "runs", progress=progress)
     write_atomically(directory / "search.md", search_report(config, result))
     return result

@@ -1,7 +1,8 @@
 """Prompt programs without trained weights: what ``promptlearning search`` finds.
 
-A prompted program is a base model plus a template, label words, fixed demonstrations and a
-frozen calibration bias, saved as a ``program.json`` with ``objective: prompt`` and nothing else::
+A prompted program is a base model plus a classifier spec (template, label words, calibration with a
+frozen bias, scoring; or an ensemble of such prompts) and fixed demonstrations, saved as a
+``program.json`` with ``objective: prompt`` and nothing else::
 
     program = load_program("runs/sst2-search/program")   # loads the base model it names
     program.predict([{"text": "a gorgeous film"}])
@@ -18,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from promptlearning.io import write_json_atomically
-from promptlearning.methods.calibration import calibrate
 from promptlearning.methods.classifier import Prediction
 from promptlearning.methods.spec import ClassifierSpec, build_classifier
 from promptlearning.models.interface import LanguageModel
@@ -49,15 +49,7 @@ class PromptedProgram:
         examples = as_examples(examples, "predict")
         if not examples:
             return []
-        raw = self.classifier.predict(examples, progress=progress)
-        if not self.spec.bias:
-            return raw
-        out = []
-        for p in raw:
-            probabilities = calibrate(p.probabilities, self.spec.bias)
-            out.append(Prediction(max(probabilities, key=probabilities.__getitem__), probabilities, p.label_scores,
-                                  p.demonstrations))  # fmt: skip
-        return out
+        return self.classifier.predict(examples, progress=progress)
 
     def evaluate(self, examples: Sequence[Mapping[str, Any]], *, progress: bool | None = False) -> dict[str, float]:
         """Accuracy and macro-F1 on labelled examples."""
@@ -74,15 +66,16 @@ class PromptedProgram:
 
 def classifier_spec(spec: Any) -> ClassifierSpec:
     """The classifier a prompt program stores: its whole spec, or (programs written before it was
-    stored) its template, words and demonstrations, all shown in order."""
+    stored) its template, words and demonstrations, all shown in order, and the program's bias."""
     if spec.classifier is not None:
         return ClassifierSpec(**spec.classifier)
     words = spec.verbalizer
     shots = len(spec.demonstrations)
+    frozen = {"calibration": "batch", "bias": spec.bias} if spec.bias else {}
     return ClassifierSpec(
         template=spec.template,
         verbalizer={"words": words["label_words"], **{k: v for k, v in words.items() if k != "label_words"}},
-        shots=shots, selection="first", label_field=spec.label_field, max_length=spec.max_length,
+        shots=shots, selection="first", label_field=spec.label_field, max_length=spec.max_length, **frozen,
     )  # fmt: skip
 
 

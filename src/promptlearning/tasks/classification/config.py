@@ -22,7 +22,7 @@ from pydantic import Field
 
 from promptlearning.evaluation.metrics import HEADLINE_METRICS
 from promptlearning.methods.calibration import CONTENT_FREE_INPUTS
-from promptlearning.methods.spec import CALIBRATION_CHOICES, ClassifierSpec, calibration_of
+from promptlearning.methods.spec import CALIBRATION_CHOICES, ClassifierSpec, MemberSpec, calibration_of
 from promptlearning.prompts.demonstrations import SELECTIONS
 from promptlearning.tasks.config import DataRoot, StrictModel, TaskConfigBase, TemplateConfig, VerbalizerConfig, one_of
 
@@ -59,6 +59,13 @@ class MethodConfig(StrictModel):
     content_free: list[str] = Field(default_factory=lambda: list(CONTENT_FREE_INPUTS))
     orderings: int = Field(1, ge=1, description="average over this many orderings of the fixed demonstrations")
     max_length: int | None = Field(None, ge=8, description="prompt + answer tokens at most (default: the model's)")
+    scoring: Literal["direct", "channel"] = Field("direct", description="direct: P(label | input); channel: "
+                                                  "P(input | label), Min et al. 2022")  # fmt: skip
+    bias: dict[str, float] | None = Field(None, description="a frozen calibration bias (label -> share)")
+    ensemble: list[MemberSpec] = Field(
+        default_factory=list, description="prompts combined: each changes template, verbalizer, calibration, scoring"
+    )
+    ensemble_weighting: Literal["uniform", "agreement"] = "uniform"
 
 
 class ClassificationTaskConfig(TaskConfigBase):
@@ -91,5 +98,7 @@ class ClassificationTaskConfig(TaskConfigBase):
             template=self.template.model_dump(), verbalizer=self.verbalizer.model_dump(), method=method.name,
             shots=self.shots, selection=method.selection, embedder=method.embedder, calibration=self.calibration,
             content_free=method.content_free, orderings=method.orderings, label_field=self.data.label_field,
-            max_length=method.max_length, seed=self.seed,
+            max_length=method.max_length, seed=self.seed, scoring=method.scoring, bias=method.bias,
+            ensemble=[m.model_dump(exclude_none=True) for m in method.ensemble],
+            ensemble_weighting=method.ensemble_weighting,
         )  # fmt: skip
