@@ -51,6 +51,7 @@ from promptlearning.prompts.verbalizer import Verbalizer
 from promptlearning.runs.report import markdown_table
 from promptlearning.search.adoption import ADOPT_CHOICES, AdoptionTest, index_metric, minimum_disagreements, paired_test
 from promptlearning.search.demonstrations import candidate_sets
+from promptlearning.search.label_phrases import MANY_CLASSES, continuation_phrases, phrase_options, uses_phrases
 from promptlearning.search.label_words import propose_label_words, rank_assignments
 from promptlearning.search.scoring import (
     ScoreCache,
@@ -490,8 +491,12 @@ def propose_word_options(state: SearchState) -> None:
     by_label: dict[str, list] = {}
     for ex in state.pool:
         by_label.setdefault(str(ex[label_field]), []).append(ex)
-    proposal = [ex for label in labels for ex in by_label.get(label, [])[: settings.proposal_per_class]]
     clf = state.scorer.classifier(state.seed_template, seed_words, state.pool)
+    if uses_phrases(labels, seed_words):
+        propose_phrase_options(state, clf, by_label)
+        if len(labels) > MANY_CLASSES:
+            return  # single-token words cannot name 77 intents
+    proposal = [ex for label in labels for ex in by_label.get(label, [])[: settings.proposal_per_class]]
     prompts = [clf.prompt(ex) for ex in proposal]
     proposed = propose_label_words(
         state.model, prompts, labels, [str(ex[label_field]) for ex in proposal], per_class=settings.words_per_class
@@ -520,6 +525,20 @@ def propose_word_options(state: SearchState) -> None:
         for option in (words, extended) if rank < settings.keep_assignments else (words,):
             if option not in state.word_options:
                 state.word_options.append(option)
+
+
+PHRASE_EXAMPLES = 4  # pool examples per class whose continuations propose its phrases
+
+
+def propose_phrase_options(state: SearchState, clf: Any, by_label: Mapping[str, list]) -> None:
+    """Label phrases (many classes, or phrase labels): the label names read as words and the model's
+    own continuations of each class's prompts, alone and added to the task's words."""
+    rows = [(label, ex) for label in state.labels for ex in by_label.get(label, [])[:PHRASE_EXAMPLES]]
+    continued = continuation_phrases(state.model, [clf.prompt(ex) for _, ex in rows], [label for label, _ in rows],
+                                     state.labels)  # fmt: skip
+    for option in phrase_options(state.labels, state.seed_words, continued):
+        if option not in state.word_options:
+            state.word_options.append(option)
 
 
 def score_word_options(state: SearchState) -> None:
