@@ -32,7 +32,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
         templates = read_templates(args.templates)
     settings = SearchSettings(
-        budget=args.budget, dev_size=args.dev_size, dev=args.dev, stages=tuple(args.stages.split(",")),
+        budget=args.budget, dev_size=args.dev_size or 200, dev=args.dev, stages=tuple(args.stages.split(",")),
+        dev_file_size=args.dev_size if args.dev else None,
         shots=args.shots, ape=args.ape, templates=templates, seed=args.seed, confirm_size=args.confirm_size,
         channel=args.channel, adopt=args.adopt, level=args.level, time_budget=args.time_budget,
         proposer=load_model(args.proposer, pull=True) if args.proposer else None,
@@ -58,7 +59,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("task")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
     p.add_argument("--budget", type=positive_int, help="dev prompts the model may score (default: 40 × dev size)")
-    p.add_argument("--dev-size", type=positive_int, default=200, help="dev examples held out of train (default: 200)")
+    p.add_argument("--dev-size", type=positive_int,
+                   help="dev examples held out of train (default: 200); with --dev, at most this many examples of "
+                        "the file (a seeded sample), dev and confirmation together")  # fmt: skip
     p.add_argument("--dev", help="a dev file instead of a sample held out of the training file (the confirmation "
                                  "sample then comes from it too)")  # fmt: skip
     p.add_argument("--confirm-size", type=int,

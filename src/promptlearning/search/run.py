@@ -74,6 +74,7 @@ class SearchSettings:
     budget: int | None = None  # dev prompts the model may score; default: 40 candidates' worth
     dev_size: int = 200
     dev: str | None = None  # a dev file instead of a sample held out of train (the confirmation comes from it too)
+    dev_file_size: int | None = None  # with a dev file: at most this many of its examples (a seeded sample)
     stages: tuple[str, ...] = STAGES
     words_per_class: int = 8
     proposal_per_class: int = 32
@@ -402,6 +403,8 @@ def split_data(config: Any, settings: SearchSettings, verbalizer: Verbalizer, fi
         given = Path(settings.dev).expanduser()  # as given, else under the task's data root like its other files
         root = None if given.is_absolute() or given.exists() else task_data_root(data.root)
         dev = load_examples(given, root=root, required=[*fields, label_field])
+        if settings.dev_file_size is not None and len(dev) > settings.dev_file_size:  # a seeded sample of the file
+            dev = random.Random(settings.seed).sample(dev, settings.dev_file_size)
         unknown = sorted({str(ex[label_field]) for ex in dev} - set(labels))
         if unknown:
             raise PromptLearningError(f"the dev file {settings.dev} has label(s) {unknown} that the task does not "
@@ -595,7 +598,7 @@ def search_templates(state: SearchState) -> None:
     words = list(dict.fromkeys(w for option in state.options_by_dev for ws in option.values() for w in ws))
     index = {w: j for j, w in enumerate(words)}
     dev, budget = state.dev, state.budget
-    reserve = demonstration_reserve(state)
+    reserve = later_reserve(state, channel=True)
     bar = progress_bar(len(templates), desc="templates", enabled=state.bars, unit="template")
     with bar:
         for template in templates:
@@ -617,10 +620,13 @@ def search_templates(state: SearchState) -> None:
             bar.set_postfix(best=f"{max(c.dev_score for c in state.candidates):.3f}")
 
 
-def demonstration_reserve(state: SearchState) -> int:
-    """Dev prompts kept for the demonstrations stage: its sets, at most half of what is left."""
+def later_reserve(state: SearchState, *, channel: bool = False) -> int:
+    """Dev prompts kept for the stages still to come (the demonstration sets and, with ``channel``,
+    the channel prompts), at most half of what is left."""
     settings, budget = state.settings, state.budget
     reserve = settings.demo_sets * len(state.dev) if "demonstrations" in settings.stages and state.shots else 0
+    if channel and "channel" in settings.stages:
+        reserve += settings.channel * len(state.dev)
     return min(reserve, (budget.total - budget.spent) // 2)
 
 
@@ -661,7 +667,7 @@ def search_channel(state: SearchState) -> None:
         if len(picked) == state.settings.channel:
             break
     dev, budget = state.dev, state.budget
-    reserve = demonstration_reserve(state)
+    reserve = later_reserve(state)
     bar = progress_bar(len(picked), desc="channel", enabled=state.bars, unit="prompt")
     with bar:
         for c in picked:
