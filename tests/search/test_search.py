@@ -322,3 +322,87 @@ def test_the_stages_are_units_over_one_state(search_task, tiny_lm, tmp_path):
     confirm_finalists(state)
     assert state.finalists[0] is state.seed_candidate
     assert state.best.confirm_score == max(c.confirm_score for c in state.finalists)
+
+
+def test_a_time_budget_stops_scoring_candidates_but_still_confirms(search_task, tiny_lm, capsys):
+    config = load_task(search_task)
+    settings = SearchSettings(dev_size=16, confirm_size=16, budget=16 * 40, time_budget=1e-4)  # 6 ms
+    result = search(config, tiny_lm, settings, progress=True)
+    assert {c.stage for c in result.candidates} == {"words"}  # the first stage always runs, nothing after it
+    assert result.adoption is not None and result.finalists[0] is result.seed
+    assert "search plan: up to 640 dev prompts and 96 confirmation prompts" in capsys.readouterr().err
+    with pytest.raises(PromptLearningError, match="--time-budget must be a number of minutes > 0"):
+        search(config, tiny_lm, SearchSettings(time_budget=0), progress=False)
+
+
+def _confirmed_state(search_task, tiny_lm, **settings):
+    from promptlearning.search.run import (
+        confirm_finalists,
+        pick_ensemble,
+        score_word_options,
+        search_templates,
+        start_search,
+    )
+
+    options = {"dev_size": 16, "confirm_size": 40, "budget": 16 * 6, "finalists": 3, **settings}
+    state = start_search(load_task(search_task), tiny_lm, SearchSettings(**options), progress=False)
+    score_word_options(state)
+    search_templates(state)
+    pick_ensemble(state)
+    confirm_finalists(state)
+    return state
+
+
+def test_the_output_replaces_the_task_prompt_only_when_the_test_says_so(search_task, tiny_lm):
+    from promptlearning.search.run import choose_output, confirmation_gold
+
+    state = _confirmed_state(search_task, tiny_lm)
+    gold = confirmation_gold(state)
+    perfect, wrong = np.eye(2)[gold], np.eye(2)[1 - gold]
+    seed, first, *_ = state.finalists
+    for c in state.finalists:  # the task's prompt always wrong, the best finalist on dev always right
+        state.confirm_predictions[repr(c.config_key())] = perfect if c is first else wrong
+        c.confirm_score = state.score(state.confirm_predictions[repr(c.config_key())], gold)
+    choose_output(state)
+    assert state.output == "single" and state.best is first and state.adoption.adopted
+    for c in state.finalists:  # all alike: nothing is shown better, the task's own prompt stays
+        state.confirm_predictions[repr(c.config_key())] = wrong
+        c.confirm_score = 0.0
+    choose_output(state)
+    assert state.output == "own" and state.best is seed and not state.adoption.adopted
+    state.settings.adopt = "always"  # a tie keeps the task's own prompt even then
+    choose_output(state)
+    assert state.output == "own"
+
+
+def test_finalists_are_diverse():
+    from promptlearning.search.run import Candidate, pick_finalists
+
+    t1, t2 = {"input": "Review: {{ text }}\nSentiment:"}, {"input": "{{ text }} It was"}
+    w1 = {"negative": [" bad"], "positive": [" good"]}
+    w2 = {"negative": [" awful"], "positive": [" great"]}
+    one_word = {"negative": [" bad"], "positive": [" great"]}
+    seed = Candidate("words", t1, w1, "none", 0.5)
+    a = Candidate("templates", t2, w1, "none", 0.9)
+    a_calibrated = Candidate("templates", t2, w1, "batch", 0.89)  # the same idea, another calibration
+    a_one_word = Candidate("templates", t2, one_word, "none", 0.88)  # one label's words differ
+    b = Candidate("words", t1, w2, "batch", 0.8)
+    c = Candidate("templates", t2, w2, "none", 0.7)
+    candidates = [seed, a, a_calibrated, a_one_word, b, c]
+    assert pick_finalists(candidates, seed, 3) == [seed, a, b, c]
+    assert pick_finalists(candidates, seed, 4) == [seed, a, b, c, a_calibrated]  # too few ideas: the best rest
+
+
+def test_an_ensemble_output_is_written_as_a_task_and_a_program(search_task, tiny_lm, tmp_path):
+    state = _confirmed_state(search_task, tiny_lm)
+    result = search(load_task(search_task), tiny_lm, state.settings, progress=False)
+    result.output, result.ensemble_members = "ensemble", result.finalists[1:3]
+    result.best, result.member_biases = result.ensemble_members[0], [None, None]
+    task_file = write_search(tmp_path / "out", load_task(search_task), result)
+    saved = load_task(task_file)
+    assert len(saved.method.ensemble) == 2 and saved.method.ensemble[1].template is not None
+    assert "an ensemble of 2 prompts" in task_file.read_text()
+    assert run_task(saved, model=tiny_lm, write=False, progress=False).num_examples == 24
+    program = load_program(tmp_path / "out" / "program")
+    assert len(program.spec.classifier["ensemble"]) == 2
+    assert {p.label for p in program.predict(result.confirm)} <= {"negative", "positive"}

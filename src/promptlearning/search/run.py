@@ -467,7 +467,7 @@ def start_search(config: Any, model: LanguageModel, settings: SearchSettings, pr
     dev, confirm, pool = split_data(config, settings, verbalizer, fields)
     label_index = {label: i for i, label in enumerate(labels)}
     gold = np.array([label_index[str(ex[config.data.label_field])] for ex in dev])
-    budget = Budget(settings.budget or 40 * len(dev), len(dev))  # the confirmation is spent outside it
+    budget = Budget(settings.budget or 40 * len(dev), len(dev), minutes=settings.time_budget)  # confirmation: outside
     cache = ScoreCache(model, config.model, settings.cache)
     seed_calibration = config.calibration
     own_kind = seed_calibration if seed_calibration in ("contextual", "domain") else "contextual"
