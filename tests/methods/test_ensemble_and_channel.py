@@ -152,3 +152,24 @@ def test_a_frozen_bias_calibrates_without_estimating(tiny_lm) -> None:
         _spec(bias=bias)
     with pytest.raises(PromptLearningError, match="labels"):
         _spec(calibration="batch", bias={"negative": 1.0})
+
+
+def test_members_requests_go_to_the_model_in_one_call(tiny_lm) -> None:
+    class Counting:
+        """The tiny model, counting its loglikelihood calls and requests."""
+
+        def __init__(self, model) -> None:
+            self.model, self.calls, self.requests = model, 0, 0
+
+        def __getattr__(self, name):
+            return getattr(self.__dict__["model"], name)
+
+        def loglikelihood(self, requests, **options):
+            self.calls, self.requests = self.calls + 1, self.requests + len(requests)
+            return self.model.loglikelihood(requests, **options)
+
+    model = Counting(tiny_lm)
+    same_prompt = [{}, {"verbalizer": {"words": {"negative": " bad", "positive": " positive"}}}]
+    predictions = build_classifier(_spec(ensemble=same_prompt), model).fit().predict(TEST)
+    assert model.calls == 1 and model.requests == 3 * 3  # " positive" is asked by both members: scored once
+    assert len(predictions) == 3

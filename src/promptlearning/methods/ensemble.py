@@ -19,9 +19,39 @@ import numpy as np
 
 from promptlearning.errors import PromptLearningError
 from promptlearning.methods.base import ClassifierMixin, Prediction
+from promptlearning.models.interface import LoglikelihoodRequest, LoglikelihoodResult, RequestLike, as_requests
 from promptlearning.prompts.examples import Example, as_examples
 
 WEIGHTINGS = ("uniform", "agreement")
+
+
+class SharedScores:
+    """The members' view of their model: :meth:`prefetch` scores every member's requests in one
+    ``loglikelihood`` call (so the backend scores a prompt shared by several members once, one
+    forward pass for all their single-token words, and batches the rest together); the members'
+    own calls are then answered from those results. Everything else is the model's."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self._results: dict[LoglikelihoodRequest, LoglikelihoodResult] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.__dict__["model"], name)
+
+    def prefetch(self, requests: Sequence[LoglikelihoodRequest], *, progress: bool | None = None) -> None:
+        missing = [r for r in dict.fromkeys(requests) if r not in self._results]
+        if missing:
+            self._results.update(zip(missing, self.model.loglikelihood(missing, progress=progress), strict=True))
+
+    def loglikelihood(self, requests: Sequence[RequestLike], **options: Any) -> list[LoglikelihoodResult]:
+        requests = as_requests(requests)
+        missing = [r for r in dict.fromkeys(requests) if r not in self._results]
+        if missing:  # what was not fetched ahead (content-free inputs, other orderings)
+            self._results.update(zip(missing, self.model.loglikelihood(missing, **options), strict=True))
+        return [self._results[r] for r in requests]
+
+    def clear(self) -> None:
+        self._results.clear()
 
 
 class PromptEnsemble(ClassifierMixin):
@@ -29,7 +59,12 @@ class PromptEnsemble(ClassifierMixin):
     calibration or scoring) predicting together; ``weights`` (one per member) or ``weighting``."""
 
     def __init__(
-        self, members: Sequence[Any], *, weights: Sequence[float] | None = None, weighting: str = "uniform"
+        self,
+        members: Sequence[Any],
+        *,
+        weights: Sequence[float] | None = None,
+        weighting: str = "uniform",
+        shared: SharedScores | None = None,
     ) -> None:
         members = list(members)
         if not members:
@@ -52,6 +87,7 @@ class PromptEnsemble(ClassifierMixin):
         self.members = members
         self.weights = weights
         self.weighting = weighting
+        self.shared = shared  # the members' model, when they share one: their requests go in one call
 
     @property
     def labels(self) -> list[str]:
@@ -72,7 +108,14 @@ class PromptEnsemble(ClassifierMixin):
 
     def predict(self, examples: Iterable[Example], *, progress: bool | None = None) -> list[Prediction]:
         examples = as_examples(examples, "predict")
-        runs = [member.predict(examples, progress=progress) for member in self.members]
+        try:
+            if self.shared is not None:
+                ahead = [r for m in self.members if hasattr(m, "requests") for r in m.requests(examples)]
+                self.shared.prefetch(ahead, progress=progress)
+            runs = [member.predict(examples, progress=False if self.shared else progress) for member in self.members]
+        finally:
+            if self.shared is not None:
+                self.shared.clear()
         labels = self.labels
         log_p = np.log(np.maximum(np.array([[[p.probabilities[x] for x in labels] for p in run] for run in runs]),
                                   1e-300))  # fmt: skip  # [member, example, label]

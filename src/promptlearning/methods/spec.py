@@ -27,7 +27,7 @@ from promptlearning.methods.classifier import (
     check_classifier_settings,
 )
 from promptlearning.methods.cot import DEFAULT_STOP, ChainOfThought, SelfConsistency, check_cot_settings
-from promptlearning.methods.ensemble import WEIGHTINGS, PromptEnsemble
+from promptlearning.methods.ensemble import WEIGHTINGS, PromptEnsemble, SharedScores
 from promptlearning.methods.extraction import multiple_choice_extractors, numeric_extractors
 from promptlearning.methods.generation import GENERATION_SELECTIONS, POSTPROCESSORS, PromptGenerator, check_postprocess
 from promptlearning.models.interface import GenerationConfig, LanguageModel
@@ -188,9 +188,10 @@ def build_classifier(spec: ClassifierSpec, model: LanguageModel, embedder: Langu
     ``PromptClassifier``, in ``Calibrated`` unless calibration is ``none``, in ``OrderingEnsemble``
     when ``orderings > 1``; with ``ensemble`` members, a :class:`PromptEnsemble` of those."""
     if spec.ensemble:
-        members = [_single_classifier(member, model, embedder) for member in spec.members()]
+        shared = SharedScores(model)
+        members = [_single_classifier(member, shared, embedder) for member in spec.members()]
         weights = [m.weight for m in spec.ensemble] if spec.ensemble[0].weight is not None else None
-        return PromptEnsemble(members, weights=weights, weighting=spec.ensemble_weighting)
+        return PromptEnsemble(members, weights=weights, weighting=spec.ensemble_weighting, shared=shared)
     return _single_classifier(spec, model, embedder)
 
 
