@@ -42,6 +42,20 @@ def test_remote_generation_equals_local(remote, tiny_lm) -> None:
     assert isinstance(reply.text, str)
 
 
+def test_channel_scoring_and_ensembles_through_the_remote_backend(remote, tiny_lm) -> None:
+    from promptlearning.methods.spec import ClassifierSpec, build_classifier
+
+    spec = ClassifierSpec(template={"input": "Review: {{ text }}\nSentiment:"},
+                          verbalizer={"words": {"negative": " bad", "positive": " good"}}, scoring="channel",
+                          shots=1, selection="first", ensemble=[{}, {"scoring": "direct"}])  # fmt: skip
+    pool = [{"text": "a dull film", "label": "negative"}, {"text": "lovely", "label": "positive"}]
+    inputs = [{"text": "the cat sat"}, {"text": "a fine movie"}]
+    here = build_classifier(spec, tiny_lm).fit(pool).predict(inputs)
+    there = build_classifier(spec, remote).fit(pool).predict(inputs)
+    for a, b in zip(there, here, strict=True):
+        assert a.label == b.label and a.probabilities == pytest.approx(b.probabilities, abs=1e-4)
+
+
 def test_a_classification_task_runs_through_the_remote_backend(server, tiny_llama_dir, tmp_path, monkeypatch) -> None:
     import json
 
