@@ -299,6 +299,7 @@ def test_the_score_cache_is_checkpointed_during_a_search(tiny_lm, tmp_path):
 
 def test_the_stages_are_units_over_one_state(search_task, tiny_lm, tmp_path):
     from promptlearning.search.run import (
+        choose_output,
         confirm_finalists,
         pick_ensemble,
         score_word_options,
@@ -320,8 +321,10 @@ def test_the_stages_are_units_over_one_state(search_task, tiny_lm, tmp_path):
     pick_ensemble(state)
     assert state.best.dev_score == max(c.dev_score for c in state.candidates)
     confirm_finalists(state)
-    assert state.finalists[0] is state.seed_candidate
-    assert state.best.confirm_score == max(c.confirm_score for c in state.finalists)
+    assert state.finalists[0] is state.seed_candidate and all(c.confirm_score is not None for c in state.finalists)
+    choose_output(state)
+    assert state.adoption is not None and state.output in ("own", "single", "ensemble")
+    assert (state.best is state.seed_candidate) == (state.output == "own")
 
 
 def test_a_time_budget_stops_scoring_candidates_but_still_confirms(search_task, tiny_lm, capsys):
