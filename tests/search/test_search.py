@@ -409,3 +409,18 @@ def test_an_ensemble_output_is_written_as_a_task_and_a_program(search_task, tiny
     program = load_program(tmp_path / "out" / "program")
     assert len(program.spec.classifier["ensemble"]) == 2
     assert {p.label for p in program.predict(result.confirm)} <= {"negative", "positive"}
+
+
+def test_a_task_the_candidates_cannot_describe_is_kept_as_it_runs(search_task, tiny_lm, tmp_path):
+    """A channel-scored, 2-ordering few-shot task: confirmed as it runs, and kept as it is."""
+    config = load_task(search_task, ["method.scoring=channel", "shots=2", "method.selection=balanced",
+                                     "method.orderings=2"])  # fmt: skip
+    with pytest.warns(UserWarning, match="too small for the adoption test"):
+        result = search(config, tiny_lm, SearchSettings(dev_size=12, confirm_size=4, stages=("words",), budget=12),
+                        progress=False)  # fmt: skip
+    assert result.output == "own" and not result.adoption.adopted
+    task_file = write_search(tmp_path / "out", config, result)
+    assert load_task(task_file).classifier_spec() == config.classifier_spec()
+    spec = load_program(tmp_path / "out" / "program").spec.classifier
+    assert (spec["scoring"], spec["orderings"], spec["shots"], spec["selection"]) == ("channel", 2, 2, "first")
+    assert "as it runs" in search_report(config, result)

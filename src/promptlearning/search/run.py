@@ -835,9 +835,11 @@ def finish_search(state: SearchState, started: float) -> SearchResult:
 
 
 def _plain(config: Any) -> bool:
-    """Whether the task's own classifier is one configuration a candidate can describe (no ensemble,
-    no kNN selection)."""
-    return not config.method.ensemble and not (config.method_name == "icl" and config.method.selection == "knn")
+    """Whether the task's own classifier is one configuration a candidate can describe: direct
+    scoring, no ensemble, no frozen bias, one ordering, no kNN selection."""
+    method = config.method
+    knn = config.method_name == "icl" and method.selection == "knn"
+    return not (method.ensemble or method.scoring != "direct" or method.bias or method.orderings > 1 or knn)
 
 
 def near_duplicates(a: Candidate, b: Candidate) -> bool:
@@ -904,8 +906,11 @@ def output_spec(config: Any, result: SearchResult) -> tuple[ClassifierSpec, list
     """The search's output as a classifier spec, each configuration with its frozen calibration bias,
     and the demonstration rows it shows (in order)."""
     base = config.classifier_spec()
-    if result.output == "own" and not _plain(config):
-        return base, []
+    if result.output == "own" and not _plain(config):  # as the task runs it, its demonstrations fixed
+        if base.method_name != "icl" or base.selection == "knn":
+            return base, []
+        shown = [result.pool[i] for i in result.best.demonstrations]
+        return base.model_copy(update={"selection": "first", "shots": len(shown)}), shown
     best, members = result.best, result.outputs_members or [result.best]
     demonstrations = [result.pool[i] for i in best.demonstrations]
     biases = result.member_biases or [None] * len(members)
@@ -1028,8 +1033,9 @@ def search_report(config: Any, result: SearchResult, top: int = 20) -> str:
         f"{result.seconds:.0f} s",
         f"- dev {result.metric}: the task's own prompt {result.seed_dev:.4f}; the best candidate {best_dev:.4f}",
     ]
-    if config.method_name == "icl" and config.shots and config.method.selection == "knn":
-        lines[-1] += " (the task's own prompt scored zero-shot here: kNN picks its demonstrations per example)"
+    if not _plain(config):
+        lines[-1] += " (on dev, the task's own prompt is scored as one direct prompt, zero-shot under kNN; on the " \
+                     "confirmation sample and the eval split, as it runs)"  # fmt: skip
     if result.finalists:
         single = max((c for c in result.finalists[1:]), key=lambda c: c.confirm_score or 0.0, default=None)
         scores = f"the task's own prompt {result.finalists[0].confirm_score:.4f}"
