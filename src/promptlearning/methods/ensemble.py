@@ -54,6 +54,18 @@ class SharedScores:
         self._results.clear()
 
 
+def combine_distributions(distributions: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """``[member, example, label]`` distributions combined into ``[example, label]``: the weighted
+    mean of their log-probabilities (uniform without ``weights``), renormalised. The one
+    implementation of the combination: ensembles predict with it, search scores ensembles with it."""
+    log_p = np.log(np.maximum(np.asarray(distributions, dtype=float), 1e-300))
+    if weights is None:
+        weights = np.full(log_p.shape[0], 1 / log_p.shape[0])
+    combined = np.tensordot(weights, log_p, axes=1)
+    p = np.exp(combined - combined.max(axis=1, keepdims=True))
+    return p / p.sum(axis=1, keepdims=True)
+
+
 class PromptEnsemble(ClassifierMixin):
     """Members (any classifiers of the same labels, each with its own template, label words,
     calibration or scoring) predicting together; ``weights`` (one per member) or ``weighting``."""
@@ -117,12 +129,9 @@ class PromptEnsemble(ClassifierMixin):
             if self.shared is not None:
                 self.shared.clear()
         labels = self.labels
-        log_p = np.log(np.maximum(np.array([[[p.probabilities[x] for x in labels] for p in run] for run in runs]),
-                                  1e-300))  # fmt: skip  # [member, example, label]
-        weights = self.member_weights(log_p)
-        combined = np.tensordot(weights, log_p, axes=1)  # [example, label]
-        probabilities = np.exp(combined - combined.max(axis=1, keepdims=True))
-        probabilities /= probabilities.sum(axis=1, keepdims=True)
+        distributions = np.array([[[p.probabilities[x] for x in labels] for p in run] for run in runs])
+        weights = self.member_weights(np.log(np.maximum(distributions, 1e-300)))
+        probabilities = combine_distributions(distributions, weights)
         out = []
         for i in range(len(examples)):
             row = dict(zip(labels, probabilities[i].tolist(), strict=True))

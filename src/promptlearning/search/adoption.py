@@ -36,10 +36,13 @@ class AdoptionTest:
     n: int
     level: float
     adopted: bool
+    rule: str = "test"  # test: adopted when the test says so; always: when it scores higher (--adopt always)
 
     def describe(self, metric: str) -> str:
         """One sentence for search.md and the terminal."""
         verdict = "adopted" if self.adopted else "not adopted: the task's own prompt is kept"
+        if self.rule == "always":
+            verdict += " (--adopt always: the higher score wins)"
         return (
             f"{metric} difference {100 * self.difference:+.1f} points on {self.n} fresh examples "
             f"({100 * self.level:.0f} % interval {100 * self.low:+.1f} to {100 * self.high:+.1f}; one-sided "

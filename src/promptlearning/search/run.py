@@ -42,6 +42,7 @@ from promptlearning.errors import PromptLearningError, PromptTooLongError
 from promptlearning.io import write_atomically, write_json_atomically
 from promptlearning.loading import keep_min_words, load_examples, task_data_root
 from promptlearning.methods.calibration import domain_content_free_inputs
+from promptlearning.methods.ensemble import combine_distributions
 from promptlearning.methods.spec import ClassifierSpec, build_classifier
 from promptlearning.models.interface import LanguageModel
 from promptlearning.progress import progress_bar
@@ -789,7 +790,7 @@ def choose_output(state: SearchState) -> None:
     # the best few on dev (finalists are in dev order) that show the same demonstrations (members share them)
     members = [c for c in others if c.demonstrations == others[0].demonstrations][: settings.ensemble]
     if len(members) > 1:
-        combined = combined_probabilities([state.confirm_predictions[repr(m.config_key())] for m in members])
+        combined = combine_distributions(np.array([state.confirm_predictions[repr(m.config_key())] for m in members]))
         state.ensemble_confirm = state.score(combined, gold)
         options.append(("ensemble", members, combined))
     kind, chosen, probabilities = max(options, key=lambda o: state.score(o[2], gold))
@@ -797,21 +798,14 @@ def choose_output(state: SearchState) -> None:
     state.adoption = paired_test(metric, gold, probabilities.argmax(axis=1), own.argmax(axis=1),
                                  level=settings.level, seed=settings.seed, comparisons=len(others) + 1,
                                  exact=state.config.metric == "accuracy")  # fmt: skip
-    better = state.score(probabilities, gold) > state.score(own, gold)
-    if state.adoption.adopted if settings.adopt == "test" else better:
+    if settings.adopt == "always":  # the higher score wins, the task's own prompt on a tie
+        state.adoption.rule = "always"
+        state.adoption.adopted = state.score(probabilities, gold) > state.score(own, gold)
+    if state.adoption.adopted:
         state.output, state.best = kind, chosen[0]
         if kind == "ensemble":
             state.members = list(chosen)
-    state.note(state.adoption.describe(state.config.metric).replace("adopted", f"{kind} adopted", 1)
-               if state.output != "own" else state.adoption.describe(state.config.metric))  # fmt: skip
-
-
-def combined_probabilities(distributions: Sequence[np.ndarray]) -> np.ndarray:
-    """The uniform ensemble of ``[example, label]`` distributions, as :class:`PromptEnsemble` combines
-    them: the mean log-probability, renormalised."""
-    log_p = np.mean([np.log(np.maximum(p, 1e-300)) for p in distributions], axis=0)
-    p = np.exp(log_p - log_p.max(axis=1, keepdims=True))
-    return p / p.sum(axis=1, keepdims=True)
+    state.note(f"confirmation ({kind}): {state.adoption.describe(state.config.metric)}")
 
 
 def finish_search(state: SearchState, started: float) -> SearchResult:
