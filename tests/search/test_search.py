@@ -397,8 +397,8 @@ def test_finalists_are_diverse():
 
 
 def test_an_ensemble_output_is_written_as_a_task_and_a_program(search_task, tiny_lm, tmp_path):
-    state = _confirmed_state(search_task, tiny_lm)
-    result = search(load_task(search_task), tiny_lm, state.settings, progress=False)
+    settings = SearchSettings(dev_size=16, confirm_size=40, budget=16 * 6, finalists=3)
+    result = search(load_task(search_task), tiny_lm, settings, progress=False)
     result.output, result.ensemble_members = "ensemble", result.finalists[1:3]
     result.best, result.member_biases = result.ensemble_members[0], [None, None]
     task_file = write_search(tmp_path / "out", load_task(search_task), result)
