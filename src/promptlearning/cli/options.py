@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,44 +41,25 @@ positive_int = whole_number(1)
 non_negative_int = whole_number(0)
 
 
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
+def number_in(accepts: Callable[[float], bool], wanted: str, *, what: str = "a number") -> Any:
+    """An argparse type: a number that ``accepts`` (NaN never does), or an error saying it ``wanted``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value != value or not accepts(value):  # NaN compares false with everything
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text}")
+        return value
+
+    return parse
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < value < float("inf"):  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
-    return value
-
-
-def confidence_level(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.5 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 0.5 and below 1 (0.95: 95 %), got {text}")
-    return value
-
-
-def positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
-    return value
+non_negative_float = number_in(lambda v: v >= 0, "0 or more")
+positive_float = number_in(lambda v: 0 < v < float("inf"), "a number > 0")
+confidence_level = number_in(lambda v: 0.5 <= v < 1, "at least 0.5 and below 1 (0.95: 95 %)")
+positive_seconds = number_in(lambda v: 0 < v < float("inf"), "a positive number of seconds", what="a number of seconds")
 
 
 def device_name(text: str) -> str:
