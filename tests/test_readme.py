@@ -235,3 +235,17 @@ def test_readme_example(unit, outcomes):
 
 def test_every_embedded_model_name_is_installed_for_the_examples():
     assert set(hub.EMBEDDED_MODELS) == {"smollm2-135m-instruct", "gemma3-270m", "minilm-l6"}
+
+
+def test_the_readme_method_sections_are_valid_specs():
+    """```yaml blocks that show a task file's method: section build a classifier spec as they are."""
+    from promptlearning.methods.spec import ClassifierSpec
+    from promptlearning.tasks.classification.config import MethodConfig
+
+    shown = [yaml.safe_load(body)["method"] for language, body in BLOCKS
+             if language == "yaml" and body.lstrip().startswith("method:")]  # fmt: skip
+    assert shown
+    for method in shown:
+        fields = MethodConfig(**method).model_dump(exclude={"name", "calibrate"})
+        ClassifierSpec(template={"input": "Review: {{ text }}\nSentiment:"},
+                       verbalizer={"words": {"negative": " negative", "positive": " positive"}}, **fields)  # fmt: skip
