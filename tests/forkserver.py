@@ -24,6 +24,10 @@ import json, os, signal, sys, tempfile, time, traceback
 import torch, transformers  # the slow imports, paid once
 import transformers.models.auto.modeling_auto
 import promptlearning.cli, promptlearning.models, promptlearning.tasks
+# what the commands import lazily, paid once too (each was ~0.3 s in every child)
+import promptlearning.search, promptlearning.serving, promptlearning.training, promptlearning.runs.report
+import promptlearning.evaluation.metrics, promptlearning.evaluation.text_metrics, promptlearning.pretraining
+import sklearn.metrics, peft, accelerate
 
 def child(job, out, err):
     os.chdir(job["cwd"])

@@ -702,7 +702,8 @@ def pick_ensemble(state: SearchState) -> None:
         if len(state.members) == state.settings.ensemble:
             break
     if len(state.members) > 1:
-        state.ensemble_dev = state.score(ensemble_probabilities(state.scorer, state.members, state.dev), state.gold)
+        on_dev = ensemble_probabilities(state.scorer, state.members, state.dev, state.pool)
+        state.ensemble_dev = state.score(on_dev, state.gold)
     state.best = ranked[0]
 
 
@@ -792,6 +793,10 @@ def choose_output(state: SearchState) -> None:
     if len(members) > 1:
         combined = combine_distributions(np.array([state.confirm_predictions[repr(m.config_key())] for m in members]))
         state.ensemble_confirm = state.score(combined, gold)
+        state.members = members  # the ensemble reported is the one confirmed (all cached scores on dev)
+        state.ensemble_dev = state.score(
+            ensemble_probabilities(state.scorer, members, state.dev, state.pool), state.gold
+        )
         options.append(("ensemble", members, combined))
     kind, chosen, probabilities = max(options, key=lambda o: state.score(o[2], gold))
     metric = index_metric(state.config.metric, state.labels)
@@ -803,8 +808,6 @@ def choose_output(state: SearchState) -> None:
         state.adoption.adopted = state.score(probabilities, gold) > state.score(own, gold)
     if state.adoption.adopted:
         state.output, state.best = kind, chosen[0]
-        if kind == "ensemble":
-            state.members = list(chosen)
     state.note(f"confirmation ({kind}): {state.adoption.describe(state.config.metric)}")
 
 
@@ -891,9 +894,11 @@ def winner_bias(scorer: Scorer, best: Candidate, dev: Sequence, pool: Sequence) 
     return {label: float(value) for label, value in zip(labels, mean, strict=True)}
 
 
-def ensemble_probabilities(scorer: Scorer, members: Sequence[Candidate], examples: Sequence) -> np.ndarray:
-    """The mean of the members' (calibrated) label distributions."""
-    return sum(candidate_probabilities(scorer, m, examples, ()) for m in members) / len(members)
+def ensemble_probabilities(
+    scorer: Scorer, members: Sequence[Candidate], examples: Sequence, pool: Sequence = ()
+) -> np.ndarray:
+    """The members' (calibrated) label distributions combined as :class:`PromptEnsemble` combines them."""
+    return combine_distributions(np.array([candidate_probabilities(scorer, m, examples, pool) for m in members]))
 
 
 def output_spec(config: Any, result: SearchResult) -> tuple[ClassifierSpec, list[dict[str, Any]]]:
