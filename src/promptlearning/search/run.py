@@ -606,19 +606,28 @@ def search_templates(state: SearchState) -> None:
             if not budget.allows(len(dev) + reserve):
                 bar.write(f"budget or time spent: {len(templates) - bar.n} templates left unscored")
                 break
-            started = time.monotonic()
             try:
-                matrix = state.scorer.matrix(template, dev, words, demo_words=state.seed_words)
-                free = state.scorer.content_free(template, words, demo_words=state.seed_words)
+                scores = score_on_dev(state, template, words, demo_words=state.seed_words)
             except PromptLearningError as exc:
                 bar.write(f"skipped a template: {exc}")
                 continue
-            budget.observe(len(dev), time.monotonic() - started)
-            budget.spend(len(dev))
             for option in state.options_by_dev:
-                state.record("templates", template, option, (matrix, free), index)
+                state.record("templates", template, option, scores, index)
             bar.update(1)
             bar.set_postfix(best=f"{max(c.dev_score for c in state.candidates):.3f}")
+
+
+def score_on_dev(
+    state: SearchState, template: dict[str, Any], words: Sequence[str], **options: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """One configuration's dev and content-free ``[example, word]`` scores (``options``: the scorer's
+    demo_words, pool, demonstrations, scoring), timed for the time budget and spent from the budget."""
+    started = time.monotonic()
+    scores = (state.scorer.matrix(template, state.dev, words, **options),
+              state.scorer.content_free(template, words, **options))  # fmt: skip
+    state.budget.observe(len(state.dev), time.monotonic() - started)
+    state.budget.spend(len(state.dev))
+    return scores
 
 
 def later_reserve(state: SearchState, *, channel: bool = False) -> int:
@@ -677,16 +686,11 @@ def search_channel(state: SearchState) -> None:
                 break
             words = list(dict.fromkeys(w for ws in c.words.values() for w in ws))
             index = {w: j for j, w in enumerate(words)}
-            started = time.monotonic()
             try:
-                kw = {"demo_words": c.words, "scoring": "channel"}
-                scores = (state.scorer.matrix(c.template, dev, words, **kw),
-                          state.scorer.content_free(c.template, words, **kw))  # fmt: skip
+                scores = score_on_dev(state, c.template, words, demo_words=c.words, scoring="channel")
             except PromptTooLongError as exc:
                 bar.write(f"skipped a channel prompt: {exc}")
                 continue
-            budget.observe(len(dev), time.monotonic() - started)
-            budget.spend(len(dev))
             state.record("channel", c.template, c.words, scores, index, scoring="channel")
             bar.update(1)
             bar.set_postfix(best=f"{max(c.dev_score for c in state.candidates):.3f}")
@@ -728,14 +732,12 @@ def search_demonstrations(state: SearchState) -> None:
         for demos in sets:
             if not state.budget.allows(len(dev)):
                 break
-            kw = {"demo_words": best.words, "pool": sample, "demonstrations": demos}
             try:
-                scores = (state.scorer.matrix(best.template, dev, words, **kw),
-                          state.scorer.content_free(best.template, words, **kw))  # fmt: skip
+                scores = score_on_dev(state, best.template, words, demo_words=best.words, pool=sample,
+                                      demonstrations=demos)  # fmt: skip
             except PromptTooLongError as exc:
                 bar.write(f"skipped a demonstration set: {exc}")
                 continue
-            state.budget.spend(len(dev))
             state.record("demonstrations", best.template, best.words, scores, index,
                          demonstrations=[pool.index(sample[i]) for i in demos])  # fmt: skip
             bar.update(1)
