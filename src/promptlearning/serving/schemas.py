@@ -10,6 +10,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     StrictInt,
     StrictStr,
     ValidationError,
@@ -172,6 +173,7 @@ class _PromptedRequest(_Request):
     """A body whose method has a prompt template: its input text, or PromptTemplate's options."""
 
     template: StrictStr | dict[str, Any] = Field(description="a Jinja input template, or PromptTemplate options")
+    _spec: Any = PrivateAttr(None)  # the method spec the body describes, built when it is checked
 
     @field_validator("template")
     @classmethod
@@ -227,11 +229,15 @@ class ClassifyRequest(_PromptedRequest):
 
     @model_validator(mode="after")
     def _a_valid_spec(self) -> ClassifyRequest:
-        _checked_spec(self.classifier_spec)
+        self._spec = _checked_spec(self._build_spec)
         return self
 
     def classifier_spec(self) -> Any:
-        """The spec the body describes; demonstrations without ``shots`` are all shown, in order."""
+        """The spec the body describes (built once, when the body was checked)."""
+        return self._spec
+
+    def _build_spec(self) -> Any:
+        """Demonstrations without ``shots`` are all shown, in order."""
         from promptlearning.methods.spec import ClassifierSpec
 
         shots = self.shots if self.shots is not None else len(self.demonstrations)
@@ -374,11 +380,15 @@ class GenerateRequest(_PromptedRequest):
         both = self.decoding is not None and DECODING_FIELDS & (self.model_fields_set - {"decoding"})
         if both:
             raise ValueError(f"give decoding either as 'decoding' or as {sorted(both)[0]!r}, not both")
-        _checked_spec(self.generator_spec)
+        self._spec = _checked_spec(self._build_spec)
         return self
 
     def generator_spec(self) -> Any:
-        """The spec the body describes; demonstrations without ``shots`` are all shown, in order."""
+        """The spec the body describes (built once, when the body was checked)."""
+        return self._spec
+
+    def _build_spec(self) -> Any:
+        """Demonstrations without ``shots`` are all shown, in order."""
         from promptlearning.methods.spec import GeneratorSpec
 
         shots = self.shots if self.shots is not None else len(self.demonstrations)
