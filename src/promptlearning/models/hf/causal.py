@@ -87,6 +87,16 @@ def _context_groups(rows: list[_Row], min_prefix: int) -> tuple[list[tuple[list[
     return groups, rest
 
 
+def _length_batches(rows: Sequence[_Row], max_rows: int) -> list[list[_Row]]:
+    """``rows`` in batches of one length each (at most ``max_rows``): a cached context's continuation
+    rows are a few tokens long, so one long phrase would otherwise pad every row of its batch to its
+    length (BANKING77's 77 intent phrases of 2 to 9 tokens: 1.05 -> 1.16 sentences/s here)."""
+    by_length: dict[int, list[_Row]] = {}
+    for row in rows:
+        by_length.setdefault(len(row[0]), []).append(row)
+    return [same[i : i + max_rows] for _, same in sorted(by_length.items()) for i in range(0, len(same), max_rows)]
+
+
 def _cacheable_prefix(rows: Sequence[_Row]) -> int:
     """How many leading tokens of every row may come from a cached prefix.
 
@@ -234,9 +244,7 @@ class HFLanguageModel(HFModel, TokenLevelModel):
                 bar.update(sum(len(targets) for _, targets in batch))
             for key, group in groups:  # one context, many multi-token continuations: its prefill is shared
                 context_cache = self._prefill(key)
-                step = max(size, GROUP_ROWS)  # the rows are short (continuations only)
-                for start in range(0, len(group), step):
-                    batch = group[start : start + step]
+                for batch in _length_batches(group, max(size, GROUP_ROWS)):  # the rows are short
                     for index, result in self._score_rows(batch, context_cache, len(key)):
                         scored[index] = result
                     bar.update(sum(len(targets) for _, targets in batch))
