@@ -75,7 +75,14 @@ def train_bpe_tokenizer(add_bos: bool = False, pad: bool = True):
 
 
 def build_tiny_llama(
-    directory: Path, *, add_bos: bool = False, pad: bool = True, seed: int = 0, max_positions: int = 128
+    directory: Path,
+    *,
+    add_bos: bool = False,
+    pad: bool = True,
+    seed: int = 0,
+    max_positions: int = 128,
+    layers: int = 2,
+    tied: bool = False,
 ) -> Path:
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -84,7 +91,7 @@ def build_tiny_llama(
         vocab_size=len(tokenizer),
         hidden_size=64,
         intermediate_size=128,
-        num_hidden_layers=2,
+        num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=max_positions,
@@ -92,7 +99,7 @@ def build_tiny_llama(
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=False,
+        tie_word_embeddings=tied,
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)

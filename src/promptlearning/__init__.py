@@ -6,7 +6,14 @@ programs; see the README for a tour.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
+
+# transformers imports torchao when it is installed (the [compress] extra); torchao 0.18 then logs a
+# warning for each CUDA-only extension it cannot load on a CPU machine and torch one per enum it
+# registers: nothing a user can act on, on every model load. Their errors still show.
+for _noisy in ("torchao", "torch.utils._pytree"):
+    logging.getLogger(_noisy).setLevel(logging.ERROR)
 
 __version__ = "0.1.0"
 

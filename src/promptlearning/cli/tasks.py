@@ -140,6 +140,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     for name, what, example in (
         ("pretrain", "pretrain a language model on a corpus", "shakespeare-char"),
         ("embed-train", "train sentence embeddings (SimCSE)", "simcse"),
+        ("compress", "compress a model: prune, recover by distillation, quantize", "smollm2-compress"),
     ):
         p = command(sub, name, help=f"{what} (a task YAML file, type: {name})")
         p.add_argument("task", help=f"task file, e.g. tasks/{example}.yaml")

@@ -140,6 +140,7 @@ def load_language_model(name_or_path: str, device: str = "auto") -> tuple[Any, A
     """A causal or masked LM and its tokenizer from an embedded name or a model directory, on ``device``."""
     import transformers
 
+    from promptlearning.compression.store import compression_record, load_compressed
     from promptlearning.devices import resolve_device
     from promptlearning.models import check_text_model, resolve_model_dir
     from promptlearning.pretraining.tokenizer import load_tokenizer
@@ -155,7 +156,12 @@ def load_language_model(name_or_path: str, device: str = "auto") -> tuple[Any, A
             "untrained weights. Use a causal or masked language model"
         )
     auto = transformers.AutoModelForMaskedLM if masked else transformers.AutoModelForCausalLM
-    model = auto.from_pretrained(str(path), local_files_only=True).to(resolve_device(device)).eval()
+    record = compression_record(path)
+    if record is not None:  # a compressed directory (see promptlearning.compression.store)
+        model = load_compressed(auto.__name__, path, record)
+    else:
+        model = auto.from_pretrained(str(path), local_files_only=True)
+    model = model.to(resolve_device(device)).eval()
     return model, load_tokenizer(str(path))
 
 

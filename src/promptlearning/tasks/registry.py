@@ -27,6 +27,7 @@ from promptlearning.tasks.config import (
 DEFAULT_KIND = "classification"
 _BUILTIN = {
     "classification": "promptlearning.tasks.classification",
+    "compress": "promptlearning.tasks.compress",
     "cot": "promptlearning.tasks.cot",
     "embed-train": "promptlearning.tasks.embed_train",
     "generate": "promptlearning.tasks.generate",

@@ -33,6 +33,7 @@ def load_pretrained(
     damaged local files are a :class:`CorruptModelError` that says what to do."""
     import transformers
 
+    from promptlearning.compression.store import compression_record, load_compressed
     from promptlearning.devices import resolve_device, resolve_dtype
 
     target = resolve_device(device)
@@ -42,9 +43,14 @@ def load_pretrained(
             tokenizer = transformers.AutoTokenizer.from_pretrained(
                 str(path), local_files_only=local_files_only or local
             )
-            model = getattr(transformers, auto_class).from_pretrained(
-                str(path), dtype=resolve_dtype(dtype, target), local_files_only=local_files_only or local
-            )
+            record = compression_record(path) if local else None
+            if record is not None:  # a compressed directory: int8 layers, torchao modes, its own dtype
+                wanted = None if dtype == "auto" else resolve_dtype(dtype, target)
+                model = load_compressed(auto_class, path, record, dtype=wanted)
+            else:
+                model = getattr(transformers, auto_class).from_pretrained(
+                    str(path), dtype=resolve_dtype(dtype, target), local_files_only=local_files_only or local
+                )
     except Exception as exc:  # damaged files fail in many ways: OSError, SafetensorError, ValueError …
         if local:
             raise CorruptModelError(

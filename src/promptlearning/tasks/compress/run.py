@@ -1,0 +1,274 @@
+"""Running a compression task: source model -> prune -> recover -> quantize -> a model directory.
+
+    <run>/config.yaml          the settings (``--resume`` refuses different ones)
+    <run>/recover/             the recovery's atomic checkpoints (``--resume`` continues them)
+    <run>/model/               the compressed model + compression.json (written atomically)
+    <run>/run.json, report.md  sizes, parameters, perplexity of the source and of the result
+
+The compressed model is measured as a user gets it: loaded back from ``<run>/model``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from promptlearning.compression.calibration import as_batches, calibration_blocks, token_stream
+from promptlearning.compression.distill import Distillation, collate_blocks, mean_distillation_loss
+from promptlearning.compression.prune import (
+    block_influence,
+    decoder_layers,
+    drop_layers,
+    layers_to_drop,
+    magnitude_prune,
+    mlp_channel_importance,
+    prune_mlp_width,
+    width_to_keep,
+)
+from promptlearning.compression.quantize import TORCHAO_MODES, check_quant_mode, int8_weight_only, weight_bytes
+from promptlearning.compression.store import RECORD, compression_record, directory_bytes, save_compressed
+from promptlearning.errors import PromptLearningError
+from promptlearning.io import write_json_atomically
+from promptlearning.loading import task_data_root
+from promptlearning.runs.directory import check_run_dir, prepare_output_dir
+from promptlearning.runs.result import TaskResult
+from promptlearning.tasks.compress.config import CompressTaskConfig
+
+CALIBRATION_BATCH = 4  # blocks per forward pass when measuring blocks and channels
+
+
+def _files(root: str | None, files: list[str]) -> list[str]:
+    base = task_data_root(root)
+    return [str(Path(f) if Path(f).is_absolute() else base / f) for f in files]
+
+
+def check(config: CompressTaskConfig) -> None:
+    """What can be checked before the model loads: data files exist, the quantization mode runs here."""
+    from promptlearning.devices import resolve_device
+
+    for section, files in ((config.calibration, "files"), (config.evaluate, "perplexity")):
+        if section is None:
+            continue
+        paths = getattr(section, files)
+        for path in _files(section.root, paths if isinstance(paths, list) else [paths]):
+            if not Path(path).exists():
+                raise PromptLearningError(f"{path} does not exist (the task's {type(section).__name__})")
+    if config.quantize is not None:
+        check_quant_mode(config.quantize.mode, resolve_device(config.device), config.quantize.group_size)
+
+
+def _load_source(config: CompressTaskConfig) -> tuple[Any, Any, Path]:
+    import transformers
+
+    from promptlearning.models import resolve_model_dir
+    from promptlearning.models.hf.loading import is_causal_lm
+
+    path = Path(str(resolve_model_dir(config.model, pull=True)))
+    if not (path / "config.json").is_file():
+        raise PromptLearningError(f"compress works on Hugging Face model directories; {config.model} is not one")
+    if compression_record(path) is not None:
+        raise PromptLearningError(f"{config.model} is already compressed: compress its source model instead")
+    hf_config = transformers.AutoConfig.from_pretrained(str(path), local_files_only=True)
+    if not is_causal_lm(hf_config):
+        raise PromptLearningError(f"compress works on causal language models; {config.model} is not one")
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(path), dtype="float32", local_files_only=True)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    return model.eval(), tokenizer, path
+
+
+def _calibration(config: CompressTaskConfig, tokenizer: Any) -> tuple[list[Any], list[Any]]:
+    """(blocks to measure and train on, held-out blocks to pick the recovery's best step)."""
+    from promptlearning.pretraining.corpus import Corpus
+
+    section = config.calibration
+    assert section is not None
+    held_out = config.recover.held_out if config.recover else 0
+    wanted_tokens = (section.samples + held_out) * (section.block_size + 1)
+    if config.recover is not None and config.recover.tokens:
+        wanted_tokens = max(wanted_tokens, config.recover.tokens + held_out * (section.block_size + 1))
+    corpus = Corpus(_files(section.root, section.files), field=section.field)
+    tokens = token_stream(corpus.iter_documents(), tokenizer, wanted_tokens)
+    blocks = calibration_blocks(tokens, section.block_size)
+    if len(blocks) <= held_out:
+        raise PromptLearningError(f"the calibration text makes {len(blocks)} blocks of {section.block_size} tokens: "
+                                  f"too few to hold out {held_out} and train on the rest")  # fmt: skip
+    return (blocks[:-held_out], blocks[-held_out:]) if held_out else (blocks, [])
+
+
+def _prune(model: Any, config: CompressTaskConfig, blocks: list[Any], notes: dict[str, Any]) -> None:
+    prune = config.prune
+    assert prune is not None
+    measure = as_batches(blocks[: config.calibration.samples], CALIBRATION_BATCH) if config.calibration else []
+    if prune.depth:
+        influence = block_influence(model, measure)
+        dropped = layers_to_drop(influence, prune.depth)
+        drop_layers(model, dropped)
+        notes["depth"] = {"dropped": dropped, "influence": [round(x, 5) for x in influence]}
+    if prune.width:
+        width = decoder_layers(model)[0].mlp.down_proj.in_features
+        keep = width_to_keep(width, prune.width)
+        prune_mlp_width(model, mlp_channel_importance(model, measure), keep)
+        notes["width"] = {"from": width, "to": keep}
+    if prune.magnitude:
+        notes["magnitude"] = {"sparsity": round(magnitude_prune(model, prune.magnitude), 4)}
+
+
+def _recover(student: Any, teacher: Any, config: CompressTaskConfig, blocks: list[Any], held_out: list[Any],
+             run_dir: Path, resume: bool, progress: bool | None) -> dict[str, Any]:  # fmt: skip
+    """Distil ``student`` toward ``teacher`` on the calibration blocks; the best weights on held-out."""
+    from promptlearning.training.loop import TrainingArguments, train
+
+    recover = config.recover
+    assert recover is not None
+    options = recover.training.model_dump()
+    if recover.tokens:
+        per_step = options["batch_size"] * options["gradient_accumulation_steps"] * len(blocks[0])
+        options["max_steps"] = max(1, math.ceil(recover.tokens / per_step))
+    target = student
+    if recover.peft is not None:
+        from promptlearning.training.peft_methods import apply_peft
+
+        target = apply_peft(student, recover.peft.method, recover.peft.options)
+    module = Distillation(target, teacher, recover.temperature)
+    validation = as_batches(held_out, CALIBRATION_BATCH)
+    before = mean_distillation_loss(module, validation)
+    arguments = TrainingArguments(**options, metric="val_kl", greater_is_better=False, seed=config.seed)
+    features = [{"input_ids": b} for b in blocks]
+    result = train(module, features, collate_blocks, lambda m: mean_distillation_loss(m, validation), arguments,
+                   run_dir / "recover", resume=resume, progress=progress, device=config.device)  # fmt: skip
+    after = mean_distillation_loss(module, validation)
+    if recover.peft is not None:
+        student = target.merge_and_unload()
+    return {"student": student, "steps": result.steps, "best_step": result.best_step, "tokens": result.steps *
+            options["batch_size"] * options["gradient_accumulation_steps"] * len(blocks[0]),
+            "val_kl_before": round(before["val_kl"], 5), "val_kl_after": round(after["val_kl"], 5)}  # fmt: skip
+
+
+def _quantize(model: Any, config: CompressTaskConfig) -> tuple[Any, dict[str, Any]]:
+    import torch
+
+    quantize = config.quantize
+    assert quantize is not None
+    record: dict[str, Any] = {"mode": quantize.mode}
+    if quantize.mode == "bf16":
+        model = model.to(torch.bfloat16)
+    elif quantize.mode == "int8-weight":
+        record["layout"] = int8_weight_only(model, embeddings=quantize.embeddings)
+        record["embeddings"] = quantize.embeddings
+    elif quantize.mode in TORCHAO_MODES:
+        record["group_size"] = quantize.group_size  # applied by torchao when the directory is loaded
+    return model, record
+
+
+def _perplexity(config: CompressTaskConfig, model: Any, tokenizer: Any, progress: bool | None) -> dict[str, float]:
+    from promptlearning.pretraining.perplexity import perplexity, read_text
+
+    section = config.evaluate
+    assert section is not None
+    text = read_text(_files(section.root, [section.perplexity])[0], section.field)
+    text = text[: section.max_chars] if section.max_chars else text
+    started = time.perf_counter()
+    import torch
+
+    with torch.inference_mode():
+        result = perplexity(model, tokenizer, text, max_length=section.max_length, progress=progress)
+    return {"word_perplexity": result.word_perplexity, "token_perplexity": result.token_perplexity,
+            "seconds": time.perf_counter() - started}  # fmt: skip
+
+
+def run_compress_task(
+    config: CompressTaskConfig,
+    *,
+    output_dir: str | Path | None = None,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool | None = None,
+    **_: Any,
+) -> TaskResult:
+    """Compress ``config.model`` into ``<run>/model`` and measure it against the source."""
+    from promptlearning.compression.store import load_compressed
+    from promptlearning.pretraining.models import parameter_count
+
+    check(config)
+    run_dir = Path(run_dir) if run_dir else Path(output_dir or config.output_dir) / config.name
+    check_run_dir(config, run_dir, resume)
+    prepare_output_dir(run_dir, "run directory")
+    if not (resume and (run_dir / "config.yaml").is_file()):
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    model, tokenizer, source_path = _load_source(config)
+    source = {"path": str(source_path), "parameters": parameter_count(model), "bytes": weight_bytes(model),
+              "layers": len(decoder_layers(model)) if config.prune else None}  # fmt: skip
+    quality: dict[str, Any] = {}
+    if config.evaluate is not None:
+        quality["source"] = _perplexity(config, model, tokenizer, progress)
+    steps: list[dict[str, Any]] = []
+    blocks, held_out = _calibration(config, tokenizer) if config.calibration is not None else ([], [])
+    teacher = copy.deepcopy(model) if config.recover is not None else None
+    if config.prune is not None:
+        notes: dict[str, Any] = {}
+        _prune(model, config, blocks, notes)
+        steps.append({"step": "prune", **notes})
+    if config.recover is not None:
+        outcome = _recover(model, teacher, config, blocks, held_out, run_dir, resume, progress)
+        model = outcome.pop("student")
+        steps.append({"step": "recover", **outcome})
+        del teacher
+    quantized: dict[str, Any] | None = None
+    if config.quantize is not None:
+        model, quantized = _quantize(model, config)
+        steps.append({"step": "quantize", **{k: v for k, v in quantized.items() if k != "layout"}})
+    record = {
+        "source": source, "steps": steps, "quantize": quantized,
+        "dtype": str(next(p for p in model.state_dict().values() if p.is_floating_point()).dtype).removeprefix(
+            "torch."),
+        "parameters": parameter_count(model), "bytes": weight_bytes(model),
+    }  # fmt: skip
+    save_compressed(model, tokenizer, run_dir / "model", record)
+    del model
+    loaded = load_compressed("AutoModelForCausalLM", run_dir / "model", compression_record(run_dir / "model") or {})
+    record["bytes_on_disk"] = directory_bytes(run_dir / "model")
+    if config.evaluate is not None:
+        quality["compressed"] = _perplexity(config, loaded, tokenizer, progress)
+        record["quality"] = quality
+    write_json_atomically(run_dir / "model" / RECORD, {"format": 1, **record})
+    return _result(config, run_dir, record)
+
+
+def _result(config: CompressTaskConfig, run_dir: Path, record: dict[str, Any]) -> TaskResult:
+    quality = record.get("quality") or {}
+    size_ratio = record["bytes"] / record["source"]["bytes"]
+    metrics = {"size_ratio": size_ratio, "parameters": float(record["parameters"])}
+    if quality:
+        metrics["word_perplexity"] = quality["compressed"]["word_perplexity"]
+        metrics["source_word_perplexity"] = quality["source"]["word_perplexity"]
+    headline = "word_perplexity" if quality else "size_ratio"
+    setting = ", ".join(s["step"] for s in record["steps"])
+    result = TaskResult(kind="compress", name=config.name, setting=setting, model=str(run_dir / "model"),
+                        metric=headline, value=metrics[headline], values=[metrics[headline]], metrics=metrics,
+                        seed=config.seed, run_dir=run_dir, evaluation=record, config=config)  # fmt: skip
+    result.write(run_dir)
+    _write_report(run_dir / "report.md", config, record)
+    return result
+
+
+def _write_report(path: Path, config: CompressTaskConfig, record: dict[str, Any]) -> None:
+    source = record["source"]
+    lines = [f"# {config.name}: compression of {config.model}", "", "| | source | compressed |",
+             "| --- | ---: | ---: |",
+             f"| parameters | {source['parameters']:,} | {record['parameters']:,} |",
+             f"| weights (bytes in memory) | {source['bytes']:,} | {record['bytes']:,} |",
+             f"| weights on disk | | {record.get('bytes_on_disk', 0):,} |"]  # fmt: skip
+    quality = record.get("quality")
+    if quality:
+        lines.append(f"| word perplexity ({config.evaluate.perplexity}) | {quality['source']['word_perplexity']:.3f} "
+                     f"| {quality['compressed']['word_perplexity']:.3f} |")  # fmt: skip
+    lines += ["", "## Steps", ""]
+    for step in record["steps"]:
+        details = ", ".join(f"{k} {v}" for k, v in step.items() if k not in ("step", "influence"))
+        lines.append(f"- {step['step']}: {details}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
