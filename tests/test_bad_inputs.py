@@ -176,9 +176,39 @@ def pretrain_task(corpus_text: str | bytes) -> Callable[[dict[str, Path]], None]
     return setup
 
 
+def compress_task(sections: dict, model: str | None = None) -> Callable[[dict[str, Path]], None]:
+    """A ``type: compress`` task on the tiny model with a calibration text in the cwd (``model``: a
+    folder the set-up makes a compressed copy of the tiny model)."""
+
+    def setup(paths: dict[str, Path]) -> None:
+        text = paths["cwd"] / "text.txt"
+        text.write_text("the cat sat on the mat and the dog ran in the park\n" * 40)
+        source = str(paths["model_copy"])
+        if model is not None:
+            shutil.copytree(paths["model_copy"], paths["cwd"] / model)
+            (paths["cwd"] / model / "compression.json").write_text('{"format": 1, "dtype": "float32"}')
+            source = str(paths["cwd"] / model)
+        task = {"type": "compress", "name": "c", "model": source, "output_dir": str(paths["cwd"] / "runs"),
+                "calibration": {"files": [str(text)], "samples": 4, "block_size": 16},
+                "evaluate": {"perplexity": str(text), "max_chars": 500, "max_length": 32}}  # fmt: skip
+        for key, value in sections.items():
+            if key == "calibration":
+                value = {**task["calibration"], **value}
+            task[key] = value
+        (paths["cwd"] / "c.yaml").write_text(yaml.safe_dump(task))
+
+    return setup
+
+
+def _nothing_left(directory: Path, pattern: str) -> None:
+    left = [p.name for p in directory.rglob(pattern)] + [p.name for p in directory.rglob(f".{pattern}")]
+    assert not left, left
+
+
 def write_file(name: str, content: str | bytes) -> Callable[[dict[str, Path]], None]:
     def setup(paths: dict[str, Path]) -> None:
         target = paths["cwd"] / name
+        target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(content if isinstance(content, bytes) else content.encode())
 
     return setup
@@ -378,6 +408,33 @@ CASES = [
          "method.bias={negative: 0, positive: 1}"], 2, "must be > 0"),
     Case("ok-run-ensemble-channel", ["run", T, "--set", "method.ensemble=[{}, {scoring: channel}]", *EVAL1], 0,
          stdout="accuracy"),
+    # --- issue 31: compress and export ---
+    Case("issue31-export-unknown-quant", ["export", TINY, "--quant", "q5_k"], 2, "supported: f32, f16, q8_0, q4_0"),
+    Case("issue31-export-encoder", ["export", "minilm-l6"], 2, "Llama-architecture", fake_models=True),
+    Case("issue31-export-into-a-folder", ["export", TINY, "-o", "."], 2, "is a directory"),
+    Case("issue31-export-prompt-tuning-program", ["export", "prog"], 2, "cannot be exported",
+         setup=write_file("prog/adapter_config.json", '{"peft_type": "PROMPT_TUNING"}')),
+    Case("issue31-export-interrupted", ["export", TINY, "--quant", "f16", "-o", "t.gguf"], 130,
+         prelude="import gguf\ndef stop(*a, **k): raise KeyboardInterrupt\n"
+                 "gguf.GGUFWriter.write_tensors_to_file = stop\n",
+         after=lambda paths: _nothing_left(paths["cwd"], "*gguf*")),
+    Case("ok-export-f16", ["export", TINY, "--quant", "f16", "-o", "t.gguf"], 0, stdout="wrote t.gguf"),
+    Case("issue31-compress-every-layer", ["compress", "c.yaml"], 2, "at least one stays",
+         setup=compress_task({"prune": {"depth": 2}})),
+    Case("issue31-compress-width-all", ["compress", "c.yaml"], 2, "prune.width: Input should be less than 1",
+         setup=compress_task({"prune": {"width": 1.0}})),
+    Case("issue31-compress-unknown-mode", ["compress", "c.yaml"], 2, "int3",
+         setup=compress_task({"quantize": {"mode": "int3"}})),
+    Case("issue31-compress-int4-group", ["compress", "c.yaml"], 2, "group_size must be 32, 64, 128 or 256",
+         setup=compress_task({"quantize": {"mode": "int4-weight", "group_size": 48}})),
+    Case("issue31-compress-recover-unpruned", ["compress", "c.yaml"], 2, "recover distils a pruned model",
+         setup=compress_task({"recover": {"tokens": 64}, "quantize": {"mode": "bf16"}})),
+    Case("issue31-compress-no-calibration-file", ["compress", "c.yaml"], 2, "does not exist",
+         setup=compress_task({"prune": {"depth": 1}, "calibration": {"files": ["nope.txt"]}})),
+    Case("issue31-compress-a-compressed-model", ["compress", "c.yaml"], 2, "already compressed",
+         setup=compress_task({"quantize": {"mode": "bf16"}}, model="squeezed")),
+    Case("ok-compress", ["compress", "c.yaml"], 0, stdout="word_perplexity",
+         setup=compress_task({"prune": {"depth": 1}, "quantize": {"mode": "int8-weight"}})),
     # --- already handled before issue 11: kept that way ---
     Case("ok-run-zero-shot", ["run", T], 0, stdout="accuracy"),
     Case("ok-missing-task-file", ["run", "nope.yaml"], 2, "task file nope.yaml does not exist"),

@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from promptlearning.cli import cot, demo, models, perplexity, search, serve, tasks, text
+from promptlearning.cli import cot, demo, export, models, perplexity, search, serve, tasks, text
 from promptlearning.errors import PromptLearningError
 
 
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Prompt learning for language models: offline models, scoring, generation.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (models, text, tasks, perplexity, search, cot, serve, demo):
+    for module in (models, text, tasks, perplexity, export, search, cot, serve, demo):
         module.add_commands(sub)
     return parser
 
