@@ -75,6 +75,15 @@ def _sentence_transformers_backend(path: str | Path, **options: Any) -> Language
     return SentenceTransformerModel(path, **options)
 
 
+@register_backend("onnx")
+def _onnx_backend(path: str | Path, **options: Any) -> LanguageModel:
+    from promptlearning.models.onnx_encoder import ONNXEncoder
+
+    for unused in ("device", "dtype", "local_files_only"):
+        options.pop(unused, None)  # onnxruntime on the CPU, the exported graph's own types
+    return ONNXEncoder(path, **options)
+
+
 def load_model(
     name_or_path: str | Path = hub.DEFAULT_MODEL,
     *,
@@ -114,7 +123,10 @@ def load_model(
 
 
 def _format_backend(directory: Path) -> str:
-    """The backend that reads a local directory's format: a sentence-transformers model, else transformers."""
+    """The backend that reads a local directory's format: an ONNX or sentence-transformers encoder,
+    else transformers."""
+    if (directory / "onnx_encoder.json").is_file():
+        return "onnx"
     return "sentence-transformers" if (directory / "modules.json").is_file() else "hf"
 
 
@@ -127,7 +139,7 @@ def check_text_model(name_or_path: str | Path) -> None:
     spec = hub.EMBEDDED_MODELS.get(key)
     local = Path(key).expanduser()
     is_encoder = (spec is not None and spec.kind != "causal-lm") or (
-        local.is_dir() and (local / "modules.json").is_file()
+        local.is_dir() and any((local / f).is_file() for f in ("modules.json", "onnx_encoder.json"))
     )
     if is_encoder:
         text_models = [n for n, s in hub.EMBEDDED_MODELS.items() if s.kind == "causal-lm"]
@@ -153,7 +165,7 @@ def resolve_model_dir(name_or_path: str | Path, *, pull: bool = False) -> Path |
     if local.is_file() and local.suffix == ".gguf":
         return hub.converted_gguf_dir(local)
     if local.is_dir():
-        if not (local / "config.json").is_file() and not (local / "modules.json").is_file():
+        if not any((local / f).is_file() for f in ("config.json", "modules.json", "onnx_encoder.json")):
             raise ModelNotFoundError(f"{local} is a directory but holds no config.json: not a model directory")
         return local
     if local.exists() or key.startswith((".", "/", "~")) or key.endswith(".gguf"):
