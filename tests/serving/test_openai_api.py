@@ -223,3 +223,14 @@ def _batch_count(server) -> tuple[float, float]:
             name, value = line.split()
             values[name] = float(value)
     return values["promptlearning:batch_size_count"], values["promptlearning:batch_size_sum"]
+
+
+def test_metrics_say_whether_the_worker_runs_and_how_much_may_queue(server) -> None:
+    """What the alert rules in deploy/prometheus read (model worker down, queue saturated)."""
+    values = {}
+    for line in httpx.get(server.url + "/metrics").text.splitlines():
+        if line.startswith(("promptlearning:model_worker_up", "promptlearning:queue_capacity")):
+            name, value = line.split()
+            values[name] = float(value)
+    assert values["promptlearning:model_worker_up"] == 1
+    assert values["promptlearning:queue_capacity"] >= 1

@@ -32,6 +32,11 @@ class ServerMetrics:
         )
         self.running = Gauge("promptlearning:num_requests_running", "requests in the model call being run", registry=r)
         self.waiting = Gauge("promptlearning:num_requests_waiting", "requests waiting for the model", registry=r)
+        self.queue_capacity = Gauge(
+            "promptlearning:queue_capacity", "requests that may wait before new ones get 429 (max_queue)", registry=r
+        )
+        self.worker_up = Gauge("promptlearning:model_worker_up", "1 while the model worker runs, 0 once it stopped",
+                               registry=r)  # fmt: skip
         self.batch_size = Histogram(
             "promptlearning:batch_size", "items per batched model call", buckets=BATCH_BUCKETS, registry=r
         )
