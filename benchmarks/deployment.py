@@ -129,6 +129,7 @@ def measure(path: str, backend: str, sst2_limit: int | None, ppl_chars: int) -> 
     start = time.perf_counter()
     result = run_task(config, model=lm, progress=False)
     out["sst2_seconds"] = time.perf_counter() - start
+    out["rss_after_sst2_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out["sst2_accuracy"] = 100 * result.value
     out["examples_per_s"] = result.num_examples / out["sst2_seconds"]
     text = (DATA_ROOT / "wikitext2" / "test.txt").read_text(encoding="utf-8")[:ppl_chars]
@@ -142,13 +143,16 @@ def measure(path: str, backend: str, sst2_limit: int | None, ppl_chars: int) -> 
         with torch.inference_mode():
             out["word_perplexity"] = perplexity(lm.model, lm.tokenizer, text, max_length=512,
                                                 progress=False).word_perplexity  # fmt: skip
+    out["rss_after_perplexity_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     settings = GenerationConfig(max_new_tokens=48)
+    chat = [lm.apply_chat_template([{"role": "user", "content": p}]) if lm.has_chat_template else p for p in PROMPTS]
     for batch in (1, 8):
-        prompts = PROMPTS[:batch]
+        prompts = chat[:batch]
         lm.generate(prompts[:1], GenerationConfig(max_new_tokens=4))  # warm-up
         start = time.perf_counter()
         generations = lm.generate(prompts, settings, batch_size=batch)
         out[f"tokens_per_s_batch{batch}"] = sum(g.num_tokens for g in generations) / (time.perf_counter() - start)
+        out[f"rss_after_batch{batch}_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
 

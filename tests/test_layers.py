@@ -17,7 +17,7 @@ LAYERS = [
     {"models"},
     {"prompts"},
     {"methods"},
-    {"training", "pretraining"},
+    {"training", "pretraining", "compression"},
     {"search"},
     {"tasks"},
     {"cli", "serving", "demo"},

@@ -41,6 +41,8 @@ NOT_RUN = {
     '"inputs"': "continuation of a curl command",
     "--api-keys-file": "continuation of the serve command",
     "vllm serve": "a GPU machine with vLLM",
+    "promptlearning compress tasks/smollm2-compress.yaml": "drops 8 of SmolLM2's 30 layers: the tiny test model has "
+    "2 (tests/compression run pruning and recovery on a 4-layer one)",
     "python -m llama_cpp.server": "runs until stopped; tests/integration/test_serving_smollm2.py starts it",
     "promptlearning run tasks/sst2.yaml --backend openai": "needs a server on gpu-host",
     "--set model=HuggingFaceTB": "continuation of the command above",
@@ -113,6 +115,9 @@ def synthetic_data(root: Path) -> Path:
         _jsonl(root / "stsb" / f"{split}.jsonl", sts)
     (root / "shakespeare").mkdir()
     (root / "shakespeare" / "input.txt").write_text("\n".join(lines))
+    (root / "wikitext2").mkdir()
+    for name in ("valid.tokens.txt", "test.txt"):
+        (root / "wikitext2" / name).write_text(" = Article = \n\n" + " ".join(lines).replace("\n", " ") + "\n")
     return root
 
 

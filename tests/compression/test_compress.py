@@ -18,8 +18,8 @@ from promptlearning.compression.prune import (
     prune_mlp_width,
     width_to_keep,
 )
-from promptlearning.compression.quantize import Int8Embedding, Int8WeightLinear, check_quant_mode, int8_weight_only
 from promptlearning.errors import PromptLearningError
+from promptlearning.models.quantized import Int8Embedding, Int8WeightLinear, check_quant_mode, int8_weight_only
 
 TEXT = "\n".join(["the cat sat on the mat", "a dog ran in the park", "the film was good and the plot was fun"] * 60)
 

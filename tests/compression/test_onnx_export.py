@@ -44,3 +44,33 @@ def test_a_damaged_onnx_directory_says_so(tmp_path: Path, tiny_encoder_dir: Path
     (tmp_path / "onnx" / "model.onnx").write_bytes(b"not a graph")
     with pytest.raises(CorruptModelError, match="export it again"):
         load_model(tmp_path / "onnx")
+
+
+def test_an_onnx_encoder_serves_embeddings_and_selects_demonstrations(tmp_path: Path, tiny_encoder_dir: Path,
+                                                                       tiny_lm) -> None:  # fmt: skip
+    import httpx
+
+    from promptlearning.methods.spec import ClassifierSpec, build_classifier
+    from promptlearning.models import load_model
+    from promptlearning.serving import ServedModels, ServerSettings, start_server
+
+    export_encoder_onnx(tiny_encoder_dir, tmp_path / "onnx", "fp32")
+    served = ServedModels.load(model=None, embedding_model=str(tmp_path / "onnx"), device="cpu")
+    served.text["tiny"] = tiny_lm
+    server = start_server(ServerSettings(api_key=["k" * 24], port=0, model="tiny", embedding_model=None), served)
+    try:
+        answer = httpx.post(server.url + "/v1/embeddings", json={"model": str(tmp_path / "onnx"), "input": TEXTS},
+                            headers={"Authorization": "Bearer " + "k" * 24}, timeout=30).json()  # fmt: skip
+    finally:
+        server.stop(timeout=5)
+    reference = load_model(tiny_encoder_dir).embed(TEXTS)
+    assert np.allclose([row["embedding"] for row in answer["data"]], reference, atol=1e-4)
+
+    pool = [{"text": t, "label": label} for t, label in zip(TEXTS * 4, ["a", "b", "a"] * 4, strict=True)]
+    chosen = {}
+    for embedder in (str(tmp_path / "onnx"), str(tiny_encoder_dir)):
+        spec = ClassifierSpec(template={"input": "{{ text }} ->"}, verbalizer={"words": {"a": [" a"], "b": [" b"]}},
+                              shots=2, selection="knn", embedder=embedder)  # fmt: skip
+        classifier = build_classifier(spec, tiny_lm).fit(pool)
+        chosen[embedder] = [p.demonstrations for p in classifier.predict([{"text": "the cat sat"}])]
+    assert chosen[str(tiny_encoder_dir)][0] and chosen[str(tmp_path / "onnx")] == chosen[str(tiny_encoder_dir)]

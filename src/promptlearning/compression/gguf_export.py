@@ -51,7 +51,7 @@ def check_exportable(model_dir: Path, quant: str) -> Any:
     """The model's config, or an error saying why this directory cannot become a GGUF file."""
     from transformers import AutoConfig
 
-    from promptlearning.compression.store import compression_record
+    from promptlearning.models.compressed import compression_record
 
     if quant not in GGUF_QUANTS:
         raise PromptLearningError(f"unknown GGUF type {quant!r}; supported: {', '.join(GGUF_QUANTS)}")
@@ -254,7 +254,7 @@ def _source_logprobs(model_dir: Path, texts: Sequence[str]) -> tuple[list[list[i
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from promptlearning.compression.store import compression_record, load_compressed
+    from promptlearning.models.compressed import compression_record, load_compressed
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
     record = compression_record(model_dir)

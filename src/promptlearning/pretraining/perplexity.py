@@ -140,9 +140,9 @@ def load_language_model(name_or_path: str, device: str = "auto") -> tuple[Any, A
     """A causal or masked LM and its tokenizer from an embedded name or a model directory, on ``device``."""
     import transformers
 
-    from promptlearning.compression.store import compression_record, load_compressed
     from promptlearning.devices import resolve_device
     from promptlearning.models import check_text_model, resolve_model_dir
+    from promptlearning.models.compressed import compression_record, load_compressed
     from promptlearning.pretraining.tokenizer import load_tokenizer
 
     check_text_model(name_or_path)  # a sentence encoder has no language-model head to score with
@@ -157,7 +157,7 @@ def load_language_model(name_or_path: str, device: str = "auto") -> tuple[Any, A
         )
     auto = transformers.AutoModelForMaskedLM if masked else transformers.AutoModelForCausalLM
     record = compression_record(path)
-    if record is not None:  # a compressed directory (see promptlearning.compression.store)
+    if record is not None:  # a compressed directory (see promptlearning.models.compressed)
         model = load_compressed(auto.__name__, path, record)
     else:
         model = auto.from_pretrained(str(path), local_files_only=True)

@@ -33,8 +33,8 @@ def load_pretrained(
     damaged local files are a :class:`CorruptModelError` that says what to do."""
     import transformers
 
-    from promptlearning.compression.store import compression_record, load_compressed
     from promptlearning.devices import resolve_device, resolve_dtype
+    from promptlearning.models.compressed import compression_record, load_compressed
 
     target = resolve_device(device)
     local = Path(str(path)).is_dir()

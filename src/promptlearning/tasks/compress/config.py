@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from promptlearning.compression.quantize import QUANT_MODES
+from promptlearning.models.quantized import QUANT_MODES
 from promptlearning.tasks.config import DataRoot, StrictModel, TaskConfigBase, one_of
 from promptlearning.tasks.train.config import PeftSection, TrainingSection
 
@@ -59,7 +59,7 @@ class RecoverSection(StrictModel):
 
 
 class QuantizeSection(StrictModel):
-    """Weights in fewer bits (see :mod:`promptlearning.compression.quantize`)."""
+    """Weights in fewer bits (see :mod:`promptlearning.models.quantized`)."""
 
     mode: one_of(list(QUANT_MODES)) = Field(description=f"one of {', '.join(QUANT_MODES)}")
     embeddings: bool = Field(True, description="int8-weight: also the input embedding and LM head (untied)")

@@ -30,11 +30,11 @@ from promptlearning.compression.prune import (
     prune_mlp_width,
     width_to_keep,
 )
-from promptlearning.compression.quantize import TORCHAO_MODES, check_quant_mode, int8_weight_only, weight_bytes
-from promptlearning.compression.store import RECORD, compression_record, directory_bytes, save_compressed
 from promptlearning.errors import PromptLearningError
 from promptlearning.io import write_json_atomically
 from promptlearning.loading import task_data_root
+from promptlearning.models.compressed import RECORD, compression_record, directory_bytes, save_compressed
+from promptlearning.models.quantized import TORCHAO_MODES, check_quant_mode, int8_weight_only, weight_bytes
 from promptlearning.runs.directory import check_run_dir, prepare_output_dir
 from promptlearning.runs.result import TaskResult
 from promptlearning.tasks.compress.config import CompressTaskConfig
@@ -191,7 +191,7 @@ def run_compress_task(
     **_: Any,
 ) -> TaskResult:
     """Compress ``config.model`` into ``<run>/model`` and measure it against the source."""
-    from promptlearning.compression.store import load_compressed
+    from promptlearning.models.compressed import load_compressed
     from promptlearning.pretraining.models import parameter_count
 
     check(config)

@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 
-from promptlearning.compression.quantize import TORCHAO_MODES, apply_torchao, restore_int8_structure
 from promptlearning.errors import CorruptModelError, PromptLearningError
 from promptlearning.io import write_directory_atomically
+from promptlearning.models.quantized import TORCHAO_MODES, apply_torchao, restore_int8_structure
 
 RECORD = "compression.json"
 FORMAT = 1
