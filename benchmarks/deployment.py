@@ -40,7 +40,7 @@ VARIANTS = {  # name -> compress task sections (None: the source model itself)
     "8 layers dropped + recovery": {"prune": {"depth": 8}, "recover": RECOVER},
     "MLP width -25 %": {"prune": {"width": 0.25}},
     "MLP width -25 % + recovery": {"prune": {"width": 0.25}, "recover": RECOVER},
-    "8 layers dropped + recovery + bf16": {"prune": {"depth": 8}, "recover": RECOVER, "quantize": {"mode": "bf16"}},
+    "8 layers dropped + recovery + bf16": {"from": "8 layers dropped + recovery", "quantize": {"mode": "bf16"}},
     "GGUF Q8_0 (llama.cpp)": "q8_0",
     "GGUF Q4_0 (llama.cpp)": "q4_0",
 }
@@ -74,7 +74,12 @@ def build(name: str, sections: object, work: Path, recover_tokens: int) -> tuple
         from promptlearning.tasks import run_task
         from promptlearning.tasks.registry import validate_config
 
-        task = {"type": "compress", "name": slug(name), "model": SMOL, "device": "cpu", **sections}
+        sections = dict(sections)
+        model = SMOL
+        if "from" in sections:  # a further step on another configuration (built first)
+            base = sections.pop("from")
+            model = build(base, VARIANTS[base], work, recover_tokens)[0]
+        task = {"type": "compress", "name": slug(name), "model": model, "device": "cpu", **sections}
         prune = task.get("prune", {})
         if prune.get("depth") or prune.get("width"):
             task["calibration"] = CALIBRATION

@@ -186,7 +186,8 @@ def compress_task(sections: dict, model: str | None = None) -> Callable[[dict[st
         source = str(paths["model_copy"])
         if model is not None:
             shutil.copytree(paths["model_copy"], paths["cwd"] / model)
-            (paths["cwd"] / model / "compression.json").write_text('{"format": 1, "dtype": "float32"}')
+            record = {"format": 1, "dtype": "float32", "quantize": {"mode": "int8-weight"}}
+            (paths["cwd"] / model / "compression.json").write_text(json.dumps(record))
             source = str(paths["cwd"] / model)
         task = {"type": "compress", "name": "c", "model": source, "output_dir": str(paths["cwd"] / "runs"),
                 "calibration": {"files": [str(text)], "samples": 4, "block_size": 16},
@@ -437,7 +438,7 @@ CASES = [
          setup=compress_task({"recover": {"tokens": 64}, "quantize": {"mode": "bf16"}})),
     Case("issue31-compress-no-calibration-file", ["compress", "c.yaml"], 2, "does not exist",
          setup=compress_task({"prune": {"depth": 1}, "calibration": {"files": ["nope.txt"]}})),
-    Case("issue31-compress-a-compressed-model", ["compress", "c.yaml"], 2, "already compressed",
+    Case("issue31-compress-a-quantized-model", ["compress", "c.yaml"], 2, "already quantized (int8-weight)",
          setup=compress_task({"quantize": {"mode": "bf16"}}, model="squeezed")),
     Case("ok-compress", ["compress", "c.yaml"], 0, stdout="word_perplexity",
          setup=compress_task({"prune": {"depth": 1}, "quantize": {"mode": "int8-weight"}})),

@@ -71,8 +71,10 @@ def _load_source(config: CompressTaskConfig) -> tuple[Any, Any, Path]:
     path = Path(str(resolve_model_dir(config.model, pull=True)))
     if not (path / "config.json").is_file():
         raise PromptLearningError(f"compress works on Hugging Face model directories; {config.model} is not one")
-    if compression_record(path) is not None:
-        raise PromptLearningError(f"{config.model} is already compressed: compress its source model instead")
+    record = compression_record(path)
+    if record is not None and (record.get("quantize") or {}).get("mode") not in (None, "bf16"):
+        raise PromptLearningError(f"{config.model} is already quantized ({record['quantize']['mode']}): compress its "
+                                  "source model instead")  # fmt: skip
     hf_config = transformers.AutoConfig.from_pretrained(str(path), local_files_only=True)
     if not is_causal_lm(hf_config):
         raise PromptLearningError(f"compress works on causal language models; {config.model} is not one")
