@@ -293,6 +293,18 @@ class LanguageModel(ABC):
         return None
 
 
+@dataclass
+class Joining:
+    """Prompts that join a generation call while it decodes (continuous batching, as vLLM's
+    scheduler admits requests between decoding steps). ``take(room)`` hands over at most ``room``
+    new token-id prompts; they get the call's next prompt indices (after the ones it started with).
+    ``done(index, result)`` receives a joined prompt's ``n`` samples as soon as all are finished,
+    or the exception that stopped it."""
+
+    take: Callable[[int], list[Sequence[int]]]
+    done: Callable[[int, list[Generation] | BaseException], None]
+
+
 class TokenLevelModel(ABC):
     """Token-level access for backends that have their tokenizer in process (the HF causal backend).
 
@@ -333,9 +345,11 @@ class TokenLevelModel(ABC):
         *,
         n: int = 1,
         on_token: Callable[[int, int, int], None] | None = None,
+        joining: Joining | None = None,
     ) -> list[list[Generation]]:
         """``n`` continuations of every token-id prompt; ``on_token(prompt, sample, token_id)`` is
-        called for every token as it is chosen (streaming)."""
+        called for every token as it is chosen (streaming). With ``joining``, prompts may join the
+        call while it runs (their results go to ``joining.done``, not into the returned list)."""
 
     @abstractmethod
     def tokenizer_info(self) -> dict[str, Any]:

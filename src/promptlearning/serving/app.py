@@ -269,4 +269,5 @@ def _operations(app: FastAPI) -> None:
         state.metrics.running.set(state.batcher.running)
         state.metrics.queue_capacity.set(state.batcher.max_queue)
         state.metrics.worker_up.set(1 if state.batcher.alive else 0)
+        state.metrics.joined.set(state.batcher.joined)
         return PlainTextResponse(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

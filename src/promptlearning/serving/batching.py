@@ -10,6 +10,11 @@ Only this thread touches the models, so the event loop never blocks on one and a
 two calls at once. A failing batched call is retried job by job, so one bad request fails alone.
 The queue is bounded: :class:`QueueFullError` at once when it is full (the server answers 429).
 
+A *joinable* job (generation) lets jobs of its key that arrive while its call runs join that call
+(:class:`_Admission`): the decoder admits them as rows finish and answers each as soon as its
+samples are done, so a request never waits for a whole running batch (continuous batching). It
+admits nothing while a job of another kind waits, so scoring requests are not starved.
+
 A job is *abandoned* when its future is cancelled or its ``cancel`` event is set (its client went
 away): a queued abandoned job is dropped, and a running call learns which of its items were
 abandoned through :mod:`promptlearning.cancellation` (decoding retires their rows). No exception
@@ -64,9 +69,10 @@ class WorkerStoppedError(PromptLearningError):
 class _Job:
     key: Hashable
     items: list[Any]
-    run: Callable[[list[Any]], Sequence[Any]]
+    run: Callable[..., Sequence[Any]]  # run(items), or run(items, admission) for a joinable job
     cancel: threading.Event | None = None
     future: Future = field(default_factory=Future)
+    joinable: bool = False
 
     def abandoned(self) -> bool:
         return self.future.cancelled() or (self.cancel is not None and self.cancel.is_set())
@@ -103,6 +109,7 @@ class Batcher:
         self._pending: deque[_Job] = deque()
         self._condition = threading.Condition()
         self._running = 0  # jobs in the call being run
+        self.joined = 0  # jobs that joined a running call (continuous batching)
         self._stopping = False
         self._thread = threading.Thread(target=self._work, name="promptlearning-model", daemon=True)
         self._thread.start()
@@ -127,10 +134,12 @@ class Batcher:
         run: Callable[[list[Any]], Sequence[Any]],
         *,
         cancel: threading.Event | None = None,
+        joinable: bool = False,
     ) -> Future:
         """Queue ``items`` for ``run``; the future holds one result per item. Cancelling the future,
-        or setting ``cancel``, abandons the job."""
-        job = _Job(key, list(items), run, cancel)
+        or setting ``cancel``, abandons the job. A ``joinable`` job's ``run(items, admission)`` lets
+        later jobs of its key join the running call through ``admission`` (an :class:`_Admission`)."""
+        job = _Job(key, list(items), run, cancel, joinable=joinable)
         with self._condition:
             if self._stopping:
                 raise ShuttingDownError("the server is shutting down")
@@ -246,25 +255,77 @@ class Batcher:
         if not batch:
             return
         items = [item for job in batch for item in job.items]
-        owners = [job for job in batch for _ in job.items]
+        admission = _Admission(self, batch)
         if self.on_batch is not None:
             self.on_batch(len(items))
         try:
-            with abandoning(lambda index: owners[index].abandoned()):
-                results = list(batch[0].run(items))
+            with abandoning(admission.abandoned):
+                results = list(batch[0].run(items, admission) if batch[0].joinable else batch[0].run(items))
             if len(results) != len(items):
                 raise RuntimeError(f"a batched call returned {len(results)} results for {len(items)} items")
         except Exception as exc:
-            if len(batch) == 1:
+            unanswered = [job for job in admission.jobs if not job.future.done()]
+            if len(admission.jobs) == 1:
                 batch[0].resolve(error=exc)
                 return
-            for job in batch:  # isolate the failing request
+            for job in unanswered:  # isolate the failing request
                 self._run([job])
             return
         start = 0
         for job in batch:
             job.resolve(results[start : start + len(job.items)])
             start += len(job.items)
+
+
+class _Admission:
+    """The jobs of one running call: those it started with and those that joined it (``take``), with
+    the results of joined ones delivered as they finish (``done``); item indices run over all."""
+
+    def __init__(self, batcher: Batcher, jobs: list[_Job]) -> None:
+        self.batcher = batcher
+        self.key = jobs[0].key
+        self.jobs = list(jobs)
+        self.owners = [job for job in jobs for _ in job.items]
+        self._first: dict[int, int] = {}  # a joined job's first item index
+        self._received: dict[int, dict[int, Any]] = {}
+
+    def abandoned(self, index: int) -> bool:
+        return self.owners[index].abandoned()
+
+    def take(self, room: int) -> list[Any]:
+        """Items of queued jobs of this call's key, oldest first, that fit in ``room`` items; none
+        while a job of another key waits (it runs next) or the batcher is stopping."""
+        batcher = self.batcher
+        taken: list[Any] = []
+        with batcher._condition:
+            batcher._drop_abandoned()
+            if batcher._stopping or any(job.key != self.key for job in batcher._pending):
+                return taken
+            for job in list(batcher._pending):
+                if len(taken) + len(job.items) > room:
+                    break  # first come, first served: a later, smaller job does not overtake
+                batcher._pending.remove(job)
+                self._first[id(job)] = len(self.owners)
+                self.jobs.append(job)
+                self.owners += [job] * len(job.items)
+                taken += job.items
+                batcher._running += 1
+                batcher.joined += 1
+        if taken and batcher.on_batch is not None:
+            batcher.on_batch(len(taken))
+        return taken
+
+    def done(self, index: int, result: Any) -> None:
+        """A joined item's result (or the exception that failed it): its job is answered once all
+        its items are."""
+        job = self.owners[index]
+        if isinstance(result, BaseException):
+            job.resolve(error=result)
+            return
+        received = self._received.setdefault(id(job), {})
+        received[index - self._first[id(job)]] = result
+        if len(received) == len(job.items):
+            job.resolve([received[i] for i in range(len(job.items))])
 
 
 def _config_key(config: GenerationConfig) -> tuple:

@@ -35,6 +35,8 @@ class ServerMetrics:
         self.queue_capacity = Gauge(
             "promptlearning:queue_capacity", "requests that may wait before new ones get 429 (max_queue)", registry=r
         )
+        self.joined = Gauge("promptlearning:joined_requests", "generation requests that joined a running "
+                            "decoding call (continuous batching)", registry=r)  # fmt: skip
         self.worker_up = Gauge("promptlearning:model_worker_up", "1 while the model worker runs, 0 once it stopped",
                                registry=r)  # fmt: skip
         self.batch_size = Histogram(

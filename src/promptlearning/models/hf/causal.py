@@ -23,6 +23,7 @@ from promptlearning.models.hf.tokens import PromptTokens, left_pad
 from promptlearning.models.interface import (
     Generation,
     GenerationConfig,
+    Joining,
     LoglikelihoodRequest,
     LoglikelihoodResult,
     RequestLike,
@@ -476,6 +477,7 @@ class HFLanguageModel(HFModel, TokenLevelModel):
         *,
         n: int = 1,
         on_token: Callable[[int, int, int], None] | None = None,
+        joining: Joining | None = None,
     ) -> list[list[Generation]]:
         check_samples(config, n)
         encoded = self.check_token_ids(prompts, config.max_new_tokens)
@@ -489,4 +491,6 @@ class HFLanguageModel(HFModel, TokenLevelModel):
                         on_token(p, j, token)
                 out.append(samples)
             return out
-        return self.decoder.run(encoded, config, n=n, batch_size=self.batch_size, on_token=on_token)
+        # (a soft-prompt model decodes prompts one by one above: nothing joins it, arrivals wait their turn)
+        return self.decoder.run(encoded, config, n=n, batch_size=self.batch_size, on_token=on_token, joining=joining,
+                                prepare=lambda ids: self.check_token_ids([ids], config.max_new_tokens)[0])  # fmt: skip

@@ -8,7 +8,10 @@ Written by hand because ``transformers``' ``generate`` lacks three things this w
 * **per-sample seeds**: sample ``j`` of a prompt draws from its own ``torch.Generator`` seeded by
   ``(seed, j)``, so a sample does not depend on batch size or on which prompts share its batch;
 * **early finish**: rows that hit EOS or a stop string leave the batch (their cache rows are
-  dropped) instead of decoding padding until the longest row ends.
+  dropped) instead of decoding padding until the longest row ends;
+* **joining** (continuous batching): the rows that leave make room for prompts that arrive while the
+  call runs (a :class:`~promptlearning.models.interface.Joining` hands them over between steps), so
+  a server request does not wait for a whole running batch to end.
 
 The model call itself (attention, KV cache, masks) is ``transformers``': we only drive it with an
 explicit 2D attention mask, position ids and cache positions, as ``generate`` does.
@@ -27,7 +30,13 @@ import torch
 
 from promptlearning.cancellation import abandoned_items
 from promptlearning.models.hf.base import cache_keyword, returned_cache
-from promptlearning.models.interface import Generation, GenerationConfig, sample_seed, shared_prefix_length
+from promptlearning.models.interface import (
+    Generation,
+    GenerationConfig,
+    Joining,
+    sample_seed,
+    shared_prefix_length,
+)
 from promptlearning.progress import progress_bar
 
 STOP_TAIL_TOKENS = 24  # tokens decoded at the end of a row to look for stop strings
@@ -261,15 +270,23 @@ class Decoder:
         batch_size: int = 16,
         progress: bool = False,
         on_token: Callable[[int, int, int], None] | None = None,
+        joining: Joining | None = None,
+        prepare: Callable[[Sequence[int]], list[int]] = list,
     ) -> list[list[Generation]]:
         """``n`` continuations of every prompt (token ids, special tokens included).
 
         ``on_token(prompt, sample, token_id)`` is called for each generated token (EOS excluded) as
-        soon as it is chosen: the server streams with it."""
+        soon as it is chosen: the server streams with it. ``joining`` admits prompts while the call
+        runs (each passed through ``prepare``, which may refuse it by raising)."""
         stats = DecodeStats(prompts=len(prompts), samples=len(prompts) * n)
         self.last_stats = stats
+        prompts = list(prompts)
+        started_with = len(prompts)
         seed = config.seed if config.seed is not None else int(torch.randint(0, 2**62, (1,)).item())
-        shared = common_prefix_length(prompts) if len(prompts) > 1 else 0
+        refill = self.sliding_window is None  # slot surgery would move sliding windows
+        if not refill:
+            joining = None
+        shared = common_prefix_length(prompts) if len(prompts) > 1 and joining is None else 0
         longest = max(len(p) for p in prompts) + config.max_new_tokens
         if shared < self.min_shared_prefix or not prefix_reuse_is_exact(self.sliding_window, longest):
             shared = 0
@@ -289,16 +306,26 @@ class Decoder:
 
         order = deque(sorted(range(len(prompts)), key=lambda i: -len(prompts[i])))
         results: dict[int, list[Generation | None]] = {i: [None] * n for i in range(len(prompts))}
-        refill = self.sliding_window is None  # slot surgery would move sliding windows
         batch: _Batch | None = None
         bar = progress_bar(len(prompts), desc="generate", enabled=progress)
         abandoned = abandoned_items()  # set by the server's worker: prompts whose client went away
+
+        def finished(prompt: int) -> None:
+            bar.update(1)
+            if joining is not None and prompt >= started_with:  # a joined prompt: delivered at once
+                joining.done(prompt, results.pop(prompt))  # type: ignore[arg-type]
+
         with bar:
-            while order or batch is not None:
+            while True:
+                if joining is not None:
+                    room = (batch_size - (batch.size if batch is not None else 0)) // n - len(order)
+                    if room > 0:
+                        self._join(joining, room, prepare, prompts, results, order, n)
                 if abandoned is not None:
-                    self._skip_abandoned(order, results, abandoned)
-                    if batch is None and not order:
-                        break
+                    for prompt in self._skip_abandoned(order, results, abandoned):
+                        finished(prompt)
+                if batch is None and not order:
+                    break
                 room = batch_size - (batch.size if batch is not None else 0)
                 if order and (batch is None or (refill and room >= n)):
                     start = time.perf_counter()
@@ -312,19 +339,39 @@ class Decoder:
                     stats.prefill_seconds += time.perf_counter() - start
                 start = time.perf_counter()
                 stats.max_cache_slots = max(stats.max_cache_slots, batch.mask.shape[1])
-                batch = self._step(batch, config, results, bar, shared if refill else None, on_token, abandoned)
+                batch = self._step(batch, config, results, finished, shared if refill else None, on_token, abandoned)
                 stats.decode_seconds += time.perf_counter() - start
         stats.generated_tokens = sum(g.num_tokens for row in results.values() for g in row if g is not None)
-        return [list(results[i]) for i in range(len(prompts))]  # type: ignore[arg-type]
+        return [list(results[i]) for i in range(started_with)]  # type: ignore[arg-type]
 
     @staticmethod
     def _skip_abandoned(
         order: deque[int], results: dict[int, list[Generation | None]], abandoned: Callable[[int], bool]
-    ) -> None:
-        """Prompts nobody waits for any more are not started (their results are empty)."""
-        for prompt in [i for i in order if abandoned(i)]:
+    ) -> list[int]:
+        """Prompts nobody waits for any more are not started (their results are empty); which."""
+        skipped = [i for i in order if abandoned(i)]
+        for prompt in skipped:
             order.remove(prompt)
             results[prompt] = [Generation("", 0, "length") for _ in results[prompt]]
+        return skipped
+
+    @staticmethod
+    def _join(
+        joining: Joining, room: int, prepare: Callable[[Sequence[int]], list[int]], prompts: list,
+        results: dict[int, list[Generation | None]], order: deque[int], n: int,
+    ) -> None:  # fmt: skip
+        """Admit up to ``room`` arrivals: each gets the next prompt index and waits in ``order``
+        (one that ``prepare`` refuses is answered with its error at once)."""
+        for ids in joining.take(room):
+            index = len(prompts)
+            prompts.append(ids)
+            try:
+                prompts[index] = prepare(ids)
+            except Exception as exc:
+                joining.done(index, exc)
+                continue
+            results[index] = [None] * n
+            order.append(index)
 
     def _start(
         self, suffixes: list[list[int]], prompt_ids: list[int], prefix_cache: Any, shared: int, n: int
@@ -344,7 +391,7 @@ class Decoder:
         batch: _Batch,
         config: GenerationConfig,
         results: dict[int, list[Generation | None]],
-        bar: Any,
+        finished: Callable[[int], None],
         compact_after: int | None,
         on_token: Callable[[int, int, int], None] | None = None,
         abandoned: Callable[[int], bool] | None = None,
@@ -374,7 +421,7 @@ class Decoder:
                 continue
             results[prompt][sample] = self._finish(tokens, reason, config)
             if all(g is not None for g in results[prompt]):
-                bar.update(1)
+                finished(prompt)
         if not keep:
             return None
         if len(keep) < batch.size:

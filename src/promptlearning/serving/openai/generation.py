@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import Request
 
-from promptlearning.models.interface import Generation, GenerationConfig, TokenLevelModel, TokenLogprobs
+from promptlearning.models.interface import Generation, GenerationConfig, Joining, TokenLevelModel, TokenLogprobs
 from promptlearning.serving.batching import _config_key
 from promptlearning.serving.errors import APIError
 from promptlearning.serving.requests import abandon, cancel_event, request_limits, unless_disconnected
@@ -104,7 +104,7 @@ def submit_generate(
     key = (id(model), "generate_ids", _config_key(config), n)
     items = [(ids, owner.slot(i)) for i, ids in enumerate(job.prompts)]
     return request.app.state.batcher.submit(
-        key, items, batched_generate(model, config, n), cancel=cancel_event(request)
+        key, items, batched_generate(model, config, n), cancel=cancel_event(request), joinable=True
     )
 
 
@@ -129,12 +129,21 @@ class Owner:
         return lambda sample, token: self.callback(prompt, sample, token)
 
 
-def batched_generate(
-    model: TokenLevelModel, config: GenerationConfig, n: int
-) -> Callable[[list[Any]], list[list[Generation]]]:
-    def run(batch: list[tuple[list[int], Callable[[int, int], None]]]) -> list[list[Generation]]:
+def batched_generate(model: TokenLevelModel, config: GenerationConfig, n: int) -> Callable[..., list[list[Generation]]]:
+    """The batched call of generation jobs: items are (prompt ids, token callback); requests that
+    arrive while it decodes join it through the batcher's admission."""
+
+    def run(batch: list[tuple[list[int], Callable[[int, int], None]]], admission: Any = None) -> list:
+        items = list(batch)  # joined items are appended: a token's prompt index points into it
+
+        def take(room: int) -> list[list[int]]:
+            arrivals = admission.take(room)
+            items.extend(arrivals)
+            return [ids for ids, _ in arrivals]
+
+        joining = Joining(take=take, done=admission.done) if admission is not None else None
         return model.generate_token_ids(
-            [ids for ids, _ in batch], config, n=n, on_token=lambda p, s, t: batch[p][1](s, t)
+            [ids for ids, _ in batch], config, n=n, on_token=lambda p, s, t: items[p][1](s, t), joining=joining
         )
 
     return run
