@@ -440,6 +440,10 @@ CASES = [
          setup=compress_task({"prune": {"depth": 1}, "calibration": {"files": ["nope.txt"]}})),
     Case("issue31-compress-a-quantized-model", ["compress", "c.yaml"], 2, "already quantized (int8-weight)",
          setup=compress_task({"quantize": {"mode": "bf16"}}, model="squeezed")),
+    Case("issue31-compress-program-data-not-a-program", ["compress", "c.yaml"], 2, "the task's model is not a program",
+         setup=compress_task({"quantize": {"mode": "bf16"}, "evaluate": {"program_data": "text.txt"}})),
+    Case("issue31-compress-evaluate-nothing", ["compress", "c.yaml"], 2, "evaluate needs perplexity",
+         setup=compress_task({"quantize": {"mode": "bf16"}, "evaluate": {"max_chars": 10}})),
     Case("ok-compress", ["compress", "c.yaml"], 0, stdout="word_perplexity",
          setup=compress_task({"prune": {"depth": 1}, "quantize": {"mode": "int8-weight"}})),
     # --- already handled before issue 11: kept that way ---

@@ -214,3 +214,42 @@ def test_torchao_modes_are_applied_when_the_directory_loads(tmp_path: Path, tiny
     expected = {"int8-dynamic": "Int8Tensor", "int4-weight": "IntxUnpackedToInt8Tensor"}[mode]
     assert type(weight.data).__name__ == expected  # torchao's quantized tensor
     assert lm.loglikelihood([("the cat sat on", " the mat")])[0].logprob == pytest.approx(reference, rel=0.2)
+
+
+def test_a_lora_program_is_merged_compressed_and_predicts_as_before(tmp_path: Path, tiny_llama_dir: Path) -> None:
+    from promptlearning.tasks import load_task, run_task
+    from promptlearning.training.program import ProgramSpec, build_program, load_program
+
+    spec = ProgramSpec(objective="pet", model=str(tiny_llama_dir), template={"input": "{{ text }} is"},
+                       verbalizer={"label_words": {"bad": [" dog"], "good": [" cat"]}}, peft="lora",
+                       peft_options={"r": 2})  # fmt: skip
+    program = build_program(spec)
+    with torch.no_grad():  # a trained-looking adapter: merging it must change the model
+        for name, parameter in program.inner_model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.5)
+    program.save(tmp_path / "program")
+    rows = [{"text": t, "label": "good" if i % 2 else "bad"} for i, t in enumerate(TEXT.splitlines()[:24])]
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    task = _task(tmp_path, tmp_path / "program", calibration=None, prune={"magnitude": 0.01},
+                 evaluate={"program_data": str(tmp_path / "data.jsonl")})  # fmt: skip
+    result = run_task(load_task(task))
+    quality = json.loads((result.run_dir / "model" / "compression.json").read_text())["quality"]["program"]
+    assert quality["examples"] == 24 and quality["agreement"] == 1.0  # 1 % of the weights zeroed: same answers
+    assert result.metric == "program_accuracy" and result.value == quality["compressed_accuracy"]
+    compressed = load_program(result.run_dir / "program")
+    source = load_program(tmp_path / "program")
+    inputs = [{"text": r["text"]} for r in rows]
+    assert [p.label for p in compressed.predict(inputs)] == [p.label for p in source.predict(inputs)]
+
+
+def test_a_prompt_tuning_program_cannot_be_compressed(tmp_path: Path, tiny_llama_dir: Path) -> None:
+    from promptlearning.tasks import load_task, run_task
+    from promptlearning.training.program import ProgramSpec, build_program
+
+    spec = ProgramSpec(objective="pet", model=str(tiny_llama_dir), template={"input": "{{ text }} is"},
+                       verbalizer={"label_words": {"bad": [" dog"], "good": [" cat"]}}, peft="prompt-tuning",
+                       peft_options={"num_virtual_tokens": 2})  # fmt: skip
+    build_program(spec).save(tmp_path / "program")
+    with pytest.raises(PromptLearningError, match="no model weights"):
+        run_task(load_task(_task(tmp_path, tmp_path / "program", calibration=None, quantize={"mode": "bf16"})))

@@ -67,17 +67,27 @@ class QuantizeSection(StrictModel):
 
 
 class EvaluateSection(DataRoot):
-    """Perplexity of the source and the compressed model on a text (``perplexity`` path)."""
+    """Perplexity of the source and the compressed model on a text, and (a program) the accuracy of
+    the source and the compressed program on labelled examples."""
 
-    perplexity: str = Field(description="a text or JSONL file, e.g. wikitext2/test.txt")
+    perplexity: str | None = Field(None, description="a text or JSONL file, e.g. wikitext2/test.txt")
     field: str = "text"
     max_chars: int | None = Field(100_000, ge=1, description="the text's first characters (null: all)")
     max_length: int = Field(512, ge=8, description="tokens per window")
+    program_data: str | None = Field(None, description="a program: labelled examples, e.g. sst2/test.jsonl")
+    program_limit: int | None = Field(500, ge=1, description="the first examples of program_data (null: all)")
+
+    @model_validator(mode="after")
+    def _something(self) -> EvaluateSection:
+        if self.perplexity is None and self.program_data is None:
+            raise ValueError("evaluate needs perplexity (a text file) or program_data (labelled examples)")
+        return self
 
 
 class CompressTaskConfig(TaskConfigBase):
     """A model made smaller and faster: pruned (measured on ``calibration``), recovered by
-    distillation, quantized; written as a model directory every command loads."""
+    distillation, quantized; written as a model directory every command loads. ``model`` may also be
+    a PET program on a causal LM (its LoRA merged first): the result is then a program too."""
 
     type: Literal["compress"]
     calibration: CalibrationSection | None = None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,23 +52,64 @@ def check(config: CompressTaskConfig) -> None:
     """What can be checked before the model loads: data files exist, the quantization mode runs here."""
     from promptlearning.devices import resolve_device
 
-    for section, files in ((config.calibration, "files"), (config.evaluate, "perplexity")):
-        if section is None:
+    for section, files in ((config.calibration, "files"), (config.evaluate, "perplexity"),
+                           (config.evaluate, "program_data")):  # fmt: skip
+        paths = getattr(section, files) if section is not None else None
+        if not paths:
             continue
-        paths = getattr(section, files)
         for path in _files(section.root, paths if isinstance(paths, list) else [paths]):
             if not Path(path).exists():
                 raise PromptLearningError(f"{path} does not exist (the task's {type(section).__name__})")
+    if config.evaluate is not None and config.evaluate.program_data and not _is_program(config.model):
+        raise PromptLearningError("evaluate.program_data measures a program: the task's model is not a program")
     if config.quantize is not None:
         check_quant_mode(config.quantize.mode, resolve_device(config.device), config.quantize.group_size)
 
 
-def _load_source(config: CompressTaskConfig) -> tuple[Any, Any, Path]:
+@dataclass
+class _Source:
+    """What is compressed: a causal LM and its tokenizer (a program's merged into its model)."""
+
+    model: Any
+    tokenizer: Any
+    path: Path
+    program: Any = None  # the ProgramSpec of a program source
+
+
+def _is_program(model: str) -> bool:
+    return (Path(model) / "program.json").is_file()
+
+
+def _load_program_source(directory: Path) -> _Source:
+    """A PET program on a causal LM, its LoRA (or other mergeable method) merged into the model."""
+    from promptlearning.training.peft_methods import get_method
+    from promptlearning.training.program import load_program, read_program_spec
+
+    spec = read_program_spec(directory)
+    if spec.objective != "pet":
+        raise PromptLearningError(f"compress takes PET programs (label words scored by a language model); "
+                                  f"{directory} is a {spec.objective} program")  # fmt: skip
+    if spec.peft and get_method(spec.peft).prompt_learning:
+        raise PromptLearningError(f"{directory} learned a {spec.peft} prompt: its vectors are no model weights, so "
+                                  "they cannot be merged into a compressed model; use a LoRA program")  # fmt: skip
+    program = load_program(directory, device="cpu")
+    if program.featurizer.family != "causal":
+        raise PromptLearningError(f"compress takes programs on causal language models; {directory}'s is "
+                                  f"{program.featurizer.family}")  # fmt: skip
+    model = program.inner_model
+    if spec.peft:
+        model = model.merge_and_unload()
+    return _Source(model.float().eval(), program.tokenizer, directory, spec)
+
+
+def _load_source(config: CompressTaskConfig) -> _Source:
     import transformers
 
     from promptlearning.models import resolve_model_dir
     from promptlearning.models.hf.loading import is_causal_lm
 
+    if _is_program(config.model):
+        return _load_program_source(Path(config.model))
     path = Path(str(resolve_model_dir(config.model, pull=True)))
     if not (path / "config.json").is_file():
         raise PromptLearningError(f"compress works on Hugging Face model directories; {config.model} is not one")
@@ -80,7 +122,7 @@ def _load_source(config: CompressTaskConfig) -> tuple[Any, Any, Path]:
         raise PromptLearningError(f"compress works on causal language models; {config.model} is not one")
     model = transformers.AutoModelForCausalLM.from_pretrained(str(path), dtype="float32", local_files_only=True)
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    return model.eval(), tokenizer, path
+    return _Source(model.eval(), tokenizer, path)
 
 
 def _calibration(config: CompressTaskConfig, tokenizer: Any) -> tuple[list[Any], list[Any]]:
@@ -152,6 +194,7 @@ def _recover(student: Any, teacher: Any, config: CompressTaskConfig, blocks: lis
 
 
 def _quantize(model: Any, config: CompressTaskConfig) -> tuple[Any, dict[str, Any]]:
+    """The quantized model and the record of how (an int8 model's layout: what loading rebuilds)."""
     import torch
 
     quantize = config.quantize
@@ -202,12 +245,42 @@ def run_compress_task(
     prepare_output_dir(run_dir, "run directory")
     if not (resume and (run_dir / "config.yaml").is_file()):
         (run_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
-    model, tokenizer, source_path = _load_source(config)
-    source = {"path": str(source_path), "parameters": parameter_count(model), "bytes": weight_bytes(model),
+    loaded_source = _load_source(config)
+    model, tokenizer = loaded_source.model, loaded_source.tokenizer
+    source = {"path": str(loaded_source.path), "parameters": parameter_count(model), "bytes": weight_bytes(model),
               "layers": len(decoder_layers(model)) if config.prune else None}  # fmt: skip
     quality: dict[str, Any] = {}
-    if config.evaluate is not None:
+    if config.evaluate is not None and config.evaluate.perplexity:
         quality["source"] = _perplexity(config, model, tokenizer, progress)
+    model, steps = _compress(model, config, tokenizer, run_dir, resume, progress)
+    quantized = next((s for s in steps if s["step"] == "quantize"), None)
+    record = {
+        "source": source, "steps": [{k: v for k, v in s.items() if k != "layout"} for s in steps],
+        "quantize": {k: v for k, v in quantized.items() if k != "step"} if quantized else None,
+        "dtype": str(next(p for p in model.state_dict().values() if p.is_floating_point()).dtype).removeprefix(
+            "torch."),
+        "parameters": parameter_count(model), "bytes": weight_bytes(model),
+    }  # fmt: skip
+    save_compressed(model, tokenizer, run_dir / "model", record)
+    del model
+    record["bytes_on_disk"] = directory_bytes(run_dir / "model")
+    if "source" in quality:
+        loaded = load_compressed("AutoModelForCausalLM", run_dir / "model", compression_record(run_dir / "model") or {})
+        quality["compressed"] = _perplexity(config, loaded, tokenizer, progress)
+        del loaded
+    if loaded_source.program is not None:
+        _write_program(loaded_source.program, run_dir)
+        if config.evaluate is not None and config.evaluate.program_data:
+            quality["program"] = _program_agreement(config, loaded_source.path, run_dir / "program")
+    if quality:
+        record["quality"] = quality
+    write_json_atomically(run_dir / "model" / RECORD, {"format": 1, **record})
+    return _result(config, run_dir, record)
+
+
+def _compress(model: Any, config: CompressTaskConfig, tokenizer: Any, run_dir: Path, resume: bool,
+              progress: bool | None) -> tuple[Any, list[dict[str, Any]]]:  # fmt: skip
+    """Prune, recover, quantize (each when asked): the model and what each step did."""
     steps: list[dict[str, Any]] = []
     blocks, held_out = _calibration(config, tokenizer) if config.calibration is not None else ([], [])
     teacher = copy.deepcopy(model) if config.recover is not None else None
@@ -220,35 +293,71 @@ def run_compress_task(
         model = outcome.pop("student")
         steps.append({"step": "recover", **outcome})
         del teacher
-    quantized: dict[str, Any] | None = None
     if config.quantize is not None:
         model, quantized = _quantize(model, config)
-        steps.append({"step": "quantize", **{k: v for k, v in quantized.items() if k != "layout"}})
-    record = {
-        "source": source, "steps": steps, "quantize": quantized,
-        "dtype": str(next(p for p in model.state_dict().values() if p.is_floating_point()).dtype).removeprefix(
-            "torch."),
-        "parameters": parameter_count(model), "bytes": weight_bytes(model),
-    }  # fmt: skip
-    save_compressed(model, tokenizer, run_dir / "model", record)
-    del model
-    loaded = load_compressed("AutoModelForCausalLM", run_dir / "model", compression_record(run_dir / "model") or {})
-    record["bytes_on_disk"] = directory_bytes(run_dir / "model")
-    if config.evaluate is not None:
-        quality["compressed"] = _perplexity(config, loaded, tokenizer, progress)
-        record["quality"] = quality
-    write_json_atomically(run_dir / "model" / RECORD, {"format": 1, **record})
-    return _result(config, run_dir, record)
+        steps.append({"step": "quantize", **quantized})
+    return model, steps
+
+
+def _write_program(spec: Any, run_dir: Path) -> None:
+    """``<run>/program``: the source program's prompt on the compressed model. PET scores the first
+    token of each label word, so the classifier does too (``word_score: first``), uncalibrated."""
+    from dataclasses import replace
+
+    from promptlearning.methods.spec import ClassifierSpec
+    from promptlearning.training.prompted import save_prompted_program
+
+    words = dict(spec.verbalizer or {})
+    label_words = words.pop("label_words", None) or words.pop("words", {})
+    verbalizer = {**{k: v for k, v in words.items() if k in ("aggregate",)}, "words": label_words,
+                  "word_score": "first"}  # fmt: skip
+    classifier = ClassifierSpec(template=spec.template, verbalizer=verbalizer, label_field=spec.label_field,
+                                max_length=spec.max_length, shots=len(spec.demonstrations),
+                                selection="first" if spec.demonstrations else "random")  # fmt: skip
+    program = replace(spec, objective="prompt", model=str((run_dir / "model").resolve()), peft=None, peft_options={},
+                      dtype="auto", classifier=classifier.model_dump(mode="json"), metrics={})  # fmt: skip
+    save_prompted_program(program, run_dir / "program")
+
+
+def _program_agreement(config: CompressTaskConfig, source: Path, compressed: Path) -> dict[str, float]:
+    """Accuracy of the source and the compressed program on the evaluation examples, and how often
+    they predict the same label."""
+    from promptlearning.loading import load_examples
+    from promptlearning.training.program import load_program, read_program_spec
+
+    section = config.evaluate
+    assert section is not None and section.program_data
+    examples = load_examples(section.program_data, root=task_data_root(section.root), limit=section.program_limit)
+    gold = [str(e[read_program_spec(source).label_field]) for e in examples]
+    answers = {}
+    for name, directory in (("source", source), ("compressed", compressed)):
+        answers[name] = [p.label for p in load_program(directory, device="cpu").predict(examples)]
+
+    def share(a: list[str], b: list[str]) -> float:
+        return sum(x == y for x, y in zip(a, b, strict=True)) / len(a)
+
+    return {
+        "examples": len(examples),
+        "agreement": share(answers["source"], answers["compressed"]),
+        "source_accuracy": share(answers["source"], gold),
+        "compressed_accuracy": share(answers["compressed"], gold),
+    }
 
 
 def _result(config: CompressTaskConfig, run_dir: Path, record: dict[str, Any]) -> TaskResult:
     quality = record.get("quality") or {}
     size_ratio = record["bytes"] / record["source"]["bytes"]
     metrics = {"size_ratio": size_ratio, "parameters": float(record["parameters"])}
-    if quality:
+    if "compressed" in quality:
         metrics["word_perplexity"] = quality["compressed"]["word_perplexity"]
         metrics["source_word_perplexity"] = quality["source"]["word_perplexity"]
-    headline = "word_perplexity" if quality else "size_ratio"
+    if "program" in quality:
+        metrics.update({f"program_{k}": float(v) for k, v in quality["program"].items()})
+    headline = (
+        "program_accuracy" if "program" in quality else "word_perplexity" if "compressed" in quality else "size_ratio"
+    )
+    if headline == "program_accuracy":
+        metrics["program_accuracy"] = metrics["program_compressed_accuracy"]
     setting = ", ".join(s["step"] for s in record["steps"])
     result = TaskResult(kind="compress", name=config.name, setting=setting, model=str(run_dir / "model"),
                         metric=headline, value=metrics[headline], values=[metrics[headline]], metrics=metrics,
@@ -265,10 +374,17 @@ def _write_report(path: Path, config: CompressTaskConfig, record: dict[str, Any]
              f"| parameters | {source['parameters']:,} | {record['parameters']:,} |",
              f"| weights (bytes in memory) | {source['bytes']:,} | {record['bytes']:,} |",
              f"| weights on disk | | {record.get('bytes_on_disk', 0):,} |"]  # fmt: skip
-    quality = record.get("quality")
-    if quality:
+    quality = record.get("quality") or {}
+    if "compressed" in quality:
         lines.append(f"| word perplexity ({config.evaluate.perplexity}) | {quality['source']['word_perplexity']:.3f} "
                      f"| {quality['compressed']['word_perplexity']:.3f} |")  # fmt: skip
+    if "program" in quality:
+        program = quality["program"]
+        lines.append(
+            f"| program accuracy ({program['examples']} of {config.evaluate.program_data}) "
+            f"| {100 * program['source_accuracy']:.2f} | {100 * program['compressed_accuracy']:.2f} |"
+        )
+        lines.append(f"| same prediction as the source | | {100 * program['agreement']:.1f} % |")
     lines += ["", "## Steps", ""]
     for step in record["steps"]:
         details = ", ".join(f"{k} {v}" for k, v in step.items() if k not in ("step", "influence"))
