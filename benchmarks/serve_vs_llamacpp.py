@@ -47,6 +47,9 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=64)
     parser.add_argument("--tokens", type=int, default=64, help="max_tokens of every request (default 64)")
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--ours", action="append", metavar="MODEL",
+                        help="what our server runs (repeatable; default: the embedded model), e.g. a compressed "
+                             "model directory (runs/<compress task>/model)")  # fmt: skip
     args = parser.parse_args()
 
     questions = read_jsonl(DATA_ROOT / "gsm8k" / "test.jsonl", args.prompts)
@@ -55,8 +58,11 @@ def main() -> None:
     gguf = hub.model_dir(MODEL) / "files" / hub.EMBEDDED_MODELS[MODEL].gguf_file
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        with promptlearning_server(Path(tmp) / "ours.log", "--model", MODEL, "--embedding-model", "none") as server:
-            results["promptlearning serve"] = measure(server.url, MODEL, prompts, args.tokens, args.clients)
+        for model in args.ours or [MODEL]:
+            name = "promptlearning serve" + ("" if model == MODEL else f" ({Path(model).parent.name or model})")
+            served = ["--model", model, "--served-model-name", MODEL, "--embedding-model", "none"]
+            with promptlearning_server(Path(tmp) / "ours.log", *served) as server:
+                results[name] = measure(server.url, MODEL, prompts, args.tokens, args.clients)
         flags = ["--n_ctx", "2048", "--n_threads", str(os.cpu_count()), "--n_threads_batch", str(os.cpu_count())]
         with llamacpp_server(Path(tmp) / "llama.log", gguf, MODEL, *flags) as server:
             results["llama_cpp.server"] = measure(server.url, MODEL, prompts, args.tokens, args.clients)
@@ -64,13 +70,15 @@ def main() -> None:
     print(f"machine: {machine()}")
     print(f"SmolLM2-135M-Instruct ({gguf.name}), {len(prompts)} GSM8K prompts x max {args.tokens} tokens, "
           f"greedy, {args.clients} concurrent clients")  # fmt: skip
-    print(f"{'server':<22} {'requests/s':>10} {'tokens/s':>9} {'tokens':>7} {'p50 s':>7} {'p99 s':>7}")
+    print("| server | requests/s | tokens/s | tokens | p50 s | p99 s |\n| --- | ---: | ---: | ---: | ---: | ---: |")
     for name, r in results.items():
-        print(f"{name:<22} {r['requests/s']:>10.2f} {r['tokens/s']:>9.1f} {r['tokens']:>7.0f} {r['p50 s']:>7.2f} "
-              f"{r['p99 s']:>7.2f}")  # fmt: skip
-    ours, peer = results["promptlearning serve"], results["llama_cpp.server"]
-    print(f"throughput ours / llama.cpp server: {ours['tokens/s'] / peer['tokens/s']:.2f}x tokens/s, "
-          f"{ours['requests/s'] / peer['requests/s']:.2f}x requests/s")  # fmt: skip
+        print(f"| {name} | {r['requests/s']:.2f} | {r['tokens/s']:.1f} | {r['tokens']:.0f} | {r['p50 s']:.2f} "
+              f"| {r['p99 s']:.2f} |")  # fmt: skip
+    peer = results["llama_cpp.server"]
+    for name, ours in results.items():
+        if name != "llama_cpp.server":
+            print(f"throughput {name.removeprefix('promptlearning serve').strip() or 'ours'} / llama.cpp server: "
+                  f"{ours['tokens/s'] / peer['tokens/s']:.2f}x tokens/s, p99 {ours['p99 s'] / peer['p99 s']:.2f}x")
 
 
 if __name__ == "__main__":
