@@ -126,7 +126,9 @@ def measure(path: str, backend: str, sst2_limit: int | None, ppl_chars: int) -> 
     from promptlearning.tasks import load_task, run_task
 
     out: dict = {"size": _size(Path(path))}
-    lm = load_model(path, backend=backend, device="cpu", batch_size=16)
+    # the source row is fp32 whatever `auto` means on this CPU; a compressed directory has its own dtype
+    dtype = "auto" if backend != "hf" or (Path(path) / "compression.json").is_file() else "float32"
+    lm = load_model(path, backend=backend, device="cpu", dtype=dtype, batch_size=16)
     overrides = ["data.eval=sst2/test.jsonl", f"data.root={DATA_ROOT}", "output_dir=/tmp/deployment-runs"]
     if sst2_limit:
         overrides.append(f"data.eval_limit={sst2_limit}")

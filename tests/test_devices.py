@@ -150,3 +150,25 @@ def test_cuda_training_with_mixed_precision_saves_a_program_that_predicts(tiny_l
     program.save(tmp_path / "program")
     restored = load_program(tmp_path / "program", device="cuda")
     assert [p.label for p in restored.predict(rows[:4])] == [p.label for p in program.predict(rows[:4])]
+
+
+def test_auto_on_a_cpu_is_bf16_where_it_multiplies_bf16_natively(tmp_path, monkeypatch, tiny_llama_dir):
+    from promptlearning.devices import CPU_DTYPE_ENV, cpu_has_native_bf16
+
+    cpu = torch.device("cpu")
+    native, plain = tmp_path / "native", tmp_path / "plain"
+    native.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f avx512_bf16 avx512_vnni\n")
+    plain.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_vnni\n")
+    assert cpu_has_native_bf16(str(native)) and not cpu_has_native_bf16(str(plain))
+    assert not cpu_has_native_bf16(str(tmp_path / "missing"))
+    monkeypatch.delenv(CPU_DTYPE_ENV)
+    expected = torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+    assert resolve_dtype("auto", cpu) == expected
+    assert resolve_dtype("auto", cpu, cpu_bf16=False) == torch.float32  # sentence encoders, trained weights
+    assert next(load_model(tiny_llama_dir).model.parameters()).dtype == expected
+    monkeypatch.setenv(CPU_DTYPE_ENV, "float32")
+    assert resolve_dtype("auto", cpu) == torch.float32
+    assert resolve_dtype("bfloat16", cpu) == torch.bfloat16  # an explicit dtype wins
+    monkeypatch.setenv(CPU_DTYPE_ENV, "int8")
+    with pytest.raises(DeviceError, match="must be float32 or bfloat16"):
+        resolve_dtype("auto", cpu)

@@ -1,14 +1,17 @@
 """Devices and precisions: where ``"auto"`` becomes a torch device and dtype, in one place.
 
 * ``device``: ``auto`` (CUDA, else Apple MPS, else CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
-* ``dtype``: ``auto`` (bfloat16 on a GPU that supports it, float16 on other GPUs, float32 on CPU),
-  ``float32``, ``bfloat16`` or ``float16``.
+* ``dtype``: ``auto`` (bfloat16 on a GPU that supports it, float16 on other GPUs; on a CPU bfloat16
+  when it multiplies bfloat16 natively, else float32: see :func:`resolve_dtype`), ``float32``,
+  ``bfloat16`` or ``float16``.
 
 Every model, embedder and training loop takes these two options; nothing else picks a device.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +22,8 @@ if TYPE_CHECKING:
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+CPU_DTYPE_ENV = "PROMPTLEARNING_CPU_DTYPE"  # float32 or bfloat16: what ``auto`` means on this CPU
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of CPUs with bf16 matmul instructions
 
 
 class DeviceError(PromptLearningError):
@@ -67,8 +72,28 @@ def resolve_device(device: str | Any | None = "auto") -> torch.device:
     return torch.device(name)
 
 
-def resolve_dtype(dtype: str | Any | None, device: torch.device) -> torch.dtype:
-    """The torch dtype a name stands for on ``device`` (``auto``: bf16/fp16 on GPUs, fp32 on CPU)."""
+@functools.cache
+def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this CPU has bfloat16 matrix instructions (AVX-512 BF16 or AMX; Linux flags)."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return any(flag in flags for flag in NATIVE_BF16_FLAGS)
+
+
+def resolve_dtype(dtype: str | Any | None, device: torch.device, *, cpu_bf16: bool = True) -> torch.dtype:
+    """The torch dtype a name stands for on ``device``.
+
+    ``auto``: bf16 on GPUs that support it (else fp16), fp16 on MPS; on a CPU with native bf16
+    matmul (:func:`cpu_has_native_bf16`) bf16, else fp32. The deployment table
+    (benchmarks/RESULTS.md, issue 31) measured SmolLM2 in bf16 on such a CPU at the same SST-2
+    accuracy (81.66 against 81.71) and WikiText-2 perplexity (+0.08 %), with 2.45x the batched
+    classification and 1.40x the batch-8 generation (0.88x at batch 1). ``$PROMPTLEARNING_CPU_DTYPE``
+    (float32 or bfloat16) overrides the CPU choice; ``cpu_bf16=False`` keeps fp32 for models the
+    table did not measure (sentence encoders).
+    """
     import torch
 
     if isinstance(dtype, torch.dtype):
@@ -80,7 +105,12 @@ def resolve_dtype(dtype: str | Any | None, device: torch.device) -> torch.dtype:
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if device.type == "mps":
         return torch.float16
-    return torch.float32
+    chosen = os.environ.get(CPU_DTYPE_ENV, "").strip()
+    if chosen:
+        if chosen not in ("float32", "bfloat16"):
+            raise DeviceError(f"${CPU_DTYPE_ENV} must be float32 or bfloat16, got {chosen!r}")
+        return getattr(torch, chosen)
+    return torch.bfloat16 if cpu_bf16 and cpu_has_native_bf16() else torch.float32
 
 
 def mixed_precision(setting: str, device: torch.device) -> str:

@@ -52,32 +52,35 @@ def _pooled_encoder(transformer: Any, pooling: str) -> Any:
     return PooledEncoder().eval()
 
 
-def _sentence_encoder(source: Path) -> Any:
+def _sentence_encoder(source: Path, device: str) -> Any:
     from sentence_transformers import SentenceTransformer
+
+    from promptlearning.devices import resolve_device
 
     if not (source / "modules.json").is_file():
         raise PromptLearningError(f"ONNX export takes sentence encoders (minilm-l6, an embed-train run); {source} is "
                                   "not one (language models export to GGUF: --format gguf)")  # fmt: skip
-    encoder = SentenceTransformer(str(source), device="cpu", local_files_only=True)
+    encoder = SentenceTransformer(str(source), device=str(resolve_device(device)), local_files_only=True)
     names = [type(m).__name__ for m in encoder]
     if names[0] != "Transformer" or names[1] != "Pooling" or not set(names[2:]) <= {"Normalize"}:
         raise PromptLearningError(f"ONNX export supports Transformer + Pooling (+ Normalize) encoders, not {names}")
     return encoder
 
 
-def export_encoder_onnx(source: str | Path, output: str | Path, quant: str = "int8") -> dict[str, Any]:
-    """Export ``source`` into the directory ``output`` (written atomically) and check it against the
-    source on probe sentences."""
+def export_encoder_onnx(source: str | Path, output: str | Path, quant: str = "int8", *,
+                        device: str = "auto") -> dict[str, Any]:  # fmt: skip
+    """Export ``source`` (traced on ``device``) into the directory ``output`` (written atomically)
+    and check it against the source on probe sentences."""
     import torch
 
     if quant not in ONNX_QUANTS:
         raise PromptLearningError(f"unknown ONNX type {quant!r}; supported: {', '.join(ONNX_QUANTS)}")
     source, output = Path(source), Path(output)
-    encoder = _sentence_encoder(source)
+    encoder = _sentence_encoder(source, device)
     pooling = encoder[1].get_config_dict().get("pooling_mode", "mean")
     graph = _pooled_encoder(encoder[0].auto_model.eval(), pooling)
     tokenizer = encoder.tokenizer
-    sample = tokenizer(list(PROBE_TEXTS[:2]), padding=True, return_tensors="pt")
+    sample = tokenizer(list(PROBE_TEXTS[:2]), padding=True, return_tensors="pt").to(encoder.device)
     if "token_type_ids" not in sample:
         sample["token_type_ids"] = torch.zeros_like(sample["input_ids"])
     manifest = {"file": "model.int8.onnx" if quant == "int8" else "model.onnx", "quant": quant,

@@ -29,7 +29,7 @@ class SentenceTransformerModel(LanguageModel):
         from promptlearning.devices import resolve_device, resolve_dtype
 
         target = resolve_device(device)
-        torch_dtype = resolve_dtype(dtype, target)
+        torch_dtype = resolve_dtype(dtype, target, cpu_bf16=False)
         local = local_files_only or Path(str(path)).exists()
         try:
             with quiet_third_party():

@@ -101,7 +101,8 @@ def build_sentence_encoder(
     with quiet_third_party():
         module = Transformer(
             str(model_dir), max_seq_length=max_seq_length, config_kwargs=dropout_overrides(model_dir, dropout),
-            model_kwargs={"dtype": resolve_dtype(dtype, target)}, processor_kwargs={"local_files_only": True},
+            model_kwargs={"dtype": resolve_dtype(dtype, target, cpu_bf16=False)},
+            processor_kwargs={"local_files_only": True},
         )  # fmt: skip
     hf_logging.set_verbosity(verbosity)
     tokenizer = module.tokenizer

@@ -80,7 +80,7 @@ def _is_program(model: str) -> bool:
     return (Path(model) / "program.json").is_file()
 
 
-def _load_program_source(directory: Path) -> _Source:
+def _load_program_source(directory: Path, device: str) -> _Source:
     """A PET program on a causal LM, its LoRA (or other mergeable method) merged into the model."""
     from promptlearning.training.peft_methods import get_method
     from promptlearning.training.program import load_program, read_program_spec
@@ -92,7 +92,7 @@ def _load_program_source(directory: Path) -> _Source:
     if spec.peft and get_method(spec.peft).prompt_learning:
         raise PromptLearningError(f"{directory} learned a {spec.peft} prompt: its vectors are no model weights, so "
                                   "they cannot be merged into a compressed model; use a LoRA program")  # fmt: skip
-    program = load_program(directory, device="cpu")
+    program = load_program(directory, device=device)
     if program.featurizer.family != "causal":
         raise PromptLearningError(f"compress takes programs on causal language models; {directory}'s is "
                                   f"{program.featurizer.family}")  # fmt: skip
@@ -109,7 +109,7 @@ def _load_source(config: CompressTaskConfig) -> _Source:
     from promptlearning.models.hf.loading import is_causal_lm
 
     if _is_program(config.model):
-        return _load_program_source(Path(config.model))
+        return _load_program_source(Path(config.model), config.device)
     path = Path(str(resolve_model_dir(config.model, pull=True)))
     if not (path / "config.json").is_file():
         raise PromptLearningError(f"compress works on Hugging Face model directories; {config.model} is not one")
@@ -331,7 +331,7 @@ def _program_agreement(config: CompressTaskConfig, source: Path, compressed: Pat
     gold = [str(e[read_program_spec(source).label_field]) for e in examples]
     answers = {}
     for name, directory in (("source", source), ("compressed", compressed)):
-        answers[name] = [p.label for p in load_program(directory, device="cpu").predict(examples)]
+        answers[name] = [p.label for p in load_program(directory, device=config.device).predict(examples)]
 
     def share(a: list[str], b: list[str]) -> float:
         return sum(x == y for x, y in zip(a, b, strict=True)) / len(a)

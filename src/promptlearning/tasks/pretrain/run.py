@@ -113,7 +113,7 @@ def _model(config: PretrainTaskConfig, tokenizer: Any) -> Any:
     path = resolve_model_dir(config.model, pull=True)
     auto = {"causal": transformers.AutoModelForCausalLM, "mlm": transformers.AutoModelForMaskedLM,
             "mlm-nsp": transformers.AutoModelForPreTraining}[config.objective]  # fmt: skip
-    dtype = resolve_dtype(config.dtype, resolve_device(config.device))
+    dtype = resolve_dtype(config.dtype, resolve_device(config.device), cpu_bf16=False)  # weights being trained
     model = auto.from_pretrained(str(path), dtype=dtype, local_files_only=True)
     embeddings = model.get_input_embeddings().weight.shape[0]
     own = load_tokenizer(str(path))
