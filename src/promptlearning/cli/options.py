@@ -135,7 +135,8 @@ def add_device_options(parser: argparse.ArgumentParser, default: str | None = No
         "--dtype",
         default=default,
         choices=list(DTYPES),
-        help="weights dtype; auto: bfloat16 on GPUs that support it, float32 elsewhere" + from_task,
+        help="weights dtype; auto: bfloat16 on GPUs and CPUs that support it, else float16 (GPUs) or float32"
+        + from_task,
     )
 
 

@@ -93,7 +93,10 @@ class TaskConfigBase(StrictModel):
     model: str = Field(DEFAULT_MODEL, description="embedded model name, local directory, .gguf file or hub id")
     backend: str | None = Field(None, description="a registered backend (hf, llamacpp, …); default: the model's")
     device: str = Field("auto", description="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
-    dtype: Dtype = Field("auto", description="auto (bf16/fp16 on GPUs, fp32 on CPU), float32, bfloat16 or float16")
+    dtype: Dtype = Field(
+        "auto",
+        description="auto (bf16/fp16 on GPUs; bf16 on CPUs with native bf16, else fp32), float32, bfloat16 or float16",
+    )
     seed: int = 0
     output_dir: str = "runs"
     base_url: str | None = Field(None, description="backend openai: the server's URL, e.g. http://host:8000/v1")
