@@ -193,7 +193,8 @@ def in_subprocess(arguments: list[str]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", help="comma-separated configuration names (default: all)")
+    parser.add_argument("--only", help="comma-separated configuration names, `encoders` for the minilm rows "
+                        "(default: all)")
     parser.add_argument("--sst2-limit", type=int, help="the first N SST-2 test sentences (default: all 1,821)")
     parser.add_argument("--ppl-chars", type=int, default=100_000, help="WikiText-2 test characters (default 100k)")
     parser.add_argument("--recover-tokens", type=int, default=200_000)
@@ -211,11 +212,14 @@ def main() -> None:
         return
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    names = args.only.split(",") if args.only else list(VARIANTS)
+    names = args.only.split(",") if args.only else [*VARIANTS, "encoders"]
+    unknown = [n for n in names if n not in VARIANTS and n != "encoders"]
+    if unknown:
+        parser.error(f"unknown configuration(s) {unknown}; known: {', '.join(VARIANTS)}, encoders")
     print(f"machine: {machine()}; SST-2 test {args.sst2_limit or 'all'}, WikiText-2 {args.ppl_chars:,} chars, "
           f"recovery {args.recover_tokens:,} tokens")  # fmt: skip
     rows = {}
-    for name in names:
+    for name in [n for n in names if n != "encoders"]:
         started = time.perf_counter()
         path, backend = build(name, VARIANTS[name], work, args.recover_tokens)
         built = time.perf_counter() - started
@@ -225,7 +229,7 @@ def main() -> None:
         print(name, json.dumps(rows[name]), flush=True)
     print_table(rows)
     encoders = {}
-    if not args.only:
+    if "encoders" in names:
         from promptlearning.compression.onnx_export import export_encoder_onnx
         from promptlearning.models import resolve_model_dir
 
