@@ -50,7 +50,6 @@ def block_influence(model: Any, batches: Iterable[dict[str, torch.Tensor]]) -> l
     """``1 - cos(input, output)`` of every decoder block, averaged over the (unmasked) tokens."""
     layers = decoder_layers(model)
     sums = torch.zeros(len(layers), dtype=torch.float64)
-    count = 0
     current_mask: list[torch.Tensor] = []
     inputs: dict[int, torch.Tensor] = {}
 
@@ -71,18 +70,28 @@ def block_influence(model: Any, batches: Iterable[dict[str, torch.Tensor]]) -> l
     for i, layer in enumerate(layers):
         handles.append(layer.register_forward_pre_hook(before(i), with_kwargs=True))
         handles.append(layer.register_forward_hook(after(i), with_kwargs=True))
+    count = _run_hooked(model, batches, handles, current_mask, "the blocks")
+    return (sums / count).tolist()
+
+
+def _run_hooked(model: Any, batches: Iterable[dict[str, torch.Tensor]], handles: list, mask_now: list,
+                what: str) -> int:  # fmt: skip
+    """Run the calibration batches through ``model`` with the ``handles``' hooks in place (removed
+    after), each batch's attention mask in ``mask_now[0]`` for them; the tokens seen."""
+    device = next(model.parameters()).device
+    count = 0
     try:
         for batch in batches:
-            mask = batch["attention_mask"].float()
-            current_mask[:] = [mask.to(next(model.parameters()).device)]
-            model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+            mask = batch["attention_mask"].to(device)
+            mask_now[:] = [mask.float()]
+            model(input_ids=batch["input_ids"].to(device), attention_mask=mask)
             count += int(mask.sum())
     finally:
         for handle in handles:
             handle.remove()
     if count == 0:
-        raise PromptLearningError("the calibration text has no tokens: cannot measure the blocks")
-    return (sums / count).tolist()
+        raise PromptLearningError(f"the calibration text has no tokens: cannot measure {what}")
+    return count
 
 
 def layers_to_drop(influence: Sequence[float], drop: int) -> list[int]:
@@ -129,28 +138,17 @@ def mlp_channel_importance(model: Any, batches: Iterable[dict[str, torch.Tensor]
     layers = decoder_layers(model)
     sums = [torch.zeros(_mlp(layer).down_proj.in_features, dtype=torch.float64) for layer in layers]
     mask_now: list[torch.Tensor] = []
-    count = 0
 
     def capture(index: int) -> Any:
         def hook(_module: nn.Module, args: tuple) -> None:
-            weights = mask_now[0].reshape(-1, 1)
+            weights = mask_now[0].reshape(-1, 1).double()
             activation = args[0].reshape(-1, args[0].shape[-1]).abs().double() * weights
             sums[index] += activation.sum(0).cpu()
 
         return hook
 
     handles = [_mlp(layer).down_proj.register_forward_pre_hook(capture(i)) for i, layer in enumerate(layers)]
-    try:
-        for batch in batches:
-            mask = batch["attention_mask"].double()
-            mask_now[:] = [mask.to(next(model.parameters()).device)]
-            model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-            count += int(mask.sum())
-    finally:
-        for handle in handles:
-            handle.remove()
-    if count == 0:
-        raise PromptLearningError("the calibration text has no tokens: cannot measure the MLP channels")
+    count = _run_hooked(model, batches, handles, mask_now, "the MLP channels")
     return [s / count for s in sums]
 
 
