@@ -41,14 +41,14 @@ def test_an_int8_smollm2_classifies_and_serves_as_the_original(tmp_path: Path, r
             "quantize": {"mode": "int8-weight"}, "evaluate": {"perplexity": str(text), "max_length": 128}}  # fmt: skip
     (tmp_path / "t.yaml").write_text(yaml.safe_dump(task))
     result = run_task(load_task(tmp_path / "t.yaml"))
-    assert result.metrics["size_ratio"] < 0.3
+    assert result.metrics["size_ratio"] < 0.31  # int8 weights + per-channel scales and the float norms
     assert result.metrics["word_perplexity"] < 1.05 * result.metrics["source_word_perplexity"]
     spec = ClassifierSpec(template={"input": "Review: {{ text }}\nSentiment:"},
                           verbalizer={"words": {"negative": [" negative"], "positive": [" positive"]}})  # fmt: skip
     inputs = [{"text": r["text"]} for r in reviews]
     labels = {}
     for name, model in (("fp32", load_model(SMOL)), ("int8", load_model(result.run_dir / "model"))):
-        labels[name] = [p.label for p in build_classifier(spec, model).predict(inputs)]
+        labels[name] = [p.label for p in build_classifier(spec, model).fit([]).predict(inputs)]
     assert labels["int8"] == labels["fp32"]
     served = ServedModels.load(model=str(result.run_dir / "model"), served_name="smol-int8", device="cpu")
     settings = ServerSettings(model=str(result.run_dir / "model"), no_auth=True, port=0, embedding_model=None)
