@@ -107,7 +107,7 @@ def test_a_registered_kind_loads_runs_and_compares_like_the_built_in_ones(count_
 
 
 def test_unknown_types_and_keys_are_clear_errors(count_task):
-    known = "known types: classification, cot, count-words, embed-train, generate, pretrain, train"
+    known = "known types: classification, compress, cot, count-words, embed-train, generate, pretrain, train"
     with pytest.raises(TaskConfigError, match=f"unknown task type 'nope'; {known}"):
         load_task(count_task, ["type=nope"])
     with pytest.raises(TaskConfigError, match="min_lenght: unknown key; did you mean 'min_length'"):

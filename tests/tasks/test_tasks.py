@@ -164,6 +164,8 @@ def test_shipped_task_files_validate():
             assert config.corpus.files and (config.architecture or config.model), path
         elif config.type == "embed-train":
             assert config.data.train and (config.data.test or config.data.dev), path
+        elif config.type == "compress":
+            assert (config.prune or config.quantize) and config.evaluate, path
         else:
             assert config.mode, path
 
