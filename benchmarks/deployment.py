@@ -193,8 +193,9 @@ def in_subprocess(arguments: list[str]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", help="comma-separated configuration names, `encoders` for the minilm rows "
-                        "(default: all)")
+    parser.add_argument(
+        "--only", help="comma-separated configuration names, `encoders` for the minilm rows (default: all)"
+    )
     parser.add_argument("--sst2-limit", type=int, help="the first N SST-2 test sentences (default: all 1,821)")
     parser.add_argument("--ppl-chars", type=int, default=100_000, help="WikiText-2 test characters (default 100k)")
     parser.add_argument("--recover-tokens", type=int, default=200_000)

@@ -77,8 +77,10 @@ def main() -> None:
     peer = results["llama_cpp.server"]
     for name, ours in results.items():
         if name != "llama_cpp.server":
-            print(f"throughput {name.removeprefix('promptlearning serve').strip() or 'ours'} / llama.cpp server: "
-                  f"{ours['tokens/s'] / peer['tokens/s']:.2f}x tokens/s, p99 {ours['p99 s'] / peer['p99 s']:.2f}x")
+            print(
+                f"throughput {name.removeprefix('promptlearning serve').strip() or 'ours'} / llama.cpp server: "
+                f"{ours['tokens/s'] / peer['tokens/s']:.2f}x tokens/s, p99 {ours['p99 s'] / peer['p99 s']:.2f}x"
+            )
 
 
 if __name__ == "__main__":
