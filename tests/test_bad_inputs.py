@@ -425,6 +425,8 @@ CASES = [
          prelude="import gguf\ndef stop(*a, **k): raise KeyboardInterrupt\n"
                  "gguf.GGUFWriter.write_tensors_to_file = stop\n",
          after=lambda paths: _nothing_left(paths["cwd"], "*gguf*")),
+    Case("issue31-cpu-dtype-env-unknown", ["run", T, *EVAL1], 2, "must be float32 or bfloat16",
+         env={"PROMPTLEARNING_CPU_DTYPE": "int8"}),
     Case("ok-export-f16", ["export", TINY, "--quant", "f16", "-o", "t.gguf"], 0, stdout="wrote t.gguf"),
     Case("issue31-compress-every-layer", ["compress", "c.yaml"], 2, "at least one stays",
          setup=compress_task({"prune": {"depth": 2}})),
