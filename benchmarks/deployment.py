@@ -44,6 +44,13 @@ VARIANTS = {  # name -> compress task sections (None: the source model itself)
     "GGUF Q8_0 (llama.cpp)": "q8_0",
     "GGUF Q4_0 (llama.cpp)": "q4_0",
 }
+PROGRAM_VARIANTS = {  # the same steps on a trained SST-2 program (``--program``): its LoRA merged first
+    "program fp32": None,
+    "program bf16": {"quantize": {"mode": "bf16"}},
+    "program int8-weight": {"quantize": {"mode": "int8-weight"}},
+    "program 8 layers dropped + recovery + bf16": {"prune": {"depth": 8}, "recover": RECOVER,
+                                                   "quantize": {"mode": "bf16"}},
+}  # fmt: skip
 PROMPTS = [
     "Write one sentence about the sea.", "Explain what a bank does.", "List three colours.",
     "Describe a cat in a few words.", "What is the capital of France?", "Give me a tip for studying.",
@@ -87,6 +94,24 @@ def build(name: str, sections: object, work: Path, recover_tokens: int) -> tuple
             task["recover"] = {**task["recover"], "tokens": recover_tokens}
         run_task(validate_config(task), run_dir=target, progress=False)
     return str(target / "model"), "hf"
+
+
+def build_program(name: str, sections: dict | None, program: Path, work: Path, recover_tokens: int) -> str:
+    """The program directory of a configuration on the trained ``program``, built into ``work`` once."""
+    if sections is None:
+        return str(program)
+    target = work / slug(name)
+    if not (target / "program" / "program.json").is_file():
+        from promptlearning.tasks import run_task
+        from promptlearning.tasks.registry import validate_config
+
+        task = {"type": "compress", "name": slug(name), "model": str(program), "device": "cpu", **sections}
+        if task.get("prune"):
+            task["calibration"] = CALIBRATION
+        if "recover" in task:
+            task["recover"] = {**task["recover"], "tokens": recover_tokens}
+        run_task(validate_config(task), run_dir=target, progress=False)
+    return str(target / "program")
 
 
 def _size(path: Path) -> int:
@@ -164,6 +189,25 @@ def measure(path: str, backend: str, sst2_limit: int | None, ppl_chars: int) -> 
     return out
 
 
+def measure_program(path: str, sst2_limit: int | None) -> dict:
+    """A program's SST-2 test accuracy and examples/s (its own process: peak RSS)."""
+    from promptlearning.loading import load_examples
+    from promptlearning.models import resolve_model_dir
+    from promptlearning.training.program import load_program, read_program_spec
+
+    spec = read_program_spec(path)
+    examples = load_examples(str(DATA_ROOT / "sst2" / "test.jsonl"), limit=sst2_limit)
+    program = load_program(path, device="cpu")
+    program.predict(examples[:8])  # warm-up
+    start = time.perf_counter()
+    predictions = program.predict(examples)
+    seconds = time.perf_counter() - start
+    correct = sum(p.label == str(e[spec.label_field]) for p, e in zip(predictions, examples, strict=True))
+    size = _size(Path(str(resolve_model_dir(spec.model)))) + (_size(Path(path)) if spec.objective != "prompt" else 0)
+    return {"sst2_accuracy": 100 * correct / len(examples), "examples_per_s": len(examples) / seconds,
+            "size": size, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # fmt: skip
+
+
 def measure_encoder(path: str, pairs: list[dict]) -> dict:
     import numpy as np
     from scipy.stats import spearmanr
@@ -183,9 +227,9 @@ def measure_encoder(path: str, pairs: list[dict]) -> dict:
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # fmt: skip
 
 
-def in_subprocess(arguments: list[str]) -> dict:
+def in_subprocess(arguments: list[str], env: dict | None = None) -> dict:
     completed = subprocess.run([sys.executable, __file__, *arguments], capture_output=True, text=True,
-                               cwd=Path(__file__).parent, check=False)  # fmt: skip
+                               cwd=Path(__file__).parent, check=False, env=env)  # fmt: skip
     if completed.returncode != 0:
         return {"error": completed.stderr.strip().splitlines()[-1] if completed.stderr.strip() else "failed"}
     return json.loads(completed.stdout.strip().splitlines()[-1])
@@ -202,10 +246,15 @@ def main() -> None:
     parser.add_argument("--work", default="/tmp/deployment", help="where the compressed models are built")
     parser.add_argument("--measure", nargs=2, metavar=("PATH", "BACKEND"), help=argparse.SUPPRESS)
     parser.add_argument("--encoder", help=argparse.SUPPRESS)
+    parser.add_argument("--program", help="a trained PET program on SmolLM2 (its rows: `program …` in --only)")
+    parser.add_argument("--measure-program", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.measure:
         print(json.dumps(measure(args.measure[0], args.measure[1], args.sst2_limit, args.ppl_chars)))
+        return
+    if args.measure_program:
+        print(json.dumps(measure_program(args.measure_program, args.sst2_limit)))
         return
     pairs = read_jsonl(DATA_ROOT / "stsb" / "test.jsonl")
     if args.encoder:
@@ -213,14 +262,17 @@ def main() -> None:
         return
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    names = args.only.split(",") if args.only else [*VARIANTS, "encoders"]
-    unknown = [n for n in names if n not in VARIANTS and n != "encoders"]
+    names = args.only.split(",") if args.only else [*VARIANTS, "encoders", *(PROGRAM_VARIANTS if args.program else [])]
+    unknown = [n for n in names if n not in VARIANTS and n not in PROGRAM_VARIANTS and n != "encoders"]
     if unknown:
-        parser.error(f"unknown configuration(s) {unknown}; known: {', '.join(VARIANTS)}, encoders")
+        parser.error(f"unknown configuration(s) {unknown}; known: {', '.join([*VARIANTS, *PROGRAM_VARIANTS])}, "
+                     "encoders")  # fmt: skip
+    if any(n in PROGRAM_VARIANTS for n in names) and not args.program:
+        parser.error("the program rows need --program DIR (a trained PET program, e.g. tasks/sst2-train.yaml's)")
     print(f"machine: {machine()}; SST-2 test {args.sst2_limit or 'all'}, WikiText-2 {args.ppl_chars:,} chars, "
           f"recovery {args.recover_tokens:,} tokens")  # fmt: skip
     rows = {}
-    for name in [n for n in names if n != "encoders"]:
+    for name in [n for n in names if n in VARIANTS]:
         started = time.perf_counter()
         path, backend = build(name, VARIANTS[name], work, args.recover_tokens)
         built = time.perf_counter() - started
@@ -243,8 +295,31 @@ def main() -> None:
         print("\n| encoder | embeddings/s | STS-B test Spearman | weights on disk |\n| --- | ---: | ---: | ---: |")
         for label, row in encoders.items():
             print(f"| {label} | {row['embeddings_per_s']:.0f} | {row['spearman']:.2f} | {row['size'] / 1e6:.0f} MB |")
-    (work / "results.json").write_text(json.dumps({"rows": rows, "encoders": encoders}, indent=2))
+    programs = measure_programs([n for n in names if n in PROGRAM_VARIANTS], args, work)
+    (work / "results.json").write_text(json.dumps({"rows": rows, "encoders": encoders, "programs": programs},
+                                                  indent=2))  # fmt: skip
     print_ratio(rows)
+
+
+def measure_programs(names: list[str], args: argparse.Namespace, work: Path) -> dict:
+    """The program rows: each built, then measured in its own process (the source in fp32)."""
+    rows: dict = {}
+    for name in names:
+        path = build_program(name, PROGRAM_VARIANTS[name], Path(args.program), work, args.recover_tokens)
+        env = {**os.environ, "PROMPTLEARNING_CPU_DTYPE": "float32"} if PROGRAM_VARIANTS[name] is None else None
+        extra = ["--sst2-limit", str(args.sst2_limit)] if args.sst2_limit else []
+        rows[name] = in_subprocess(["--measure-program", path, *extra], env=env)
+        print(name, json.dumps(rows[name]), flush=True)
+    if rows:
+        print("\n| program | SST-2 acc | classify ex/s | weights on disk | peak RSS |")
+        print("| --- | ---: | ---: | ---: | ---: |")
+        for name, row in rows.items():
+            if "error" in row:
+                print(f"| {name} | error: {row['error'][:80]} | | | |")
+                continue
+            print(f"| {name} | {row['sst2_accuracy']:.2f} | {row['examples_per_s']:.1f} | {row['size'] / 1e6:.0f} MB "
+                  f"| {row['peak_rss_mb']:.0f} MB |")  # fmt: skip
+    return rows
 
 
 def print_table(rows: dict) -> None:
