@@ -10,11 +10,14 @@ import torch
 from torch import nn
 
 from promptlearning.compression.prune import (
+    attention_head_importance,
     block_influence,
     drop_layers,
+    heads_to_keep,
     layers_to_drop,
     magnitude_prune,
     mlp_channel_importance,
+    prune_attention_heads,
     prune_mlp_width,
     width_to_keep,
 )
@@ -104,6 +107,42 @@ def test_width_pruning_keeps_the_strongest_channels_as_a_dense_smaller_model(tin
     model(_batches(tiny_deep_dir)[0]["input_ids"])
 
 
+def test_head_pruning_keeps_the_strongest_query_heads_of_every_key_value_group(tiny_deep_dir: Path, tmp_path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    model = _model(tiny_deep_dir)  # 4 query heads in 2 key/value groups, head_dim 16
+    batch = _batches(tiny_deep_dir)[0]
+    importance = attention_head_importance(model, [batch])
+    assert len(importance) == 4 and importance[0].shape == (4,) and bool((importance[0] > 0).all())
+    original = model.model.layers[2].self_attn.q_proj.weight.detach().clone()
+    expected = [2 * g + int(torch.argmax(importance[2][2 * g : 2 * g + 2])) for g in range(2)]
+    prune_attention_heads(model, importance, heads_to_keep(4, 2, 0.5))
+    attention = model.model.layers[2].self_attn
+    assert attention.q_proj.weight.shape == (32, 64) and attention.o_proj.weight.shape == (64, 32)
+    assert attention.k_proj.weight.shape == (32, 64)  # the key/value groups stay whole
+    assert torch.equal(attention.q_proj.weight, torch.cat([original[h * 16 : (h + 1) * 16] for h in expected]))
+    assert (model.config.num_attention_heads, model.config.num_key_value_heads) == (2, 2)
+    logits = model(batch["input_ids"]).logits
+    model.save_pretrained(tmp_path)  # a dense model that loads back as it is
+    again = AutoModelForCausalLM.from_pretrained(str(tmp_path), dtype=torch.float32).eval()
+    assert torch.allclose(again(batch["input_ids"]).logits, logits, atol=1e-5)
+
+
+def test_head_pruning_without_grouped_queries_cuts_whole_heads(tiny_llama_builder, tmp_path: Path) -> None:
+    path = tiny_llama_builder(tmp_path / "mha", layers=2, seed=5)
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval()
+    model.config.num_key_value_heads = 4  # rebuild as multi-head attention: one key/value per query head
+    model = AutoModelForCausalLM.from_config(model.config).eval()
+    batch = _batches(path)[0]
+    prune_attention_heads(model, attention_head_importance(model, [batch]), heads_to_keep(4, 4, 0.25))
+    attention = model.model.layers[0].self_attn
+    assert attention.q_proj.out_features == attention.k_proj.out_features == attention.v_proj.out_features == 48
+    assert (model.config.num_attention_heads, model.config.num_key_value_heads) == (3, 3)
+    model(batch["input_ids"])
+
+
 def test_magnitude_pruning_zeroes_the_share_asked_for(tiny_deep_dir: Path) -> None:
     model = _model(tiny_deep_dir)
     assert magnitude_prune(model, 0.5) == pytest.approx(0.5, abs=0.01)
@@ -115,6 +154,8 @@ def test_magnitude_pruning_zeroes_the_share_asked_for(tiny_deep_dir: Path) -> No
         (lambda: layers_to_drop([0.1, 0.2, 0.3], 3), "at least one stays"),
         (lambda: layers_to_drop([0.1, 0.2], 0), "between 1 and 1"),
         (lambda: width_to_keep(128, 1.0), "above 0 and below 1"),
+        (lambda: heads_to_keep(9, 3, 0.9), "each key/value group's 3 query heads would leave no head.*at most 67%"),
+        (lambda: heads_to_keep(4, 4, 0.9), "the 4 attention heads would leave no head"),
         (lambda: check_quant_mode("int3"), "supported: bf16, int8-weight, int8-dynamic, int4-weight"),
         (lambda: check_quant_mode("int4-weight", group_size=48), "group_size must be 32, 64, 128 or 256"),
         (lambda: check_quant_mode("int8-weight", "meta"), "runs on cpu or cuda"),
@@ -142,7 +183,7 @@ def test_compress_prunes_recovers_quantizes_and_the_result_loads_everywhere(tmp_
     from promptlearning.models import load_model
     from promptlearning.tasks import load_task, run_task
 
-    config = load_task(_task(tmp_path, tiny_deep_dir, prune={"depth": 1, "width": 0.25},
+    config = load_task(_task(tmp_path, tiny_deep_dir, prune={"depth": 1, "width": 0.25, "heads": 0.5},
                              recover={"tokens": 256, "held_out": 2, "training": {"batch_size": 2, "eval_every": 2,
                                                                                   "log_with": None}},
                              quantize={"mode": "int8-weight"}))  # fmt: skip
@@ -151,6 +192,7 @@ def test_compress_prunes_recovers_quantizes_and_the_result_loads_everywhere(tmp_
     record = json.loads((model_dir / "compression.json").read_text())
     assert [s["step"] for s in record["steps"]] == ["prune", "recover", "quantize"]
     assert len(record["steps"][0]["depth"]["dropped"]) == 1 and record["steps"][0]["width"] == {"from": 128, "to": 96}
+    assert record["steps"][0]["heads"] == {"from": 4, "to": 2}
     recover = record["steps"][1]
     assert recover["steps"] == 8 and recover["val_kl_after"] <= recover["val_kl_before"]
     assert record["parameters"] < record["source"]["parameters"]
@@ -194,11 +236,17 @@ def test_bad_compress_tasks_are_refused_before_any_work(tmp_path: Path, tiny_lla
         load_task(_task(tmp_path, tiny_llama_dir, **sections))
 
 
-def test_dropping_every_layer_is_refused(tmp_path: Path, tiny_llama_dir: Path) -> None:
+@pytest.mark.parametrize(
+    ("prune", "message"), [({"depth": 2}, "at least one stays"), ({"heads": 0.8}, "would leave no head")]
+)
+def test_pruning_everything_away_is_refused_before_any_work(
+    tmp_path: Path, tiny_llama_dir: Path, prune, message
+) -> None:
     from promptlearning.tasks import load_task, run_task
 
-    with pytest.raises(PromptLearningError, match="at least one stays"):
-        run_task(load_task(_task(tmp_path, tiny_llama_dir, prune={"depth": 2})))
+    with pytest.raises(PromptLearningError, match=message):
+        run_task(load_task(_task(tmp_path, tiny_llama_dir, prune=prune)))
+    assert not (tmp_path / "runs" / "tiny" / "model").exists()
 
 
 @pytest.mark.parametrize("mode", ["int8-dynamic", "int4-weight"])

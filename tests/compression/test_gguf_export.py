@@ -25,6 +25,27 @@ def test_an_exported_file_loads_back_and_scores_like_the_source(tmp_path: Path, 
         assert abs(report["transformers"]) < 1e-3
 
 
+def test_a_head_pruned_model_exports_and_loads_back(tmp_path: Path, tiny_llama_dir: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from promptlearning.compression.prune import attention_head_importance, prune_attention_heads
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir), dtype=torch.float32).eval()
+    ids = torch.arange(5, 37).reshape(1, 32)
+    importance = attention_head_importance(model, [{"input_ids": ids, "attention_mask": torch.ones_like(ids)}])
+    prune_attention_heads(model, importance, 1)  # 2 of 4 query heads: head_dim * heads != hidden_size
+    pruned = tmp_path / "pruned"
+    model.save_pretrained(pruned)
+    AutoTokenizer.from_pretrained(str(tiny_llama_dir)).save_pretrained(pruned)
+    out = tmp_path / "pruned.gguf"
+    export_gguf(pruned, out, "f16")
+    report = verify_gguf(pruned, out, "f16")
+    assert abs(report["transformers"]) < 1e-3
+    if "llama_cpp" in report:
+        assert abs(report["llama_cpp"]) <= report["tolerance"]
+
+
 def test_a_gguf_whose_tokenizer_does_not_match_fails_the_round_trip(tmp_path: Path, tiny_llama_dir: Path) -> None:
     out = tmp_path / "tiny.gguf"
     export_gguf(tiny_llama_dir, out, "f16")

@@ -143,6 +143,8 @@ def _write(path: Path, config: Any, model_dir: Path, quant: str, pre: str, *, vo
     writer.add_feed_forward_length(config.intermediate_size)
     writer.add_head_count(heads)
     writer.add_head_count_kv(kv_heads)
+    writer.add_key_length(head_dim)  # explicit: a head-pruned model's heads no longer split hidden_size
+    writer.add_value_length(head_dim)
     writer.add_rope_freq_base(_rope_theta(config))
     writer.add_rope_dimension_count(head_dim)
     writer.add_layer_norm_rms_eps(config.rms_norm_eps)

@@ -6,6 +6,11 @@
 * width: each MLP's intermediate channels ranked by their mean absolute activation (the input of
   the down projection) on the calibration tokens; the weakest are cut from the gate/up rows and the
   down columns (``intermediate_size``), so every layer keeps the same, smaller width;
+* heads: each attention layer's query heads ranked by the mean norm of their contribution to the
+  attention output (the output projection applied to that head alone); the weakest are cut from the
+  query rows and output columns. With grouped-query attention every key/value group keeps the same
+  number of query heads (the groups stay whole); without it (one query per key/value head) whole
+  heads go, keys and values included (``num_attention_heads``, ``num_key_value_heads``);
 * magnitude: unstructured zeroing of the smallest weights of every linear layer, only as a reference
   (dense kernels do the same work on zeros: nothing gets faster or smaller).
 
@@ -193,6 +198,89 @@ def width_to_keep(width: int, fraction: float, multiple: int = 8) -> int:
         raise PromptLearningError(f"the share of MLP width to prune must be above 0 and below 1, got {fraction}")
     keep = round(width * (1 - fraction) / multiple) * multiple
     return max(multiple, min(width, keep)) if width >= multiple else max(1, round(width * (1 - fraction)))
+
+
+def _attention(layer: nn.Module) -> nn.Module:
+    attention = getattr(layer, "self_attn", None)
+    if attention is None or not all(hasattr(attention, n) for n in ("q_proj", "k_proj", "v_proj", "o_proj")):
+        raise PromptLearningError("head pruning supports attention with q_proj, k_proj, v_proj and o_proj only")
+    return attention
+
+
+def _head_shape(attention: nn.Module) -> tuple[int, int, int]:
+    """(query heads, key/value heads, head dimension) of an attention module, read from its weights."""
+    head_dim = int(attention.head_dim)
+    return attention.q_proj.out_features // head_dim, attention.k_proj.out_features // head_dim, head_dim
+
+
+@torch.inference_mode()
+def attention_head_importance(model: Any, batches: Iterable[dict[str, torch.Tensor]]) -> list[torch.Tensor]:
+    """Per layer, the mean L2 norm of every query head's contribution to the attention output."""
+    layers = decoder_layers(model)
+    attentions = [_attention(layer) for layer in layers]
+    sums = [torch.zeros(_head_shape(a)[0], dtype=torch.float64) for a in attentions]
+    mask_now: list[torch.Tensor] = []
+
+    def capture(index: int, attention: nn.Module) -> Any:
+        heads, _, head_dim = _head_shape(attention)
+        output_weight = attention.o_proj.weight.reshape(attention.o_proj.out_features, heads, head_dim)
+
+        def hook(_module: nn.Module, args: tuple) -> None:
+            per_head = args[0].reshape(*args[0].shape[:-1], heads, head_dim)
+            contribution = torch.einsum("bthd,ohd->btho", per_head.float(), output_weight.float()).norm(dim=-1)
+            sums[index] += (contribution * mask_now[0].unsqueeze(-1)).sum((0, 1)).double().cpu()
+
+        return hook
+
+    handles = [a.o_proj.register_forward_pre_hook(capture(i, a)) for i, a in enumerate(attentions)]
+    count = _run_hooked(model, batches, handles, mask_now, "the attention heads")
+    return [s / count for s in sums]
+
+
+def heads_to_keep(heads: int, kv_heads: int, fraction: float) -> int:
+    """Query heads kept per key/value group (grouped-query attention) or in all (one query per key/value
+    head) when ``fraction`` of the query heads is cut."""
+    if not 0 < fraction < 1:
+        raise PromptLearningError(f"the share of attention heads to prune must be above 0 and below 1, got {fraction}")
+    unit = heads // kv_heads if heads > kv_heads else heads
+    keep = round(unit * (1 - fraction))
+    if keep < 1:
+        where = f"each key/value group's {unit} query heads" if heads > kv_heads else f"the {heads} attention heads"
+        raise PromptLearningError(f"pruning {fraction:.0%} of {where} would leave no head: cut less (at most "
+                                  f"{(unit - 1) / unit:.0%} here)")  # fmt: skip
+    return keep
+
+
+def _head_rows(heads: torch.Tensor, head_dim: int) -> torch.Tensor:
+    return (heads.unsqueeze(1) * head_dim + torch.arange(head_dim)).flatten()
+
+
+def prune_attention_heads(model: Any, importance: Sequence[torch.Tensor], keep: int) -> None:
+    """Keep the ``keep`` most important query heads of every key/value group (all heads' when there is
+    one query per key/value head), in place; the config follows."""
+    layers = decoder_layers(model)
+    heads, kv_heads, head_dim = _head_shape(_attention(layers[0]))
+    grouped = heads > kv_heads
+    for layer, scores in zip(layers, importance, strict=True):
+        attention = _attention(layer)
+        if grouped:
+            per_group = scores.reshape(kv_heads, heads // kv_heads)
+            best = torch.sort(torch.topk(per_group, keep, dim=1).indices, dim=1).values
+            kept = (best + torch.arange(kv_heads).unsqueeze(1) * (heads // kv_heads)).flatten()
+        else:
+            kept = torch.sort(torch.topk(scores, keep).indices).values
+        rows = _head_rows(kept, head_dim).to(attention.q_proj.weight.device)
+        attention.q_proj = _keep_rows(attention.q_proj, rows)
+        attention.o_proj = _keep_columns(attention.o_proj, rows)
+        if grouped:
+            attention.num_key_value_groups = keep
+        else:
+            attention.k_proj = _keep_rows(attention.k_proj, rows)
+            attention.v_proj = _keep_rows(attention.v_proj, rows)
+    config = _text_config(model)
+    config.head_dim = head_dim  # explicit: hidden_size // num_attention_heads no longer holds
+    config.num_attention_heads = kv_heads * keep if grouped else keep
+    config.num_key_value_heads = kv_heads if grouped else keep
 
 
 @torch.no_grad()

@@ -4,7 +4,7 @@ type: compress
 name: smollm2-drop8-int8
 model: smollm2-135m-instruct
 calibration: {root: ../../shared/data, files: [wikitext2/test.txt], samples: 64, block_size: 256}
-prune: {depth: 8}                       # and/or width: 0.25 (share of MLP channels cut)
+prune: {depth: 8}                       # and/or width: 0.25 (MLP channels cut), heads: 0.33 (query heads)
 recover: {tokens: 200000}               # distillation from the unpruned model
 quantize: {mode: int8-weight}           # bf16 | int8-weight | int8-dynamic | int4-weight
 evaluate: {perplexity: wikitext2/test.txt, max_chars: 100000}
@@ -35,12 +35,16 @@ class PruneSection(StrictModel):
 
     depth: int | None = Field(None, ge=1, description="decoder layers dropped (least block influence)")
     width: float | None = Field(None, gt=0, lt=1, description="share of every MLP's channels cut")
+    heads: float | None = Field(None, gt=0, lt=1, description="share of every attention's query heads cut")
     magnitude: float | None = Field(None, gt=0, lt=1, description="reference: share of linear weights zeroed")
 
     @model_validator(mode="after")
     def _something(self) -> PruneSection:
-        if self.depth is None and self.width is None and self.magnitude is None:
-            raise ValueError("prune needs depth (layers to drop), width (share of MLP channels) or magnitude")
+        if self.depth is None and self.width is None and self.heads is None and self.magnitude is None:
+            raise ValueError(
+                "prune needs depth (layers to drop), width (share of MLP channels), heads (share of attention heads) "
+                "or magnitude"
+            )
         return self
 
 
@@ -100,7 +104,8 @@ class CompressTaskConfig(TaskConfigBase):
     def _consistent(self) -> CompressTaskConfig:
         if self.prune is None and self.quantize is None:
             raise ValueError("a compress task needs at least one step: prune or quantize")
-        if self.prune is not None and self.calibration is None and (self.prune.depth or self.prune.width):
+        structured = self.prune is not None and (self.prune.depth or self.prune.width or self.prune.heads)
+        if structured and self.calibration is None:
             raise ValueError("structured pruning measures the model on calibration text: add calibration")
         if self.recover is not None:
             if self.prune is None:

@@ -22,12 +22,15 @@ import yaml
 from promptlearning.compression.calibration import as_batches, calibration_blocks, token_stream
 from promptlearning.compression.distill import Distillation, collate_blocks, mean_distillation_loss
 from promptlearning.compression.prune import (
+    attention_head_importance,
     block_influence,
     decoder_layers,
     drop_layers,
+    heads_to_keep,
     layers_to_drop,
     magnitude_prune,
     mlp_channel_importance,
+    prune_attention_heads,
     prune_mlp_width,
     width_to_keep,
 )
@@ -144,6 +147,24 @@ def _calibration(config: CompressTaskConfig, tokenizer: Any) -> tuple[list[Any],
     return (blocks[:-held_out], blocks[-held_out:]) if held_out else (blocks, [])
 
 
+def _head_counts(model: Any) -> tuple[int, int]:
+    text_config = model.config.get_text_config()
+    return text_config.num_attention_heads, getattr(text_config, "num_key_value_heads", None) or \
+        text_config.num_attention_heads  # fmt: skip
+
+
+def _check_prune_fits(model: Any, config: CompressTaskConfig) -> None:
+    """Refuse, before any measuring, pruning that would leave no layer or no attention head."""
+    prune = config.prune
+    if prune is None or not (prune.depth or prune.heads):
+        return
+    layers = decoder_layers(model)
+    if prune.depth:
+        layers_to_drop([0.0] * len(layers), prune.depth)
+    if prune.heads:
+        heads_to_keep(*_head_counts(model), prune.heads)
+
+
 def _prune(model: Any, config: CompressTaskConfig, blocks: list[Any], notes: dict[str, Any]) -> None:
     prune = config.prune
     assert prune is not None
@@ -158,6 +179,11 @@ def _prune(model: Any, config: CompressTaskConfig, blocks: list[Any], notes: dic
         keep = width_to_keep(width, prune.width)
         prune_mlp_width(model, mlp_channel_importance(model, measure), keep)
         notes["width"] = {"from": width, "to": keep}
+    if prune.heads:
+        heads, kv_heads = _head_counts(model)
+        prune_attention_heads(model, attention_head_importance(model, measure), heads_to_keep(heads, kv_heads,
+                                                                                             prune.heads))  # fmt: skip
+        notes["heads"] = {"from": heads, "to": _head_counts(model)[0]}
     if prune.magnitude:
         notes["magnitude"] = {"sparsity": round(magnitude_prune(model, prune.magnitude), 4)}
 
@@ -247,6 +273,7 @@ def run_compress_task(
         (run_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     loaded_source = _load_source(config)
     model, tokenizer = loaded_source.model, loaded_source.tokenizer
+    _check_prune_fits(model, config)
     source = {"path": str(loaded_source.path), "parameters": parameter_count(model), "bytes": weight_bytes(model),
               "layers": len(decoder_layers(model)) if config.prune else None}  # fmt: skip
     quality: dict[str, Any] = {}
