@@ -38,6 +38,10 @@ def _error(response: httpx.Response, status: int, *words: str) -> dict:
         ("/v1/completions", {"model": "tiny", "prompt": [[1, 99999]]}, 400, ("token ids",)),
         ("/v1/completions", {"model": "tiny", "prompt": "x", "temperature": "hot"}, 422, ("temperature",)),
         ("/v1/completions", {"model": "tiny", "prompt": "x", "logprobs": 50}, 400, ("logprobs",)),
+        ("/v1/completions", {"model": "tiny", "prompt": "x", "calculator": "yes"}, 422, ("calculator",)),
+        ("/v1/chat/completions", {"model": "tiny", "messages": [{"role": "user", "content": "x"}], "calculator": 1},
+         422, ("calculator",)),
+        ("/v1/solve", {"model": "tiny", "questions": ["1 + 1?"], "calculator": "on"}, 422, ("calculator",)),
         ("/v1/chat/completions", {"model": "tiny", "messages": []}, 422, ("messages",)),
         ("/v1/chat/completions", {"model": "tiny", "messages": [{"role": "wizard", "content": "x"}]}, 422, ("role",)),
         ("/v1/embeddings", {"model": "tiny-encoder", "input": []}, 400, ("input",)),
@@ -296,6 +300,8 @@ POOL = [{"question": "a?", "answer": "b"}, {"question": "c?", "answer": "d"}]
         ({**GENERATE, "decoding": {"bogus": 1}}, 400, ("decoding.bogus",)),
         ({**GENERATE, "decoding": "greedy"}, 422, ("decoding",)),
         ({**GENERATE, "seed": "1"}, 422, ("seed",)),
+        ({**GENERATE, "calculator": "true"}, 422, ("calculator",)),
+        ({**GENERATE, "decoding": {"max_new_tokens": 4}, "calculator": True}, 400, ("not both",)),
     ],
 )  # fmt: skip
 def test_bad_generate_request(server, body, status, words) -> None:
@@ -312,6 +318,15 @@ def test_a_tiny_temperature_decodes_as_greedy(server, temperature) -> None:
     tiny = httpx.post(server.base_url + "/completions", json={**body, "temperature": temperature}, headers=HEADERS)
     assert tiny.status_code == 200, tiny.text
     assert tiny.json()["choices"][0]["text"] == greedy.json()["choices"][0]["text"]
+
+
+def test_the_calculator_extension_writes_a_result_the_prompt_asks_for(server) -> None:
+    body = {"model": "tiny", "prompt": "so 48/2 = <<48/2=", "max_tokens": 6, "temperature": 0, "calculator": True}
+    reply = httpx.post(server.base_url + "/completions", json=body, headers=HEADERS, timeout=60)
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["choices"][0]["text"].startswith("24>>")
+    plain = httpx.post(server.base_url + "/completions", json={**body, "calculator": False}, headers=HEADERS)
+    assert not plain.json()["choices"][0]["text"].startswith("24>>")  # a random tiny model does not know
 
 
 def test_logprobs_only_when_asked(server) -> None:

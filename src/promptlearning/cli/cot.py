@@ -21,6 +21,7 @@ def _cmd_cot(args: argparse.Namespace) -> int:
         temperature=args.temperature,
         max_new_tokens=args.max_new_tokens,
         seed=args.seed,
+        calculator=args.calculator,
     )  # fmt: skip  (checked here, before loading)
     if not args.question.strip():
         raise PromptLearningError("empty question: nothing to reason about")
@@ -51,5 +52,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--temperature", type=non_negative_float, help="default: 0 for one sample, 0.7 with --sc > 1")
     p.add_argument("--max-new-tokens", type=positive_int, default=256)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--calculator", action="store_true",
+                   help="evaluate <<expr= calls while decoding (models trained on GSM8K-style rationales)")  # fmt: skip
     p.add_argument("--show-rationales", action="store_true", help="print every sampled rationale")
     p.set_defaults(func=_cmd_cot)

@@ -137,6 +137,7 @@ class ChainOfThought:
         extractors: Mapping[str, ExtractionChain] | None = None,
         seed: int = 0,
         batch_size: int | None = None,
+        calculator: bool = False,
     ) -> None:
         check_cot_settings(
             mode=mode, exemplars=exemplars, temperature=temperature, top_p=top_p, top_k=top_k,
@@ -144,6 +145,7 @@ class ChainOfThought:
         )  # fmt: skip
         self.model = model
         self.mode = mode
+        self.calculator = calculator
         self.template = template if isinstance(template, PromptTemplate) else PromptTemplate(template)
         self.separator = separator
         self.temperature = temperature
@@ -200,6 +202,7 @@ class ChainOfThought:
             top_k=self.top_k,
             seed=self.seed,
             stop=self.stop,
+            calculator=self.calculator,
         )
 
     # ------------------------------------------------------------------ solving

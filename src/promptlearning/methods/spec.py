@@ -238,6 +238,7 @@ class SolverSettings(_Spec):
     stop: list[str] = Field(default_factory=lambda: list(DEFAULT_STOP))
     trigger: str = "Let's think step by step."
     answer_trigger: str = "Therefore, the answer (arabic numerals) is"
+    calculator: bool = Field(False, description="evaluate <<expr= calls while decoding (GSM8K-style rationales)")
     seed: int = 0
 
     def solver_settings(self) -> dict[str, Any]:
@@ -276,7 +277,7 @@ def build_solver(spec: SolverSpec, model: LanguageModel, *, batch_size: int | No
         model, mode=spec.mode, exemplars=spec.shown_exemplars(), template=spec.template,
         temperature=0.0 if sampled else spec.temperature or 0.0, top_p=spec.top_p, top_k=spec.top_k,
         max_new_tokens=spec.max_new_tokens, stop=spec.stop, trigger=spec.trigger, answer_trigger=spec.answer_trigger,
-        extractors=extractors, seed=spec.seed, batch_size=batch_size,
+        extractors=extractors, seed=spec.seed, batch_size=batch_size, calculator=spec.calculator,
     )  # fmt: skip
     if not sampled:
         return cot
@@ -296,11 +297,12 @@ class DecodingSpec(_Spec):
     top_p: float = Field(1.0, gt=0, le=1)
     top_k: int = Field(0, ge=0)
     stop: list[str] = Field(default_factory=lambda: ["\n"])
+    calculator: bool = Field(False, description="evaluate <<expr= calls while decoding (hf backend)")
 
     def generation_config(self, seed: int = 0) -> GenerationConfig:
         return GenerationConfig(
             max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
-            stop=list(self.stop), seed=seed,
+            stop=list(self.stop), seed=seed, calculator=self.calculator,
         )  # fmt: skip
 
 

@@ -70,6 +70,7 @@ class GenerationConfig:
     top_k: int = 0
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
+    calculator: bool = False  # evaluate ``<<expr=`` calls while decoding (see models/calculator.py)
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -197,6 +198,15 @@ def check_prompts(prompts: Sequence[str]) -> list[str]:
 def sample_seed(seed: int, sample: int) -> int:
     """The seed of sample ``sample`` of every prompt in a run seeded with ``seed``."""
     return (seed * 1_000_003 + sample * 7919 + 17) % (2**63 - 1)
+
+
+def check_calculator(config: GenerationConfig, backend: str) -> None:
+    """Refuse calculator decoding on a backend that cannot force tokens in the middle of a generation."""
+    if config.calculator:
+        raise UnsupportedOperationError(
+            f"calculator decoding forces tokens while decoding, which only causal transformers models (the hf "
+            f"backend, without a soft prompt) do; {backend} cannot"
+        )
 
 
 def check_samples(config: GenerationConfig, n: int) -> None:

@@ -37,6 +37,7 @@ from promptlearning.models.interface import (
     LoglikelihoodResult,
     RequestLike,
     as_requests,
+    check_calculator,
     check_prompts,
     refuse_suffix,
     shared_prefix_length,
@@ -190,6 +191,7 @@ class LlamaCppModel(LanguageModel):
     ) -> list[Generation]:
         prompts = check_prompts(prompts)
         config = config or GenerationConfig()
+        check_calculator(config, "the llama.cpp backend")
         start = time.perf_counter()
         out = []
         bar = progress_bar(len(prompts), desc="generate", enabled=bool(progress))

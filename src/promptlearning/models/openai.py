@@ -37,6 +37,7 @@ from promptlearning.models.interface import (
     LoglikelihoodResult,
     RequestLike,
     as_requests,
+    check_calculator,
     check_prompts,
     check_samples,
     refuse_suffix,
@@ -297,6 +298,7 @@ class OpenAICompatibleModel(LanguageModel):
         progress: bool | None = None,
     ) -> list[Generation]:
         config = config or GenerationConfig()
+        check_calculator(config, "the OpenAI-compatible backend")
         return [row[0] for row in self._sample(check_prompts(prompts), config, 1, progress)]
 
     def sample(
@@ -309,6 +311,7 @@ class OpenAICompatibleModel(LanguageModel):
         progress: bool | None = None,
     ) -> list[list[Generation]]:
         check_samples(config, n)
+        check_calculator(config, "the OpenAI-compatible backend")
         return self._sample(check_prompts(prompts), config, n, progress)
 
     def _sample(self, prompts: list[str], config: GenerationConfig, n: int, progress: bool | None) -> list:
@@ -337,6 +340,7 @@ class OpenAICompatibleModel(LanguageModel):
         import openai
 
         config = config or GenerationConfig()
+        check_calculator(config, "the OpenAI-compatible backend")
         try:
             response = self.client.chat.completions.create(
                 model=self.remote_model,

@@ -11,6 +11,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    StrictBool,
     StrictInt,
     StrictStr,
     ValidationError,
@@ -82,6 +83,7 @@ class CompletionRequest(_Request):
     top_k: int = Field(0, ge=0)
     seed: int | None = None
     stop: str | list[str] | None = None
+    calculator: StrictBool = Field(False, description="extension: evaluate <<expr= calls while decoding")
     n: int = Field(1, ge=1)
     echo: bool = False
     logprobs: int | None = Field(None, ge=0)
@@ -128,6 +130,7 @@ class ChatRequest(_Request):
     top_p: float = Field(1.0, gt=0, le=1)
     seed: int | None = None
     stop: str | list[str] | None = None
+    calculator: StrictBool = Field(False, description="extension: evaluate <<expr= calls while decoding")
     n: int = Field(1, ge=1)
     stream: bool = False
     stream_options: dict[str, Any] | None = None
@@ -334,6 +337,7 @@ class SolveRequest(_Request):
     stop: list[StrictStr] | None = None
     trigger: StrictStr | None = None
     answer_trigger: StrictStr | None = None
+    calculator: StrictBool = False
     seed: int = 0
 
     def solver_spec(self) -> Any:
@@ -343,11 +347,11 @@ class SolveRequest(_Request):
         return SolverSpec(
             mode=self.mode, exemplars=self.exemplars, template=self.template, answer_type=self.answer_type,
             self_consistency=self.self_consistency, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
-            max_new_tokens=self.max_new_tokens, seed=self.seed, **given,
+            max_new_tokens=self.max_new_tokens, seed=self.seed, calculator=self.calculator, **given,
         )  # fmt: skip
 
 
-DECODING_FIELDS = frozenset({"max_new_tokens", "temperature", "top_p", "top_k", "stop"})
+DECODING_FIELDS = frozenset({"max_new_tokens", "temperature", "top_p", "top_k", "stop", "calculator"})
 
 
 class GenerateRequest(_PromptedRequest):
@@ -368,6 +372,7 @@ class GenerateRequest(_PromptedRequest):
     top_p: float = Field(1.0, gt=0, le=1)
     top_k: int = Field(0, ge=0)
     stop: list[StrictStr] = Field(default_factory=lambda: ["\n"], max_length=16)
+    calculator: StrictBool = False
     postprocess: list[Literal["strip", "first_line", "first_sentence", "lower"]] = Field(
         default_factory=lambda: ["strip"]
     )

@@ -31,6 +31,7 @@ from promptlearning.models.interface import (
     TokenLogprobs,
     TopTokens,
     as_requests,
+    check_calculator,
     check_prompts,
     check_samples,
     refuse_suffix,
@@ -342,6 +343,7 @@ class HFLanguageModel(HFModel, TokenLevelModel):
         size = batch_size or self.batch_size
         n_batches = -(-len(prompts) * n // size)
         if self.soft_prompt:
+            check_calculator(config, "a soft-prompt model (transformers' generate)")
             return [[self._generate_alone(ids, config, sample_seed(config.seed, j) if config.seed is not None else None)
                      for j in range(n)] for ids in encoded]  # fmt: skip
         return self.decoder.run(encoded, config, n=n, batch_size=size, progress=_show_progress(progress, n_batches))

@@ -9,6 +9,9 @@ Written by hand because ``transformers``' ``generate`` lacks three things this w
   ``(seed, j)``, so a sample does not depend on batch size or on which prompts share its batch;
 * **early finish**: rows that hit EOS or a stop string leave the batch (their cache rows are
   dropped) instead of decoding padding until the longest row ends;
+* **a calculator in the loop**: with ``calculator`` set, a row that writes ``<<48/2=`` gets the
+  calculator's ``24>>`` forced as its next tokens (:mod:`promptlearning.models.calculator`), row by
+  row, so a row decodes the same alone or in any batch;
 * **joining** (continuous batching): the rows that leave make room for prompts that arrive while the
   call runs (a :class:`~promptlearning.models.interface.Joining` hands them over between steps), so
   a server request does not wait for a whole running batch to end.
@@ -29,6 +32,7 @@ from typing import Any
 import torch
 
 from promptlearning.cancellation import abandoned_items
+from promptlearning.models.calculator import MAX_EXPRESSION_CHARS, calculator_completion
 from promptlearning.models.hf.base import cache_keyword, returned_cache
 from promptlearning.models.interface import (
     Generation,
@@ -89,6 +93,11 @@ class _Batch:
     rows: list[tuple[int, int]]
     tokens: list[list[int]]
     generators: list[torch.Generator] | None = None
+    forced: list[list[int]] | None = None  # per row, tokens the calculator still has to write
+
+    def __post_init__(self) -> None:
+        if self.forced is None:
+            self.forced = [[] for _ in self.rows]
 
     @property
     def size(self) -> int:
@@ -100,6 +109,7 @@ class _Batch:
         self.mask, self.last_position, self.logits = self.mask[index], self.last_position[index], self.logits[index]
         self.rows = [self.rows[k] for k in keep]
         self.tokens = [self.tokens[k] for k in keep]
+        self.forced = [self.forced[k] for k in keep]
         if self.generators is not None:
             self.generators = [self.generators[k] for k in keep]
 
@@ -117,6 +127,7 @@ class _Batch:
         self.logits = torch.cat([self.logits, other.logits], 0)
         self.rows += other.rows
         self.tokens += other.tokens
+        self.forced += other.forced
         if self.generators is not None and other.generators is not None:
             self.generators += other.generators
         return self
@@ -213,6 +224,7 @@ class Decoder:
         self.sliding_window = sliding_window
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_token_ids[0]
         self.last_stats = DecodeStats()
+        self._equals_tokens: dict[int, bool] = {}  # token id -> whether its text ends with "="
 
     @property
     def device(self) -> torch.device:
@@ -331,6 +343,8 @@ class Decoder:
                     start = time.perf_counter()
                     take = [order.popleft() for _ in range(min(max(1, room // n), len(order)))]
                     new = self._start([list(prompts[i][shared:]) for i in take], take, prefix_cache, shared, n)
+                    if config.calculator:  # a prompt that ends in an open call gets its result first
+                        new.forced = [self._calculator_tokens(list(prompts[i])) for i, _ in new.rows]
                     if config.do_sample:
                         new.generators = [
                             torch.Generator(device=self.device).manual_seed(sample_seed(seed, j)) for _, j in new.rows
@@ -400,6 +414,11 @@ class Decoder:
         position on."""
         chosen = choose_tokens(batch.logits, config, batch.generators)
         picked = chosen.tolist()  # one device-to-host copy per step
+        if config.calculator and any(batch.forced):
+            for k, queue in enumerate(batch.forced):
+                if queue:
+                    picked[k] = queue.pop(0)
+            chosen = torch.tensor(picked, device=chosen.device)
         keep = []
         for k, (prompt, sample) in enumerate(batch.rows):
             token, tokens = picked[k], batch.tokens[k]
@@ -412,6 +431,8 @@ class Decoder:
                 tokens.append(token)
                 if on_token is not None:
                     on_token(prompt, sample, token)
+                if config.calculator and not batch.forced[k]:
+                    batch.forced[k] = self._calculator_tokens(tokens)
                 if config.stop and self._hits_stop(tokens, config.stop):
                     reason = "stop"
                 elif len(tokens) >= config.max_new_tokens:
@@ -435,6 +456,19 @@ class Decoder:
             chosen[:, None], batch.mask, batch.last_position[:, None], batch.cache, batch.mask.shape[1] - 1
         )
         return batch
+
+    def _calculator_tokens(self, tokens: list[int]) -> list[int]:
+        """The tokens the calculator writes next when ``tokens`` end in an open ``<<expr=`` call."""
+        if not self._ends_with_equals(tokens[-1]):
+            return []
+        completion = calculator_completion(self.tokenizer.decode(tokens[-(MAX_EXPRESSION_CHARS + 4) :]))
+        return self.tokenizer.encode(completion, add_special_tokens=False) if completion else []
+
+    def _ends_with_equals(self, token: int) -> bool:
+        known = self._equals_tokens.get(token)
+        if known is None:
+            known = self._equals_tokens[token] = self.tokenizer.decode([token]).endswith("=")
+        return known
 
     def _hits_stop(self, tokens: list[int], stop: Sequence[str]) -> bool:
         tail = self.tokenizer.decode(tokens[-STOP_TAIL_TOKENS:], skip_special_tokens=True)

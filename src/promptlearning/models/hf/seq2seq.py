@@ -25,6 +25,7 @@ from promptlearning.models.interface import (
     LoglikelihoodResult,
     RequestLike,
     as_requests,
+    check_calculator,
     check_prompts,
     refuse_suffix,
 )
@@ -134,6 +135,7 @@ class HFSeq2SeqLM(HFModel):
     ) -> list[Generation]:
         prompts = check_prompts(prompts)
         config = config or GenerationConfig()
+        check_calculator(config, "a sequence-to-sequence model")
         encoded = [self._encoder_ids(p) for p in prompts]
         size = 1 if config.do_sample else batch_size or self.batch_size
         out: list[Generation] = []

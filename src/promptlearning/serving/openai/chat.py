@@ -75,7 +75,7 @@ async def chat_completions(body: ChatRequest, request: Request) -> ChatCompletio
     top = body.top_logprobs if body.logprobs else None
     check_counts(request, 1, body.n, max_tokens, top)
     prompt = await run_in_threadpool(_chat_prompt, model, body)
-    config = generation_config(max_tokens, body.temperature, body.top_p, 0, body.seed, body.stops)
+    config = generation_config(max_tokens, body.temperature, body.top_p, 0, body.seed, body.stops, body.calculator)
     job = Job(name, model, [prompt], max_tokens, body.n, config, top)
     check_lengths(request, job)
     request.app.state.metrics.prompt_tokens.inc(len(prompt))

@@ -82,7 +82,8 @@ async def completions(body: CompletionRequest, request: Request) -> Completion |
     check_counts(request, len(prompts), body.n, max_tokens, body.logprobs)
     config = None
     if max_tokens:
-        config = generation_config(max_tokens, body.temperature, body.top_p, body.top_k, body.seed, body.stops)
+        config = generation_config(max_tokens, body.temperature, body.top_p, body.top_k, body.seed, body.stops,
+                                   body.calculator)  # fmt: skip
     elif body.n > 1:
         raise APIError(400, "n > 1 needs max_tokens > 0", param="n")
     if body.stream and body.logprobs is not None:

@@ -180,11 +180,18 @@ class Incremental:
 
 
 def generation_config(
-    max_tokens: int, temperature: float, top_p: float, top_k: int, seed: int | None, stop: list[str]
+    max_tokens: int,
+    temperature: float,
+    top_p: float,
+    top_k: int,
+    seed: int | None,
+    stop: list[str],
+    calculator: bool = False,
 ) -> GenerationConfig:
     return GenerationConfig(
-        max_new_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed, stop=stop
-    )
+        max_new_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed, stop=stop,
+        calculator=calculator,
+    )  # fmt: skip
 
 
 class TokenStream:
