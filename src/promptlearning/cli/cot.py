@@ -13,7 +13,8 @@ def _cmd_cot(args: argparse.Namespace) -> int:
     from promptlearning.methods.spec import SolverSpec, build_solver
     from promptlearning.tasks.cot import load_exemplars
 
-    exemplars = load_exemplars(args.exemplars) if args.mode != "zero-shot-cot" else []
+    shown = args.mode != "zero-shot-cot" and args.exemplars != "none"
+    exemplars = load_exemplars(args.exemplars) if shown else []
     spec = SolverSpec(
         mode=args.mode,
         exemplars=exemplars,
@@ -46,7 +47,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("question")
     add_model_options(p, chat_default=None)
     p.add_argument("--mode", default="few-shot-cot", choices=["few-shot-cot", "zero-shot-cot", "direct"])
-    p.add_argument("--exemplars", default="gsm8k-wei2022", help="shipped exemplar set or YAML file (few-shot modes)")
+    p.add_argument("--exemplars", default="gsm8k-wei2022",
+                   help="shipped exemplar set or YAML file (few-shot modes); none: the question alone")  # fmt: skip
     p.add_argument("--sc", type=positive_int, default=1, metavar="N",
                    help="self-consistency: sample N rationales and vote")  # fmt: skip
     p.add_argument("--temperature", type=non_negative_float, help="default: 0 for one sample, 0.7 with --sc > 1")

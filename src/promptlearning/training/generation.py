@@ -79,7 +79,7 @@ def finetune_for_generation(
     prompts: Sequence[str],
     targets: Sequence[str],
     *,
-    peft: str,
+    peft: str | None,
     peft_options: Mapping[str, Any] | None,
     args: TrainingArguments,
     output_dir: str | Path,
@@ -87,9 +87,11 @@ def finetune_for_generation(
     max_length: int = 512,
     device: str = "auto",
     progress: bool | None = None,
+    resume: bool = False,
 ) -> tuple[HFLanguageModel, TrainResult]:
-    """Train ``peft`` on (prompt, target) pairs; the best weights by dev loss (negated, ``neg_loss``)
-    are kept. Returns the trained model as a :class:`LanguageModel` and the loop's result."""
+    """Train ``peft`` (``None``: every weight) on (prompt, target) pairs; the best weights by dev loss
+    (negated, ``neg_loss``) are kept. Returns the trained model as a :class:`LanguageModel` and the
+    loop's result; ``resume`` continues from the last checkpoint in ``output_dir``."""
     if not isinstance(lm, HFLanguageModel):
         raise PromptLearningError(f"fine-tuning needs a transformers causal LM (the hf backend), not {lm.name}")
     if not prompts:
@@ -97,11 +99,15 @@ def finetune_for_generation(
     featurizer = TargetFeaturizer(lm, max_length)
     features = [featurizer.encode(p, t) for p, t in zip(prompts, targets, strict=True)]
     dev_features = [featurizer.encode(p, t) for p, t in zip(*dev, strict=True)]
-    method = get_method(peft)
-    model = apply_peft(
-        lm.model.train(), peft, dict(peft_options or {}), task_type="CAUSAL_LM",
-        init_text="Answer the question.", tokenizer_dir=lm.model.name_or_path, total_steps=args.max_steps,
-    )  # fmt: skip
+    soft_prompt = bool(peft) and get_method(peft).prompt_learning
+    model = lm.model.train()
+    if peft:
+        model = apply_peft(
+            model, peft, dict(peft_options or {}), task_type="CAUSAL_LM", init_text="Answer the question.",
+            tokenizer_dir=lm.model.name_or_path, total_steps=args.max_steps,
+        )  # fmt: skip
+    else:
+        model.requires_grad_(True)
     module = TargetLossModel(model)
 
     def evaluate(trained: nn.Module) -> dict[str, float]:
@@ -110,9 +116,10 @@ def finetune_for_generation(
         return {"neg_loss": -target_loss(trained, dev_features, featurizer)}
 
     args.metric = "neg_loss"
-    result = train(module, features, featurizer.collate, evaluate, args, output_dir, progress=progress, device=device)
+    result = train(module, features, featurizer.collate, evaluate, args, output_dir, progress=progress, device=device,
+                   resume=resume)  # fmt: skip
     trained = HFLanguageModel(
-        model.eval(), lm.tokenizer, name=f"{lm.name}+{peft}", batch_size=lm.batch_size, max_length=lm.max_length,
-        add_bos=lm.add_bos, soft_prompt=method.prompt_learning,
+        model.eval(), lm.tokenizer, name=f"{lm.name}+{peft or 'full'}", batch_size=lm.batch_size,
+        max_length=lm.max_length, add_bos=lm.add_bos, soft_prompt=soft_prompt,
     )  # fmt: skip
     return trained, result

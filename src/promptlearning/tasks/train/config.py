@@ -82,6 +82,18 @@ class TrainingSection(StrictModel):
         return data
 
 
+class RationaleSection(StrictModel):
+    """``objective: rationale``: where the worked solution is (the template reads the question) and how
+    the trained model is evaluated (chain-of-thought on ``data.eval``, the question alone as prompt)."""
+
+    rationale_field: str = Field("answer", description="the worked solution (GSM8K's ends with '#### N')")
+    answer_field: str | None = Field("final", description="the final answer; null: the '#### N' of the rationale")
+    calculator_calls: bool = Field(True, description="keep <<expr=value>> annotations: the model learns to call")
+    calculator: bool = Field(True, description="evaluate with the calculator in the decoding loop")
+    self_consistency: int = Field(1, ge=1, description="evaluation: samples per question (> 1 votes, T=0.7)")
+    max_new_tokens: int = Field(256, ge=1, description="evaluation: tokens per solution")
+
+
 class TrainTaskConfig(TaskConfigBase):
     """A training experiment (``type: train``): objective, model, PEFT method, data protocol, loop.
 
@@ -92,8 +104,10 @@ class TrainTaskConfig(TaskConfigBase):
     type: Literal["train"]
     data: TrainDataConfig
     dtype: str = "float32"
-    objective: Literal["pet", "head", "ner"] = Field(
-        "pet", description="pet: label words at the answer position; head: classification head; ner: token tags"
+    objective: Literal["pet", "head", "ner", "rationale"] = Field(
+        "pet",
+        description="pet: label words at the answer position; head: classification head; ner: token tags; "
+        "rationale: the language-model loss on worked solutions (chain-of-thought fine-tuning)",
     )
     template: TemplateConfig = Field(default_factory=lambda: TemplateConfig(input="{{ text }}"))
     verbalizer: VerbalizerConfig | None = None
@@ -101,6 +115,7 @@ class TrainTaskConfig(TaskConfigBase):
     peft: PeftSection | None = Field(None, description="none: full fine-tuning")
     demonstrations: int = Field(0, ge=0, description="pet: training examples per label shown in every prompt")
     few_shot: FewShotConfig | None = None
+    rationale: RationaleSection | None = Field(None, description="objective rationale: fields and evaluation")
     training: TrainingSection = Field(default_factory=TrainingSection)
     max_length: int = Field(256, ge=8)
     eval_batch_size: int = Field(32, ge=1)
@@ -110,4 +125,13 @@ class TrainTaskConfig(TaskConfigBase):
     def _pet_needs_verbalizer(self) -> TrainTaskConfig:
         if self.objective == "pet" and self.verbalizer is None:
             raise ValueError("objective pet needs a verbalizer (label words)")
+        if self.objective == "rationale":
+            if self.few_shot is not None:
+                raise ValueError("objective rationale trains on every solution given: few_shot does not apply")
+            if self.rationale is None:
+                self.rationale = RationaleSection()
+            if "template" not in self.model_fields_set:
+                self.template = TemplateConfig(input="Q: {{ question }}\nA:")
+        elif self.rationale is not None:
+            raise ValueError(f"a rationale section needs objective rationale (this task's is {self.objective})")
         return self

@@ -162,6 +162,10 @@ def run_train_task(
     state = training_state(config.device)  # under `accelerate launch` / torchrun, one of several processes
     data = config.data
     run_dir = Path(run_dir) if run_dir else Path(output_dir or config.output_dir) / config.name
+    if config.objective == "rationale":
+        from promptlearning.tasks.train.rationale import run_rationale_task
+
+        return run_rationale_task(config, run_dir, resume=resume, progress=progress)
     check_run_dir(config, run_dir, resume)
     check_train_task(config)
     pool, eval_set, dev_split = _load_splits(config)
@@ -227,3 +231,7 @@ def _mean_metrics(results: Mapping[int, Mapping[str, Any]]) -> dict[str, float]:
 
 def check(config: TrainTaskConfig) -> None:
     check_train_task(config)
+    if config.objective == "rationale":
+        from promptlearning.tasks.train.rationale import check_rationale_task
+
+        check_rationale_task(config)
