@@ -156,7 +156,7 @@ def test_shipped_task_files_validate():
         if config.type == "classification":
             assert config.verbalizer.words, path
         elif config.type == "train":
-            assert config.objective in {"pet", "head", "ner"}, path
+            assert config.objective in {"pet", "head", "ner", "rationale"}, path
             assert config.objective != "pet" or (config.verbalizer and config.verbalizer.words), path
         elif config.type == "generate":
             assert config.metrics, path

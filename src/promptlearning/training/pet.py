@@ -182,7 +182,10 @@ class PetModel(nn.Module):
         attention_mask: torch.Tensor,
         answer_index: torch.Tensor,
         labels: torch.Tensor | None = None,
+        soft_labels: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
+        """Label logits; with ``labels`` (indices) the cross-entropy, with ``soft_labels`` (a distribution
+        per row, PET's distillation) the cross-entropy against them."""
         rows_index = torch.arange(len(answer_index), device=answer_index.device)
         if self.family == "seq2seq":
             decoder = self.decoder_prefix.expand(len(input_ids), -1)
@@ -201,8 +204,11 @@ class PetModel(nn.Module):
         word_logits = word_logits.masked_fill(~self.label_token_valid, float("-inf"))
         logits = torch.logsumexp(word_logits, dim=-1)
         out = {"logits": logits}
-        if labels is not None:
+        if soft_labels is not None:
+            out["loss"] = -(soft_labels.to(logits.dtype) * logits.log_softmax(-1)).sum(-1).mean()
+        elif labels is not None:
             out["loss"] = nn.functional.cross_entropy(logits, labels)
+        if "loss" in out:
             penalty = self.regulariser(self.model) if self.regulariser and self.training else None
             if penalty is not None:
                 out["loss"] = out["loss"] + penalty

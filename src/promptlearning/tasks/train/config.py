@@ -94,6 +94,34 @@ class RationaleSection(StrictModel):
     max_new_tokens: int = Field(256, ge=1, description="evaluation: tokens per solution")
 
 
+class EnsembleMember(StrictModel):
+    """One PET pattern of an ensemble: its template and/or label words (the task's where not given)."""
+
+    template: TemplateConfig | None = None
+    verbalizer: VerbalizerConfig | None = None
+
+
+class PetEnsembleSection(StrictModel):
+    """PET's ensemble and distillation (Schick & Schütze 2021): one program per member trained on the
+    labelled examples, their label distributions (softmax at ``temperature``, weighted by each member's
+    dev accuracy) label an unlabelled pool, and one final program learns those soft labels."""
+
+    members: list[EnsembleMember] = Field(min_length=1, description="patterns / verbalizers, at least two")
+    unlabeled: str | None = Field(None, description="JSONL whose rows are labelled by the ensemble (labels unused); "
+                                  "default: the training rows no member trained on")  # fmt: skip
+    unlabeled_limit: int | None = Field(2000, ge=1, description="rows of the unlabelled pool (a random sample)")
+    temperature: float = Field(2.0, gt=0, description="softens the members' logits (PET: 2)")
+    final: EnsembleMember | None = Field(None, description="the distilled program's pattern (default: member 1's)")
+    distill_steps: int | None = Field(None, ge=1, description="steps of the distillation (default: training.max_steps)")
+
+    @model_validator(mode="after")
+    def _an_ensemble(self) -> PetEnsembleSection:
+        if len(self.members) < 2:
+            raise ValueError("a pet_ensemble needs at least two members (patterns or verbalizers): one member is not "
+                             "an ensemble; train it without pet_ensemble")  # fmt: skip
+        return self
+
+
 class TrainTaskConfig(TaskConfigBase):
     """A training experiment (``type: train``): objective, model, PEFT method, data protocol, loop.
 
@@ -116,6 +144,7 @@ class TrainTaskConfig(TaskConfigBase):
     demonstrations: int = Field(0, ge=0, description="pet: training examples per label shown in every prompt")
     few_shot: FewShotConfig | None = None
     rationale: RationaleSection | None = Field(None, description="objective rationale: fields and evaluation")
+    pet_ensemble: PetEnsembleSection | None = Field(None, description="objective pet: an ensemble distilled into one")
     training: TrainingSection = Field(default_factory=TrainingSection)
     max_length: int = Field(256, ge=8)
     eval_batch_size: int = Field(32, ge=1)
@@ -134,4 +163,6 @@ class TrainTaskConfig(TaskConfigBase):
                 self.template = TemplateConfig(input="Q: {{ question }}\nA:")
         elif self.rationale is not None:
             raise ValueError(f"a rationale section needs objective rationale (this task's is {self.objective})")
+        if self.pet_ensemble is not None and self.objective != "pet":
+            raise ValueError(f"pet_ensemble needs objective pet (this task's is {self.objective})")
         return self

@@ -167,7 +167,7 @@ def run_train_task(
 
         return run_rationale_task(config, run_dir, resume=resume, progress=progress)
     check_run_dir(config, run_dir, resume)
-    check_train_task(config)
+    check(config)
     pool, eval_set, dev_split = _load_splits(config)
     if state.is_main_process:  # only once the task and its data are known to be good
         prepare_output_dir(run_dir, "run directory")
@@ -188,9 +188,17 @@ def run_train_task(
         else:
             cut = max(1, len(pool) // 10)
             train_set, dev_set = pool[cut:], pool[:cut]
-        program, result = train_program(
-            config, train_set, dev_set, seed_dir, seed=seed, resume=resume, progress=progress
-        )
+        ensemble: dict[str, Any] = {}
+        if config.pet_ensemble is not None:
+            from promptlearning.tasks.train.ensemble import train_pet_ensemble
+
+            program, result, ensemble = train_pet_ensemble(
+                config, pool, train_set, dev_set, seed_dir, seed=seed, resume=resume, progress=progress
+            )
+        else:
+            program, result = train_program(
+                config, train_set, dev_set, seed_dir, seed=seed, resume=resume, progress=progress
+            )
         evaluation = program.evaluate(eval_set, batch_size=config.eval_batch_size, progress=progress)
         metrics = {
             "seed": seed,
@@ -202,6 +210,7 @@ def run_train_task(
             "steps": result.steps,
             "dev_history": result.history,
             "eval": evaluation,
+            **({"ensemble": ensemble} if ensemble else {}),
         }
         if state.is_main_process:  # every process holds the same weights; one writes them
             program.save(seed_dir / "program", metrics=_scalars(evaluation))
@@ -231,6 +240,10 @@ def _mean_metrics(results: Mapping[int, Mapping[str, Any]]) -> dict[str, float]:
 
 def check(config: TrainTaskConfig) -> None:
     check_train_task(config)
+    if config.pet_ensemble is not None:
+        from promptlearning.tasks.train.ensemble import check_ensemble
+
+        check_ensemble(config)
     if config.objective == "rationale":
         from promptlearning.tasks.train.rationale import check_rationale_task
 
