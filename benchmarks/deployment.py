@@ -40,6 +40,7 @@ VARIANTS = {  # name -> compress task sections (None: the source model itself)
     "8 layers dropped + recovery": {"prune": {"depth": 8}, "recover": RECOVER},
     "MLP width -25 %": {"prune": {"width": 0.25}},
     "MLP width -25 % + recovery": {"prune": {"width": 0.25}, "recover": RECOVER},
+    "attention heads -33 %": {"prune": {"heads": 0.33}},
     "8 layers dropped + recovery + bf16": {"from": "8 layers dropped + recovery", "quantize": {"mode": "bf16"}},
     "GGUF Q8_0 (llama.cpp)": "q8_0",
     "GGUF Q4_0 (llama.cpp)": "q4_0",
@@ -88,7 +89,7 @@ def build(name: str, sections: object, work: Path, recover_tokens: int) -> tuple
             model = build(base, VARIANTS[base], work, recover_tokens)[0]
         task = {"type": "compress", "name": slug(name), "model": model, "device": "cpu", **sections}
         prune = task.get("prune", {})
-        if prune.get("depth") or prune.get("width"):
+        if prune.get("depth") or prune.get("width") or prune.get("heads"):
             task["calibration"] = CALIBRATION
         if "recover" in task:
             task["recover"] = {**task["recover"], "tokens": recover_tokens}
