@@ -301,3 +301,34 @@ def test_a_prompt_tuning_program_cannot_be_compressed(tmp_path: Path, tiny_llama
     build_program(spec).save(tmp_path / "program")
     with pytest.raises(PromptLearningError, match="no model weights"):
         run_task(load_task(_task(tmp_path, tmp_path / "program", calibration=None, quantize={"mode": "bf16"})))
+
+
+def test_an_interrupted_compression_leaves_no_model_and_resumes_exactly(tmp_path: Path, tiny_deep_dir, monkeypatch):
+    from safetensors.torch import load_file
+
+    from promptlearning.compression.distill import Distillation
+    from promptlearning.tasks import load_task, run_task
+
+    recover = {"tokens": 256, "held_out": 2, "training": {"batch_size": 2, "eval_every": 2, "log_with": None}}
+    config = load_task(_task(tmp_path, tiny_deep_dir, prune={"depth": 1}, recover=recover))
+    forward, calls = Distillation.forward, []
+
+    def interrupted(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 6:  # during step 4, after the step-2 checkpoint
+            raise KeyboardInterrupt
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(Distillation, "forward", interrupted)
+    run = tmp_path / "runs" / "tiny"
+    with pytest.raises(KeyboardInterrupt):
+        run_task(config)
+    assert not (run / "model").exists() and any((run / "recover").rglob("*.safetensors"))
+    monkeypatch.setattr(Distillation, "forward", forward)
+    resumed = run_task(config, resume=True)
+    record = json.loads((resumed.run_dir / "model" / "compression.json").read_text())
+    assert record["steps"][1]["resumed_from"] == 2 and record["steps"][1]["steps"] == 8
+    again = run_task(config, run_dir=tmp_path / "unbroken")
+    first = load_file(str(resumed.run_dir / "model" / "model.safetensors"))
+    second = load_file(str(again.run_dir / "model" / "model.safetensors"))
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)

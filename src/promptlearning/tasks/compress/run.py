@@ -214,7 +214,8 @@ def _recover(student: Any, teacher: Any, config: CompressTaskConfig, blocks: lis
     after = mean_distillation_loss(module, validation)
     if recover.peft is not None:
         student = target.merge_and_unload()
-    return {"student": student, "steps": result.steps, "best_step": result.best_step, "tokens": result.steps *
+    return {"student": student, "steps": result.steps, "best_step": result.best_step,
+            "resumed_from": result.resumed_from, "tokens": result.steps *
             options["batch_size"] * options["gradient_accumulation_steps"] * len(blocks[0]),
             "val_kl_before": round(before["val_kl"], 5), "val_kl_after": round(after["val_kl"], 5)}  # fmt: skip
 
