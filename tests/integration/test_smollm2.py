@@ -84,3 +84,14 @@ def test_chat_mode_scoring_equals_an_uncached_forward_pass(smollm2):
         expected = [logprobs[len(prefix) + i - 1, t].item() for i, t in enumerate(target)]
         assert result.token_logprobs == pytest.approx(expected, abs=1e-3)
     assert results[0].logprob > results[1].logprob
+
+
+def test_the_calculator_completes_a_real_models_call_batched_as_alone(smollm2):
+    from promptlearning.models.interface import GenerationConfig
+
+    config = GenerationConfig(max_new_tokens=12, calculator=True)
+    prompts = ["Natalia sold 48/2 = <<48/2=", "She paid 12*7 = $<<12*7=", "What is the capital of France?"]
+    together = smollm2.generate(prompts, config, batch_size=3)
+    assert together[0].text.startswith("24>>") and together[1].text.startswith("84>>")
+    alone = [smollm2.generate([p], config, batch_size=1)[0] for p in prompts]
+    assert [g.token_ids for g in together] == [g.token_ids for g in alone]
