@@ -24,6 +24,22 @@ def machine() -> str:
     )
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MB. Linux's ``VmHWM`` restarts with every exec;
+    ``ru_maxrss`` does not (a worker started by a large parent reports the parent's peak), so it is
+    only the fallback where ``/proc`` is missing."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def timed(fn: Callable[[], Any], repeats: int = 3) -> tuple[float, Any]:
     """Median wall time of ``repeats`` calls, and the last result."""
     times, result = [], None

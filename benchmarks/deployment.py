@@ -18,13 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from common import DATA_ROOT, REPO, machine, read_jsonl
+from common import DATA_ROOT, REPO, machine, peak_rss_mb, read_jsonl
 
 SMOL = "smollm2-135m-instruct"
 CALIBRATION = {"root": str(DATA_ROOT), "files": ["wikitext2/valid.tokens.txt"], "samples": 32, "block_size": 256}
@@ -162,7 +161,7 @@ def measure(path: str, backend: str, sst2_limit: int | None, ppl_chars: int) -> 
     start = time.perf_counter()
     result = run_task(config, model=lm, progress=False)
     out["sst2_seconds"] = time.perf_counter() - start
-    out["rss_after_sst2_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["rss_after_sst2_mb"] = peak_rss_mb()
     out["sst2_accuracy"] = 100 * result.value
     out["examples_per_s"] = result.num_examples / out["sst2_seconds"]
     text = (DATA_ROOT / "wikitext2" / "test.txt").read_text(encoding="utf-8")[:ppl_chars]
@@ -176,7 +175,7 @@ def measure(path: str, backend: str, sst2_limit: int | None, ppl_chars: int) -> 
         with torch.inference_mode():
             out["word_perplexity"] = perplexity(lm.model, lm.tokenizer, text, max_length=512,
                                                 progress=False).word_perplexity  # fmt: skip
-    out["rss_after_perplexity_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["rss_after_perplexity_mb"] = peak_rss_mb()
     settings = GenerationConfig(max_new_tokens=48)
     chat = [lm.apply_chat_template([{"role": "user", "content": p}]) if lm.has_chat_template else p for p in PROMPTS]
     for batch in (1, 8):
@@ -185,8 +184,8 @@ def measure(path: str, backend: str, sst2_limit: int | None, ppl_chars: int) -> 
         start = time.perf_counter()
         generations = lm.generate(prompts, settings, batch_size=batch)
         out[f"tokens_per_s_batch{batch}"] = sum(g.num_tokens for g in generations) / (time.perf_counter() - start)
-        out[f"rss_after_batch{batch}_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        out[f"rss_after_batch{batch}_mb"] = peak_rss_mb()
+    out["peak_rss_mb"] = peak_rss_mb()
     return out
 
 
@@ -206,7 +205,7 @@ def measure_program(path: str, sst2_limit: int | None) -> dict:
     correct = sum(p.label == str(e[spec.label_field]) for p, e in zip(predictions, examples, strict=True))
     size = _size(Path(str(resolve_model_dir(spec.model)))) + (_size(Path(path)) if spec.objective != "prompt" else 0)
     return {"sst2_accuracy": 100 * correct / len(examples), "examples_per_s": len(examples) / seconds,
-            "size": size, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # fmt: skip
+            "size": size, "peak_rss_mb": peak_rss_mb()}  # fmt: skip
 
 
 def measure_encoder(path: str, pairs: list[dict]) -> dict:
@@ -225,7 +224,7 @@ def measure_encoder(path: str, pairs: list[dict]) -> dict:
     cosine = np.sum(a * b, axis=1)
     spearman = 100 * float(spearmanr(cosine, [p["score"] for p in pairs]).statistic)
     return {"embeddings_per_s": 2 * len(pairs) / seconds, "spearman": spearman, "size": _size(Path(path)),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # fmt: skip
+            "peak_rss_mb": peak_rss_mb()}  # fmt: skip
 
 
 def in_subprocess(arguments: list[str], env: dict | None = None) -> dict:

@@ -18,7 +18,6 @@ import argparse
 import itertools
 import json
 import math
-import resource
 import statistics
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import machine
+from common import machine, peak_rss_mb
 
 TASK = Path(__file__).resolve().parents[1] / "tasks" / "shakespeare-char.yaml"
 WARMUP = 10
@@ -85,7 +84,7 @@ def worker(system: str, steps: int, threads: int) -> dict:
     step_s = [b - a for a, b in itertools.pairwise(stamps)][WARMUP:]
     median = statistics.median(step_s)
     tokens_per_step = t.batch_size * (config.block_size + 1)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = peak_rss_mb()
     return {"system": system, "median_step_s": median, "tokens_per_s": tokens_per_step / median,
             "peak_rss_mb": peak_mb, "steps_timed": len(step_s)}  # fmt: skip
 

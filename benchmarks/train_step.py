@@ -19,14 +19,13 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-from common import machine
+from common import machine, peak_rss_mb
 
 SEQ, BATCH = 128, 8
 
@@ -85,7 +84,7 @@ def worker(system: str, method: str, steps: int) -> dict:
         Trainer(model=model, args=hf_args, train_dataset=features, data_collator=collate,
                 callbacks=[Stamp()]).train()  # fmt: skip
     steps_s = [b - a for a, b in itertools.pairwise(stamps)][2:]  # drop the warm-up steps
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = peak_rss_mb()
     return {"system": system, "method": method, "median_step_s": statistics.median(steps_s), "peak_rss_mb": peak_mb,
             "steps_timed": len(steps_s)}  # fmt: skip
 
