@@ -132,7 +132,7 @@ SOLVER_VARIANTS = {
     "self-consistency": {"mode": "zero-shot-cot", "self_consistency": 3, "temperature": 0.9, "top_p": 0.9,
                          "top_k": 20, "seed": 7},
     "one-sample-sampled": {"mode": "zero-shot-cot", "temperature": 1.2, "seed": 2},
-    "lengths": {"mode": "zero-shot-cot", "max_new_tokens": 5, "stop": ["\n"]},
+    "lengths": {"mode": "zero-shot-cot", "max_new_tokens": 5, "stop": ["\n"], "calculator": True},
 }  # fmt: skip
 
 
