@@ -130,7 +130,7 @@ def test_lm_eval_local_completions_through_the_server_matches_its_hf_backend(ser
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     data = Path(__file__).resolve().parents[2] / "src" / "promptlearning" / "data" / "movie_reviews" / "test.jsonl"
-    rows = data.read_text().splitlines()[:48]
+    rows = data.read_text().splitlines()[:32]
     (tmp_path / "rows.jsonl").write_text("\n".join(rows) + "\n")
     (tmp_path / "task.yaml").write_text(LM_EVAL_TASK.format(data=tmp_path / "rows.jsonl"))
     manager = TaskManager(include_path=str(tmp_path))
