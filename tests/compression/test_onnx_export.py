@@ -19,6 +19,7 @@ def test_an_exported_encoder_embeds_like_the_source(tmp_path: Path, tiny_encoder
 
     info = export_encoder_onnx(tiny_encoder_dir, tmp_path / "onnx", quant)
     assert info["file"] == ("model.int8.onnx" if quant == "int8" else "model.onnx")
+    assert sorted(f.name for f in (tmp_path / "onnx").glob("*.onnx")) == [info["file"]]  # only what it runs
     exported = load_embedder(str(tmp_path / "onnx"))  # what kNN selection and /v1/embeddings take
     assert type(exported).__name__ == "ONNXEncoder"
     reference = load_model(tiny_encoder_dir).embed(TEXTS)

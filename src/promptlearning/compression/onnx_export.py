@@ -2,8 +2,9 @@
 dynamic int8 quantization: a directory the ``onnx`` backend loads as a kNN / ``/v1/embeddings``
 embedder.
 
-    model.onnx              the encoder + mean pooling, float32 (torch.onnx, TorchScript exporter)
-    model.int8.onnx         the same with int8 weights and dynamically quantized activations
+    model.onnx              the encoder + mean pooling, float32 (torch.onnx, TorchScript exporter): fp32
+    model.int8.onnx         the same with int8 weights and dynamically quantized activations: int8
+                            (the float32 graph it was made from is not kept)
     onnx_encoder.json       which file to run, the sequence limit, the embedding size
     tokenizer files
 
@@ -102,6 +103,7 @@ def export_encoder_onnx(source: str | Path, output: str | Path, quant: str = "in
             # a scale per output channel: per-tensor scales cost MiniLM 0.06 of cosine on probe sentences
             quantize_dynamic(str(staging / "model.onnx"), str(staging / "model.int8.onnx"),
                              weight_type=QuantType.QInt8, per_channel=True)  # fmt: skip
+            (staging / "model.onnx").unlink()  # the deployment ships what it runs
         tokenizer.save_pretrained(str(staging))
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         check_against_source(encoder, staging, quant)
