@@ -96,26 +96,13 @@ def run_rationale_task(
 ) -> TaskResult:
     """Fine-tune on the solutions, save the merged model, evaluate it with chain-of-thought."""
     from promptlearning.models import load_model
-    from promptlearning.tasks.cot.run import run_cot
-    from promptlearning.tasks.registry import validate_config
     from promptlearning.training.generation import finetune_for_generation
     from promptlearning.training.loop import TrainingArguments
 
-    section, data = config.rationale, config.data
-    assert section is not None
     check_run_dir(config, run_dir, resume)
     check_rationale_task(config)
     spec = solver_spec(config)
-    fields = [*_template_fields(config), section.rationale_field]
-    pool = _rows(config, data.train, data.train_limit, fields)
-    targets = _targets(pool, section, data.train)
-    if data.dev:
-        dev_rows = _rows(config, data.dev, data.dev_limit, fields)
-        dev_targets = _targets(dev_rows, section, data.dev)
-    else:  # the last tenth of the pool (at most dev_limit or 200 rows) for the dev loss
-        held = min(max(1, len(pool) // 10), data.dev_limit or 200) if len(pool) > 1 else 0
-        dev_rows, dev_targets = pool[len(pool) - held :], targets[len(pool) - held :]
-        pool, targets = pool[: len(pool) - held], targets[: len(pool) - held]
+    (pool, targets), (dev_rows, dev_targets) = _splits(config)
     prepare_output_dir(run_dir, "run directory")
     if not (resume and (run_dir / "config.yaml").is_file()):
         (run_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
@@ -129,6 +116,47 @@ def run_rationale_task(
         device=config.device, progress=progress, resume=resume,
     )  # fmt: skip
     model_dir = _save_merged(trained, run_dir / "model")
+    evaluated = _evaluate(config, spec, trained, model_dir, run_dir / "eval", progress)
+    assert config.rationale is not None
+    method = config.peft.method if config.peft else "full fine-tuning"
+    calculator = ", calculator" if config.rationale.calculator else ""
+    result = TaskResult(
+        kind="train", name=config.name, setting=f"rationale + {method}, {loop.steps} steps{calculator}",
+        model=config.model, metric=evaluated.metric, value=evaluated.value, values=evaluated.values,
+        metrics={**evaluated.metrics, "train_examples": len(pool), "steps": loop.steps, "best_step": loop.best_step,
+                 "best_dev_loss": -loop.best_metric,
+                 "first_dev_loss": -loop.history[0]["neg_loss"] if loop.history else -loop.best_metric},
+        num_examples=evaluated.num_examples, seed=config.seed, config=config,
+    )  # fmt: skip
+    result.write(run_dir)
+    _write_report(run_dir / "report.md", config, result)
+    return result
+
+
+def _splits(config: TrainTaskConfig) -> tuple[tuple[list, list[str]], tuple[list, list[str]]]:
+    """(training rows, their targets), (dev rows, their targets): ``data.dev``, else the pool's last
+    tenth (at most ``dev_limit``, default 200 rows), every row checked."""
+    section, data = config.rationale, config.data
+    assert section is not None
+    fields = [*_template_fields(config), section.rationale_field]
+    pool = _rows(config, data.train, data.train_limit, fields)
+    targets = _targets(pool, section, data.train)
+    if data.dev:
+        dev_rows = _rows(config, data.dev, data.dev_limit, fields)
+        return (pool, targets), (dev_rows, _targets(dev_rows, section, data.dev))
+    held = min(max(1, len(pool) // 10), data.dev_limit or 200) if len(pool) > 1 else 0
+    cut = len(pool) - held
+    return (pool[:cut], targets[:cut]), (pool[cut:], targets[cut:])
+
+
+def _evaluate(config: TrainTaskConfig, spec: SolverSpec, trained: Any, model_dir: Path, run_dir: Path,
+              progress: bool | None) -> TaskResult:  # fmt: skip
+    """The trained model's chain-of-thought run on ``data.eval`` (a ``type: cot`` run in ``run_dir``)."""
+    from promptlearning.tasks.cot.run import run_cot
+    from promptlearning.tasks.registry import validate_config
+
+    section, data = config.rationale, config.data
+    assert section is not None
     evaluation_config = validate_config({
         "type": "cot", "name": f"{config.name}-eval", "model": str(model_dir), "device": config.device,
         "data": {"root": data.root, "eval": data.eval, "eval_limit": data.eval_limit,
@@ -136,19 +164,7 @@ def run_rationale_task(
         **{k: v for k, v in spec.model_dump().items() if k != "exemplars"}, "exemplars_file": None,
         "batch_size": config.eval_batch_size,
     })  # fmt: skip
-    evaluated = run_cot(evaluation_config, model=trained, run_dir=run_dir / "eval", progress=progress)
-    method = config.peft.method if config.peft else "full fine-tuning"
-    result = TaskResult(
-        kind="train", name=config.name, setting=f"rationale + {method}, {loop.steps} steps"
-        + (", calculator" if section.calculator else ""), model=config.model, metric=evaluated.metric,
-        value=evaluated.value, values=evaluated.values, metrics={**evaluated.metrics, "train_examples": len(pool),
-        "steps": loop.steps, "best_step": loop.best_step, "best_dev_loss": -loop.best_metric,
-        "first_dev_loss": -loop.history[0]["neg_loss"] if loop.history else -loop.best_metric},
-        num_examples=evaluated.num_examples, seed=config.seed, config=config,
-    )  # fmt: skip
-    result.write(run_dir)
-    _write_report(run_dir / "report.md", config, result)
-    return result
+    return run_cot(evaluation_config, model=trained, run_dir=run_dir, progress=progress)
 
 
 def _template_fields(config: TrainTaskConfig) -> list[str]:
