@@ -40,13 +40,14 @@ MODES = ("direct", "few-shot-cot", "zero-shot-cot")
 DEFAULT_STOP = ("Q:", "\n\n\n")
 
 
-def gsm8k_rationale(answer: str) -> tuple[str, str]:
-    """A GSM8K solution as (rationale, final answer): calculator annotations ``<<…>>`` removed,
-    lines joined, the ``#### N`` line split off."""
+def gsm8k_rationale(answer: str, *, keep_calls: bool = False) -> tuple[str, str]:
+    """A GSM8K solution as (rationale, final answer): calculator annotations ``<<…>>`` removed (unless
+    ``keep_calls``), lines joined, the ``#### N`` line split off."""
     body, _, final = answer.rpartition("####")
     if not _:
         body, final = answer, ""
-    body = re.sub(r"<<[^>]*>>", "", body)
+    if not keep_calls:
+        body = re.sub(r"<<[^>]*>>", "", body)
     rationale = " ".join(line.strip() for line in body.splitlines() if line.strip())
     return rationale, final.strip()
 

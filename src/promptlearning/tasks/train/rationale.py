@@ -19,7 +19,6 @@ off, its ``#### N`` line made the sentence the chain-of-thought extractors read.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,28 +28,21 @@ import yaml
 from promptlearning.errors import PromptLearningError
 from promptlearning.io import write_directory_atomically
 from promptlearning.loading import load_examples, task_data_root
+from promptlearning.methods.cot import gsm8k_rationale
 from promptlearning.methods.spec import SolverSpec, build_solver
 from promptlearning.runs.directory import check_run_dir, prepare_output_dir
 from promptlearning.runs.result import TaskResult
 from promptlearning.tasks.train.config import RationaleSection, TrainTaskConfig
 
-CALL = re.compile(r"<<[^<>]*>>")
-
 
 def rationale_target(row: Mapping[str, Any], section: RationaleSection) -> str:
     """The text the model learns to write after the question: the solution, then "The answer is N."."""
-    solution = str(row[section.rationale_field])
-    body, marker, final = solution.rpartition("####")
-    if not marker:
-        body, final = solution, ""
+    rationale, final = gsm8k_rationale(str(row[section.rationale_field]), keep_calls=section.calculator_calls)
     if section.answer_field is not None and row.get(section.answer_field) is not None:
         final = str(row[section.answer_field])
     final = final.strip().rstrip(".")
     if not final:
         raise PromptLearningError(f"no final answer: set {section.answer_field!r} or end the solution with '#### N'")
-    if not section.calculator_calls:
-        body = CALL.sub("", body)
-    rationale = " ".join(line.strip() for line in body.splitlines() if line.strip())
     return f"{rationale} The answer is {final}.".strip()
 
 
