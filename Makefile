@@ -10,6 +10,8 @@ LLAMACPP_STAMP := $(VENV)/.llamacpp
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 TORCH_SPEC ?= torch==2.13.0
 MODELS ?= smollm2-135m-instruct minilm-l6
+# pytest-xdist workers for `make test`, one torch thread each (tests/conftest.py); a file stays on one worker
+TEST_WORKERS ?= 2
 
 .PHONY: setup llamacpp bench-deps promtool models demo test lint format bench clean
 
@@ -69,7 +71,7 @@ $(PROMTOOL):
 
 test: models bench-deps promtool
 	$(BIN)/ruff check src tests benchmarks
-	PROMTOOL=$(PROMTOOL) $(BIN)/python -m pytest
+	PROMTOOL=$(PROMTOOL) $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

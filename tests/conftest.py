@@ -22,10 +22,20 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # scores across code paths at fp32 tolerances, so they (and the commands they start) run in fp32.
 # tests/test_devices.py checks the bf16 choice itself.
 os.environ["PROMPTLEARNING_CPU_DTYPE"] = "float32"
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two pytest-xdist workers on the two cores: one torch thread each (and in the
+    # processes they start), rather than four threads spinning for two cores.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
+# The files whose module fixtures take longest go first, so that under `--dist loadfile` they start
+# at once on their own workers instead of running alone at the end.
+SLOW_FIRST = ("test_readme.py", "test_bad_inputs.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked ``cuda`` run where there is a CUDA GPU and are skipped elsewhere."""
+    """The slowest files first; tests marked ``cuda`` run where there is a CUDA GPU, skipped elsewhere."""
+    items.sort(key=lambda item: item.path.name not in SLOW_FIRST)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU (none on this machine)")
