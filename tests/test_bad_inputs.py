@@ -436,6 +436,10 @@ CASES = [
          "one member is not an ensemble"),
     Case("issue32-pet-ensemble-other-labels", ["train", TRAIN, "--set",
          "pet_ensemble={members: [{}, {verbalizer: {words: {a: ' x', b: ' y'}}}]}"], 2, "member 2's label words"),
+    Case("issue32-ipet-no-generation", ["train", TRAIN, "--set", "pet_ensemble={members: [{}, {}], generations: 0}"],
+         2, "generations: Input should be greater than or equal to 1"),
+    Case("issue32-ipet-growth-one", ["train", TRAIN, "--set", "pet_ensemble={members: [{}, {}], generations: 2, "
+         "growth: 1}"], 2, "growth: Input should be greater than 1"),
     Case("issue32-rationale-with-few-shot", ["train", TRAIN, "--set", "objective=rationale", "--set",
          "few_shot={k: 4}"], 2, "few_shot does not apply"),
     Case("issue32-rationale-missing-field", ["train", TRAIN, "--set", "objective=rationale"], 2,

@@ -37,6 +37,36 @@ def test_an_ensemble_is_trained_labels_a_pool_and_is_distilled(write_task, tmp_p
     assert {p.label for p in program.predict([{"text": "the film was great"}])} <= {"negative", "positive"}
 
 
+def test_ipet_retrains_each_member_on_what_the_others_label(write_task) -> None:
+    from promptlearning.tasks import load_task, run_task
+
+    ensemble = {"members": MEMBERS, "distill_steps": 4, "generations": 2, "growth": 2.0}
+    seed_dir = run_task(load_task(write_task("ipet", pet_ensemble=ensemble))).run_dir / "seed-1"
+    for index in (1, 2):
+        assert (seed_dir / "member-1").is_dir() and (seed_dir / "generation-2" / f"member-{index}").is_dir()
+    metrics = json.loads((seed_dir / "metrics.json").read_text())
+    generations = metrics["ensemble"]["generations_dev"]
+    assert len(generations) == 2 and all(len(dev) == 2 for dev in generations)
+    assert metrics["ensemble"]["members_dev"] == generations[-1]
+    # 16 labelled rows (8 per label), grown 2x: up to 8 more of each label per member, from the other
+    # member's labels (fewer where it gives a label to fewer pool rows)
+    first, second = metrics["ensemble"]["generations_train_examples"]
+    assert first == [16, 16] and all(16 < n <= 32 for n in second)
+
+
+def test_ipet_takes_the_most_confident_rows_of_each_label_in_the_labelled_proportions() -> None:
+    from promptlearning.tasks.train.ensemble import generation_counts, pseudo_labelled
+
+    labelled = [{"label": "a"}] * 3 + [{"label": "b"}]
+    assert generation_counts(labelled, "label", 5.0, 2) == {"a": 12, "b": 4}
+    assert generation_counts(labelled, "label", 5.0, 3) == {"a": 72, "b": 24}
+    rows = [{"text": str(i)} for i in range(5)]
+    distribution = torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8], [0.95, 0.05], [0.45, 0.55]])
+    chosen = pseudo_labelled(rows, distribution, ["a", "b"], {"a": 2, "b": 5}, "label")
+    assert chosen == [{"text": "3", "label": "a"}, {"text": "0", "label": "a"},
+                      {"text": "2", "label": "b"}, {"text": "4", "label": "b"}]  # fmt: skip
+
+
 def test_soft_labels_are_learned_as_a_distribution(tiny_llama_dir: Path) -> None:
     from promptlearning.training.pet import PetModel
 

@@ -104,7 +104,9 @@ class EnsembleMember(StrictModel):
 class PetEnsembleSection(StrictModel):
     """PET's ensemble and distillation (Schick & Schütze 2021): one program per member trained on the
     labelled examples, their label distributions (softmax at ``temperature``, weighted by each member's
-    dev accuracy) label an unlabelled pool, and one final program learns those soft labels."""
+    dev accuracy) label an unlabelled pool, and one final program learns those soft labels. With
+    ``generations`` above 1 it is iPET: the members are retrained on the labelled examples plus the pool
+    rows the other members label most confidently, before the last generation labels the pool."""
 
     members: list[EnsembleMember] = Field(min_length=1, description="patterns / verbalizers, at least two")
     unlabeled: str | None = Field(None, description="JSONL whose rows are labelled by the ensemble (labels unused); "
@@ -113,6 +115,19 @@ class PetEnsembleSection(StrictModel):
     temperature: float = Field(2.0, gt=0, description="softens the members' logits (PET: 2)")
     final: EnsembleMember | None = Field(None, description="the distilled program's pattern (default: member 1's)")
     distill_steps: int | None = Field(None, ge=1, description="steps of the distillation (default: training.max_steps)")
+    generations: int = Field(
+        1,
+        ge=1,
+        le=5,
+        description="iPET: members retrained this many times in all, each "
+        "generation on the labelled examples plus the pool labelled by the others (1: PET)",
+    )
+    growth: float = Field(
+        5.0,
+        gt=1,
+        le=100,
+        description="iPET: each generation's training set is this many times the previous one's (Schick & Schütze: 5)",
+    )
 
     @model_validator(mode="after")
     def _an_ensemble(self) -> PetEnsembleSection:

@@ -3,7 +3,10 @@
 Per seed::
 
     <seed>/member-1/ … member-M/   each pattern trained on the labelled examples (checkpoints, program)
-    <seed>/soft_labels.jsonl       the unlabelled pool with the ensemble's label distribution
+    <seed>/generation-2/member-1/  iPET (``generations: 2`` or more): each member retrained on the
+                                   labelled examples plus the pool rows the other members label
+                                   most confidently, the set growing ``growth`` times per generation
+    <seed>/soft_labels.jsonl       the unlabelled pool with the (last generation's) ensemble's label distribution
     <seed>/distill/                the final program trained on those soft labels (its checkpoints)
 
 Every member's logits are softened by ``temperature`` and the members are averaged weighted by
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -75,16 +79,67 @@ def unlabeled_pool(config: TrainTaskConfig, pool: Sequence[Mapping[str, Any]], u
     return [{k: v for k, v in row.items() if k != config.data.label_field} for row in rows]
 
 
+def member_distributions(members: Sequence[tuple[Any, float]], rows: Sequence[Mapping[str, Any]], labels: list[str],
+                         temperature: float, batch_size: int) -> list[torch.Tensor]:  # fmt: skip
+    """Each member's softened label distribution over ``rows``, columns in ``labels`` order."""
+    distributions = []
+    for program, _ in members:
+        logits = torch.stack(program.logits(program.encode(rows, with_label=False), batch_size=batch_size))
+        order = [program.labels.index(label) for label in labels]
+        distributions.append((logits[:, order] / temperature).softmax(-1))
+    return distributions
+
+
+def weighted_mean(distributions: Sequence[torch.Tensor], weights: Sequence[float]) -> torch.Tensor:
+    """The members' distributions averaged, weighted by their dev accuracy (never by zero)."""
+    weights = [max(weight, 1e-6) for weight in weights]
+    return sum(w * d for w, d in zip(weights, distributions, strict=True)) / sum(weights)
+
+
 def ensemble_distribution(members: Sequence[tuple[Any, float]], rows: Sequence[Mapping[str, Any]], labels: list[str],
                           temperature: float, batch_size: int) -> torch.Tensor:  # fmt: skip
     """The weighted mean of the members' softened label distributions, columns in ``labels`` order."""
-    total = torch.zeros(len(rows), len(labels))
-    weights = [max(weight, 1e-6) for _, weight in members]
-    for (program, _), weight in zip(members, weights, strict=True):
-        logits = torch.stack(program.logits(program.encode(rows, with_label=False), batch_size=batch_size))
-        order = [program.labels.index(label) for label in labels]
-        total += weight * (logits[:, order] / temperature).softmax(-1)
-    return total / sum(weights)
+    distributions = member_distributions(members, rows, labels, temperature, batch_size)
+    return weighted_mean(distributions, [weight for _, weight in members])
+
+
+def pseudo_labelled(rows: Sequence[Mapping[str, Any]], distribution: torch.Tensor, labels: list[str],
+                    counts: Mapping[str, int], label_field: str) -> list[dict[str, Any]]:  # fmt: skip
+    """iPET's new training rows: for each label, the ``counts[label]`` rows the distribution gives that
+    label most confidently (the paper samples by confidence; the most confident is the deterministic
+    version), each with that label."""
+    chosen = []
+    winners = distribution.argmax(-1)
+    for column, label in enumerate(labels):
+        candidates = (winners == column).nonzero().flatten().tolist()
+        candidates.sort(key=lambda i: -float(distribution[i, column]))
+        chosen += [{**rows[i], label_field: label} for i in candidates[: counts.get(label, 0)]]
+    return chosen
+
+
+def generation_counts(train_set: Sequence[Mapping[str, Any]], label_field: str, growth: float,
+                      generation: int) -> dict[str, int]:  # fmt: skip
+    """Pseudo-labelled rows per label for ``generation`` (2, 3, ...): the training set grows ``growth``
+    times per generation, keeping the labelled examples' label proportions."""
+    shares = Counter(str(row[label_field]) for row in train_set)
+    return {label: round(n * (growth ** (generation - 1) - 1)) for label, n in shares.items()}
+
+
+def train_members(config: TrainTaskConfig, train_sets: Sequence[Sequence[Mapping[str, Any]]],
+                  dev_set: Sequence[Mapping[str, Any]], directory: Path, *, seed: int, resume: bool,
+                  progress: bool | None) -> list[tuple[Any, float]]:  # fmt: skip
+    """One generation: member ``i`` trained on ``train_sets[i]``; each with its dev accuracy."""
+    from promptlearning.tasks.train.run import train_program
+
+    section = config.pet_ensemble
+    assert section is not None
+    members = []
+    for index, (member, train_set) in enumerate(zip(section.members, train_sets, strict=True), 1):
+        program, result = train_program(member_config(config, member), train_set, dev_set,
+                                        directory / f"member-{index}", seed=seed, resume=resume,
+                                        progress=progress)  # fmt: skip
+        members.append((program, float(result.best_metric or 0.0)))
+    return members
 
 
 def train_pet_ensemble(
@@ -98,35 +153,46 @@ def train_pet_ensemble(
     resume: bool = False,
     progress: bool | None = None,
 ) -> tuple[Any, Any, dict[str, Any]]:
-    """Train the members, label the unlabelled pool, distil: the final program, its loop's result and
-    what the ensemble did (members' dev accuracy, pool size, the ensemble's own dev accuracy)."""
-    from promptlearning.tasks.train.run import _scalars, program_spec, train_program, training_arguments
+    """Train the members (over iPET's generations), label the unlabelled pool, distil: the final
+    program, its loop's result and what the ensemble did (members' dev accuracy per generation, pool
+    size, the ensemble's own dev accuracy)."""
+    from promptlearning.tasks.train.run import _scalars, program_spec, training_arguments
     from promptlearning.training.loop import train, training_state
     from promptlearning.training.program import build_program
 
     section = config.pet_ensemble
     assert section is not None
-    members = []
-    for index, member in enumerate(section.members, 1):
-        where = directory / f"member-{index}"
-        program, result = train_program(member_config(config, member), train_set, dev_set, where, seed=seed,
-                                        resume=resume, progress=progress)  # fmt: skip
-        members.append((program, float(result.best_metric or 0.0)))
     unlabeled = unlabeled_pool(config, pool, [*train_set, *dev_set], seed)
     final_config = member_config(config, section.final or section.members[0])
     spec = program_spec(final_config, train_set, seed)
+    label_field, size = config.data.label_field, len(section.members)
+    where = {"seed": seed, "resume": resume, "progress": progress}
+    members = train_members(config, [train_set] * size, dev_set, directory, **where)
+    history, sizes = [[weight for _, weight in members]], [[len(train_set)] * size]
+    for generation in range(2, section.generations + 1):
+        # iPET: member i learns from the labelled rows plus the pool as the other members label it
+        distributions = member_distributions(members, unlabeled, spec.labels, section.temperature,
+                                             config.eval_batch_size)  # fmt: skip
+        weights = [weight for _, weight in members]
+        counts = generation_counts(train_set, label_field, section.growth, generation)
+        others = [weighted_mean([d for j, d in enumerate(distributions) if j != i], [w for j, w in enumerate(weights)
+                                if j != i]) for i in range(size)]  # fmt: skip
+        train_sets = [[*train_set, *pseudo_labelled(unlabeled, mean, spec.labels, counts, label_field)]
+                      for mean in others]  # fmt: skip
+        del members, distributions
+        members = train_members(config, train_sets, dev_set, directory / f"generation-{generation}", **where)
+        history.append([weight for _, weight in members])
+        sizes.append([len(rows) for rows in train_sets])
     soft = ensemble_distribution(members, unlabeled, spec.labels, section.temperature, config.eval_batch_size)
     dev_soft = ensemble_distribution(members, dev_set, spec.labels, 1.0, config.eval_batch_size)
-    gold = [spec.labels.index(str(row[config.data.label_field])) for row in dev_set]
+    gold = [spec.labels.index(str(row[label_field])) for row in dev_set]
     ensemble_dev = float((dev_soft.argmax(-1) == torch.tensor(gold)).float().mean()) if gold else 0.0
     lines = [json.dumps({**row, "soft_labels": dict(zip(spec.labels, p.tolist(), strict=True))}, ensure_ascii=False)
              for row, p in zip(unlabeled, soft, strict=True)]  # fmt: skip
     write_atomically(directory / "soft_labels.jsonl", "".join(line + "\n" for line in lines))
-    notes = {
-        "members_dev": [weight for _, weight in members],
-        "ensemble_dev": ensemble_dev,
-        "unlabeled": len(unlabeled),
-    }
+    notes: dict[str, Any] = {"members_dev": history[-1], "ensemble_dev": ensemble_dev, "unlabeled": len(unlabeled)}
+    if section.generations > 1:
+        notes["generations_dev"], notes["generations_train_examples"] = history, sizes
     del members
     args = training_arguments(final_config, seed)
     if section.distill_steps:
