@@ -102,3 +102,36 @@ def test_backends_that_cannot_force_tokens_say_so(tiny_t5_dir: Path) -> None:
 
     with pytest.raises(PromptLearningError, match="calculator decoding"):
         load_model(tiny_t5_dir).generate(["x"], GenerationConfig(calculator=True))
+
+
+def _metaspace_tokenizer():
+    """A SentencePiece-style BPE like Llama-2's: ``▁`` marks a word start (one prepended to every text),
+    digits and punctuation stand alone."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Metaspace(prepend_scheme="always"),
+                                                       pre_tokenizers.Punctuation(),
+                                                       pre_tokenizers.Digits(individual_digits=True)])  # fmt: skip
+    tokenizer.decoder = decoders.Metaspace(prepend_scheme="always")
+    trainer = trainers.BpeTrainer(vocab_size=200, special_tokens=["<unk>"], show_progress=False)
+    tokenizer.train_from_iterator(["so <<48/2=24>> and <<3*4=12>> so 24 + 12 = 36"] * 20, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>")
+
+
+@pytest.mark.parametrize("kind", ["byte-level", "metaspace"])
+def test_forced_results_continue_the_call_without_a_word_break(kind: str, request: pytest.FixtureRequest) -> None:
+    from transformers import AutoTokenizer
+
+    from promptlearning.models.hf.decoding import continuation_ids
+
+    if kind == "byte-level":  # SmolLM2's kind
+        tokenizer = AutoTokenizer.from_pretrained(str(request.getfixturevalue("tiny_llama_dir")))
+    else:
+        tokenizer = _metaspace_tokenizer()
+    call = tokenizer.encode("so <<48/2=", add_special_tokens=False)
+    forced = continuation_ids(tokenizer, call, "24>>")
+    assert tokenizer.decode(call + forced).endswith("<<48/2=24>>")
+    if kind == "metaspace":  # encoded alone, the result would start a new word: "= 24>>"
+        assert tokenizer.decode(call + tokenizer.encode("24>>", add_special_tokens=False)).endswith("= 24>>")

@@ -202,6 +202,20 @@ def choose_tokens(
     )
 
 
+def continuation_ids(tokenizer: Any, previous: Sequence[int], text: str) -> list[int]:
+    """Tokens that continue ``previous`` (ending in ``=``) with exactly ``text``. SentencePiece-style
+    tokenizers (Llama-2's) encode a text alone as a new word (``▁24``: "= 24"), so the text is encoded
+    after an ``=`` and the tokens up to it dropped, kept only if the decoded whole reads as it should."""
+    context = list(previous[-8:])
+    ids = tokenizer.encode("=" + text, add_special_tokens=False)
+    for k in range(1, len(ids)):
+        if tokenizer.decode(ids[:k]).strip() == "=":
+            if tokenizer.decode(context + ids[k:]) == tokenizer.decode(context) + text:
+                return ids[k:]
+            break
+    return tokenizer.encode(text, add_special_tokens=False)
+
+
 class Decoder:
     """Drives a ``transformers`` causal LM through prefill and decode (see module docstring)."""
 
@@ -462,7 +476,7 @@ class Decoder:
         if not self._ends_with_equals(tokens[-1]):
             return []
         completion = calculator_completion(self.tokenizer.decode(tokens[-(MAX_EXPRESSION_CHARS + 4) :]))
-        return self.tokenizer.encode(completion, add_special_tokens=False) if completion else []
+        return continuation_ids(self.tokenizer, tokens, completion) if completion else []
 
     def _ends_with_equals(self, token: int) -> bool:
         known = self._equals_tokens.get(token)
