@@ -40,6 +40,28 @@ def test_prompt_tuning_starts_from_the_template_words(tiny_llama_dir: Path) -> N
     assert config.prompt_tuning_init_text == "review : \nsentiment :"
 
 
+@pytest.mark.parametrize("options", [{}, {"init_weights": "zero"}])
+def test_an_untrained_prefix_reads_as_the_template_words_written_before_the_input(
+    tiny_llama_dir: Path, options: dict
+) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from promptlearning.training.peft_methods import apply_peft
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_llama_dir))
+    reference = AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir)).eval()
+    prefixed = apply_peft(AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir)), "prefix-tuning",
+                          {"num_virtual_tokens": 7, **options}, init_text="review : sentiment",
+                          tokenizer_dir=str(tiny_llama_dir)).eval()  # fmt: skip
+    words = tokenizer.encode(" review : sentiment", add_special_tokens=False)
+    prefix = (words * 7)[:7]  # the words repeated to the prefix's length
+    text = tokenizer.encode(" the film was great", add_special_tokens=False)
+    with torch.no_grad():
+        logits = prefixed(input_ids=torch.tensor([text]), attention_mask=torch.ones(1, len(text))).logits[0]
+        expected = reference(input_ids=torch.tensor([prefix + text])).logits[0, len(prefix) :]
+    assert torch.allclose(logits, expected, atol=1e-4) == (not options)  # init_weights: peft's own start
+
+
 @pytest.mark.parametrize("method", [None, *method_names()])
 def test_method_trains_saves_and_reloads(method: str | None, tiny_llama_dir: Path, tmp_path: Path, make_rows) -> None:
     spec = ProgramSpec(

@@ -120,15 +120,54 @@ def peft_config(
 
 
 def apply_peft(model: Any, name: str, options: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
-    """Wrap ``model`` with PEFT method ``name``; only the method's parameters stay trainable."""
+    """Wrap ``model`` with PEFT method ``name``; only the method's parameters stay trainable.
+
+    Prefix tuning (without ``prefix_projection`` or ``init_weights``) starts from the keys and values
+    the model itself computes for ``init_text`` (Li & Liang 2021 initialise from real words'
+    activations): the untrained prefix then acts as that text written before the input, where peft's
+    random prefixes start as noise in every layer, which a few examples cannot repair.
+    """
     import peft
 
     config = peft_config(name, options, **kwargs)
     try:
         with quiet_peft():
-            return peft.get_peft_model(model, config)
+            wrapped = peft.get_peft_model(model, config)
     except (ValueError, KeyError) as exc:
         raise PeftMethodError(f"PEFT method {name!r} does not apply to this model: {exc}") from exc
+    init_text, tokenizer_dir = kwargs.get("init_text"), kwargs.get("tokenizer_dir")
+    plain_prefix = name == "prefix-tuning" and not config.prefix_projection and config.init_weights is None
+    if plain_prefix and init_text and tokenizer_dir and config.task_type == "CAUSAL_LM":
+        initialise_prefix_from_text(wrapped, init_text, tokenizer_dir)
+    return wrapped
+
+
+def initialise_prefix_from_text(model: Any, text: str, tokenizer_dir: str) -> bool:
+    """Set a prefix-tuning model's prefix to the base model's keys and values for ``text`` (repeated
+    or cut to the prefix's length); False, prefix untouched, where the cache's shape is not peft's."""
+    import torch
+    from transformers import AutoTokenizer
+
+    config = model.active_peft_config
+    length = config.num_virtual_tokens
+    words = AutoTokenizer.from_pretrained(tokenizer_dir).encode(" " + text.strip(), add_special_tokens=False)
+    if not words:
+        return False
+    ids = torch.tensor([(words * (length // len(words) + 1))[:length]])
+    base = model.get_base_model()
+    with torch.no_grad(), model.disable_adapter():
+        cache = base(input_ids=ids.to(base.device), use_cache=True).past_key_values
+    layers = getattr(cache, "layers", None)
+    if not layers or len(layers) != config.num_layers:
+        return False
+    # peft's layout: per virtual token, (layer 0 keys, layer 0 values, layer 1 keys, ...) of heads x dims
+    pairs = [tensor[0].transpose(0, 1) for layer in layers for tensor in (layer.keys, layer.values)]
+    flat = torch.stack(pairs, dim=1).reshape(length, -1)
+    encoder = model.prompt_encoder[model.active_adapter]
+    if flat.shape != encoder.embedding.weight.shape:
+        return False
+    encoder.embedding.weight.data.copy_(flat.to(encoder.embedding.weight.dtype))
+    return True
 
 
 def adalora_orthogonality_penalty(model: Any) -> Any:
