@@ -66,3 +66,23 @@ def test_the_cli_selects_the_backend_by_name(capsys):
     argv = ["cot", "What is 2 + 3?", "--backend", "llamacpp", "--mode", "direct", "--max-new-tokens", "12"]
     assert main(argv) == 0
     assert "answer:" in capsys.readouterr().out
+
+
+CALL_PROMPT = ("Q: Tom has 3 boxes of 12 pens. How many pens?\nA: 3*12 = <<3*12=36>>36 pens.\n"
+               "Q: Ann has 7 bags of 9 apples and eats 5. How many apples are left?\nA:")  # fmt: skip
+
+
+def test_the_calculator_writes_the_results_of_the_models_calls(llama):
+    import re
+
+    from promptlearning.models.calculator import evaluate, format_number
+
+    config = GenerationConfig(max_new_tokens=40, stop=["\nQ:"], calculator=True)
+    [calculated] = llama.generate([CALL_PROMPT], config)
+    calls = re.findall(r"<<([^<>=]+)=([^<>]*)>>", calculated.text)
+    assert calls and all(format_number(evaluate(expression)) == value for expression, value in calls)
+    assert calculated.finish_reason == "stop" and "Q:" not in calculated.text
+    [opened] = llama.generate(["Natalia sold 48/2 = <<48/2="], GenerationConfig(max_new_tokens=6, calculator=True))
+    assert opened.text.startswith("24>>") and opened.num_tokens == 6
+    sampled = GenerationConfig(max_new_tokens=30, stop=["\nQ:"], calculator=True, temperature=0.8, seed=3)
+    assert llama.sample([CALL_PROMPT], sampled, n=3) == llama.sample([CALL_PROMPT], sampled, n=3)

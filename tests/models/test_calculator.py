@@ -124,14 +124,14 @@ def _metaspace_tokenizer():
 def test_forced_results_continue_the_call_without_a_word_break(kind: str, request: pytest.FixtureRequest) -> None:
     from transformers import AutoTokenizer
 
-    from promptlearning.models.hf.decoding import continuation_ids
+    from promptlearning.models.calculator import continuation_ids
 
     if kind == "byte-level":  # SmolLM2's kind
         tokenizer = AutoTokenizer.from_pretrained(str(request.getfixturevalue("tiny_llama_dir")))
     else:
         tokenizer = _metaspace_tokenizer()
     call = tokenizer.encode("so <<48/2=", add_special_tokens=False)
-    forced = continuation_ids(tokenizer, call, "24>>")
+    forced = continuation_ids(lambda t: tokenizer.encode(t, add_special_tokens=False), tokenizer.decode, call, "24>>")
     assert tokenizer.decode(call + forced).endswith("<<48/2=24>>")
     if kind == "metaspace":  # encoded alone, the result would start a new word: "= 24>>"
         assert tokenizer.decode(call + tokenizer.encode("24>>", add_special_tokens=False)).endswith("= 24>>")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 
 MAX_EXPRESSION_CHARS = 120
@@ -92,3 +93,19 @@ def calculator_completion(text: str) -> str | None:
         return format_number(evaluate(match.group(1))) + ">>"
     except CalculatorError:
         return None
+
+
+def continuation_ids(
+    encode: Callable[[str], list[int]], decode: Callable[[list[int]], str], previous: Sequence[int], text: str
+) -> list[int]:
+    """Tokens that continue ``previous`` (ending in ``=``) with exactly ``text``. SentencePiece-style
+    tokenizers (Llama-2's) encode a text alone as a new word (``▁24``: "= 24"), so the text is encoded
+    after an ``=`` and the tokens up to it dropped, kept only if the decoded whole reads as it should."""
+    context = list(previous[-8:])
+    ids = encode("=" + text)
+    for k in range(1, len(ids)):
+        if decode(ids[:k]).strip() == "=":
+            if decode(context + ids[k:]) == decode(context) + text:
+                return ids[k:]
+            break
+    return encode(text)

@@ -204,8 +204,8 @@ def check_calculator(config: GenerationConfig, backend: str) -> None:
     """Refuse calculator decoding on a backend that cannot force tokens in the middle of a generation."""
     if config.calculator:
         raise UnsupportedOperationError(
-            f"calculator decoding forces tokens while decoding, which only causal transformers models (the hf "
-            f"backend, without a soft prompt) do; {backend} cannot"
+            f"calculator decoding forces tokens while decoding, which the local causal backends (hf without a "
+            f"soft prompt, llamacpp) do; {backend} cannot"
         )
 
 

@@ -30,6 +30,7 @@ from promptlearning.errors import (
     PromptTooLongError,
     UnsupportedOperationError,
 )
+from promptlearning.models.calculator import MAX_EXPRESSION_CHARS, calculator_completion, continuation_ids
 from promptlearning.models.interface import (
     Generation,
     GenerationConfig,
@@ -37,7 +38,6 @@ from promptlearning.models.interface import (
     LoglikelihoodResult,
     RequestLike,
     as_requests,
-    check_calculator,
     check_prompts,
     refuse_suffix,
     shared_prefix_length,
@@ -191,7 +191,6 @@ class LlamaCppModel(LanguageModel):
     ) -> list[Generation]:
         prompts = check_prompts(prompts)
         config = config or GenerationConfig()
-        check_calculator(config, "the llama.cpp backend")
         start = time.perf_counter()
         out = []
         bar = progress_bar(len(prompts), desc="generate", enabled=bool(progress))
@@ -203,6 +202,9 @@ class LlamaCppModel(LanguageModel):
                     f"prompt of {len(tokens)} tokens + max_new_tokens={config.max_new_tokens} exceeds "
                     f"{self.name}'s context of {self.max_length} tokens (prompt starts {prompt[:60]!r})"
                 )
+            if config.calculator:
+                out.append(self._generate_calculating(tokens, config))
+                continue
             result = self.llm.create_completion(
                 tokens,
                 max_tokens=config.max_new_tokens,
@@ -220,3 +222,42 @@ class LlamaCppModel(LanguageModel):
         self.last_seconds = time.perf_counter() - start
         bar.close()
         return out
+
+    def _generate_calculating(self, prompt: list[int], config: GenerationConfig) -> Generation:
+        """One generation with the calculator in the loop: token by token through llama.cpp's
+        generator; when the text ends in an open ``<<expr=`` call the result and ``>>`` are appended
+        and decoding restarts from the longer sequence (llama.cpp keeps the shared prefix's cache)."""
+        llm, limit = self.llm, config.max_new_tokens
+        options = {"temp": config.temperature, "top_p": config.top_p, "min_p": 0.0, "repeat_penalty": 1.0,
+                   "top_k": config.top_k if config.do_sample else 1}  # fmt: skip
+        llm.set_seed(config.seed)
+        generated = self._calculated(prompt)[:limit]  # a prompt that ends in an open call
+        while len(generated) < limit:
+            forced: list[int] = []
+            for token in llm.generate(prompt + generated, **options):
+                if token == self.eos_token_id:
+                    return self._finished(generated, "stop", config)
+                generated.append(token)
+                if any(stop in self._text(generated) for stop in config.stop):
+                    return self._finished(generated, "stop", config)
+                forced = self._calculated(prompt + generated) if len(generated) < limit else []
+                if forced or len(generated) >= limit:
+                    break
+            generated += forced[: limit - len(generated)]
+        return self._finished(generated, "length", config)
+
+    def _calculated(self, tokens: list[int]) -> list[int]:
+        """The calculator's tokens when ``tokens`` end in an open ``<<expr=`` call, else none."""
+        text = self._text(tokens[-(MAX_EXPRESSION_CHARS + 4) :])
+        completion = calculator_completion(text) if text.endswith("=") else None
+        return continuation_ids(self.encode, self._text, tokens, completion) if completion else []
+
+    def _text(self, tokens: list[int]) -> str:
+        return self.llm.detokenize(tokens).decode("utf-8", errors="ignore")
+
+    def _finished(self, tokens: list[int], reason: str, config: GenerationConfig) -> Generation:
+        """The generation so far, cut before the first stop string (which is not part of the text)."""
+        text = self._text(tokens)
+        for stop in config.stop:
+            text = text.split(stop, 1)[0]
+        return Generation(text, len(tokens), reason)

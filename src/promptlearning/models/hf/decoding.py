@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from promptlearning.cancellation import abandoned_items
-from promptlearning.models.calculator import MAX_EXPRESSION_CHARS, calculator_completion
+from promptlearning.models.calculator import MAX_EXPRESSION_CHARS, calculator_completion, continuation_ids
 from promptlearning.models.hf.base import cache_keyword, returned_cache
 from promptlearning.models.interface import (
     Generation,
@@ -200,20 +200,6 @@ def choose_tokens(
     return torch.stack(
         [torch.multinomial(probs[row], 1, generator=generators[row])[0] for row in range(probs.shape[0])]
     )
-
-
-def continuation_ids(tokenizer: Any, previous: Sequence[int], text: str) -> list[int]:
-    """Tokens that continue ``previous`` (ending in ``=``) with exactly ``text``. SentencePiece-style
-    tokenizers (Llama-2's) encode a text alone as a new word (``▁24``: "= 24"), so the text is encoded
-    after an ``=`` and the tokens up to it dropped, kept only if the decoded whole reads as it should."""
-    context = list(previous[-8:])
-    ids = tokenizer.encode("=" + text, add_special_tokens=False)
-    for k in range(1, len(ids)):
-        if tokenizer.decode(ids[:k]).strip() == "=":
-            if tokenizer.decode(context + ids[k:]) == tokenizer.decode(context) + text:
-                return ids[k:]
-            break
-    return tokenizer.encode(text, add_special_tokens=False)
 
 
 class Decoder:
@@ -476,7 +462,12 @@ class Decoder:
         if not self._ends_with_equals(tokens[-1]):
             return []
         completion = calculator_completion(self.tokenizer.decode(tokens[-(MAX_EXPRESSION_CHARS + 4) :]))
-        return continuation_ids(self.tokenizer, tokens, completion) if completion else []
+        if not completion:
+            return []
+        return continuation_ids(self._encode_plain, self.tokenizer.decode, tokens, completion)
+
+    def _encode_plain(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False)
 
     def _ends_with_equals(self, token: int) -> bool:
         known = self._equals_tokens.get(token)
