@@ -42,6 +42,30 @@ def test_remote_generation_equals_local(remote, tiny_lm) -> None:
     assert isinstance(reply.text, str)
 
 
+def test_calculator_decoding_through_the_server_continues_as_local_decoding_does(remote, tiny_lm) -> None:
+    prompts = ["go:<<2+2=", "the cat sat <<7*8=", "Once upon"]
+    config = GenerationConfig(max_new_tokens=8, calculator=True)
+    there, here = remote.generate(prompts, config), tiny_lm.generate(prompts, config)
+    assert there[0].text.startswith("4>>") and there[1].text.startswith("56>>")
+    assert [g.text for g in there] == [g.text for g in here]
+    sampled = GenerationConfig(max_new_tokens=6, calculator=True, temperature=0.9, seed=2)
+    first = remote.sample(prompts[:1], sampled, n=2)
+    assert first == remote.sample(prompts[:1], sampled, n=2) and all(g.text.startswith("4>>") for g in first[0])
+
+
+def test_a_server_names_the_stop_string_that_ended_a_completion(server) -> None:
+    import httpx
+
+    body = {"model": "tiny", "prompt": "the cat sat on the", "max_tokens": 12, "temperature": 0}
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    free = httpx.post(f"{server.base_url}/completions", json=body, headers=headers, timeout=30).json()["choices"][0]
+    assert free["stop_reason"] is None
+    stop = free["text"][2:4]  # a stop string that the greedy text contains
+    stopped = httpx.post(f"{server.base_url}/completions", json={**body, "stop": ["zzz", stop]}, headers=headers,
+                         timeout=30).json()["choices"][0]  # fmt: skip
+    assert stopped["finish_reason"] == "stop" and stopped["stop_reason"] == stop
+
+
 def test_channel_scoring_and_ensembles_through_the_remote_backend(remote, tiny_lm) -> None:
     from promptlearning.methods.spec import ClassifierSpec, build_classifier
 
@@ -127,6 +151,9 @@ def _broken_peer_app():
             return JSONResponse({"id": "x", "object": "text_completion", "choices": []})
         if kind == "no-text":
             return JSONResponse({"id": "x", "object": "text_completion", "choices": [{"index": 0}]})
+        if kind == "no-stop-reason":  # a stop string ended it, but which one is not said
+            return JSONResponse({"id": "x", "object": "text_completion",
+                                 "choices": [{"index": 0, "text": "<<2+2", "finish_reason": "stop"}]})  # fmt: skip
         length = len(body["prompt"]) + 1
         value = {"nan": float("nan"), "positive": 0.7}[kind]
         content = {
@@ -191,6 +218,15 @@ def test_malformed_answers_are_errors_naming_the_server(broken_peer, tiny_llama_
     with pytest.raises(RemoteServerError) as error:
         call()
     assert broken_peer in str(error.value) and words in str(error.value)
+
+
+def test_calculator_decoding_needs_a_server_that_names_the_stop(broken_peer, tiny_llama_dir) -> None:
+    from promptlearning.errors import UnsupportedOperationError
+
+    model = load_model("no-stop-reason", backend="openai", base_url=broken_peer, tokenizer=str(tiny_llama_dir))
+    assert model.generate(["hi"])[0].text == "<<2+2"  # without the calculator, any server does
+    with pytest.raises(UnsupportedOperationError, match="stop_reason"):
+        model.generate(["hi"], GenerationConfig(calculator=True))
 
 
 def test_a_server_that_never_answers_times_out(broken_peer, tiny_llama_dir) -> None:

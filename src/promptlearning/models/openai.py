@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from promptlearning.errors import PromptLearningError, PromptTooLongError, UnsupportedOperationError
+from promptlearning.models.calculator import MAX_EXPRESSION_CHARS, calculator_completion
 from promptlearning.models.interface import (
     Generation,
     GenerationConfig,
@@ -41,6 +42,7 @@ from promptlearning.models.interface import (
     check_prompts,
     check_samples,
     refuse_suffix,
+    sample_seed,
     split_at_boundary,
 )
 from promptlearning.progress import progress_bar
@@ -298,7 +300,6 @@ class OpenAICompatibleModel(LanguageModel):
         progress: bool | None = None,
     ) -> list[Generation]:
         config = config or GenerationConfig()
-        check_calculator(config, "the OpenAI-compatible backend")
         return [row[0] for row in self._sample(check_prompts(prompts), config, 1, progress)]
 
     def sample(
@@ -311,7 +312,6 @@ class OpenAICompatibleModel(LanguageModel):
         progress: bool | None = None,
     ) -> list[list[Generation]]:
         check_samples(config, n)
-        check_calculator(config, "the OpenAI-compatible backend")
         return self._sample(check_prompts(prompts), config, n, progress)
 
     def _sample(self, prompts: list[str], config: GenerationConfig, n: int, progress: bool | None) -> list:
@@ -327,6 +327,9 @@ class OpenAICompatibleModel(LanguageModel):
             payload["stop"] = list(config.stop)
 
         def one(prompt: str) -> list[Generation]:
+            if config.calculator:
+                seeds = [config.seed] if n == 1 else [sample_seed(config.seed or 0, j) for j in range(n)]
+                return [self._calculating(prompt, config, seed) for seed in seeds]
             response = self._post(prompt=prompt, **payload)
             choices = sorted(response.choices, key=lambda c: c.index if isinstance(c.index, int) else 0)
             used = getattr(getattr(response, "usage", None), "completion_tokens", None)
@@ -334,6 +337,39 @@ class OpenAICompatibleModel(LanguageModel):
             return [Generation(c.text, per_choice, "stop" if c.finish_reason == "stop" else "length") for c in choices]
 
         return self._map(one, prompts, "generate", progress)
+
+    def _calculating(self, prompt: str, config: GenerationConfig, seed: int | None) -> Generation:
+        """One generation with the calculator in the loop, by continuation: the server stops at every
+        ``=`` (and at the run's stops); where the text ends in an open ``<<expr=`` call the result and
+        ``>>`` are appended and the server continues the longer text. It needs a server that says which
+        stop string ended a completion (``stop_reason``: vLLM, ``promptlearning serve``)."""
+        opened = calculator_completion(prompt[-(MAX_EXPRESSION_CHARS + 4) :]) if prompt.endswith("=") else None
+        text = opened or ""  # a prompt that ends in an open call gets its result first
+        used = self.count_tokens(text) if text else 0
+        while used < config.max_new_tokens:
+            payload: dict[str, Any] = {"max_tokens": config.max_new_tokens - used, "temperature": config.temperature,
+                                       "top_p": config.top_p, "n": 1, "stop": [*config.stop, "="]}  # fmt: skip
+            if seed is not None:
+                payload["seed"] = seed
+            response = self._post(prompt=prompt + text, **payload)
+            choice = response.choices[0]
+            text += choice.text
+            tokens = getattr(getattr(response, "usage", None), "completion_tokens", None)
+            used += tokens if isinstance(tokens, int) else 0
+            if choice.finish_reason != "stop":
+                return Generation(text, used, "length")
+            extra = getattr(choice, "model_extra", None) or {}
+            if "stop_reason" not in extra:
+                raise UnsupportedOperationError(
+                    f"calculator decoding through {self.base_url} needs the server to say which stop string ended a "
+                    "completion (stop_reason, as vLLM and promptlearning serve do); this one does not"
+                )
+            if extra["stop_reason"] != "=":
+                return Generation(text, used, "stop")
+            completion = calculator_completion((prompt + text + "=")[-(MAX_EXPRESSION_CHARS + 4) :]) or ""
+            text += "=" + completion
+            used += self.count_tokens("=" + completion)
+        return Generation(text, used, "length")
 
     def chat(self, messages: list[dict[str, str]], config: GenerationConfig | None = None) -> Generation:
         """One reply through ``/v1/chat/completions`` (the server applies its chat template)."""

@@ -75,6 +75,7 @@ class CompletionChoice(_Response):
     text: str
     logprobs: CompletionLogprobs | None = None
     finish_reason: str | None = None
+    stop_reason: str | None = None  # vLLM's extension: the stop string that ended it (None: EOS or length)
 
 
 class Completion(_Response):

@@ -131,6 +131,16 @@ def _scored_ids(model: TokenLevelModel, generation: Generation, stops: Sequence[
     return ids
 
 
+def _stop_reason(model: TokenLevelModel, generation: Generation, stops: Sequence[str]) -> str | None:
+    """The stop string that ended a generation (the first one its tokens spell), as vLLM reports it:
+    a client that continues the text (calculator decoding through the remote backend) needs to know."""
+    if generation.finish_reason != "stop" or not stops:
+        return None
+    decoded = model.decode_ids(list(generation.token_ids))
+    found = [(decoded.find(s), s) for s in stops if s in decoded]
+    return min(found)[1] if found else None
+
+
 async def _complete(request: Request, job: Job, body: CompletionRequest, texts: list[str | None]) -> Completion:
     generations, scores = await _generations_and_scores(request, job, body)
     model = job.model
@@ -143,7 +153,8 @@ async def _complete(request: Request, job: Job, body: CompletionRequest, texts: 
                 logprobs = _choice_logprobs(model, scores[i][j], len(job.prompts[i]), body, len(prompt_texts[i]))
             text = (prompt_texts[i] if body.echo else "") + generation.text
             choices.append(CompletionChoice(index=i * job.n + j, text=text, logprobs=logprobs,
-                                            finish_reason=generation.finish_reason))  # fmt: skip
+                                            finish_reason=generation.finish_reason,
+                                            stop_reason=_stop_reason(model, generation, body.stops)))  # fmt: skip
     completion_tokens = sum(g.num_tokens for row in generations for g in row)
     request.state.output = [c.text for c in choices]
     return Completion(
