@@ -440,6 +440,12 @@ CASES = [
          2, "generations: Input should be greater than or equal to 1"),
     Case("issue32-ipet-growth-one", ["train", TRAIN, "--set", "pet_ensemble={members: [{}, {}], generations: 2, "
          "growth: 1}"], 2, "growth: Input should be greater than 1"),
+    Case("issue32-pet-member-lr-zero", ["train", TRAIN, "--set", "pet_ensemble={members: [{}, {learning_rate: 0}]}"],
+         2, "learning_rate: Input should be greater than 0"),
+    Case("issue32-pet-member-peft-unknown", ["train", TRAIN, "--set",
+         "pet_ensemble={members: [{}, {peft: {method: lorax}}]}"], 2, "method"),
+    Case("issue32-pet-distill-labelled-not-a-switch", ["train", TRAIN, "--set",
+         "pet_ensemble={members: [{}, {}], distill_labelled: maybe}"], 2, "distill_labelled"),
     Case("issue32-rationale-with-few-shot", ["train", TRAIN, "--set", "objective=rationale", "--set",
          "few_shot={k: 4}"], 2, "few_shot does not apply"),
     Case("issue32-rationale-missing-field", ["train", TRAIN, "--set", "objective=rationale"], 2,

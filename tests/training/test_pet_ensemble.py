@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
 
 from promptlearning.errors import PromptLearningError
 
@@ -52,6 +53,27 @@ def test_ipet_retrains_each_member_on_what_the_others_label(write_task) -> None:
     # member's labels (fewer where it gives a label to fewer pool rows)
     first, second = metrics["ensemble"]["generations_train_examples"]
     assert first == [16, 16] and all(16 < n <= 32 for n in second)
+
+
+def test_members_bring_their_own_peft_method_and_learning_rate(write_task) -> None:
+    from promptlearning.tasks import load_task, run_task
+    from promptlearning.tasks.train.ensemble import member_config
+
+    prompt_tuning = {"method": "prompt-tuning", "options": {"num_virtual_tokens": 4}}
+    members = [MEMBERS[0], {**MEMBERS[1], "peft": prompt_tuning, "learning_rate": 0.03}]
+    ensemble = {"members": members, "distill_steps": 4, "distill_labelled": True}
+    config = load_task(write_task("own", pet_ensemble=ensemble))
+    second = member_config(config, config.pet_ensemble.members[1])
+    assert second.peft.method == "prompt-tuning" and second.training.learning_rate == 0.03
+    first = member_config(config, config.pet_ensemble.members[0])
+    assert first.peft == config.peft and first.training == config.training
+    seed_dir = run_task(config).run_dir / "seed-1"
+    for member, kind in (("member-1", "lora_"), ("member-2", "prompt_encoder")):
+        with safe_open(next((seed_dir / member).rglob("trainable.safetensors")), "pt") as weights:
+            assert all(kind in name for name in weights.keys()), member  # noqa: SIM118 (safe_open has no __iter__)
+    metrics = json.loads((seed_dir / "metrics.json").read_text())
+    # the 16 labelled rows join the pool rows in the distillation set, with their gold labels
+    assert metrics["ensemble"]["distill_examples"] == metrics["ensemble"]["unlabeled"] + 16
 
 
 def test_ipet_takes_the_most_confident_rows_of_each_label_in_the_labelled_proportions() -> None:

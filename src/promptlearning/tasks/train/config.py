@@ -95,10 +95,13 @@ class RationaleSection(StrictModel):
 
 
 class EnsembleMember(StrictModel):
-    """One PET pattern of an ensemble: its template and/or label words (the task's where not given)."""
+    """One PET pattern of an ensemble: its template, label words, PEFT method and learning rate (the
+    task's where not given)."""
 
     template: TemplateConfig | None = None
     verbalizer: VerbalizerConfig | None = None
+    peft: PeftSection | None = Field(None, description="this member's PEFT method (default: the task's)")
+    learning_rate: float | None = Field(None, gt=0, description="this member's learning rate (default: the task's)")
 
 
 class PetEnsembleSection(StrictModel):
@@ -115,6 +118,9 @@ class PetEnsembleSection(StrictModel):
     temperature: float = Field(2.0, gt=0, description="softens the members' logits (PET: 2)")
     final: EnsembleMember | None = Field(None, description="the distilled program's pattern (default: member 1's)")
     distill_steps: int | None = Field(None, ge=1, description="steps of the distillation (default: training.max_steps)")
+    distill_labelled: bool = Field(
+        False, description="the labelled examples join the distillation set with their gold labels (PET: pool only)"
+    )
     generations: int = Field(
         1,
         ge=1,

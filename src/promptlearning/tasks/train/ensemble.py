@@ -33,12 +33,14 @@ from promptlearning.tasks.train.config import EnsembleMember, TrainTaskConfig
 
 
 def member_config(config: TrainTaskConfig, member: EnsembleMember) -> TrainTaskConfig:
-    """The task as one member trains it: its template and label words in place of the task's."""
+    """The task as one member trains it: its template, label words, PEFT method and learning rate in
+    place of the task's."""
     changes: dict[str, Any] = {"pet_ensemble": None}
-    if member.template is not None:
-        changes["template"] = member.template
-    if member.verbalizer is not None:
-        changes["verbalizer"] = member.verbalizer
+    for field in ("template", "verbalizer", "peft"):
+        if getattr(member, field) is not None:
+            changes[field] = getattr(member, field)
+    if member.learning_rate is not None:
+        changes["training"] = config.training.model_copy(update={"learning_rate": member.learning_rate})
     return config.model_copy(update=changes)
 
 
@@ -101,6 +103,11 @@ def ensemble_distribution(members: Sequence[tuple[Any, float]], rows: Sequence[M
     """The weighted mean of the members' softened label distributions, columns in ``labels`` order."""
     distributions = member_distributions(members, rows, labels, temperature, batch_size)
     return weighted_mean(distributions, [weight for _, weight in members])
+
+
+def one_hot(labels: Sequence[str], label: str) -> tuple[float, ...]:
+    """A gold label as a distribution over ``labels``."""
+    return tuple(1.0 if name == label else 0.0 for name in labels)
 
 
 def pseudo_labelled(rows: Sequence[Mapping[str, Any]], distribution: torch.Tensor, labels: list[str],
@@ -200,6 +207,10 @@ def train_pet_ensemble(
     final = build_program(spec, total_steps=args.max_steps, seed=seed, device=training_state(config.device).device)
     features = [{**f, "soft_labels": tuple(p.tolist())}
                 for f, p in zip(final.encode(unlabeled, with_label=False), soft, strict=True)]  # fmt: skip
+    if section.distill_labelled:
+        features += [{**f, "soft_labels": one_hot(spec.labels, str(row[label_field]))}
+                     for f, row in zip(final.encode(train_set, with_label=False), train_set, strict=True)]  # fmt: skip
+    notes["distill_examples"] = len(features)
     result = train(
         final.module, features, final.featurizer.collate,
         lambda _: _scalars(final.evaluate(dev_set, batch_size=config.eval_batch_size)), args, directory / "distill",
