@@ -51,6 +51,11 @@ METHODS: dict[str, PeftMethod] = {
 _INTERNAL = {"task_type", "peft_type", "auto_mapping", "peft_version", "base_model_name_or_path", "revision"}
 
 
+# peft's prefix tuning hands its prefixes to the model as ``past_key_values``, which transformers 5
+# announces as deprecated on every forward: nothing a user can act on, so not shown to them.
+warnings.filterwarnings("ignore", r"`past_key_values` is deprecated .*Use `cache` instead", FutureWarning)
+
+
 @contextmanager
 def quiet_peft() -> Iterator[None]:
     """Silence the deprecation notice peft 0.21 triggers in transformers 5 on every model it wraps."""
