@@ -444,6 +444,8 @@ CASES = [
          2, "learning_rate: Input should be greater than 0"),
     Case("issue32-pet-member-peft-unknown", ["train", TRAIN, "--set",
          "pet_ensemble={members: [{}, {peft: {method: lorax}}]}"], 2, "method"),
+    Case("issue32-pet-member-peft-bad-option", ["train", TRAIN, "--set",
+         "pet_ensemble={members: [{}, {peft: {method: lora, options: {bogus: 1}}}]}"], 2, "bogus"),
     Case("issue32-pet-distill-labelled-not-a-switch", ["train", TRAIN, "--set",
          "pet_ensemble={members: [{}, {}], distill_labelled: maybe}"], 2, "distill_labelled"),
     Case("issue32-rationale-with-few-shot", ["train", TRAIN, "--set", "objective=rationale", "--set",

@@ -45,9 +45,9 @@ def member_config(config: TrainTaskConfig, member: EnsembleMember) -> TrainTaskC
 
 
 def check_ensemble(config: TrainTaskConfig) -> None:
-    """Every member (and the final pattern) names the same labels as the task."""
-    from promptlearning.prompts.template import PromptTemplate
-    from promptlearning.prompts.verbalizer import Verbalizer
+    """Every member (and the final pattern) passes the task's own checks (template, label words, PEFT
+    options) and names the same labels as the task, before anything trains."""
+    from promptlearning.tasks.train.run import check_train_task
 
     section = config.pet_ensemble
     assert section is not None and config.verbalizer is not None
@@ -55,13 +55,10 @@ def check_ensemble(config: TrainTaskConfig) -> None:
     for name, member in [*((f"member {i}", m) for i, m in enumerate(section.members, 1)), ("final", section.final)]:
         if member is None:
             continue
-        if member.template is not None:
-            PromptTemplate(**member.template.model_dump())
-        if member.verbalizer is not None:
-            Verbalizer(member.verbalizer.words)
-            if set(member.verbalizer.words) != labels:
-                raise PromptLearningError(f"pet_ensemble {name}'s label words name {sorted(member.verbalizer.words)}; "
-                                          f"the task's labels are {sorted(labels)}")  # fmt: skip
+        check_train_task(member_config(config, member))
+        if member.verbalizer is not None and set(member.verbalizer.words) != labels:
+            raise PromptLearningError(f"pet_ensemble {name}'s label words name {sorted(member.verbalizer.words)}; "
+                                      f"the task's labels are {sorted(labels)}")  # fmt: skip
 
 
 def unlabeled_pool(config: TrainTaskConfig, pool: Sequence[Mapping[str, Any]], used: Sequence[Mapping[str, Any]],
