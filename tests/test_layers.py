@@ -20,7 +20,7 @@ LAYERS = [
     {"training", "pretraining", "compression"},
     {"search"},
     {"tasks"},
-    {"cli", "serving", "demo"},
+    {"cli", "serving", "demo", "ui"},
 ]
 
 

@@ -10,12 +10,13 @@ import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
 
 from promptlearning.serving import openai, task_api
-from promptlearning.serving.auth import KeyStore, RateLimiter, bearer_token
+from promptlearning.serving.auth import SESSION_COOKIE, UI_HEADER, BrowserSessions, KeyStore, RateLimiter, bearer_token
 from promptlearning.serving.batching import Batcher
 from promptlearning.serving.errors import APIError, error_response, install_error_handlers
 from promptlearning.serving.observability import ServerMetrics, mask_sensitive, server_logger
@@ -23,6 +24,7 @@ from promptlearning.serving.served import ServedModels
 from promptlearning.serving.settings import ServerSettings
 
 OPEN_PATHS = ("/health", "/ready", "/metrics")  # answered without a key (probes and scrapers)
+UI_OPEN_PREFIXES = ("/ui/login", "/ui/static/")  # the sign-in page and its style sheet and script
 
 
 class _BodyLimit:
@@ -88,6 +90,7 @@ def create_app(settings: ServerSettings, served: ServedModels | None = None) -> 
     state.load_in_background = served is None
     state.served = served if served is not None else ServedModels()
     state.keys = None if settings.no_auth else KeyStore(settings.api_key, settings.api_keys_file)
+    state.sessions = BrowserSessions()
     state.limiter = RateLimiter(settings.requests_per_minute, settings.tokens_per_minute)
     state.draining = False
     state.worker_failed = False
@@ -98,6 +101,9 @@ def create_app(settings: ServerSettings, served: ServedModels | None = None) -> 
     install_error_handlers(app)
     app.include_router(openai.router)
     app.include_router(task_api.router)
+    from promptlearning.ui import ui_router  # the UI imports serving's auth and errors
+
+    app.include_router(ui_router(settings.ui_runs))
     _operations(app)
     app.middleware("http")(_gatekeeper)
     app.add_middleware(_BodyLimit, limit=settings.max_body_bytes)
@@ -179,18 +185,22 @@ def _log_request(request: Request, response: Response, seconds: float) -> None:
 
 async def _guarded(request: Request, call_next: Callable) -> Response:
     state, path = request.app.state, request.url.path
-    if path in OPEN_PATHS:
+    if path in OPEN_PATHS or path.startswith(UI_OPEN_PREFIXES):
         return await call_next(request)
     if state.draining:
         return error_response(503, "the server is shutting down", headers={"Retry-After": "5"})
     if state.keys is not None:
-        key = state.keys.identify(bearer_token(request.headers.get("authorization")))
+        key = _identify(request)
         if key is None:
+            if path.startswith("/ui") and request.method == "GET":  # a page: sign in first, then come back
+                target = path + (f"?{request.url.query}" if request.url.query else "")
+                return RedirectResponse(f"/ui/login?next={quote(target, safe='')}", status_code=303)
             return error_response(
                 401, "missing or invalid API key: send 'Authorization: Bearer KEY'", code="invalid_api_key"
             )
         request.state.key = key
-    if not state.served.ready and not path.startswith(("/docs", "/openapi")):
+    # the UI's run pages need no model: they answer while it loads
+    if not state.served.ready and not path.startswith(("/docs", "/openapi", "/ui")):
         why = f"loading failed: {state.served.error}" if state.served.error else "the model is still loading"
         return error_response(503, why, headers={"Retry-After": "5"})
     try:
@@ -200,6 +210,19 @@ async def _guarded(request: Request, call_next: Callable) -> Response:
     if request.method == "POST":
         return await _admitted(request, call_next)
     return await call_next(request)
+
+
+def _identify(request: Request) -> str | None:
+    """The key id of a request: its bearer key, or the web UI's session cookie. A cookie alone
+    does not authorise a POST: the UI's scripts add a header that a cross-site form cannot send."""
+    state = request.app.state
+    presented = bearer_token(request.headers.get("authorization"))
+    if presented is not None:
+        return state.keys.identify(presented)
+    key = state.sessions.identify(request.cookies.get(SESSION_COOKIE))
+    if key is not None and request.method not in ("GET", "HEAD") and request.headers.get(UI_HEADER) != "1":
+        return None
+    return key
 
 
 async def _admitted(request: Request, call_next: Callable) -> Response:

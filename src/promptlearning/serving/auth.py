@@ -128,3 +128,36 @@ class RateLimiter:
             code="rate_limit_exceeded",
             headers={"Retry-After": str(seconds)},
         )
+
+
+SESSION_COOKIE = "promptlearning_session"
+UI_HEADER = "x-promptlearning-ui"  # sent by the UI's own scripts: a cross-site form cannot set it
+
+
+class BrowserSessions:
+    """The web UI's sign-ins: a key is checked once, then the browser holds a random session token
+    (an HttpOnly, SameSite=Strict cookie that lasts the browser session), never the key itself."""
+
+    MAX_SESSIONS = 1000
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, str] = {}  # token -> key id
+        self._lock = threading.Lock()
+
+    def open(self, key_id: str) -> str:
+        token = secrets.token_urlsafe(32)
+        with self._lock:
+            if len(self._sessions) >= self.MAX_SESSIONS:  # the oldest sign-in goes first
+                self._sessions.pop(next(iter(self._sessions)))
+            self._sessions[token] = key_id
+        return token
+
+    def identify(self, token: str | None) -> str | None:
+        if not token:
+            return None
+        with self._lock:
+            return self._sessions.get(token)
+
+    def close(self, token: str | None) -> None:
+        with self._lock:
+            self._sessions.pop(token or "", None)

@@ -31,6 +31,7 @@ class ServerSettings(BaseSettings):
     dtype: str = Field("auto", description="auto, float32, bfloat16 or float16")
     program: dict[str, str] = Field(default_factory=dict, description="saved prompt programs, NAME=DIR (repeatable)")
     embedding_model: str | None = Field("minilm-l6", description="model of /v1/embeddings ('none': no embeddings)")
+    ui_runs: Path = Field(Path("runs"), description="root of the run directories the web UI at /ui shows")
     # network and security
     host: str = Field("127.0.0.1", description="address to bind")
     port: int = Field(8000, ge=0, le=65535, description="port (0: any free port)")

@@ -1,0 +1,217 @@
+"""The runs the web UI shows: every run directory under one root, read-only, and nothing outside it.
+
+A run is a directory holding ``run.json`` (any task kind), ``search.json`` (a prompt search) or, for
+a training run still going, a ``config.yaml`` of ``type: train`` whose seeds write checkpoints. Paths
+come from the browser, so :meth:`RunsRoot.resolve` accepts only plain relative names below the root:
+no ``..``, no absolute paths, no symbolic links anywhere on the way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import yaml
+
+from promptlearning.errors import PromptLearningError
+from promptlearning.runs.result import RUN_FILE
+
+SEARCH_FILE = "search.json"
+PREDICTION_FILES = ("predictions.jsonl", "eval/predictions.jsonl")
+PLOT_SUFFIXES = (".png", ".svg", ".jpg", ".jpeg")
+MAX_DEPTH = 6  # how deep below the root runs are looked for
+MAX_RUNS = 5000  # a root with more is cut there (and says so)
+
+
+class RunPathError(PromptLearningError):
+    """A path the browser asked for that is not a run (or file) under the root: ``status`` is the HTTP code."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class RunSummary:
+    """One row of the runs list."""
+
+    id: str  # the path below the root, with '/'
+    kind: str
+    task: str
+    setting: str
+    model: str
+    metric: str
+    value: float | None
+    std: float
+    seeds: int
+    num_examples: int
+    date: str  # when the run was last written, local time
+    timestamp: float
+    status: str = "finished"  # or "running"
+    has_predictions: bool = False
+
+
+@dataclass
+class Progress:
+    """A training run still going: its seeds' latest checkpoint step and dev history."""
+
+    step: int
+    max_steps: int | None
+    seeds: dict[str, dict[str, Any]] = field(default_factory=dict)  # seed dir -> {step, history}
+
+
+class RunsRoot:
+    """Every run directory below ``root``; paths from outside are checked by :meth:`resolve`."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).expanduser().resolve()
+
+    def resolve(self, relative: str, *, is_file: bool = False) -> Path:
+        """``root/relative`` when it is a plain relative path below the root with no link on the way;
+        otherwise :class:`RunPathError` (400 for a refused path, 404 for a missing one)."""
+        if not relative or "\x00" in relative or "\\" in relative:
+            raise RunPathError("not a path below the runs root")
+        parts = PurePosixPath(relative).parts
+        if PurePosixPath(relative).is_absolute() or any(part in ("..", ".") for part in parts):
+            raise RunPathError(f"{relative!r} is not a relative path below the runs root")
+        path = self.root
+        for part in parts:
+            path = path / part
+            if path.is_symlink():
+                raise RunPathError(f"{relative!r} goes through a symbolic link, which the UI does not follow")
+        exists = path.is_file() if is_file else path.is_dir()
+        if not exists:
+            raise RunPathError(f"no {'file' if is_file else 'run'} {relative!r} under the runs root", status=404)
+        return path
+
+    def run_id(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    def runs(self) -> list[RunSummary]:
+        """Every run below the root, newest first."""
+        found: list[RunSummary] = []
+        if not self.root.is_dir():
+            return found
+        for directory, subdirs, files in os.walk(self.root, followlinks=False):
+            path = Path(directory)
+            depth = len(path.relative_to(self.root).parts)
+            subdirs[:] = sorted(d for d in subdirs if not d.startswith(".") and not (path / d).is_symlink())
+            summary = self.summary(path, set(files)) if path != self.root else None
+            if summary is not None:
+                found.append(summary)
+                subdirs[:] = []  # a run's own folders (seeds, members, checkpoints) are parts of it
+            if depth >= MAX_DEPTH or len(found) >= MAX_RUNS:
+                subdirs[:] = []
+        return sorted(found, key=lambda s: -s.timestamp)
+
+    def summary(self, path: Path, files: set[str] | None = None) -> RunSummary | None:
+        """The list row of ``path``, or None when it is not a run directory."""
+        files = files if files is not None else {p.name for p in path.iterdir() if p.is_file()}
+        try:
+            if RUN_FILE in files:
+                return self._finished(path)
+            if SEARCH_FILE in files:
+                return self._search(path)
+            if "config.yaml" in files and any(path.glob("seed-*/checkpoints")):
+                return self._running(path)
+        except (OSError, ValueError, TypeError, KeyError, AttributeError, yaml.YAMLError):
+            return self._damaged(path)
+        return None
+
+    def progress(self, path: Path) -> Progress | None:
+        """The progress of a training run still going (None when it has finished or is not one)."""
+        if (path / RUN_FILE).is_file():
+            return None
+        seeds: dict[str, dict[str, Any]] = {}
+        for seed_dir in sorted(path.glob("seed-*")):
+            states = sorted(seed_dir.glob("checkpoints/step-*/trainer_state.json"))
+            if states:
+                state = _read_json(states[-1])
+                seeds[seed_dir.name] = {"step": int(state.get("step", 0)), "history": state.get("history", [])}
+        if not seeds:
+            return None
+        config = _read_yaml(path / "config.yaml")
+        max_steps = (config.get("training") or {}).get("max_steps") if isinstance(config, dict) else None
+        step = max(seed["step"] for seed in seeds.values())
+        return Progress(step=step, max_steps=max_steps if isinstance(max_steps, int) else None, seeds=seeds)
+
+    def predictions_file(self, path: Path) -> Path | None:
+        for name in PREDICTION_FILES:
+            candidate = path / name
+            if candidate.is_file() and not candidate.is_symlink():
+                return candidate
+        return None
+
+    def plots(self, path: Path) -> list[str]:
+        """The run's plot files (its own folder only), by name."""
+        return sorted(
+            p.name for p in path.iterdir() if p.suffix.lower() in PLOT_SUFFIXES and p.is_file() and not p.is_symlink()
+        )
+
+    def _row(self, path: Path, stamp_file: Path, **fields: Any) -> RunSummary:
+        stamp = stamp_file.stat().st_mtime
+        return RunSummary(
+            id=self.run_id(path), date=time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp)), timestamp=stamp,
+            has_predictions=self.predictions_file(path) is not None, **fields,
+        )  # fmt: skip
+
+    def _finished(self, path: Path) -> RunSummary:
+        data = _read_json(path / RUN_FILE)
+        values = data.get("values") or []
+        return self._row(
+            path, path / RUN_FILE, kind=str(data["kind"]), task=str(data["name"]),
+            setting=str(data.get("setting", "")), model=str(data.get("model", "")), metric=str(data["metric"]),
+            value=_number(data.get("value")), std=_number(data.get("std")) or 0.0, seeds=max(1, len(values)),
+            num_examples=int(data.get("num_examples", 0)),
+        )  # fmt: skip
+
+    def _search(self, path: Path) -> RunSummary:
+        data = _read_json(path / SEARCH_FILE)
+        best = data.get("best") or {}
+        task = _read_yaml(path / "task.yaml") if (path / "task.yaml").is_file() else {}
+        adoption = data.get("adoption") or {}
+        verdict = "adopted" if adoption.get("adopted") else "own prompt kept" if adoption else data.get("output", "")
+        return self._row(
+            path, path / SEARCH_FILE, kind="search", task=str((task or {}).get("name", path.name)),
+            setting=f"{len(data.get('candidates', []))} candidates, {verdict}",
+            model=str((task or {}).get("model", "")),
+            metric="dev score", value=_number(best.get("dev_score")), std=0.0, seeds=1,
+            num_examples=int(data.get("dev_size", 0)),
+        )  # fmt: skip
+
+    def _running(self, path: Path) -> RunSummary:
+        config = _read_yaml(path / "config.yaml")
+        progress = self.progress(path)
+        history = [h for seed in (progress.seeds.values() if progress else []) for h in seed["history"]]
+        last = history[-1] if history else {}
+        metric = next((k for k in ("accuracy", "macro_f1", "loss", "perplexity") if k in last), "")
+        return self._row(
+            path, path / "config.yaml", kind=str(config.get("type", "train")), task=str(config.get("name", path.name)),
+            setting="in progress", model=str(config.get("model", "")), metric=f"dev {metric}".strip(),
+            value=_number(last.get(metric)), std=0.0, seeds=len(progress.seeds) if progress else 0,
+            num_examples=0, status="running",
+        )  # fmt: skip
+
+    def _damaged(self, path: Path) -> RunSummary:
+        return self._row(path, path, kind="damaged", task=path.name, setting="its run files cannot be read",
+                         model="", metric="", value=None, std=0.0, seeds=0, num_examples=0)  # fmt: skip
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"{path.name} is not a JSON object")
+    return data
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return data if isinstance(data, dict) else {}
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None

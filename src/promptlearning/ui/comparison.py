@@ -1,0 +1,85 @@
+"""Runs side by side, example by example: which run gets which example right, and whether the
+difference between two runs is more than luck.
+
+The significance test is the one prompt search uses to adopt a prompt (``search/adoption.py``):
+McNemar's exact test on the examples one run gets right and the other wrong (here two-sided: the UI
+asks "do they differ", not "is the new one better"), with the paired bootstrap's interval of the
+accuracy difference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from promptlearning.errors import PromptLearningError
+from promptlearning.search.adoption import paired_test, sign_test
+from promptlearning.ui.examples import Example
+
+MAX_COMPARED = 8
+
+
+@dataclass
+class PairedDifference:
+    """A run against the first (the baseline) on the same examples."""
+
+    run: str
+    accuracy: float
+    difference: float  # accuracy(run) - accuracy(baseline)
+    low: float  # 95 % bootstrap interval of the difference
+    high: float
+    p_value: float  # McNemar's exact test, two-sided
+    wins: int  # examples this run gets right and the baseline wrong
+    losses: int
+
+
+@dataclass
+class Comparison:
+    """The example × run matrix of two or more runs of the same examples."""
+
+    runs: list[str]
+    rows: list[tuple[Example, list[Example]]]  # the first run's example, then each run's
+    differences: list[PairedDifference]
+
+    def disagreements(self) -> list[tuple[Example, list[Example]]]:
+        """Rows where the runs do not all predict the same (or are not all right or all wrong)."""
+        return [row for row in self.rows if len({(e.predicted, e.correct) for e in row[1]}) > 1]
+
+
+def compare_examples(runs: Sequence[str], examples: Sequence[list[Example]]) -> Comparison:
+    """Align the runs' examples by position, after checking that they predicted the same inputs."""
+    if not 2 <= len(runs) <= MAX_COMPARED:
+        raise PromptLearningError(f"pick between 2 and {MAX_COMPARED} runs to compare, not {len(runs)}")
+    first = examples[0]
+    for name, other in zip(runs[1:], examples[1:], strict=True):
+        if len(other) != len(first):
+            raise PromptLearningError(
+                f"{runs[0]} has {len(first)} predictions and {name} {len(other)}: compare runs of the same eval data"
+            )
+        if any(a.input != b.input or a.gold != b.gold for a, b in zip(first, other, strict=True)):
+            raise PromptLearningError(
+                f"{runs[0]} and {name} predicted different examples: compare runs of one eval set"
+            )
+    rows = [(first[i], [run[i] for run in examples]) for i in range(len(first))]
+    differences = [_paired(runs[0], first, name, run) for name, run in zip(runs, examples, strict=True)]
+    return Comparison(list(runs), rows, differences)
+
+
+def _share_equal(gold: np.ndarray, predicted: np.ndarray) -> float:
+    return float((gold == predicted).mean())
+
+
+def _paired(base_name: str, base: list[Example], name: str, run: list[Example]) -> PairedDifference:
+    right = np.array([e.correct is True for e in run], dtype=int)
+    base_right = np.array([e.correct is True for e in base], dtype=int)
+    accuracy = float(right.mean()) if len(right) else 0.0
+    if name == base_name:
+        return PairedDifference(name, accuracy, 0.0, 0.0, 0.0, 1.0, 0, 0)
+    wins = int(np.count_nonzero((right == 1) & (base_right == 0)))
+    losses = int(np.count_nonzero((right == 0) & (base_right == 1)))
+    # accuracy of "right" against all-ones gold is the share of examples right
+    test = paired_test(_share_equal, np.ones_like(right), right, base_right)
+    p_value = min(1.0, 2 * min(sign_test(wins, losses), sign_test(losses, wins)))
+    return PairedDifference(name, accuracy, test.difference, test.low, test.high, p_value, wins, losses)
