@@ -13,7 +13,7 @@ MODELS ?= smollm2-135m-instruct minilm-l6
 # pytest-xdist workers for `make test`, one torch thread each (tests/conftest.py); a file stays on one worker
 TEST_WORKERS ?= 2
 
-.PHONY: setup llamacpp bench-deps promtool models demo test lint format bench clean
+.PHONY: setup llamacpp bench-deps promtool browser models demo test lint format bench clean
 
 setup: $(STAMP)
 
@@ -69,7 +69,17 @@ $(PROMTOOL):
 	dpkg-deb -x prometheus_*.deb x && mkdir -p $(dir $(PROMTOOL)) && cp x/usr/bin/promtool $(PROMTOOL).tmp && \
 	mv $(PROMTOOL).tmp $(PROMTOOL); rm -rf $$tmp; test -x $(PROMTOOL) || echo "promtool not fetched: the alert-rule tests will be skipped"
 
-test: models bench-deps promtool
+# Chromium (Debian's package) for the web UI's browser tests: Playwright drives it and downloads no browser.
+# Without apt and root (or sudo) the browser tests say so and skip.
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+	  command -v apt-get >/dev/null || { echo "no apt-get: the browser tests will be skipped"; exit 0; }; \
+	  sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo -n"; \
+	  $$sudo apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 || \
+	  { $$sudo apt-get update >/dev/null 2>&1 && $$sudo apt-get install -y --no-install-recommends chromium >/dev/null 2>&1; } || \
+	  echo "Chromium not installed: the browser tests will be skipped"; }
+
+test: models bench-deps promtool browser
 	$(BIN)/ruff check src tests benchmarks
 	PROMTOOL=$(PROMTOOL) $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 

@@ -76,3 +76,57 @@ def start(served):
     yield make
     for server in running:
         server.stop(timeout=5)
+
+
+UI_TEXTS = [
+    "i loved this film", "a dull , tedious mess", "great movie !", "awful .", "<script>window.__xss = 1</script> fine",
+    "the plot drags", "wonderful acting", "not worth it", "a joy to watch", "boring and long", "<b>bold</b> claims",
+    "charming",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def ui_runs(tmp_path_factory: pytest.TempPathFactory, tiny_lm) -> Path:
+    """A runs root as a user's: two classification runs of the tiny model on the same 12 reviews (one
+    holding markup in its inputs), a training run still going, and links that point outside it."""
+    import json
+
+    from promptlearning.tasks import run_task, validate_config
+
+    base = tmp_path_factory.mktemp("ui")
+    rows = [{"text": t, "label": ("positive", "negative")[i % 2]} for i, t in enumerate(UI_TEXTS)]
+    data = base / "reviews.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    root = base / "runs"
+    for name, template, calibration in (("zero-shot", "review : {{ text }}\nsentiment :", "none"),
+                                        ("calibrated", "{{ text }} . it was", "contextual")):  # fmt: skip
+        config = validate_config({
+            "name": f"reviews-{name}", "model": "tiny", "data": {"train": str(data), "eval": str(data)},
+            "template": {"input": template}, "method": {"calibration": calibration},
+            "verbalizer": {"words": {"negative": " negative", "positive": " positive"}},
+        })  # fmt: skip
+        run_task(config, model=tiny_lm, output_dir=root / "demo", progress=False)
+    live = root / "training" / "live-run"
+    (live / "seed-13" / "checkpoints" / "step-0000020").mkdir(parents=True)
+    (live / "config.yaml").write_text("type: train\nname: live-task\nmodel: tiny\ntraining: {max_steps: 100}\n")
+    state = {"step": 20, "history": [{"step": 20, "accuracy": 0.5}]}
+    (live / "seed-13" / "checkpoints" / "step-0000020" / "trainer_state.json").write_text(json.dumps(state))
+    secret = base / "outside"
+    secret.mkdir()
+    (secret / "run.json").write_text('{"kind": "classification", "name": "SECRET", "setting": "", "model": "", '
+                                     '"metric": "accuracy", "value": 1.0}')  # fmt: skip
+    (secret / "leak.png").write_bytes(b"\x89PNG secret")
+    (root / "linked-run").symlink_to(secret, target_is_directory=True)
+    first = sorted((root / "demo").iterdir())[0]
+    (first / "linked.png").symlink_to(secret / "leak.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def ui_server(served, ui_runs: Path):
+    """A server whose /ui shows ``ui_runs`` (the same API key as the others)."""
+    from promptlearning.serving import start_server
+
+    running = start_server(settings(ui_runs=ui_runs), served)
+    yield running
+    running.stop()

@@ -24,7 +24,7 @@ from promptlearning.serving.served import ServedModels
 from promptlearning.serving.settings import ServerSettings
 
 OPEN_PATHS = ("/health", "/ready", "/metrics")  # answered without a key (probes and scrapers)
-UI_OPEN_PREFIXES = ("/ui/login", "/ui/static/")  # the sign-in page and its style sheet and script
+UI_OPEN_PREFIXES = ("/ui/login", "/ui/logout", "/ui/static/")  # signing in and out, the style sheet and script
 
 
 class _BodyLimit:

@@ -76,7 +76,7 @@ class RunsRoot:
         if not relative or "\x00" in relative or "\\" in relative:
             raise RunPathError("not a path below the runs root")
         parts = PurePosixPath(relative).parts
-        if PurePosixPath(relative).is_absolute() or any(part in ("..", ".") for part in parts):
+        if not parts or PurePosixPath(relative).is_absolute() or any(part in ("..", ".") for part in parts):
             raise RunPathError(f"{relative!r} is not a relative path below the runs root")
         path = self.root
         for part in parts:

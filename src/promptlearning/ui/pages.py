@@ -43,7 +43,10 @@ _ENV = jinja2.Environment(
 )
 _ENV.globals["zip"] = zip
 _ENV.filters["pct"] = lambda v: "-" if v is None else f"{100 * v:.1f}"
-_ENV.filters["num"] = lambda v: "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
+_ENV.filters["num"] = lambda v: (
+    "-" if v is None else f"{v:.4f}" if isinstance(v, float) and not v.is_integer() else str(int(v))
+    if isinstance(v, float) else str(v)
+)  # fmt: skip
 
 
 def html(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:

@@ -58,6 +58,13 @@ def render_prompt(served: Any, body: RenderRequest) -> dict[str, Any]:
 
 def export_task(body: ExportRequest) -> str:
     """A classification task file of the playground's settings, checked by the task schema."""
+    _template(body)  # a template that does not compile is refused here, not when the file runs
+    labels_of: dict[str, str] = {}
+    for label, words in body.words.items():
+        for word in words:
+            if labels_of.setdefault(word, label) != label:
+                raise APIError(400, f"the word {word!r} stands for both {labels_of[word]!r} and {label!r}",
+                               param="words")  # fmt: skip
     template: dict[str, Any] = {"mode": body.mode, "input": body.template}
     if body.instruction:
         template["instruction"] = body.instruction

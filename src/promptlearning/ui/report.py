@@ -1,7 +1,8 @@
 """A run's ``report.md`` as HTML, through markdown-it-py (CommonMark plus tables).
 
 Raw HTML in a report is shown as text, links keep markdown-it's safe-URL check (no ``javascript:``),
-and the report's relative image paths (its plots) point at the UI's file route for that run.
+the report's relative image paths (its plots) point at the UI's file route for that run, and its
+headings move two levels down, under the page's own.
 """
 
 from __future__ import annotations
@@ -24,4 +25,8 @@ def render_markdown(text: str, file_link: str) -> str:
         return default_image(tokens, index, options, env)
 
     md.add_render_rule("image", image)
-    return md.render(text)
+    tokens = md.parse(text)
+    for token in tokens:  # the report's headings sit under the page's own h1 and h2
+        if token.type in ("heading_open", "heading_close"):
+            token.tag = f"h{min(6, int(token.tag[1]) + 2)}"
+    return md.renderer.render(tokens, md.options, {})

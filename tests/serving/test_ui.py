@@ -1,0 +1,224 @@
+"""The web UI over HTTP: pages behind the keys, read-only and confined to the runs root, content
+escaped, bad parameters answered with a clear 4xx (the browser tests are in test_ui_browser.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from promptlearning.ui.catalog import RunPathError, RunsRoot
+from promptlearning.ui.comparison import compare_examples
+from promptlearning.ui.examples import PAGE_SIZE, Example, example_view, page
+
+API_KEY = "test-key-0123"
+HEADERS = {"Authorization": f"Bearer {API_KEY}"}
+
+
+def get(server, path: str, **params) -> httpx.Response:
+    return httpx.get(server.url + path, params=params, headers=HEADERS, timeout=30, follow_redirects=False)
+
+
+def demo_runs(ui_runs: Path) -> list[str]:
+    return sorted(p.relative_to(ui_runs).as_posix() for p in (ui_runs / "demo").iterdir())
+
+
+# ------------------------------------------------------------------ runs root and paths
+
+
+def test_the_catalogue_finds_every_kind_of_run_and_nothing_through_links(ui_runs: Path) -> None:
+    runs = {r.id: r for r in RunsRoot(ui_runs).runs()}
+    assert set(demo_runs(ui_runs)) < set(runs)
+    assert runs["training/live-run"].status == "running" and runs["training/live-run"].value == 0.5
+    assert "linked-run" not in runs and all(r.task != "SECRET" for r in runs.values())
+    finished = runs[demo_runs(ui_runs)[0]]
+    assert finished.kind == "classification" and finished.num_examples == 12 and finished.has_predictions
+
+
+@pytest.mark.parametrize(
+    ("relative", "status"),
+    [("../outside", 400), ("/etc", 400), ("demo/../../outside", 400), ("linked-run", 400), ("nope", 404),
+     ("demo\\..\\..", 400), ("a\x00b", 400), ("", 400), (".", 400)],
+)  # fmt: skip
+def test_paths_cannot_leave_the_runs_root(ui_runs: Path, relative: str, status: int) -> None:
+    with pytest.raises(RunPathError) as caught:
+        RunsRoot(ui_runs).resolve(relative)
+    assert caught.value.status == status
+
+
+def test_a_search_directory_and_a_damaged_run_are_listed(tmp_path: Path) -> None:
+    search = tmp_path / "search-1"
+    search.mkdir()
+    candidate = {"stage": "templates", "template": {"input": "{{ text }} It was"}, "words": {"a": [" x"]},
+                 "calibration": "none", "dev_score": 0.75, "demonstrations": [], "confirm_score": None}  # fmt: skip
+    (search / "search.json").write_text(json.dumps({
+        "dev_size": 40, "candidates": [candidate], "best": candidate, "output": "single", "seed_dev": 0.6,
+        "adoption": {"adopted": False, "difference": 0.1, "low": -0.05, "high": 0.2, "p_value": 0.2,
+                     "disagreements": 4, "n": 50, "level": 0.95},
+    }))  # fmt: skip
+    (search / "task.yaml").write_text("name: found\nmodel: tiny\n")
+    damaged = tmp_path / "broken"
+    damaged.mkdir()
+    (damaged / "run.json").write_text("{not json")
+    runs = {r.id: r for r in RunsRoot(tmp_path).runs()}
+    assert runs["search-1"].kind == "search" and runs["search-1"].value == 0.75 and "own prompt kept" in runs[
+        "search-1"].setting  # fmt: skip
+    assert runs["broken"].kind == "damaged"
+
+
+# ------------------------------------------------------------------ examples and comparison
+
+
+def test_rows_of_every_kind_become_one_example_shape() -> None:
+    classification = example_view(0, {"example": {"text": "hi", "label": "a"}, "gold": "a", "predicted": "b",
+                                       "correct": False, "probabilities": {"a": 0.3, "b": 0.7}})  # fmt: skip
+    assert (classification.input, classification.correct, classification.gold_probability) == ("hi", False, 0.3)
+    cot = example_view(1, {"question": "2+2?", "gold": "4", "answers": {"strict": None, "flexible": "4"},
+                           "correct": {"strict": False, "flexible": True}, "votes": {"flexible": {"4": 3}},
+                           "agreement": 0.6, "rationales": ["2+2=4"]})  # fmt: skip
+    assert (cot.predicted, cot.correct, cot.votes, cot.rationales) == ("4", True, {"4": 3}, ["2+2=4"])
+    generated = example_view(2, {"example": {"question": "q", "answer": "x"}, "prompt": "p", "output": " y",
+                                 "answer": "y", "references": ["x"], "score": 0.4})  # fmt: skip
+    assert (generated.input, generated.correct, generated.score) == ("q", None, 0.4)
+
+
+def test_pages_put_the_worst_examples_first_and_bound_what_is_sent() -> None:
+    examples = [Example(i, f"text {i}", "a", "a" if i % 3 else "b", bool(i % 3), gold_probability=(i % 100) / 100)
+                for i in range(12_000)]  # fmt: skip
+    first, pages = page(examples)
+    assert len(first) == PAGE_SIZE and pages == -(-12_000 // PAGE_SIZE)
+    assert all(e.correct is False for e in first) and first[0].gold_probability == 0.0
+    wrong, wrong_pages = page(examples, wrong_only=True, number=10**6)
+    assert wrong_pages == -(-4000 // PAGE_SIZE) and all(e.correct is False for e in wrong)
+
+
+def test_the_comparison_counts_wins_and_tests_them() -> None:
+    def run(right: list[bool]) -> list[Example]:
+        return [Example(i, f"x{i}", "a", "a" if r else "b", r) for i, r in enumerate(right)]
+
+    base = run([True] * 10 + [False] * 30)
+    better = run([True] * 10 + [True] * 20 + [False] * 10)  # 20 wins, no loss: McNemar p = 2 * 0.5**20
+    comparison = compare_examples(["base", "better"], [base, better])
+    difference = comparison.differences[1]
+    assert (difference.wins, difference.losses) == (20, 0)
+    assert difference.difference == pytest.approx(0.5) and difference.p_value == pytest.approx(2 * 0.5**20)
+    assert difference.low > 0 and len(comparison.disagreements()) == 20
+    with pytest.raises(Exception, match="same eval data"):
+        compare_examples(["base", "short"], [base, base[:5]])
+    with pytest.raises(Exception, match="between 2 and"):
+        compare_examples(["base"], [base])
+
+
+# ------------------------------------------------------------------ over HTTP
+
+
+def test_pages_need_the_key_and_a_browser_signs_in_once(ui_server) -> None:
+    page_url = ui_server.url + "/ui/"
+    assert httpx.get(page_url, follow_redirects=False).status_code == 303  # to the sign-in page
+    assert httpx.post(ui_server.url + "/ui/render", json={}).status_code == 401
+    with httpx.Client(base_url=ui_server.url, follow_redirects=False) as browser:
+        refused = browser.post("/ui/login", data={"key": "wrong", "next": "/ui/"})
+        assert refused.status_code == 401 and "not accepted" in refused.text
+        signed = browser.post("/ui/login", data={"key": API_KEY, "next": "https://evil.example/"})
+        assert signed.status_code == 303 and signed.headers["location"] == "/ui/"  # never another site
+        cookie = signed.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie and API_KEY.lower() not in cookie
+        assert browser.get("/ui/").status_code == 200
+        body = {"template": "{{ text }}", "input": {"text": "hi"}, "model": "tiny"}
+        # a cookie alone does not authorise a POST (a cross-site form could send it); the UI's header does
+        assert browser.post("/ui/render", json=body).status_code == 401
+        assert browser.post("/ui/render", json=body, headers={"x-promptlearning-ui": "1"}).status_code == 200
+        browser.post("/ui/logout")
+        assert browser.get("/ui/").status_code == 303
+
+
+def test_run_content_is_escaped(ui_server, ui_runs: Path) -> None:
+    for run_id in demo_runs(ui_runs):
+        text = get(ui_server, "/ui/run", id=run_id, order="index").text
+        assert "<script>window.__xss" not in text and "&lt;script&gt;window.__xss = 1&lt;/script&gt;" in text
+        assert "<b>bold</b>" not in text
+
+
+def test_files_are_only_the_runs_own_plots(ui_server, ui_runs: Path) -> None:
+    run_id = demo_runs(ui_runs)[0]
+    plot = get(ui_server, "/ui/file", run=run_id, name="confusion_matrix.png")
+    assert plot.status_code == 200 and plot.content.startswith(b"\x89PNG")
+    for name in ("linked.png", "../../outside/leak.png", "config.yaml", "predictions.jsonl"):
+        assert get(ui_server, "/ui/file", run=run_id, name=name).status_code == 404, name
+    assert get(ui_server, "/ui/file", run="linked-run", name="leak.png").status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "status", "words"),
+    [
+        ("/ui/run", {"id": "../outside"}, 400, ("relative path",)),
+        ("/ui/run", {"id": "linked-run"}, 400, ("symbolic link",)),
+        ("/ui/run", {"id": "missing"}, 404, ("no run",)),
+        ("/ui/run", {"id": "demo"}, 400, ("not a run directory",)),
+        ("/ui/run", {"id": "training/live-run", "order": "random"}, 400, ("order",)),
+        ("/ui/run", {"id": "training/live-run", "page": "0"}, 422, ()),
+        ("/ui/run", {"id": "x" * 2000}, 422, ()),
+        ("/ui/run", {}, 422, ()),
+        ("/ui/compare", {"run": "training/live-run"}, 400, ("no per-example predictions",)),
+        ("/ui/compare", {}, 400, ("between 2 and",)),
+        ("/ui/file", {"run": "/etc", "name": "passwd"}, 400, ("relative path",)),
+        ("/ui/progress", {"id": "../x"}, 400, ()),
+        ("/ui/static/../app.py", {}, 404, ()),
+        ("/ui/static/nope.js", {}, 404, ()),
+    ],
+)  # fmt: skip
+def test_bad_ui_request(ui_server, path, params, status, words) -> None:
+    response = get(ui_server, path, **params)
+    assert response.status_code == status, response.text
+    assert "Traceback" not in response.text
+    for word in words:
+        assert word in response.text
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "words"),
+    [
+        ("/ui/render", {"template": "{{ text.__class__ }}", "input": {"text": "x"}}, 400, ("unsafe",)),
+        ("/ui/render", {"template": "{{ txt }}", "input": {"text": "x"}}, 400, ("txt",)),
+        ("/ui/render", {"template": "{{ text }}", "input": {"text": 5}}, 422, ()),
+        ("/ui/render", {"template": "", "input": {}}, 422, ()),
+        ("/ui/render", {"template": "{{ text }}", "input": {"text": "x"}, "model": "nope"}, 404, ("unknown model",)),
+        ("/ui/render", {"template": "{{ text }}", "input": {"text": "x"}, "extra": 1}, 422, ()),
+        ("/ui/export", {"template": "{{ text }}", "words": {"a": [" x"]}}, 422, ()),
+        ("/ui/export", {"template": "{{ text }}", "words": {"a": [" x"], "b": [" x"]}}, 400, ("both",)),
+        ("/ui/export", {"template": "{% for %}", "words": {"a": [" x"], "b": [" y"]}}, 400, ()),
+        ("/ui/export", {"template": "{{ text }}", "words": {"a": [" x"], "b": [" y"]}, "calibration": "magic"},
+         422, ()),
+    ],
+)  # fmt: skip
+def test_bad_playground_request(ui_server, path, body, status, words) -> None:
+    response = httpx.post(ui_server.url + path, json=body, headers=HEADERS, timeout=30)
+    assert response.status_code == status, response.text
+    message = response.json()["error"]["message"]
+    assert "Traceback" not in message
+    for word in words:
+        assert word in message, message
+
+
+def test_the_exported_task_file_runs(ui_server, tmp_path: Path) -> None:
+    from promptlearning.tasks import load_task
+
+    body = {"template": "review : {{ text }}\nsentiment :", "words": {"negative": [" negative"],
+            "positive": [" positive", " great"]}, "calibration": "contextual", "model": "tiny"}  # fmt: skip
+    response = httpx.post(ui_server.url + "/ui/export", json=body, headers=HEADERS, timeout=30)
+    assert response.status_code == 200
+    path = tmp_path / "exported.yaml"
+    path.write_text(response.text)
+    config = load_task(path)
+    assert config.template.input == body["template"] and config.calibration == "contextual"
+
+
+def test_a_live_run_reports_its_progress(ui_server) -> None:
+    state = get(ui_server, "/ui/progress", id="training/live-run").json()
+    assert state["status"] == "running" and state["step"] == 20 and state["max_steps"] == 100
+    with httpx.stream("GET", ui_server.url + "/ui/events", params={"id": "training/live-run"}, headers=HEADERS,
+                      timeout=10) as events:  # fmt: skip
+        first = next(line for line in events.iter_lines() if line.startswith("data: "))
+    assert json.loads(first.removeprefix("data: "))["seeds"]["seed-13"]["step"] == 20
