@@ -104,5 +104,7 @@ def run_demo(model_name: str, output_dir: str | Path = "runs/demo") -> int:
     plot_comparison(read_runs(run_dirs), plot)
     print(f"\nruns (report.md, predictions, confusion matrix and reliability plots) in {output_dir}/; "
           f"comparison plot: {plot}")  # fmt: skip
+    print(f"browse and compare them example by example: promptlearning ui {Path(output_dir).parent or '.'} "
+          "(then open http://127.0.0.1:8000/ui/)")  # fmt: skip
     print(f"total time {time.perf_counter() - start:.0f} s")
     return 0

@@ -159,6 +159,7 @@ def test_files_are_only_the_runs_own_plots(ui_server, ui_runs: Path) -> None:
         ("/ui/run", {"id": "demo"}, 400, ("not a run directory",)),
         ("/ui/run", {"id": "training/live-run", "order": "random"}, 400, ("order",)),
         ("/ui/run", {"id": "training/live-run", "page": "0"}, 422, ()),
+        ("/ui/run", {"id": "training/live-run", "part": "seed-7"}, 404, ("no predictions 'seed-7'",)),
         ("/ui/run", {"id": "x" * 2000}, 422, ()),
         ("/ui/run", {}, 422, ()),
         ("/ui/compare", {"run": "training/live-run"}, 400, ("no per-example predictions",)),
@@ -222,3 +223,19 @@ def test_a_live_run_reports_its_progress(ui_server) -> None:
                       timeout=10) as events:  # fmt: skip
         first = next(line for line in events.iter_lines() if line.startswith("data: "))
     assert json.loads(first.removeprefix("data: "))["seeds"]["seed-13"]["step"] == 20
+
+
+def test_a_training_run_offers_each_seeds_predictions(tmp_path: Path) -> None:
+    run = tmp_path / "trained"
+    for seed in ("seed-100", "seed-13"):
+        (run / seed).mkdir(parents=True)
+        row = {"example": {"text": seed}, "gold": "a", "predicted": "a", "correct": True, "probabilities": {"a": 1.0}}
+        (run / seed / "predictions.jsonl").write_text(json.dumps(row) + "\n")
+    (run / "run.json").write_text(json.dumps({"kind": "train", "name": "t", "setting": "pet", "model": "m",
+                                              "metric": "accuracy", "value": 1.0, "values": [1.0, 1.0]}))  # fmt: skip
+    root = RunsRoot(tmp_path)
+    assert list(root.prediction_parts(run)) == ["seed-13", "seed-100"]
+    assert root.predictions_file(run).parent.name == "seed-13" and root.runs()[0].has_predictions
+    assert root.predictions_file(run, "seed-100").parent.name == "seed-100"
+    with pytest.raises(RunPathError, match="no predictions 'seed-7'"):
+        root.predictions_file(run, "seed-7")

@@ -92,6 +92,10 @@ def test_cli_train_then_predict(write_task, sentiment_data: Path, tmp_path: Path
     metrics = json.loads((tmp_path / "run" / "seed-1" / "metrics.json").read_text())
     accuracy = sum(r["label"] == r["input"]["label"] for r in rows) / len(rows)
     assert accuracy == pytest.approx(metrics["eval"]["accuracy"])
+    # the run keeps the eval predictions of each seed, as classification runs do (the UI shows them)
+    kept = [json.loads(line) for line in (tmp_path / "run" / "seed-1" / "predictions.jsonl").read_text().splitlines()]
+    assert [r["predicted"] for r in kept] == [r["label"] for r in rows]
+    assert sum(r["correct"] for r in kept) / len(kept) == pytest.approx(metrics["eval"]["accuracy"])
 
 
 def test_cli_reports_bad_training_input(write_task, tmp_path: Path, capsys) -> None:

@@ -164,9 +164,14 @@ class PromptProgram:
         self, examples: Sequence[Mapping[str, Any]], *, batch_size: int = 16, progress: bool = False
     ) -> dict[str, float]:
         """Accuracy and macro-F1 (classification) or seqeval span F1 (NER) on labelled examples."""
+        return self.evaluate_predictions(examples, self.predict_all(examples, batch_size=batch_size, progress=progress))
+
+    def evaluate_predictions(
+        self, examples: Sequence[Mapping[str, Any]], predictions: Sequence[Any]
+    ) -> dict[str, float]:
+        """:meth:`evaluate` of predictions already made (by :meth:`predict_all`)."""
         from promptlearning.evaluation.metrics import classification_metrics
 
-        predictions = self._predict_across_processes(examples, batch_size=batch_size, progress=progress)
         if self.spec.objective == "ner":
             from seqeval.metrics import f1_score, precision_score, recall_score
 
@@ -177,8 +182,8 @@ class PromptProgram:
         gold = [str(e[self.spec.label_field]) for e in examples]
         return classification_metrics(gold, predictions, self.labels)
 
-    def _predict_across_processes(
-        self, examples: Sequence[Mapping[str, Any]], *, batch_size: int, progress: bool
+    def predict_all(
+        self, examples: Sequence[Mapping[str, Any]], *, batch_size: int = 16, progress: bool = False
     ) -> list[Any]:
         """``predict``, shared out under ``accelerate launch``: each process predicts a contiguous
         shard and every process gets the whole list back, in order."""

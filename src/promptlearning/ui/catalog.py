@@ -139,12 +139,25 @@ class RunsRoot:
         step = max(seed["step"] for seed in seeds.values())
         return Progress(step=step, max_steps=max_steps if isinstance(max_steps, int) else None, seeds=seeds)
 
-    def predictions_file(self, path: Path) -> Path | None:
+    def prediction_parts(self, path: Path) -> dict[str, Path]:
+        """The run's prediction files: ``{"": file}`` for a run's own, or one per seed of a training run."""
         for name in PREDICTION_FILES:
             candidate = path / name
             if candidate.is_file() and not candidate.is_symlink():
-                return candidate
-        return None
+                return {"": candidate}
+        parts = {}
+        for seed_dir in sorted(path.glob("seed-*"), key=lambda p: (len(p.name), p.name)):  # seed-13 before seed-100
+            candidate = seed_dir / "predictions.jsonl"
+            if not seed_dir.is_symlink() and candidate.is_file() and not candidate.is_symlink():
+                parts[seed_dir.name] = candidate
+        return parts
+
+    def predictions_file(self, path: Path, part: str = "") -> Path | None:
+        """The predictions of ``part`` (default: the run's own, or its first seed's)."""
+        parts = self.prediction_parts(path)
+        if part and part not in parts:
+            raise RunPathError(f"this run has no predictions {part!r}; it has {', '.join(parts) or 'none'}", 404)
+        return parts[part] if part else next(iter(parts.values()), None)
 
     def plots(self, path: Path) -> list[str]:
         """The run's plot files (its own folder only), by name."""

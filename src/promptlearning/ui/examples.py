@@ -49,7 +49,7 @@ def example_view(index: int, row: Mapping[str, Any]) -> Example:
     """The common view of one ``predictions.jsonl`` row."""
     if "rationales" in row or "answers" in row:
         return _chain_of_thought(index, row)
-    if "probabilities" in row:
+    if "probabilities" in row or "predicted" in row:  # classification, or a trained NER program's tags
         return _classification(index, row)
     return _generation(index, row)
 

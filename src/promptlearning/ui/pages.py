@@ -76,11 +76,11 @@ def ui_router(runs_root: str | Path) -> APIRouter:
 
     @router.get("/run")
     async def run_page(request: Request, id: RunId, order: str = "worst", q: SearchText = "", wrong: bool = False,
-                       page_number: PageNumber = 1) -> HTMLResponse:  # fmt: skip
+                       page_number: PageNumber = 1, part: SearchText = "") -> HTMLResponse:  # fmt: skip
         try:
             if order not in ORDERS:
                 raise PromptLearningError(f"order must be one of {', '.join(ORDERS)}, not {order!r}")
-            view = await run_in_threadpool(_run_view, root, reader, id, order, q, wrong, page_number)
+            view = await run_in_threadpool(_run_view, root, reader, id, order, q, wrong, page_number, part)
         except PromptLearningError as exc:
             return error_page(request, exc)
         return html(request, "run.html", title=id, **view)
@@ -189,14 +189,15 @@ def _local(target: str) -> str:
 
 
 def _run_view(root: RunsRoot, reader: PredictionReader, run_id: str, order: str, query: str, wrong: bool,
-              number: int) -> dict[str, Any]:  # fmt: skip
+              number: int, part: str = "") -> dict[str, Any]:  # fmt: skip
     path = root.resolve(run_id)
     summary = root.summary(path)
     if summary is None:
         raise RunPathError(f"{run_id!r} is not a run directory (no run.json, search.json or training checkpoints)")
     metrics = _read_metrics(path)
     examples, pages, total = [], 1, 0
-    predictions = root.predictions_file(path)
+    parts = list(root.prediction_parts(path))
+    predictions = root.predictions_file(path, part)
     if predictions is not None:
         every = reader.examples(predictions)
         total = len(every)
@@ -208,7 +209,8 @@ def _run_view(root: RunsRoot, reader: PredictionReader, run_id: str, order: str,
         "report": render_markdown(report.read_text(encoding="utf-8"), link) if report else "",
         "search": _read_search(path), "progress": root.progress(path), "examples": examples, "pages": pages,
         "page": min(number, pages), "total": total, "order": order, "q": query, "wrong": wrong,
-        "query_link": f"/ui/run?id={quote(run_id)}",
+        "parts": parts if len(parts) > 1 else [], "part": part or (parts[0] if parts else ""),
+        "query_link": f"/ui/run?id={quote(run_id)}&part={quote(part)}",
     }  # fmt: skip
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from promptlearning.errors import PromptLearningError
-from promptlearning.io import write_json_atomically
+from promptlearning.io import write_atomically, write_json_atomically
 from promptlearning.loading import keep_min_words, load_examples, task_data_root
 from promptlearning.prompts.demonstrations import select_fixed
 from promptlearning.prompts.template import PromptTemplate
@@ -199,7 +199,8 @@ def run_train_task(
             program, result = train_program(
                 config, train_set, dev_set, seed_dir, seed=seed, resume=resume, progress=progress
             )
-        evaluation = program.evaluate(eval_set, batch_size=config.eval_batch_size, progress=progress)
+        predictions = program.predict_all(eval_set, batch_size=config.eval_batch_size, progress=progress)
+        evaluation = program.evaluate_predictions(eval_set, predictions)
         metrics = {
             "seed": seed,
             "train_examples": len(train_set),
@@ -215,6 +216,7 @@ def run_train_task(
         if state.is_main_process:  # every process holds the same weights; one writes them
             program.save(seed_dir / "program", metrics=_scalars(evaluation))
             write_json_atomically(seed_dir / "metrics.json", metrics)
+            write_atomically(seed_dir / "predictions.jsonl", prediction_lines(eval_set, predictions, config))
         state.wait_for_everyone()
         results[seed] = metrics
     summary = summarise(config, results)
@@ -230,6 +232,24 @@ def run_train_task(
     if state.is_main_process:
         write_reports(run_dir, config, result)
     return result
+
+
+def prediction_lines(examples: Sequence[Mapping[str, Any]], predictions: Sequence[Any], config: TrainTaskConfig) -> str:
+    """``predictions.jsonl`` of a seed: per eval example its gold and predicted label (and label
+    probabilities), or its gold and predicted tags (NER), as classification runs write them."""
+    label_field = config.data.label_field
+    lines = []
+    for example, prediction in zip(examples, predictions, strict=True):
+        if isinstance(prediction, dict):  # NER: {"tags": [...]}
+            gold = list(map(str, example.get(config.data.tags_field, [])))
+            row = {"example": dict(example), "gold": " ".join(gold), "predicted": " ".join(prediction["tags"]),
+                   "correct": gold == prediction["tags"]}  # fmt: skip
+        else:
+            gold = str(example[label_field])
+            row = {"example": dict(example), "gold": gold, "predicted": prediction.label,
+                   "correct": gold == prediction.label, "probabilities": prediction.probabilities}  # fmt: skip
+        lines.append(json.dumps(row, ensure_ascii=False) + "\n")
+    return "".join(lines)
 
 
 def _mean_metrics(results: Mapping[int, Mapping[str, Any]]) -> dict[str, float]:
