@@ -239,3 +239,13 @@ def test_a_training_run_offers_each_seeds_predictions(tmp_path: Path) -> None:
     assert root.predictions_file(run, "seed-100").parent.name == "seed-100"
     with pytest.raises(RunPathError, match="no predictions 'seed-7'"):
         root.predictions_file(run, "seed-7")
+
+
+def test_the_input_shown_is_what_the_template_reads(ui_runs: Path) -> None:
+    root = RunsRoot(ui_runs)
+    run = root.resolve(demo_runs(ui_runs)[0])
+    assert root.input_fields(run) == ("text",)
+    row = {"example": {"text": "hi", "kind": "irony", "label": "a"}, "gold": "a", "predicted": "a", "correct": True,
+           "probabilities": {"a": 1.0}}  # fmt: skip
+    assert example_view(0, row, ("text",)).input == "hi"
+    assert example_view(0, row).input == "text: hi\nkind: irony"

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import jinja2
+import jinja2.meta
 import yaml
 
 from promptlearning.errors import PromptLearningError
@@ -158,6 +160,19 @@ class RunsRoot:
         if part and part not in parts:
             raise RunPathError(f"this run has no predictions {part!r}; it has {', '.join(parts) or 'none'}", 404)
         return parts[part] if part else next(iter(parts.values()), None)
+
+    def input_fields(self, path: Path) -> tuple[str, ...]:
+        """The example fields the run's template reads (from its config.yaml), to show as its input."""
+        try:
+            config = _read_yaml(path / "config.yaml")
+            template = config.get("template") or {}
+            source = template.get("input") if isinstance(template, dict) else template
+            if not isinstance(source, str):
+                return ()
+            parsed = jinja2.Environment().parse(source)
+            return tuple(sorted(jinja2.meta.find_undeclared_variables(parsed) - {"mask"}))
+        except (OSError, ValueError, AttributeError, jinja2.TemplateError, yaml.YAMLError):
+            return ()
 
     def plots(self, path: Path) -> list[str]:
         """The run's plot files (its own folder only), by name."""

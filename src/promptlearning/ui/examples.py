@@ -45,29 +45,34 @@ class Example:
         return wrong, confidence if confidence is not None else 0.5
 
 
-def example_view(index: int, row: Mapping[str, Any]) -> Example:
-    """The common view of one ``predictions.jsonl`` row."""
+def example_view(index: int, row: Mapping[str, Any], fields: tuple[str, ...] = ()) -> Example:
+    """The common view of one ``predictions.jsonl`` row; ``fields``: the example fields the run's
+    template reads (default: every field but the answer's)."""
     if "rationales" in row or "answers" in row:
         return _chain_of_thought(index, row)
     if "probabilities" in row or "predicted" in row:  # classification, or a trained NER program's tags
-        return _classification(index, row)
-    return _generation(index, row)
+        return _classification(index, row, fields)
+    return _generation(index, row, fields)
 
 
-def input_text(example: Mapping[str, Any], skip: tuple[str, ...] = ("label", "answer", "references", "target")) -> str:
+ANSWER_FIELDS = ("label", "answer", "references", "target")
+
+
+def input_text(example: Mapping[str, Any], fields: tuple[str, ...] = ()) -> str:
     """An example's input fields as text: the one field's value, or ``field: value`` lines."""
-    fields = {k: v for k, v in example.items() if k not in skip and not isinstance(v, dict | list)}
+    chosen = [f for f in fields if f in example] or [f for f in example if f not in ANSWER_FIELDS]
+    fields = {k: example[k] for k in chosen if not isinstance(example[k], dict | list)}
     if len(fields) == 1:
         return str(next(iter(fields.values())))
     return "\n".join(f"{k}: {v}" for k, v in fields.items())
 
 
-def _classification(index: int, row: Mapping[str, Any]) -> Example:
+def _classification(index: int, row: Mapping[str, Any], fields: tuple[str, ...]) -> Example:
     probabilities = {str(k): float(v) for k, v in (row.get("probabilities") or {}).items()}
     gold = str(row.get("gold", ""))
     return Example(
-        index=index, input=input_text(row.get("example") or {}), gold=gold, predicted=str(row.get("predicted", "")),
-        correct=bool(row.get("correct")), gold_probability=probabilities.get(gold), probabilities=probabilities,
+        index=index, input=input_text(row.get("example") or {}, fields), gold=gold,
+        predicted=str(row.get("predicted", "")), correct=bool(row.get("correct")), gold_probability=probabilities.get(gold), probabilities=probabilities,
     )  # fmt: skip
 
 
@@ -88,14 +93,14 @@ def _chain_of_thought(index: int, row: Mapping[str, Any]) -> Example:
     )  # fmt: skip
 
 
-def _generation(index: int, row: Mapping[str, Any]) -> Example:
+def _generation(index: int, row: Mapping[str, Any], fields: tuple[str, ...]) -> Example:
     references = row.get("references") or []
     references = [str(r) for r in (references if isinstance(references, list) else [references])]
     score = row.get("score")
     score = float(score) if isinstance(score, int | float) and not isinstance(score, bool) else None
     example = row.get("example") or {}
     return Example(
-        index=index, input=input_text(example) if example else str(row.get("prompt", "")),
+        index=index, input=input_text(example, fields) if example else str(row.get("prompt", "")),
         gold=references[0] if references else "", predicted=str(row.get("answer", row.get("output", ""))),
         correct=None if score not in (0.0, 1.0) else score == 1.0,  # exact match scores are right / wrong
         score=score, output=str(row.get("output", "")), references=references,
@@ -106,12 +111,12 @@ class PredictionReader:
     """Parsed prediction files, kept for the last few files read (by path and modification time)."""
 
     def __init__(self) -> None:
-        self._cache: OrderedDict[tuple[str, float, int], list[Example]] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, float, int, tuple[str, ...]], list[Example]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def examples(self, path: Path) -> list[Example]:
+    def examples(self, path: Path, fields: tuple[str, ...] = ()) -> list[Example]:
         stat = path.stat()
-        key = (str(path), stat.st_mtime, stat.st_size)
+        key = (str(path), stat.st_mtime, stat.st_size, fields)
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
@@ -124,7 +129,7 @@ class PredictionReader:
                         row = json.loads(line)
                     except ValueError:
                         row = {"prompt": "(this line of predictions.jsonl is not JSON)"}
-                    examples.append(example_view(len(examples), row if isinstance(row, dict) else {}))
+                    examples.append(example_view(len(examples), row if isinstance(row, dict) else {}, fields))
         with self._lock:
             self._cache[key] = examples
             while len(self._cache) > _CACHED_FILES:

@@ -199,7 +199,7 @@ def _run_view(root: RunsRoot, reader: PredictionReader, run_id: str, order: str,
     parts = list(root.prediction_parts(path))
     predictions = root.predictions_file(path, part)
     if predictions is not None:
-        every = reader.examples(predictions)
+        every = reader.examples(predictions, root.input_fields(path))
         total = len(every)
         examples, pages = page(every, order=order, number=number, query=query, wrong_only=wrong)
     report = next((path / n for n in ("report.md", "search.md") if (path / n).is_file()), None)
@@ -250,7 +250,7 @@ def _compare_view(root: RunsRoot, reader: PredictionReader, run_ids: list[str], 
         if predictions is None or summary is None:
             raise RunPathError(f"{run_id!r} has no per-example predictions to compare")
         summaries.append(summary)
-        examples.append(reader.examples(predictions))
+        examples.append(reader.examples(predictions, root.input_fields(path)))
     comparison = compare_examples([s.id for s in summaries], examples)
     rows = comparison.disagreements() if disagree else comparison.rows
     pages = max(1, -(-len(rows) // 50))
