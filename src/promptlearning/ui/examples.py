@@ -72,7 +72,8 @@ def _classification(index: int, row: Mapping[str, Any], fields: tuple[str, ...])
     gold = str(row.get("gold", ""))
     return Example(
         index=index, input=input_text(row.get("example") or {}, fields), gold=gold,
-        predicted=str(row.get("predicted", "")), correct=bool(row.get("correct")), gold_probability=probabilities.get(gold), probabilities=probabilities,
+        predicted=str(row.get("predicted", "")), correct=bool(row.get("correct")),
+        gold_probability=probabilities.get(gold), probabilities=probabilities,
     )  # fmt: skip
 
 
