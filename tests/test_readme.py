@@ -35,6 +35,7 @@ NOT_RUN = {
     "accelerate launch": "two training processes; covered by tests/training (test_accelerate_launch_...)",
     "promptlearning train tasks/sst2-fewshot.yaml --device cuda": "a GPU; see the cuda-marked tests/test_devices.py",
     "promptlearning serve": "runs until stopped; tests/serving start the server in-process, as the Python example does",
+    "promptlearning ui": "runs until stopped; tests/serving/test_ui_browser.py starts it and drives Chromium",
     "promptlearning keygen ~": "writes to the user's config; tests/serving cover keys files",
     "curl ": "needs the server started above; tests/serving send the same requests",
     "-d '": "continuation of a curl command",
