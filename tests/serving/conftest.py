@@ -85,6 +85,22 @@ UI_TEXTS = [
 ]  # fmt: skip
 
 
+def make_live_run(live: Path) -> None:
+    """A training run still going, as the training loop leaves it: config.yaml and a first checkpoint."""
+    import json
+
+    (live / "seed-13" / "checkpoints" / "step-0000020").mkdir(parents=True)
+    (live / "config.yaml").write_text("type: train\nname: live-task\nmodel: tiny\ntraining: {max_steps: 100}\n")
+    state = {"step": 20, "history": [{"step": 20, "accuracy": 0.5}]}
+    (live / "seed-13" / "checkpoints" / "step-0000020" / "trainer_state.json").write_text(json.dumps(state))
+
+
+@pytest.fixture(scope="session")
+def live_run_maker():
+    """:func:`make_live_run`, for a test that needs a live run of its own."""
+    return make_live_run
+
+
 @pytest.fixture(scope="session")
 def ui_runs(tmp_path_factory: pytest.TempPathFactory, tiny_lm) -> Path:
     """A runs root as a user's: two classification runs of the tiny model on the same 12 reviews (one
@@ -106,11 +122,7 @@ def ui_runs(tmp_path_factory: pytest.TempPathFactory, tiny_lm) -> Path:
             "verbalizer": {"words": {"negative": " negative", "positive": " positive"}},
         })  # fmt: skip
         run_task(config, model=tiny_lm, output_dir=root / "demo", progress=False)
-    live = root / "training" / "live-run"
-    (live / "seed-13" / "checkpoints" / "step-0000020").mkdir(parents=True)
-    (live / "config.yaml").write_text("type: train\nname: live-task\nmodel: tiny\ntraining: {max_steps: 100}\n")
-    state = {"step": 20, "history": [{"step": 20, "accuracy": 0.5}]}
-    (live / "seed-13" / "checkpoints" / "step-0000020" / "trainer_state.json").write_text(json.dumps(state))
+    make_live_run(root / "training" / "live-run")
     secret = base / "outside"
     secret.mkdir()
     (secret / "run.json").write_text('{"kind": "classification", "name": "SECRET", "setting": "", "model": "", '

@@ -179,6 +179,10 @@ def test_ready_is_503_while_loading(start) -> None:
     assert httpx.get(server.url + "/health").status_code == 200
     assert httpx.get(server.url + "/ready").status_code == 503
     _error(httpx.post(server.base_url + "/completions", json={"prompt": "x"}, headers=HEADERS), 503, "loading")
+    # the web UI's run pages need no model: they answer meanwhile; its playground helper says why it cannot
+    assert httpx.get(server.url + "/ui/", headers=HEADERS).status_code == 200
+    body = {"template": "{{ text }}", "input": {"text": "x"}}
+    _error(httpx.post(server.url + "/ui/render", json=body, headers=HEADERS), 503, "loading")
 
 
 # ----------------------------------------------------------------------------- issue 28: no 500s from input

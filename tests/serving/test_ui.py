@@ -216,13 +216,12 @@ def test_the_exported_task_file_runs(ui_server, tmp_path: Path) -> None:
     assert config.template.input == body["template"] and config.calibration == "contextual"
 
 
-def test_a_live_run_reports_its_progress(ui_server) -> None:
+def test_a_live_run_reports_its_progress(ui_server, ui_runs: Path) -> None:
     state = get(ui_server, "/ui/progress", id="training/live-run").json()
     assert state["status"] == "running" and state["step"] == 20 and state["max_steps"] == 100
-    with httpx.stream("GET", ui_server.url + "/ui/events", params={"id": "training/live-run"}, headers=HEADERS,
-                      timeout=10) as events:  # fmt: skip
-        first = next(line for line in events.iter_lines() if line.startswith("data: "))
-    assert json.loads(first.removeprefix("data: "))["seeds"]["seed-13"]["step"] == 20
+    assert state["seeds"]["seed-13"]["history"] == [{"step": 20, "accuracy": 0.5}]
+    finished = get(ui_server, "/ui/progress", id=demo_runs(ui_runs)[0]).json()
+    assert finished == {"status": "finished"}
 
 
 def test_a_training_run_offers_each_seeds_predictions(tmp_path: Path) -> None:

@@ -145,19 +145,22 @@ def test_the_playground_scores_a_template_and_shows_token_logprobs(signed_in) ->
     assert page.errors == []
 
 
-def test_a_live_run_updates_without_a_reload_and_reloads_when_done(signed_in, ui_runs: Path) -> None:
+def test_a_live_run_updates_without_a_reload_and_reloads_when_done(signed_in, ui_runs: Path, live_run_maker) -> None:
     from playwright.sync_api import expect
 
-    live = ui_runs / "training" / "live-run"
+    live = ui_runs / "training" / "browser-live-run"  # its own: this test finishes it
+    live_run_maker(live)
     page = signed_in
-    page.goto("/ui/run?id=training/live-run")
+    page.goto("/ui/run?id=training/browser-live-run")
     expect(page.locator("#progress-step")).to_have_text("20")
+    page.evaluate("() => { window.__same_page = true; }")
     step = live / "seed-13" / "checkpoints" / "step-0000040"
     step.mkdir()
     history = [{"step": 20, "accuracy": 0.5}, {"step": 40, "accuracy": 0.75}]
     (step / "trainer_state.json").write_text(json.dumps({"step": 40, "history": history}))
-    expect(page.locator("#progress-step")).to_have_text("40", timeout=15_000)
+    expect(page.locator("#progress-step")).to_have_text("40", timeout=15_000)  # no reload: the page asks
     expect(page.locator("#progress-table tbody tr")).to_have_count(2)
+    assert page.evaluate("() => window.__same_page") is True  # updated in place, not reloaded
     (live / "run.json").write_text(json.dumps({"kind": "train", "name": "live-task", "setting": "pet", "model": "tiny",
                                                "metric": "accuracy", "value": 0.8, "values": [0.8]}))  # fmt: skip
     expect(page.locator("#headline")).to_have_text("0.8000", timeout=15_000)

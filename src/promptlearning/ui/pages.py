@@ -8,9 +8,7 @@ and export a task file.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,7 +16,7 @@ from urllib.parse import quote
 
 import jinja2
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from promptlearning.errors import PromptLearningError
@@ -36,8 +34,6 @@ SearchText = Annotated[str, Query(max_length=200)]
 PageNumber = Annotated[int, Query(alias="page", ge=1, le=10**6)]
 HERE = Path(__file__).resolve().parent
 STATIC_FILES = {"ui.css": "text/css", "ui.js": "text/javascript", "playground.js": "text/javascript"}
-EVENT_SECONDS = 2.0  # how often a live run's progress is sent
-EVENT_STREAM_SECONDS = 3600  # one stream's longest life; the browser reconnects after it
 _ENV = jinja2.Environment(
     loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, undefined=jinja2.StrictUndefined
 )
@@ -110,15 +106,6 @@ def ui_router(runs_root: str | Path) -> APIRouter:
             return JSONResponse(await run_in_threadpool(_progress, root, id))
         except RunPathError as exc:
             raise APIError(exc.status, str(exc), param="id") from None
-
-    @router.get("/events")
-    async def events(request: Request, id: RunId) -> StreamingResponse:
-        try:
-            root.resolve(id)
-        except RunPathError as exc:
-            raise APIError(exc.status, str(exc), param="id") from None
-        return StreamingResponse(_progress_events(request, root, id), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache"})  # fmt: skip
 
     @router.get("/playground")
     async def playground(request: Request) -> HTMLResponse:
@@ -269,20 +256,3 @@ def _progress(root: RunsRoot, run_id: str) -> dict[str, Any]:
     if progress is None:
         return {"status": "finished" if (path / "run.json").is_file() else "unknown"}
     return {"status": "running", **asdict(progress)}
-
-
-async def _progress_events(request: Request, root: RunsRoot, run_id: str) -> Any:
-    """Server-sent events: the run's progress every few seconds until it finishes or the client goes."""
-    started = time.monotonic()
-    last = None
-    while time.monotonic() - started < EVENT_STREAM_SECONDS and not await request.is_disconnected():
-        try:
-            state = await run_in_threadpool(_progress, root, run_id)
-        except (RunPathError, OSError, ValueError):
-            state = {"status": "unknown"}
-        if state != last:
-            yield f"data: {json.dumps(state)}\n\n"
-            last = state
-        if state["status"] != "running":
-            return
-        await asyncio.sleep(EVENT_SECONDS)

@@ -33,32 +33,48 @@ function sortTable(button) {
   table.tBodies[0].append(...rows);
 }
 
+const PROGRESS_EVERY_MS = 3000;
+
+// A run still going: its progress is asked for every few seconds (while the tab is visible) and the
+// page reloads when the run has finished.
 function followRun(section) {
   const status = document.getElementById("progress-status");
-  const source = new EventSource("/ui/events?id=" + encodeURIComponent(section.dataset.run));
-  source.onmessage = (event) => {
-    const state = JSON.parse(event.data);
-    if (state.status !== "running") {
-      source.close();
-      status.textContent = "The run has finished: reloading.";
-      window.location.reload();
-      return;
-    }
-    document.getElementById("progress-step").textContent = state.step;
-    document.getElementById("progress-bar").value = state.step;
-    const body = document.querySelector("#progress-table tbody");
-    body.replaceChildren();
-    for (const [seed, seedState] of Object.entries(state.seeds)) {
-      for (const point of seedState.history) {
-        const row = body.insertRow();
-        const metrics = Object.entries(point).filter(([k]) => k !== "step")
-          .map(([k, v]) => `${k} ${typeof v === "number" ? v.toFixed(4) : v}`).join("  ");
-        for (const text of [seed, point.step, metrics]) row.insertCell().textContent = text;
+  const url = "/ui/progress?id=" + encodeURIComponent(section.dataset.run);
+  const poll = async () => {
+    if (document.visibilityState === "visible") {
+      try {
+        const response = await window.uiFetch(url);
+        if (!response.ok) throw new Error(`HTTP ${response.status}`);
+        const state = await response.json();
+        if (state.status !== "running") {
+          status.textContent = "The run has finished: reloading.";
+          window.location.reload();
+          return;
+        }
+        showProgress(state);
+        status.textContent = `Updated ${new Date().toLocaleTimeString()}.`;
+      } catch (error) {
+        status.textContent = `Could not reach the server (${error.message}); retrying.`;
       }
     }
-    status.textContent = `Updated ${new Date().toLocaleTimeString()}.`;
+    setTimeout(poll, PROGRESS_EVERY_MS);
   };
-  source.onerror = () => { status.textContent = "Lost the connection to the server; retrying…"; };
+  setTimeout(poll, PROGRESS_EVERY_MS);
+}
+
+function showProgress(state) {
+  document.getElementById("progress-step").textContent = state.step;
+  document.getElementById("progress-bar").value = state.step;
+  const body = document.querySelector("#progress-table tbody");
+  body.replaceChildren();
+  for (const [seed, seedState] of Object.entries(state.seeds)) {
+    for (const point of seedState.history) {
+      const row = body.insertRow();
+      const metrics = Object.entries(point).filter(([k]) => k !== "step")
+        .map(([k, v]) => `${k} ${typeof v === "number" ? v.toFixed(4) : v}`).join("  ");
+      for (const text of [seed, point.step, metrics]) row.insertCell().textContent = text;
+    }
+  }
 }
 
 document.addEventListener("DOMContentLoaded", () => {
