@@ -440,6 +440,8 @@ CASES = [
          setup=lambda p: (p["cwd"] / "runs").mkdir()),
     Case("issue33-ui-bad-port", ["ui", "runs", "--port", "70000"], 2, "port",
          setup=lambda p: (p["cwd"] / "runs").mkdir()),
+    Case("issue33-serve-ui-runs-is-a-file", ["serve", "--no-auth", "--ui-runs", "afile"], 2,
+         "--ui-runs afile is a file", setup=lambda p: (p["cwd"] / "afile").write_text("x")),
     Case("issue33-ui-empty-api-key", ["ui", "runs", "--api-key", ""], 2, "--api-key is empty",
          setup=lambda p: (p["cwd"] / "runs").mkdir()),
     Case("issue32-pet-ensemble-of-one", ["train", TRAIN, "--set", "pet_ensemble={members: [{}]}"], 2,

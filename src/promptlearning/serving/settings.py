@@ -93,6 +93,8 @@ class ServerSettings(BaseSettings):
                 "the server needs API keys: give --api-key KEY or --api-keys-file FILE "
                 "(or --no-auth on 127.0.0.1 for local experiments)"
             )
+        if self.ui_runs.exists() and not self.ui_runs.is_dir():
+            raise ValueError(f"--ui-runs {self.ui_runs} is a file; name the folder of run directories")
         if self.model is None and not self.program:
             raise ValueError("nothing to serve: give a model or at least one --program NAME=DIR")
         if self.api_keys_file is not None:

@@ -24,7 +24,7 @@ from promptlearning.serving.auth import SESSION_COOKIE
 from promptlearning.serving.errors import APIError
 from promptlearning.ui.catalog import SEARCH_FILE, RunPathError, RunsRoot
 from promptlearning.ui.comparison import compare_examples
-from promptlearning.ui.examples import ORDERS, PredictionReader, page
+from promptlearning.ui.examples import ORDERS, PAGE_SIZE, PredictionReader, page
 from promptlearning.ui.playground import ExportRequest, RenderRequest, export_task, render_prompt
 from promptlearning.ui.report import render_markdown
 
@@ -37,15 +37,24 @@ STATIC_FILES = {"ui.css": "text/css", "ui.js": "text/javascript", "playground.js
 _ENV = jinja2.Environment(
     loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, undefined=jinja2.StrictUndefined
 )
+
+
+def _number_text(value: Any) -> str:
+    """A metric for a page: 4 decimals, whole numbers without them, '-' for none."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else f"{value:.4f}"
+    return str(value)
+
+
 _ENV.globals["zip"] = zip
 _ENV.filters["pct"] = lambda v: "-" if v is None else f"{100 * v:.1f}"
-_ENV.filters["num"] = lambda v: (
-    "-" if v is None else f"{v:.4f}" if isinstance(v, float) and not v.is_integer() else str(int(v))
-    if isinstance(v, float) else str(v)
-)  # fmt: skip
+_ENV.filters["num"] = _number_text
 
 
 def html(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    """A page of the UI, with the headers that keep it to its own scripts and out of frames."""
     signed_in = request.app.state.keys is not None and request.state.key != "open"
     body = _ENV.get_template(template).render(signed_in=signed_in, **context)
     return HTMLResponse(body, status_code=status, headers={"Content-Security-Policy": _CSP, "X-Frame-Options": "DENY"})
@@ -240,11 +249,12 @@ def _compare_view(root: RunsRoot, reader: PredictionReader, run_ids: list[str], 
         examples.append(reader.examples(predictions, root.input_fields(path)))
     comparison = compare_examples([s.id for s in summaries], examples)
     rows = comparison.disagreements() if disagree else comparison.rows
-    pages = max(1, -(-len(rows) // 50))
+    pages = max(1, -(-len(rows) // PAGE_SIZE))
     number = min(number, pages)
     link = "/ui/compare?" + "&".join(f"run={quote(s.id)}" for s in summaries)
+    shown = rows[(number - 1) * PAGE_SIZE : number * PAGE_SIZE]
     return {
-        "runs": summaries, "differences": comparison.differences, "rows": rows[(number - 1) * 50 : number * 50],
+        "runs": summaries, "differences": comparison.differences, "rows": shown,
         "shown": len(rows), "total": len(comparison.rows), "disagreeing": len(comparison.disagreements()),
         "disagree": disagree, "page": number, "pages": pages, "query_link": link,
     }  # fmt: skip
