@@ -135,3 +135,22 @@ def test_adalora_adds_its_orthogonality_penalty_to_the_pet_loss(tiny_llama_dir: 
     assert penalty > 0
     assert train_loss == pytest.approx(eval_loss + penalty, rel=1e-5)
     assert with_penalty - without == pytest.approx(penalty, rel=1e-4)
+
+
+def test_transformers_notice_about_prefix_caches_is_not_shown() -> None:
+    import logging
+
+    import promptlearning.training.peft_methods  # noqa: F401  (installs the filter)
+
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    library = logging.getLogger("transformers")
+    library.addHandler(handler)
+    try:
+        generic = logging.getLogger("transformers.utils.generic")
+        generic.warning("`past_key_values`/`cache_params` are deprecated. Use `cache` instead.")
+        generic.warning("another notice")
+    finally:
+        library.removeHandler(handler)
+    assert seen == ["another notice"]

@@ -10,6 +10,7 @@ fields, so a typo is reported with the list of valid options instead of failing 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -52,8 +53,19 @@ _INTERNAL = {"task_type", "peft_type", "auto_mapping", "peft_version", "base_mod
 
 
 # peft's prefix tuning hands its prefixes to the model as ``past_key_values``, which transformers 5
-# announces as deprecated on every forward: nothing a user can act on, so not shown to them.
+# announces as deprecated on every forward (a warning) and once per process (a log line): nothing a
+# user can act on, so neither is shown to them.
 warnings.filterwarnings("ignore", r"`past_key_values` is deprecated .*Use `cache` instead", FutureWarning)
+
+
+class _CacheRenameNotice(logging.Filter):
+    """Drops transformers' log line about ``past_key_values`` being renamed ``cache``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`past_key_values`/`cache_params` are deprecated" not in record.getMessage()
+
+
+logging.getLogger("transformers.utils.generic").addFilter(_CacheRenameNotice())
 
 
 @contextmanager
