@@ -248,3 +248,14 @@ def test_the_input_shown_is_what_the_template_reads(ui_runs: Path) -> None:
            "probabilities": {"a": 1.0}}  # fmt: skip
     assert example_view(0, row, ("text",)).input == "hi"
     assert example_view(0, row).input == "text: hi\nkind: irony"
+
+
+def test_generation_runs_are_compared_by_their_scores() -> None:
+    def run(scores: list[float]) -> list[Example]:
+        return [Example(i, f"x{i}", "ref", "out", None, score=s) for i, s in enumerate(scores)]
+
+    comparison = compare_examples(["a", "b"], [run([0.2] * 30), run([0.5] * 25 + [0.1] * 5)])
+    difference = comparison.differences[1]
+    assert (difference.wins, difference.losses) == (25, 5)
+    assert difference.difference == pytest.approx((25 * 0.3 - 5 * 0.1) / 30)
+    assert difference.low > 0 and difference.p_value < 0.01

@@ -3,8 +3,9 @@ difference between two runs is more than luck.
 
 The significance test is the one prompt search uses to adopt a prompt (``search/adoption.py``):
 McNemar's exact test on the examples one run gets right and the other wrong (here two-sided: the UI
-asks "do they differ", not "is the new one better"), with the paired bootstrap's interval of the
-accuracy difference.
+asks "do they differ", not "is the new one better"), with a paired bootstrap's interval of the
+difference. Runs without right and wrong (free generation) are compared by their per-example
+scores the same way: the sign test on the examples one scores higher, the bootstrap on the mean.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from promptlearning.errors import PromptLearningError
-from promptlearning.search.adoption import paired_test, sign_test
+from promptlearning.search.adoption import RESAMPLES, sign_test
 from promptlearning.ui.examples import Example
 
 MAX_COMPARED = 8
@@ -26,12 +27,12 @@ class PairedDifference:
     """A run against the first (the baseline) on the same examples."""
 
     run: str
-    accuracy: float
+    accuracy: float  # the share of examples right (the mean score for free generation)
     difference: float  # accuracy(run) - accuracy(baseline)
-    low: float  # 95 % bootstrap interval of the difference
+    low: float  # 95 % paired-bootstrap interval of the difference
     high: float
-    p_value: float  # McNemar's exact test, two-sided
-    wins: int  # examples this run gets right and the baseline wrong
+    p_value: float  # McNemar's exact test (a sign test on the discordant examples), two-sided
+    wins: int  # examples this run gets right (scores higher) and the baseline wrong (lower)
     losses: int
 
 
@@ -67,19 +68,20 @@ def compare_examples(runs: Sequence[str], examples: Sequence[list[Example]]) -> 
     return Comparison(list(runs), rows, differences)
 
 
-def _share_equal(gold: np.ndarray, predicted: np.ndarray) -> float:
-    return float((gold == predicted).mean())
+def example_values(examples: Sequence[Example]) -> np.ndarray:
+    """Per example 1 (right) or 0 (wrong); a free generation's score where there is no right answer."""
+    return np.array([float(e.correct) if e.correct is not None else (e.score or 0.0) for e in examples])
 
 
 def _paired(base_name: str, base: list[Example], name: str, run: list[Example]) -> PairedDifference:
-    right = np.array([e.correct is True for e in run], dtype=int)
-    base_right = np.array([e.correct is True for e in base], dtype=int)
-    accuracy = float(right.mean()) if len(right) else 0.0
-    if name == base_name:
+    values, base_values = example_values(run), example_values(base)
+    accuracy = float(values.mean()) if len(values) else 0.0
+    if name == base_name or not len(values):
         return PairedDifference(name, accuracy, 0.0, 0.0, 0.0, 1.0, 0, 0)
-    wins = int(np.count_nonzero((right == 1) & (base_right == 0)))
-    losses = int(np.count_nonzero((right == 0) & (base_right == 1)))
-    # accuracy of "right" against all-ones gold is the share of examples right
-    test = paired_test(_share_equal, np.ones_like(right), right, base_right)
+    wins, losses = int(np.count_nonzero(values > base_values)), int(np.count_nonzero(values < base_values))
+    differences = values - base_values
+    # the paired bootstrap of search/adoption.py, on a mean: the same resample of examples for both runs
+    resamples = np.random.default_rng(0).integers(0, len(values), (RESAMPLES, len(values)))
+    low, high = np.quantile(differences[resamples].mean(axis=1), [0.025, 0.975])
     p_value = min(1.0, 2 * min(sign_test(wins, losses), sign_test(losses, wins)))
-    return PairedDifference(name, accuracy, test.difference, test.low, test.high, p_value, wins, losses)
+    return PairedDifference(name, accuracy, float(differences.mean()), float(low), float(high), p_value, wins, losses)
