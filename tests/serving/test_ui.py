@@ -259,3 +259,18 @@ def test_generation_runs_are_compared_by_their_scores() -> None:
     assert (difference.wins, difference.losses) == (25, 5)
     assert difference.difference == pytest.approx((25 * 0.3 - 5 * 0.1) / 30)
     assert difference.low > 0 and difference.p_value < 0.01
+
+
+def test_a_training_run_that_stopped_writing_is_shown_as_stopped(tmp_path: Path, live_run_maker) -> None:
+    import os
+
+    live = tmp_path / "crashed"
+    live_run_maker(live)
+    root = RunsRoot(tmp_path)
+    assert root.runs()[0].status == "running"
+    state = live / "seed-13" / "checkpoints" / "step-0000020" / "trainer_state.json"
+    an_hour_ago = state.stat().st_mtime - 3600
+    os.utime(state, (an_hour_ago, an_hour_ago))
+    summary = root.runs()[0]
+    assert summary.status == "stopped" and summary.setting == "stopped before the end"
+    assert root.progress(live).state == "stopped" and root.progress(live).current == "seed-13"

@@ -26,7 +26,8 @@ SEARCH_FILE = "search.json"
 PREDICTION_FILES = ("predictions.jsonl", "eval/predictions.jsonl")
 PLOT_SUFFIXES = (".png", ".svg", ".jpg", ".jpeg")
 MAX_DEPTH = 6  # how deep below the root runs are looked for
-MAX_RUNS = 5000  # a root with more is cut there (and says so)
+MAX_RUNS = 5000  # a root with more is cut there
+STALE_SECONDS = 1800  # a training run that wrote no checkpoint for this long is shown as stopped
 
 
 class RunPathError(PromptLearningError):
@@ -53,7 +54,7 @@ class RunSummary:
     num_examples: int
     date: str  # when the run was last written, local time
     timestamp: float
-    status: str = "finished"  # or "running"
+    status: str = "finished"  # or "running", or "stopped" (a training run that no longer writes)
     has_predictions: bool = False
 
 
@@ -61,9 +62,11 @@ class RunSummary:
 class Progress:
     """A training run still going: its seeds' latest checkpoint step and dev history."""
 
-    step: int
+    step: int  # of the seed training now
     max_steps: int | None
     seeds: dict[str, dict[str, Any]] = field(default_factory=dict)  # seed dir -> {step, history}
+    current: str = ""  # the seed written to last
+    state: str = "running"  # or "stopped": nothing written for STALE_SECONDS
 
 
 class RunsRoot:
@@ -125,21 +128,27 @@ class RunsRoot:
         return None
 
     def progress(self, path: Path) -> Progress | None:
-        """The progress of a training run still going (None when it has finished or is not one)."""
+        """The progress of a training run not finished (None when it has finished or is not one): the
+        seed written to last, its step, every seed's dev history; "stopped" when nothing was written
+        for :data:`STALE_SECONDS` (a run that crashed or was killed: ``--resume`` continues it)."""
         if (path / RUN_FILE).is_file():
             return None
         seeds: dict[str, dict[str, Any]] = {}
-        for seed_dir in sorted(path.glob("seed-*")):
+        updated: dict[str, float] = {}
+        for seed_dir in sorted(path.glob("seed-*"), key=lambda p: (len(p.name), p.name)):
             states = sorted(seed_dir.glob("checkpoints/step-*/trainer_state.json"))
             if states:
                 state = _read_json(states[-1])
                 seeds[seed_dir.name] = {"step": int(state.get("step", 0)), "history": state.get("history", [])}
+                updated[seed_dir.name] = states[-1].stat().st_mtime
         if not seeds:
             return None
         config = _read_yaml(path / "config.yaml")
         max_steps = (config.get("training") or {}).get("max_steps") if isinstance(config, dict) else None
-        step = max(seed["step"] for seed in seeds.values())
-        return Progress(step=step, max_steps=max_steps if isinstance(max_steps, int) else None, seeds=seeds)
+        current = max(updated, key=updated.__getitem__)
+        state = "running" if time.time() - updated[current] < STALE_SECONDS else "stopped"
+        return Progress(step=seeds[current]["step"], max_steps=max_steps if isinstance(max_steps, int) else None,
+                        seeds=seeds, current=current, state=state)  # fmt: skip
 
     def prediction_parts(self, path: Path) -> dict[str, Path]:
         """The run's prediction files: ``{"": file}`` for a run's own, or one per seed of a training run."""
@@ -212,16 +221,18 @@ class RunsRoot:
         )  # fmt: skip
 
     def _running(self, path: Path) -> RunSummary:
+        """A training run not finished: its headline is the current seed's last dev metric."""
         config = _read_yaml(path / "config.yaml")
         progress = self.progress(path)
-        history = [h for seed in (progress.seeds.values() if progress else []) for h in seed["history"]]
+        state = progress.state if progress else "stopped"
+        history = progress.seeds[progress.current]["history"] if progress else []
         last = history[-1] if history else {}
         metric = next((k for k in ("accuracy", "macro_f1", "loss", "perplexity") if k in last), "")
         return self._row(
             path, path / "config.yaml", kind=str(config.get("type", "train")), task=str(config.get("name", path.name)),
-            setting="in progress", model=str(config.get("model", "")), metric=f"dev {metric}".strip(),
-            value=_number(last.get(metric)), std=0.0, seeds=len(progress.seeds) if progress else 0,
-            num_examples=0, status="running",
+            setting="in progress" if state == "running" else "stopped before the end",
+            model=str(config.get("model", "")), metric=f"dev {metric}".strip(), value=_number(last.get(metric)),
+            std=0.0, seeds=len(progress.seeds) if progress else 0, num_examples=0, status=state,
         )  # fmt: skip
 
     def _damaged(self, path: Path) -> RunSummary:

@@ -265,4 +265,4 @@ def _progress(root: RunsRoot, run_id: str) -> dict[str, Any]:
     progress = root.progress(path)
     if progress is None:
         return {"status": "finished" if (path / "run.json").is_file() else "unknown"}
-    return {"status": "running", **asdict(progress)}
+    return {"status": progress.state, **asdict(progress)}
