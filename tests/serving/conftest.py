@@ -129,8 +129,13 @@ def ui_runs(tmp_path_factory: pytest.TempPathFactory, tiny_lm) -> Path:
                                      '"metric": "accuracy", "value": 1.0}')  # fmt: skip
     (secret / "leak.png").write_bytes(b"\x89PNG secret")
     (root / "linked-run").symlink_to(secret, target_is_directory=True)
+    (secret / "notes.md").write_text("SECRET REPORT")
     first = sorted((root / "demo").iterdir())[0]
     (first / "linked.png").symlink_to(secret / "leak.png")
+    (first / "report.md").unlink()
+    (first / "report.md").symlink_to(secret / "notes.md")  # a run's own file that points outside
+    (root / "linked-files").mkdir()
+    (root / "linked-files" / "run.json").symlink_to(secret / "run.json")
     return root
 
 

@@ -32,7 +32,7 @@ def test_the_catalogue_finds_every_kind_of_run_and_nothing_through_links(ui_runs
     runs = {r.id: r for r in RunsRoot(ui_runs).runs()}
     assert set(demo_runs(ui_runs)) < set(runs)
     assert runs["training/live-run"].status == "running" and runs["training/live-run"].value == 0.5
-    assert "linked-run" not in runs and all(r.task != "SECRET" for r in runs.values())
+    assert "linked-run" not in runs and "linked-files" not in runs and all(r.task != "SECRET" for r in runs.values())
     finished = runs[demo_runs(ui_runs)[0]]
     assert finished.kind == "classification" and finished.num_examples == 12 and finished.has_predictions
 
@@ -143,6 +143,9 @@ def test_run_content_is_escaped(ui_server, ui_runs: Path) -> None:
 
 def test_files_are_only_the_runs_own_plots(ui_server, ui_runs: Path) -> None:
     run_id = demo_runs(ui_runs)[0]
+    page = get(ui_server, "/ui/run", id=run_id)
+    assert page.status_code == 200 and "SECRET" not in page.text  # its report.md links outside: not read
+    assert get(ui_server, "/ui/run", id="linked-files").status_code == 400
     plot = get(ui_server, "/ui/file", run=run_id, name="confusion_matrix.png")
     assert plot.status_code == 200 and plot.content.startswith(b"\x89PNG")
     for name in ("linked.png", "../../outside/leak.png", "config.yaml", "predictions.jsonl"):

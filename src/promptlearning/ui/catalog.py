@@ -75,7 +75,7 @@ class RunsRoot:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).expanduser().resolve()
 
-    def resolve(self, relative: str, *, is_file: bool = False) -> Path:
+    def resolve(self, relative: str) -> Path:
         """``root/relative`` when it is a plain relative path below the root with no link on the way;
         otherwise :class:`RunPathError` (400 for a refused path, 404 for a missing one)."""
         if not relative or "\x00" in relative or "\\" in relative:
@@ -88,9 +88,8 @@ class RunsRoot:
             path = path / part
             if path.is_symlink():
                 raise RunPathError(f"{relative!r} goes through a symbolic link, which the UI does not follow")
-        exists = path.is_file() if is_file else path.is_dir()
-        if not exists:
-            raise RunPathError(f"no {'file' if is_file else 'run'} {relative!r} under the runs root", status=404)
+        if not path.is_dir():
+            raise RunPathError(f"no run {relative!r} under the runs root", status=404)
         return path
 
     def run_id(self, path: Path) -> str:
@@ -105,7 +104,8 @@ class RunsRoot:
             path = Path(directory)
             depth = len(path.relative_to(self.root).parts)
             subdirs[:] = sorted(d for d in subdirs if not d.startswith(".") and not (path / d).is_symlink())
-            summary = self.summary(path, set(files)) if path != self.root else None
+            own = {f for f in files if not (path / f).is_symlink()}
+            summary = self.summary(path, own) if path != self.root else None
             if summary is not None:
                 found.append(summary)
                 subdirs[:] = []  # a run's own folders (seeds, members, checkpoints) are parts of it
@@ -115,7 +115,7 @@ class RunsRoot:
 
     def summary(self, path: Path, files: set[str] | None = None) -> RunSummary | None:
         """The list row of ``path``, or None when it is not a run directory."""
-        files = files if files is not None else {p.name for p in path.iterdir() if p.is_file()}
+        files = files if files is not None else {p.name for p in path.iterdir() if own_file(p)}
         try:
             if RUN_FILE in files:
                 return self._finished(path)
@@ -131,7 +131,7 @@ class RunsRoot:
         """The progress of a training run not finished (None when it has finished or is not one): the
         seed written to last, its step, every seed's dev history; "stopped" when nothing was written
         for :data:`STALE_SECONDS` (a run that crashed or was killed: ``--resume`` continues it)."""
-        if (path / RUN_FILE).is_file():
+        if own_file(path / RUN_FILE):
             return None
         seeds: dict[str, dict[str, Any]] = {}
         updated: dict[str, float] = {}
@@ -154,12 +154,12 @@ class RunsRoot:
         """The run's prediction files: ``{"": file}`` for a run's own, or one per seed of a training run."""
         for name in PREDICTION_FILES:
             candidate = path / name
-            if candidate.is_file() and not candidate.is_symlink():
+            if own_file(candidate):
                 return {"": candidate}
         parts = {}
         for seed_dir in sorted(path.glob("seed-*"), key=lambda p: (len(p.name), p.name)):  # seed-13 before seed-100
             candidate = seed_dir / "predictions.jsonl"
-            if not seed_dir.is_symlink() and candidate.is_file() and not candidate.is_symlink():
+            if not seed_dir.is_symlink() and own_file(candidate):
                 parts[seed_dir.name] = candidate
         return parts
 
@@ -185,9 +185,7 @@ class RunsRoot:
 
     def plots(self, path: Path) -> list[str]:
         """The run's plot files (its own folder only), by name."""
-        return sorted(
-            p.name for p in path.iterdir() if p.suffix.lower() in PLOT_SUFFIXES and p.is_file() and not p.is_symlink()
-        )
+        return sorted(p.name for p in path.iterdir() if p.suffix.lower() in PLOT_SUFFIXES and own_file(p))
 
     def _row(self, path: Path, stamp_file: Path, **fields: Any) -> RunSummary:
         stamp = stamp_file.stat().st_mtime
@@ -209,7 +207,7 @@ class RunsRoot:
     def _search(self, path: Path) -> RunSummary:
         data = _read_json(path / SEARCH_FILE)
         best = data.get("best") or {}
-        task = _read_yaml(path / "task.yaml") if (path / "task.yaml").is_file() else {}
+        task = _read_yaml(path / "task.yaml") if own_file(path / "task.yaml") else {}
         adoption = data.get("adoption") or {}
         verdict = "adopted" if adoption.get("adopted") else "own prompt kept" if adoption else data.get("output", "")
         return self._row(
@@ -240,7 +238,14 @@ class RunsRoot:
                          model="", metric="", value=None, std=0.0, seeds=0, num_examples=0)  # fmt: skip
 
 
+def own_file(path: Path) -> bool:
+    """A regular file of the run itself: a symbolic link could point anywhere, so it is not read."""
+    return path.is_file() and not path.is_symlink()
+
+
 def _read_json(path: Path) -> dict[str, Any]:
+    if path.is_symlink():
+        raise ValueError(f"{path.name} is a symbolic link")
     data = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict):
         raise ValueError(f"{path.name} is not a JSON object")
@@ -248,6 +253,8 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
+    if path.is_symlink():
+        raise ValueError(f"{path.name} is a symbolic link")
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     return data if isinstance(data, dict) else {}
 

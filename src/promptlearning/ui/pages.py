@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from promptlearning.errors import PromptLearningError
 from promptlearning.serving.auth import SESSION_COOKIE
 from promptlearning.serving.errors import APIError
-from promptlearning.ui.catalog import SEARCH_FILE, RunPathError, RunsRoot
+from promptlearning.ui.catalog import SEARCH_FILE, RunPathError, RunsRoot, own_file
 from promptlearning.ui.comparison import compare_examples
 from promptlearning.ui.examples import ORDERS, PAGE_SIZE, PredictionReader, page
 from promptlearning.ui.playground import ExportRequest, RenderRequest, export_task, render_prompt
@@ -198,7 +198,7 @@ def _run_view(root: RunsRoot, reader: PredictionReader, run_id: str, order: str,
         every = reader.examples(predictions, root.input_fields(path))
         total = len(every)
         examples, pages = page(every, order=order, number=number, query=query, wrong_only=wrong)
-    report = next((path / n for n in ("report.md", "search.md") if (path / n).is_file()), None)
+    report = next((path / n for n in ("report.md", "search.md") if own_file(path / n)), None)
     link = f"/ui/file?run={quote(run_id)}&name="
     return {
         "run": summary, "metrics": metrics, "plots": root.plots(path), "file_link": link,
@@ -214,7 +214,7 @@ def _read_metrics(path: Path) -> dict[str, Any]:
     """The run's scalar metrics (run.json's, else metrics.json's)."""
     for name, key in (("run.json", "metrics"), ("metrics.json", None)):
         file = path / name
-        if file.is_file():
+        if own_file(file):
             try:
                 data = json.loads(file.read_text(encoding="utf-8"))
             except ValueError:
@@ -225,7 +225,7 @@ def _read_metrics(path: Path) -> dict[str, Any]:
 
 
 def _read_search(path: Path) -> dict[str, Any] | None:
-    if not (path / SEARCH_FILE).is_file():
+    if not own_file(path / SEARCH_FILE):
         return None
     try:
         data = json.loads((path / SEARCH_FILE).read_text(encoding="utf-8"))
@@ -264,5 +264,5 @@ def _progress(root: RunsRoot, run_id: str) -> dict[str, Any]:
     path = root.resolve(run_id)
     progress = root.progress(path)
     if progress is None:
-        return {"status": "finished" if (path / "run.json").is_file() else "unknown"}
+        return {"status": "finished" if own_file(path / "run.json") else "unknown"}
     return {"status": progress.state, **asdict(progress)}
