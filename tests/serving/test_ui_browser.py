@@ -63,6 +63,8 @@ def test_the_runs_list_shows_every_run_and_filters(signed_in, ui_runs: Path) -> 
 
     page = signed_in
     page.goto("/ui/")
+    page.keyboard.press("Tab")  # the first stop is the skip link
+    expect(page.locator("a.skip")).to_be_focused()
     rows = page.locator("#runs-table tbody tr")
     expect(rows).to_have_count(3)  # two classification runs and the live training run (not the linked one)
     expect(page.locator("text=running")).to_be_visible()
@@ -70,8 +72,12 @@ def test_the_runs_list_shows_every_run_and_filters(signed_in, ui_runs: Path) -> 
     page.fill("#filter", "calibrated")
     expect(page.locator("#runs-table tbody tr:visible")).to_have_count(1)
     page.fill("#filter", "")
-    page.click("th button:has-text('Result')")  # sorting by the keyboard-reachable header buttons
+    page.locator("th button:has-text('Result')").focus()  # headers sort from the keyboard too
+    page.keyboard.press("Enter")
     expect(page.locator("th[aria-sort]")).to_have_count(1)
+    values = [float(v) for v in page.locator("#runs-table tbody td[data-value]:nth-child(6)").evaluate_all(
+        "cells => cells.map(c => c.dataset.value).filter(v => v !== '')")]  # fmt: skip
+    assert values == sorted(values)
     assert page.errors == []
 
 
