@@ -145,6 +145,12 @@ def test_the_playground_scores_a_template_and_shows_token_logprobs(signed_in) ->
     page.click("#generate")
     expect(page.locator("#generation")).not_to_be_empty()
     shoot(page, "playground")
+    page.select_option("#target", "program:sentiment")  # a served program: its own template and words
+    page.click("#score")
+    expect(page.locator("#prompt")).to_have_text("(a saved program renders its own prompt)")
+    expect(page.locator("#probabilities tbody tr")).to_have_count(2)
+    expect(page.locator("#probabilities tbody tr").first).to_contain_text("negative")
+    page.select_option("#target", "model:tiny")
     page.fill("#words", "only: one")
     page.click("#score")
     expect(page.locator("#error")).to_contain_text("at least two labels")
