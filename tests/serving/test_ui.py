@@ -222,7 +222,7 @@ def test_the_exported_task_file_runs(ui_server, tmp_path: Path) -> None:
 def test_a_live_run_reports_its_progress(ui_server, ui_runs: Path) -> None:
     state = get(ui_server, "/ui/progress", id="training/live-run").json()
     assert state["status"] == "running" and state["step"] == 20 and state["max_steps"] == 100
-    assert state["seeds"]["seed-13"]["history"] == [{"step": 20, "accuracy": 0.5}]
+    assert state["parts"]["seed-13"]["history"] == [{"step": 20, "accuracy": 0.5}]
     finished = get(ui_server, "/ui/progress", id=demo_runs(ui_runs)[0]).json()
     assert finished == {"status": "finished"}
 
@@ -277,3 +277,27 @@ def test_a_training_run_that_stopped_writing_is_shown_as_stopped(tmp_path: Path,
     summary = root.runs()[0]
     assert summary.status == "stopped" and summary.setting == "stopped before the end"
     assert root.progress(live).state == "stopped" and root.progress(live).current == "seed-13"
+
+
+def test_an_ensemble_or_rationale_run_in_progress_is_live_too(tmp_path: Path) -> None:
+    import os
+
+    run = tmp_path / "ensemble"
+    (run / "config.yaml").parent.mkdir()
+    (run / "config.yaml").write_text("type: train\nname: ens\ntraining: {max_steps: 50}\n")
+    for part, step, age in (("seed-13/member-1", 50, 120), ("seed-13/member-2", 25, 0)):
+        state = run / part / "checkpoints" / f"step-{step:07d}" / "trainer_state.json"
+        state.parent.mkdir(parents=True)
+        state.write_text(json.dumps({"step": step, "history": [{"step": step, "accuracy": step / 100}]}))
+        os.utime(state, (state.stat().st_mtime - age, state.stat().st_mtime - age))
+    rationale = tmp_path / "rationale" / "training" / "checkpoints" / "step-0000010"
+    rationale.mkdir(parents=True)
+    (rationale / "trainer_state.json").write_text(json.dumps({"step": 10, "history": []}))
+    (tmp_path / "rationale" / "config.yaml").write_text("type: train\nname: r\n")
+    root = RunsRoot(tmp_path)
+    runs = {r.id: r for r in root.runs()}
+    assert runs["ensemble"].status == "running" and runs["ensemble"].value == 0.25  # the member training now
+    progress = root.progress(run)
+    assert progress.current == "seed-13/member-2" and progress.step == 25 and set(progress.parts) == {
+        "seed-13/member-1", "seed-13/member-2"}  # fmt: skip
+    assert runs["rationale"].status == "running" and set(root.progress(tmp_path / "rationale").parts) == {"training"}

@@ -1,7 +1,8 @@
 """The runs the web UI shows: every run directory under one root, read-only, and nothing outside it.
 
 A run is a directory holding ``run.json`` (any task kind), ``search.json`` (a prompt search) or, for
-a training run still going, a ``config.yaml`` of ``type: train`` whose seeds write checkpoints. Paths
+a training run still going, a ``config.yaml`` next to the checkpoints its training writes (per seed,
+per ensemble member, the distillation, a rationale or pretraining run's own). Paths
 come from the browser, so :meth:`RunsRoot.resolve` accepts only plain relative names below the root:
 no ``..``, no absolute paths, no symbolic links anywhere on the way.
 """
@@ -60,12 +61,13 @@ class RunSummary:
 
 @dataclass
 class Progress:
-    """A training run still going: its seeds' latest checkpoint step and dev history."""
+    """A training run not finished: each part's latest checkpoint (step, dev history), where a part is
+    what trains on its own: a seed, an ensemble member of a seed (``seed-13/member-2``), a distillation."""
 
-    step: int  # of the seed training now
+    step: int  # of the part training now
     max_steps: int | None
-    seeds: dict[str, dict[str, Any]] = field(default_factory=dict)  # seed dir -> {step, history}
-    current: str = ""  # the seed written to last
+    parts: dict[str, dict[str, Any]] = field(default_factory=dict)  # part -> {step, history}
+    current: str = ""  # the part written to last
     state: str = "running"  # or "stopped": nothing written for STALE_SECONDS
 
 
@@ -121,7 +123,7 @@ class RunsRoot:
                 return self._finished(path)
             if SEARCH_FILE in files:
                 return self._search(path)
-            if "config.yaml" in files and any(path.glob("seed-*/checkpoints")):
+            if "config.yaml" in files and self.checkpoint_states(path):
                 return self._running(path)
         except (OSError, ValueError, TypeError, KeyError, AttributeError, yaml.YAMLError):
             return self._damaged(path)
@@ -133,22 +135,35 @@ class RunsRoot:
         for :data:`STALE_SECONDS` (a run that crashed or was killed: ``--resume`` continues it)."""
         if own_file(path / RUN_FILE):
             return None
-        seeds: dict[str, dict[str, Any]] = {}
+        parts: dict[str, dict[str, Any]] = {}
         updated: dict[str, float] = {}
-        for seed_dir in sorted(path.glob("seed-*"), key=lambda p: (len(p.name), p.name)):
-            states = sorted(seed_dir.glob("checkpoints/step-*/trainer_state.json"))
-            if states:
-                state = _read_json(states[-1])
-                seeds[seed_dir.name] = {"step": int(state.get("step", 0)), "history": state.get("history", [])}
-                updated[seed_dir.name] = states[-1].stat().st_mtime
-        if not seeds:
+        for name, state_file in self.checkpoint_states(path).items():
+            state = _read_json(state_file)
+            parts[name] = {"step": int(state.get("step", 0)), "history": state.get("history", [])}
+            updated[name] = state_file.stat().st_mtime
+        if not parts:
             return None
         config = _read_yaml(path / "config.yaml")
         max_steps = (config.get("training") or {}).get("max_steps") if isinstance(config, dict) else None
         current = max(updated, key=updated.__getitem__)
         state = "running" if time.time() - updated[current] < STALE_SECONDS else "stopped"
-        return Progress(step=seeds[current]["step"], max_steps=max_steps if isinstance(max_steps, int) else None,
-                        seeds=seeds, current=current, state=state)  # fmt: skip
+        return Progress(step=parts[current]["step"], max_steps=max_steps if isinstance(max_steps, int) else None,
+                        parts=parts, current=current, state=state)  # fmt: skip
+
+    @staticmethod
+    def checkpoint_states(path: Path) -> dict[str, Path]:
+        """The latest ``trainer_state.json`` of each part of a run that trains, by part (its folder
+        below the run: ``seed-13``, ``seed-13/member-2``, ``training``; ``run`` for the run's own)."""
+        found: dict[str, Path] = {}
+        for pattern in ("checkpoints", "*/checkpoints", "*/*/checkpoints"):
+            for checkpoints in sorted(path.glob(pattern), key=lambda p: (len(p.as_posix()), p.as_posix())):
+                if _through_link(checkpoints, path):
+                    continue
+                states = sorted(checkpoints.glob("step-*/trainer_state.json"))
+                if states and own_file(states[-1]):
+                    part = checkpoints.parent.relative_to(path).as_posix()
+                    found["run" if part == "." else part] = states[-1]
+        return found
 
     def prediction_parts(self, path: Path) -> dict[str, Path]:
         """The run's prediction files: ``{"": file}`` for a run's own, or one per seed of a training run."""
@@ -223,19 +238,24 @@ class RunsRoot:
         config = _read_yaml(path / "config.yaml")
         progress = self.progress(path)
         state = progress.state if progress else "stopped"
-        history = progress.seeds[progress.current]["history"] if progress else []
+        history = progress.parts[progress.current]["history"] if progress else []
         last = history[-1] if history else {}
         metric = next((k for k in ("accuracy", "macro_f1", "loss", "perplexity") if k in last), "")
         return self._row(
             path, path / "config.yaml", kind=str(config.get("type", "train")), task=str(config.get("name", path.name)),
             setting="in progress" if state == "running" else "stopped before the end",
             model=str(config.get("model", "")), metric=f"dev {metric}".strip(), value=_number(last.get(metric)),
-            std=0.0, seeds=len(progress.seeds) if progress else 0, num_examples=0, status=state,
+            std=0.0, seeds=0, num_examples=0, status=state,
         )  # fmt: skip
 
     def _damaged(self, path: Path) -> RunSummary:
         return self._row(path, path, kind="damaged", task=path.name, setting="its run files cannot be read",
                          model="", metric="", value=None, std=0.0, seeds=0, num_examples=0)  # fmt: skip
+
+
+def _through_link(path: Path, root: Path) -> bool:
+    """Whether ``path``, or a folder between ``root`` and it, is a symbolic link."""
+    return any(p.is_symlink() for p in (path, *path.parents) if root in p.parents)
 
 
 def own_file(path: Path) -> bool:

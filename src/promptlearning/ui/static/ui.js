@@ -67,12 +67,12 @@ function showProgress(state) {
   document.getElementById("progress-bar").value = state.step;
   const body = document.querySelector("#progress-table tbody");
   body.replaceChildren();
-  for (const [seed, seedState] of Object.entries(state.seeds)) {
-    for (const point of seedState.history) {
+  for (const [part, partState] of Object.entries(state.parts)) {
+    for (const point of partState.history) {
       const row = body.insertRow();
       const metrics = Object.entries(point).filter(([k]) => k !== "step")
         .map(([k, v]) => `${k} ${typeof v === "number" ? v.toFixed(4) : v}`).join("  ");
-      for (const text of [seed, point.step, metrics]) row.insertCell().textContent = text;
+      for (const text of [part, point.step, metrics]) row.insertCell().textContent = text;
     }
   }
 }
