@@ -241,8 +241,9 @@ class RunsRoot:
         history = progress.parts[progress.current]["history"] if progress else []
         last = history[-1] if history else {}
         metric = next((k for k in ("accuracy", "macro_f1", "loss", "perplexity") if k in last), "")
+        written = self.checkpoint_states(path)[progress.current] if progress else path / "config.yaml"
         return self._row(
-            path, path / "config.yaml", kind=str(config.get("type", "train")), task=str(config.get("name", path.name)),
+            path, written, kind=str(config.get("type", "train")), task=str(config.get("name", path.name)),
             setting="in progress" if state == "running" else "stopped before the end",
             model=str(config.get("model", "")), metric=f"dev {metric}".strip(), value=_number(last.get(metric)),
             std=0.0, seeds=0, num_examples=0, status=state,
