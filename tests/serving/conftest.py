@@ -123,6 +123,7 @@ def ui_runs(tmp_path_factory: pytest.TempPathFactory, tiny_lm) -> Path:
         })  # fmt: skip
         run_task(config, model=tiny_lm, output_dir=root / "demo", progress=False)
     make_live_run(root / "training" / "live-run")
+    _search(root / "searches", tiny_lm)
     secret = base / "outside"
     secret.mkdir()
     (secret / "run.json").write_text('{"kind": "classification", "name": "SECRET", "setting": "", "model": "", '
@@ -137,6 +138,24 @@ def ui_runs(tmp_path_factory: pytest.TempPathFactory, tiny_lm) -> Path:
     (root / "linked-files").mkdir()
     (root / "linked-files" / "run.json").symlink_to(secret / "run.json")
     return root
+
+
+def _search(output_dir: Path, model) -> None:
+    """A real prompt search of the tiny model over the shipped movie reviews: search.json, search.md
+    and, under runs/, the eval runs of its output and of the task's own prompt."""
+    import promptlearning
+    from promptlearning.search.run import SearchSettings
+    from promptlearning.tasks import validate_config
+    from promptlearning.tasks.search import run_search
+
+    reviews = Path(promptlearning.__file__).parent / "data" / "movie_reviews"
+    config = validate_config({
+        "name": "movies", "model": "tiny", "template": {"input": "Review: {{ text }}\nSentiment:"},
+        "data": {"train": str(reviews / "train.jsonl"), "eval": str(reviews / "test.jsonl"), "eval_limit": 24},
+        "verbalizer": {"words": {"negative": " bad", "positive": " good"}},
+    })  # fmt: skip
+    settings = SearchSettings(dev_size=16, budget=16 * 6, stages=("words", "templates"), ensemble=1, adopt="always")
+    run_search(config, settings, output_dir=output_dir, model=model, progress=False)
 
 
 @pytest.fixture(scope="session")

@@ -301,3 +301,15 @@ def test_an_ensemble_or_rationale_run_in_progress_is_live_too(tmp_path: Path) ->
     assert progress.current == "seed-13/member-2" and progress.step == 25 and set(progress.parts) == {
         "seed-13/member-1", "seed-13/member-2"}  # fmt: skip
     assert runs["rationale"].status == "running" and set(root.progress(tmp_path / "rationale").parts) == {"training"}
+
+
+def test_a_search_shows_its_candidates_and_verdict_and_its_runs_are_listed(ui_server, ui_runs: Path) -> None:
+    runs = {r.id: r for r in RunsRoot(ui_runs).runs()}
+    assert runs["searches/movies-search"].kind == "search"
+    nested = [run_id for run_id in runs if run_id.startswith("searches/movies-search/runs/")]
+    assert nested and all(runs[run_id].num_examples == 24 for run_id in nested)
+    candidates = json.loads((ui_runs / "searches" / "movies-search" / "search.json").read_text())["candidates"]
+    text = get(ui_server, "/ui/run", id="searches/movies-search").text
+    assert "Candidates, best on dev first" in text and text.count("<tr><td>words</td>") + text.count(
+        "<tr><td>templates</td>") == len(candidates)  # fmt: skip
+    assert "Adopted" in text or "Not adopted" in text

@@ -110,7 +110,9 @@ class RunsRoot:
             summary = self.summary(path, own) if path != self.root else None
             if summary is not None:
                 found.append(summary)
-                subdirs[:] = []  # a run's own folders (seeds, members, checkpoints) are parts of it
+                # a run's own folders (seeds, members, checkpoints) are parts of it; a search's runs/
+                # holds the ordinary runs of its output and of the task's own prompt on the eval split
+                subdirs[:] = ["runs"] if summary.kind == "search" and "runs" in subdirs else []
             if depth >= MAX_DEPTH or len(found) >= MAX_RUNS:
                 subdirs[:] = []
         return sorted(found, key=lambda s: -s.timestamp)
