@@ -79,6 +79,10 @@ def test_rows_of_every_kind_become_one_example_shape() -> None:
                            "correct": {"strict": False, "flexible": True}, "votes": {"flexible": {"4": 3}},
                            "agreement": 0.6, "rationales": ["2+2=4"]})  # fmt: skip
     assert (cot.predicted, cot.correct, cot.votes, cot.rationales) == ("4", True, {"4": 3}, ["2+2=4"])
+    assert cot.gold_probability == 1.0  # every vote reached the gold answer
+    wrong = example_view(3, {"question": "q", "gold": "18", "answers": {"flexible": "96"}, "agreement": 0.8,
+                             "correct": {"flexible": False}, "votes": {"flexible": {"96": 4, "18": 1}}})  # fmt: skip
+    assert wrong.gold_probability == pytest.approx(0.2)  # the share of votes for the gold answer, not agreement
     generated = example_view(2, {"example": {"question": "q", "answer": "x"}, "prompt": "p", "output": " y",
                                  "answer": "y", "references": ["x"], "score": 0.4})  # fmt: skip
     assert (generated.input, generated.correct, generated.score) == ("q", None, 0.4)

@@ -85,12 +85,16 @@ def _chain_of_thought(index: int, row: Mapping[str, Any]) -> Example:
         correct = correct.get(chain)
     votes = row.get("votes") or {}
     chain_votes = votes.get(chain, votes) if isinstance(votes, dict) else {}
+    chain_votes = chain_votes if isinstance(chain_votes, dict) else {}
+    gold = str(row.get("gold", ""))
+    counted = sum(v for v in chain_votes.values() if isinstance(v, int | float))
     return Example(
-        index=index, input=str(row.get("question", "")), gold=str(row.get("gold", "")),
+        index=index, input=str(row.get("question", "")), gold=gold,
         predicted=str(answers.get(chain, "")), correct=bool(correct) if correct is not None else None,
-        gold_probability=float(row["agreement"]) if isinstance(row.get("agreement"), int | float) else None,
+        # the share of the sampled solutions that reach the gold answer (not the majority's agreement)
+        gold_probability=float(chain_votes.get(gold, 0)) / counted if counted else None,
         rationales=[str(r) for r in row.get("rationales") or []],
-        votes=chain_votes if isinstance(chain_votes, dict) else {},
+        votes=chain_votes,
     )  # fmt: skip
 
 
