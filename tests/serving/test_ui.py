@@ -317,3 +317,15 @@ def test_a_search_shows_its_candidates_and_verdict_and_its_runs_are_listed(ui_se
     assert "Candidates, best on dev first" in text and text.count("<tr><td>words</td>") + text.count(
         "<tr><td>templates</td>") == len(candidates)  # fmt: skip
     assert "Adopted" in text or "Not adopted" in text
+
+
+def test_a_graded_metric_has_no_right_or_wrong_even_where_it_scores_one(tmp_path: Path) -> None:
+    from promptlearning.ui.examples import PredictionReader
+
+    rows = [{"example": {"q": "a"}, "output": "x", "answer": "x", "references": ["x"], "score": s}
+            for s in (1.0, 0.5, 0.0)]  # fmt: skip
+    path = tmp_path / "predictions.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert [e.correct for e in PredictionReader().examples(path)] == [None, None, None]
+    path.write_text("".join(json.dumps({**r, "score": float(i % 2)}) + "\n" for i, r in enumerate(rows)))
+    assert [e.correct for e in PredictionReader().examples(path)] == [False, True, False]  # exact match

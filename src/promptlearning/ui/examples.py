@@ -107,7 +107,8 @@ def _generation(index: int, row: Mapping[str, Any], fields: tuple[str, ...]) -> 
     return Example(
         index=index, input=input_text(example, fields) if example else str(row.get("prompt", "")),
         gold=references[0] if references else "", predicted=str(row.get("answer", row.get("output", ""))),
-        correct=None if score not in (0.0, 1.0) else score == 1.0,  # exact match scores are right / wrong
+        # exact match scores are right or wrong (unless the run's metric is graded: see PredictionReader)
+        correct=None if score not in (0.0, 1.0) else score == 1.0,
         score=score, output=str(row.get("output", "")), references=references,
     )  # fmt: skip
 
@@ -135,6 +136,10 @@ class PredictionReader:
                     except ValueError:
                         row = {"prompt": "(this line of predictions.jsonl is not JSON)"}
                     examples.append(example_view(len(examples), row if isinstance(row, dict) else {}, fields))
+        scored = [e for e in examples if e.score is not None]
+        if any(e.score not in (0.0, 1.0) for e in scored):  # a graded metric (ROUGE, F1): no right or wrong
+            for example in scored:
+                example.correct = None
         with self._lock:
             self._cache[key] = examples
             while len(self._cache) > _CACHED_FILES:
