@@ -329,3 +329,25 @@ def test_a_graded_metric_has_no_right_or_wrong_even_where_it_scores_one(tmp_path
     assert [e.correct for e in PredictionReader().examples(path)] == [None, None, None]
     path.write_text("".join(json.dumps({**r, "score": float(i % 2)}) + "\n" for i, r in enumerate(rows)))
     assert [e.correct for e in PredictionReader().examples(path)] == [False, True, False]  # exact match
+
+
+def test_damaged_run_files_never_cause_a_500(start, tmp_path: Path, live_run_maker) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "run.json").write_text(json.dumps({"kind": "classification", "name": "bad", "setting": "s", "model": "m",
+                                              "metric": "accuracy", "value": 0.5, "values": [0.5]}))  # fmt: skip
+    row = b'{"example": {"text": "\xff\xfe"}, "gold": "a", "predicted": "a", "correct": true, ' \
+          b'"probabilities": {"a": 1}}'  # fmt: skip
+    (bad / "predictions.jsonl").write_bytes(row + b"\n{not json\n[1, 2]\n")
+    (bad / "report.md").write_bytes(b"# report\n\xff\xfe broken bytes")
+    (bad / "metrics.json").write_bytes(b"\xff")
+    live_run_maker(tmp_path / "live")
+    next((tmp_path / "live").rglob("trainer_state.json")).write_bytes(b"\xff{")
+    server = start(ui_runs=tmp_path)
+    for path, params in [("/ui/", {}), ("/ui/run", {"id": "bad"}), ("/ui/run", {"id": "bad", "order": "index"}),
+                         ("/ui/run", {"id": "live"}), ("/ui/progress", {"id": "live"}),
+                         ("/ui/compare", {"run": ["bad", "live"]})]:  # fmt: skip
+        response = get(server, path, **params)
+        assert response.status_code < 500, (path, params, response.text)
+    page = get(server, "/ui/run", id="bad", order="index").text
+    assert "3 examples" in page and "not JSON" in page

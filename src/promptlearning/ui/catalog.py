@@ -140,12 +140,18 @@ class RunsRoot:
         parts: dict[str, dict[str, Any]] = {}
         updated: dict[str, float] = {}
         for name, state_file in self.checkpoint_states(path).items():
-            state = _read_json(state_file)
-            parts[name] = {"step": int(state.get("step", 0)), "history": state.get("history", [])}
-            updated[name] = state_file.stat().st_mtime
+            try:  # a state file being replaced, or damaged, is left out until it reads
+                state = _read_json(state_file)
+                parts[name] = {"step": int(state.get("step", 0)), "history": list(state.get("history", []))}
+                updated[name] = state_file.stat().st_mtime
+            except (OSError, ValueError, TypeError):
+                continue
         if not parts:
             return None
-        config = _read_yaml(path / "config.yaml")
+        try:
+            config = _read_yaml(path / "config.yaml")
+        except (OSError, ValueError, yaml.YAMLError):
+            config = {}
         max_steps = (config.get("training") or {}).get("max_steps") if isinstance(config, dict) else None
         current = max(updated, key=updated.__getitem__)
         state = "running" if time.time() - updated[current] < STALE_SECONDS else "stopped"

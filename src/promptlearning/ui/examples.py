@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 PAGE_SIZE = 50
+MAX_EXAMPLES = 200_000  # a predictions file is read up to this many examples (a page sends PAGE_SIZE)
 ORDERS = ("worst", "index")
 _CACHED_FILES = 8
 
@@ -128,8 +129,10 @@ class PredictionReader:
                 self._cache.move_to_end(key)
                 return self._cache[key]
         examples = []
-        with open(path, encoding="utf-8") as handle:
+        with open(path, encoding="utf-8", errors="replace") as handle:
             for line in handle:
+                if len(examples) >= MAX_EXAMPLES:
+                    break
                 if line.strip():
                     try:
                         row = json.loads(line)

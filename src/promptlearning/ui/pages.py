@@ -202,7 +202,7 @@ def _run_view(root: RunsRoot, reader: PredictionReader, run_id: str, order: str,
     link = f"/ui/file?run={quote(run_id)}&name="
     return {
         "run": summary, "metrics": metrics, "plots": root.plots(path), "file_link": link,
-        "report": render_markdown(report.read_text(encoding="utf-8"), link) if report else "",
+        "report": render_markdown(report.read_text(encoding="utf-8", errors="replace"), link) if report else "",
         "search": _read_search(path), "progress": root.progress(path), "examples": examples, "pages": pages,
         "page": min(number, pages), "total": total, "order": order, "q": query, "wrong": wrong,
         "parts": parts if len(parts) > 1 else [], "part": part or (parts[0] if parts else ""),
