@@ -351,3 +351,23 @@ def test_damaged_run_files_never_cause_a_500(start, tmp_path: Path, live_run_mak
         assert response.status_code < 500, (path, params, response.text)
     page = get(server, "/ui/run", id="bad", order="index").text
     assert "3 examples" in page and "not JSON" in page
+
+
+def test_no_path_text_leaves_the_runs_root(ui_runs: Path) -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    root = RunsRoot(ui_runs)
+    parts = st.sampled_from(["..", ".", "demo", "linked-run", "training", "live-run", "", "/", "\\", "~", "%2e%2e",
+                             "\x00", "outside", "searches"])  # fmt: skip
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(parts, max_size=6).map("/".join) | st.text(max_size=40))
+    def never_outside(text: str) -> None:
+        try:
+            path = root.resolve(text)
+        except RunPathError:
+            return
+        assert path.resolve().is_relative_to(root.root) and path.resolve() != root.root
+
+    never_outside()
