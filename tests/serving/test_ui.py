@@ -371,3 +371,31 @@ def test_no_path_text_leaves_the_runs_root(ui_runs: Path) -> None:
         assert path.resolve().is_relative_to(root.root) and path.resolve() != root.root
 
     never_outside()
+
+
+def test_the_ui_command_serves_a_folder_open_on_loopback(ui_runs: Path, tiny_llama_dir: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "promptlearning.cli", "ui", str(ui_runs), "--port", str(port),
+               "--model", str(tiny_llama_dir)]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        page = httpx.get(f"http://127.0.0.1:{port}/ui/", timeout=10)  # no key: open on loopback
+        assert page.status_code == 200 and "demo/reviews-zero-shot" in page.text
+    finally:
+        process.terminate()
+        _, err = process.communicate(timeout=30)
+    assert f"web UI over {ui_runs} at http://127.0.0.1:{port}/ui/ (open on loopback)" in err
