@@ -49,10 +49,15 @@ class Comparison:
         return [row for row in self.rows if len({(e.predicted, e.correct) for e in row[1]}) > 1]
 
 
+def check_run_count(count: int) -> None:
+    """Two to :data:`MAX_COMPARED` runs are compared at once."""
+    if not 2 <= count <= MAX_COMPARED:
+        raise PromptLearningError(f"pick between 2 and {MAX_COMPARED} runs to compare, not {count}")
+
+
 def compare_examples(runs: Sequence[str], examples: Sequence[list[Example]]) -> Comparison:
     """Align the runs' examples by position, after checking that they predicted the same inputs."""
-    if not 2 <= len(runs) <= MAX_COMPARED:
-        raise PromptLearningError(f"pick between 2 and {MAX_COMPARED} runs to compare, not {len(runs)}")
+    check_run_count(len(runs))
     first = examples[0]
     for name, other in zip(runs[1:], examples[1:], strict=True):
         if len(other) != len(first):

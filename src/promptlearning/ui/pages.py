@@ -23,7 +23,7 @@ from promptlearning.errors import PromptLearningError
 from promptlearning.serving.auth import SESSION_COOKIE
 from promptlearning.serving.errors import APIError
 from promptlearning.ui.catalog import SEARCH_FILE, RunPathError, RunsRoot, own_file
-from promptlearning.ui.comparison import compare_examples
+from promptlearning.ui.comparison import check_run_count, compare_examples
 from promptlearning.ui.examples import ORDERS, PAGE_SIZE, PredictionReader, page
 from promptlearning.ui.playground import ExportRequest, RenderRequest, export_task, render_prompt
 from promptlearning.ui.report import render_markdown
@@ -238,8 +238,10 @@ def _read_search(path: Path) -> dict[str, Any] | None:
 
 def _compare_view(root: RunsRoot, reader: PredictionReader, run_ids: list[str], disagree: bool,
                   number: int) -> dict[str, Any]:  # fmt: skip
+    run_ids = list(dict.fromkeys(run_ids))  # each run once, in the order given
+    check_run_count(len(run_ids))  # before any file is read
     summaries, examples = [], []
-    for run_id in dict.fromkeys(run_ids):  # each run once, in the order given
+    for run_id in run_ids:
         path = root.resolve(run_id)
         predictions = root.predictions_file(path)
         summary = root.summary(path)
