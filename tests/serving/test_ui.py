@@ -401,3 +401,33 @@ def test_the_ui_command_serves_a_folder_open_on_loopback(ui_runs: Path, tiny_lla
         process.terminate()
         _, err = process.communicate(timeout=30)
     assert f"web UI over {ui_runs} at http://127.0.0.1:{port}/ui/ (open on loopback)" in err
+
+
+def test_a_flood_of_pages_and_clients_that_hang_up_leave_the_api_answering(start, tmp_path: Path) -> None:
+    import socket
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    big = tmp_path / "big"
+    big.mkdir()
+    (big / "run.json").write_text(json.dumps({"kind": "classification", "name": "big", "setting": "s", "model": "m",
+                                              "metric": "accuracy", "value": 0.5, "values": [0.5]}))  # fmt: skip
+    rows = [{"example": {"text": f"review {i} " * 8}, "gold": "a", "predicted": "ab"[i % 2], "correct": i % 2 == 0,
+             "probabilities": {"a": 0.5, "b": 0.5}} for i in range(12_000)]  # fmt: skip
+    (big / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    server = start(ui_runs=tmp_path)
+    host, port = server.url.removeprefix("http://").split(":")
+    request = f"GET /ui/run?id=big HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\n\r\n".encode()
+    for _ in range(5):  # clients that send a request and go away before the answer
+        with socket.create_connection((host, int(port))) as hang_up:
+            hang_up.sendall(request)
+    with ThreadPoolExecutor(40) as pool:
+        pages = [pool.submit(get, server, "/ui/run", id="big", page=i + 1) for i in range(40)]
+        started = time.monotonic()
+        answer = httpx.post(server.base_url + "/completions", json={"model": "tiny", "prompt": "x", "max_tokens": 2},
+                            headers=HEADERS, timeout=60)  # fmt: skip
+        api_seconds = time.monotonic() - started
+        statuses = {future.result().status_code for future in pages}
+    assert answer.status_code == 200 and api_seconds < 10, api_seconds
+    assert statuses == {200}
+    assert "12000 examples" in get(server, "/ui/run", id="big").text

@@ -14,9 +14,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from promptlearning.serving import load_settings, serve
     from promptlearning.training.program import read_program_spec
 
-    flags = {name: getattr(args, name) for name in _SERVE_FLAGS}
-    flags["program"] = dict(_program_pair(text) for text in args.program or [])
-    settings = load_settings(args.config, **flags)
+    settings = load_settings(args.config, **_settings_given(args))
     for name, directory in settings.program.items():
         read_program_spec(directory)  # a wrong directory fails now, not after the model loaded
         print(f"[program {name}: {directory}]", file=sys.stderr)
@@ -24,6 +22,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     auth = "no API key (loopback only)" if settings.no_auth else "API key required"
     print(f"[serving {settings.model or 'programs'} on {where}/v1 ({auth}); Ctrl-C drains and stops]", file=sys.stderr)
     return serve(settings)
+
+
+def _settings_given(args: argparse.Namespace) -> dict:
+    """The server settings given on the command line (None: left to the environment, file or default)."""
+    flags = {name: getattr(args, name, None) for name in _SERVE_FLAGS}
+    flags["program"] = dict(_program_pair(text) for text in args.program or [])
+    return flags
 
 
 def _program_pair(text: str) -> tuple[str, str]:
@@ -90,9 +95,7 @@ def _cmd_ui(args: argparse.Namespace) -> int:
         raise PromptLearningError(
             f"{runs} is not a directory of runs: `make demo` writes runs/demo, or name the folder your runs are in"
         )
-    flags = {name: getattr(args, name, None) for name in _SERVE_FLAGS}
-    flags["program"] = dict(_program_pair(text) for text in args.program or [])
-    flags["ui_runs"] = runs
+    flags = {**_settings_given(args), "ui_runs": runs}
     keyed = flags.get("api_key") or flags.get("api_keys_file")
     if not keyed and flags.get("no_auth") is None and is_loopback(flags.get("host") or "127.0.0.1"):
         flags["no_auth"] = True  # on this machine only, like a notebook server

@@ -40,6 +40,19 @@ class RunPathError(PromptLearningError):
 
 
 @dataclass
+class Progress:
+    """A training run not finished: each part's latest checkpoint (step, dev history), where a part is
+    what trains on its own: a seed, an ensemble member of a seed (``seed-13/member-2``), a distillation."""
+
+    step: int  # of the part training now
+    max_steps: int | None
+    parts: dict[str, dict[str, Any]] = field(default_factory=dict)  # part -> {step, history}
+    current: str = ""  # the part written to last
+    state: str = "running"  # or "stopped": nothing written for STALE_SECONDS
+    updated: float = 0.0  # when the current part's checkpoint was written
+
+
+@dataclass
 class RunSummary:
     """One row of the runs list."""
 
@@ -57,18 +70,8 @@ class RunSummary:
     timestamp: float
     status: str = "finished"  # or "running", or "stopped" (a training run that no longer writes)
     has_predictions: bool = False
-
-
-@dataclass
-class Progress:
-    """A training run not finished: each part's latest checkpoint (step, dev history), where a part is
-    what trains on its own: a seed, an ensemble member of a seed (``seed-13/member-2``), a distillation."""
-
-    step: int  # of the part training now
-    max_steps: int | None
-    parts: dict[str, dict[str, Any]] = field(default_factory=dict)  # part -> {step, history}
-    current: str = ""  # the part written to last
-    state: str = "running"  # or "stopped": nothing written for STALE_SECONDS
+    metrics: dict[str, Any] = field(default_factory=dict)  # run.json's scalar metrics
+    progress: Progress | None = None  # a training run not finished
 
 
 class RunsRoot:
@@ -125,8 +128,9 @@ class RunsRoot:
                 return self._finished(path)
             if SEARCH_FILE in files:
                 return self._search(path)
-            if "config.yaml" in files and self.checkpoint_states(path):
-                return self._running(path)
+            if "config.yaml" in files:
+                progress = self.progress(path)
+                return self._running(path, progress) if progress is not None else None
         except (OSError, ValueError, TypeError, KeyError, AttributeError, yaml.YAMLError):
             return self._damaged(path)
         return None
@@ -156,7 +160,7 @@ class RunsRoot:
         current = max(updated, key=updated.__getitem__)
         state = "running" if time.time() - updated[current] < STALE_SECONDS else "stopped"
         return Progress(step=parts[current]["step"], max_steps=max_steps if isinstance(max_steps, int) else None,
-                        parts=parts, current=current, state=state)  # fmt: skip
+                        parts=parts, current=current, state=state, updated=updated[current])  # fmt: skip
 
     @staticmethod
     def checkpoint_states(path: Path) -> dict[str, Path]:
@@ -188,10 +192,7 @@ class RunsRoot:
 
     def predictions_file(self, path: Path, part: str = "") -> Path | None:
         """The predictions of ``part`` (default: the run's own, or its first seed's)."""
-        parts = self.prediction_parts(path)
-        if part and part not in parts:
-            raise RunPathError(f"this run has no predictions {part!r}; it has {', '.join(parts) or 'none'}", 404)
-        return parts[part] if part else next(iter(parts.values()), None)
+        return choose_part(self.prediction_parts(path), part)
 
     def input_fields(self, path: Path) -> tuple[str, ...]:
         """The example fields the run's template reads (from its config.yaml), to show as its input."""
@@ -210,8 +211,7 @@ class RunsRoot:
         """The run's plot files (its own folder only), by name."""
         return sorted(p.name for p in path.iterdir() if p.suffix.lower() in PLOT_SUFFIXES and own_file(p))
 
-    def _row(self, path: Path, stamp_file: Path, **fields: Any) -> RunSummary:
-        stamp = stamp_file.stat().st_mtime
+    def _row(self, path: Path, stamp: float, **fields: Any) -> RunSummary:
         return RunSummary(
             id=self.run_id(path), date=time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp)), timestamp=stamp,
             has_predictions=self.predictions_file(path) is not None, **fields,
@@ -221,10 +221,11 @@ class RunsRoot:
         data = _read_json(path / RUN_FILE)
         values = data.get("values") or []
         return self._row(
-            path, path / RUN_FILE, kind=str(data["kind"]), task=str(data["name"]),
+            path, (path / RUN_FILE).stat().st_mtime, kind=str(data["kind"]), task=str(data["name"]),
             setting=str(data.get("setting", "")), model=str(data.get("model", "")), metric=str(data["metric"]),
             value=_number(data.get("value")), std=_number(data.get("std")) or 0.0, seeds=max(1, len(values)),
             num_examples=int(data.get("num_examples", 0)),
+            metrics={k: v for k, v in (data.get("metrics") or {}).items() if isinstance(v, int | float | str)},
         )  # fmt: skip
 
     def _search(self, path: Path) -> RunSummary:
@@ -234,32 +235,37 @@ class RunsRoot:
         adoption = data.get("adoption") or {}
         verdict = "adopted" if adoption.get("adopted") else "own prompt kept" if adoption else data.get("output", "")
         return self._row(
-            path, path / SEARCH_FILE, kind="search", task=str((task or {}).get("name", path.name)),
+            path, (path / SEARCH_FILE).stat().st_mtime, kind="search", task=str((task or {}).get("name", path.name)),
             setting=f"{len(data.get('candidates', []))} candidates, {verdict}",
             model=str((task or {}).get("model", "")),
             metric="dev score", value=_number(best.get("dev_score")), std=0.0, seeds=1,
             num_examples=int(data.get("dev_size", 0)),
         )  # fmt: skip
 
-    def _running(self, path: Path) -> RunSummary:
-        """A training run not finished: its headline is the current seed's last dev metric."""
+    def _running(self, path: Path, progress: Progress) -> RunSummary:
+        """A training run not finished: its headline is the current part's last dev metric."""
         config = _read_yaml(path / "config.yaml")
-        progress = self.progress(path)
-        state = progress.state if progress else "stopped"
-        history = progress.parts[progress.current]["history"] if progress else []
+        history = progress.parts[progress.current]["history"]
         last = history[-1] if history else {}
         metric = next((k for k in ("accuracy", "macro_f1", "loss", "perplexity") if k in last), "")
-        written = self.checkpoint_states(path)[progress.current] if progress else path / "config.yaml"
         return self._row(
-            path, written, kind=str(config.get("type", "train")), task=str(config.get("name", path.name)),
-            setting="in progress" if state == "running" else "stopped before the end",
+            path, progress.updated, kind=str(config.get("type", "train")), task=str(config.get("name", path.name)),
+            setting="in progress" if progress.state == "running" else "stopped before the end",
             model=str(config.get("model", "")), metric=f"dev {metric}".strip(), value=_number(last.get(metric)),
-            std=0.0, seeds=0, num_examples=0, status=state,
+            std=0.0, seeds=0, num_examples=0, status=progress.state, progress=progress,
         )  # fmt: skip
 
     def _damaged(self, path: Path) -> RunSummary:
-        return self._row(path, path, kind="damaged", task=path.name, setting="its run files cannot be read",
-                         model="", metric="", value=None, std=0.0, seeds=0, num_examples=0)  # fmt: skip
+        return self._row(path, path.stat().st_mtime, kind="damaged", task=path.name,
+                         setting="its run files cannot be read", model="", metric="", value=None, std=0.0, seeds=0,
+                         num_examples=0)  # fmt: skip
+
+
+def choose_part(parts: dict[str, Path], part: str = "") -> Path | None:
+    """``part``'s file among a run's prediction parts (default: the first); a missing part is a 404."""
+    if part and part not in parts:
+        raise RunPathError(f"this run has no predictions {part!r}; it has {', '.join(parts) or 'none'}", 404)
+    return parts[part] if part else next(iter(parts.values()), None)
 
 
 def _through_link(path: Path, root: Path) -> bool:

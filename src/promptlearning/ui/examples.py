@@ -14,8 +14,9 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+T = TypeVar("T")
 PAGE_SIZE = 50
 MAX_EXAMPLES = 200_000  # a predictions file is read up to this many examples (a page sends PAGE_SIZE)
 ORDERS = ("worst", "index")
@@ -119,16 +120,22 @@ class PredictionReader:
 
     def __init__(self) -> None:
         self._cache: OrderedDict[tuple[str, float, int, tuple[str, ...]], list[Example]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one reading at a time: requests for a file being read wait for it
 
     def examples(self, path: Path, fields: tuple[str, ...] = ()) -> list[Example]:
         stat = path.stat()
         key = (str(path), stat.st_mtime, stat.st_size, fields)
         with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
-        examples = []
+            if key not in self._cache:
+                self._cache[key] = self._read(path, fields)
+                while len(self._cache) > _CACHED_FILES:
+                    self._cache.popitem(last=False)
+            self._cache.move_to_end(key)
+            return self._cache[key]
+
+    @staticmethod
+    def _read(path: Path, fields: tuple[str, ...]) -> list[Example]:
+        examples: list[Example] = []
         with open(path, encoding="utf-8", errors="replace") as handle:
             for line in handle:
                 if len(examples) >= MAX_EXAMPLES:
@@ -143,10 +150,6 @@ class PredictionReader:
         if any(e.score not in (0.0, 1.0) for e in scored):  # a graded metric (ROUGE, F1): no right or wrong
             for example in scored:
                 example.correct = None
-        with self._lock:
-            self._cache[key] = examples
-            while len(self._cache) > _CACHED_FILES:
-                self._cache.popitem(last=False)
         return examples
 
 
@@ -159,6 +162,12 @@ def page(examples: list[Example], *, order: str = "worst", number: int = 1, quer
         chosen = [e for e in chosen if needle in e.input.lower() or needle in e.predicted.lower()]
     if order == "worst":
         chosen = sorted(chosen, key=Example.badness)
-    pages = max(1, -(-len(chosen) // PAGE_SIZE))
+    shown, pages, _ = paged(chosen, number)
+    return shown, pages
+
+
+def paged(items: list[T], number: int) -> tuple[list[T], int, int]:
+    """Page ``number`` of ``items`` (clamped to the pages there are), the number of pages, the page's number."""
+    pages = max(1, -(-len(items) // PAGE_SIZE))
     number = min(max(1, number), pages)
-    return chosen[(number - 1) * PAGE_SIZE : number * PAGE_SIZE], pages
+    return items[(number - 1) * PAGE_SIZE : number * PAGE_SIZE], pages, number

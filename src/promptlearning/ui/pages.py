@@ -8,6 +8,7 @@ and export a task file.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -22,9 +23,9 @@ from starlette.concurrency import run_in_threadpool
 from promptlearning.errors import PromptLearningError
 from promptlearning.serving.auth import SESSION_COOKIE
 from promptlearning.serving.errors import APIError
-from promptlearning.ui.catalog import SEARCH_FILE, RunPathError, RunsRoot, own_file
+from promptlearning.ui.catalog import SEARCH_FILE, RunPathError, RunsRoot, choose_part, own_file
 from promptlearning.ui.comparison import check_run_count, compare_examples
-from promptlearning.ui.examples import ORDERS, PAGE_SIZE, PredictionReader, page
+from promptlearning.ui.examples import ORDERS, PredictionReader, page, paged
 from promptlearning.ui.playground import ExportRequest, RenderRequest, export_task, render_prompt
 from promptlearning.ui.report import render_markdown
 
@@ -32,6 +33,7 @@ RunId = Annotated[str, Query(max_length=1000, description="a run's path below th
 RunIds = Annotated[list[str] | None, Query(max_length=8)]
 SearchText = Annotated[str, Query(max_length=200)]
 PageNumber = Annotated[int, Query(alias="page", ge=1, le=10**6)]
+UI_THREADS = 4  # worker threads the UI's pages may use at once
 HERE = Path(__file__).resolve().parent
 STATIC_FILES = {"ui.css": "text/css", "ui.js": "text/javascript", "playground.js": "text/javascript"}
 _ENV = jinja2.Environment(
@@ -73,10 +75,17 @@ def ui_router(runs_root: str | Path) -> APIRouter:
     """The ``/ui`` routes over the runs under ``runs_root``."""
     router = APIRouter(prefix="/ui", include_in_schema=False)
     root, reader = RunsRoot(runs_root), PredictionReader()
+    threads = asyncio.Semaphore(UI_THREADS)
+
+    async def in_thread(function: Any, *args: Any) -> Any:
+        """File reading off the event loop, on at most UI_THREADS worker threads: a flood of page
+        requests waits here instead of taking the threads the API's requests need."""
+        async with threads:
+            return await run_in_threadpool(function, *args)
 
     @router.get("/")
     async def runs_list(request: Request) -> HTMLResponse:
-        runs = await run_in_threadpool(root.runs)
+        runs = await in_thread(root.runs)
         return html(request, "runs.html", runs=runs, root=str(root.root), title="Runs")
 
     @router.get("/run")
@@ -85,7 +94,7 @@ def ui_router(runs_root: str | Path) -> APIRouter:
         try:
             if order not in ORDERS:
                 raise PromptLearningError(f"order must be one of {', '.join(ORDERS)}, not {order!r}")
-            view = await run_in_threadpool(_run_view, root, reader, id, order, q, wrong, page_number, part)
+            view = await in_thread(_run_view, root, reader, id, order, q, wrong, page_number, part)
         except PromptLearningError as exc:
             return error_page(request, exc)
         return html(request, "run.html", title=id, **view)
@@ -104,7 +113,7 @@ def ui_router(runs_root: str | Path) -> APIRouter:
     async def compare_page(request: Request, run: RunIds = None, disagree: bool = False,
                            page_number: PageNumber = 1) -> HTMLResponse:  # fmt: skip
         try:
-            view = await run_in_threadpool(_compare_view, root, reader, run or [], disagree, page_number)
+            view = await in_thread(_compare_view, root, reader, run or [], disagree, page_number)
         except PromptLearningError as exc:
             return error_page(request, exc)
         return html(request, "compare.html", title="Compare", **view)
@@ -112,7 +121,7 @@ def ui_router(runs_root: str | Path) -> APIRouter:
     @router.get("/progress")
     async def progress(id: RunId) -> JSONResponse:
         try:
-            return JSONResponse(await run_in_threadpool(_progress, root, id))
+            return JSONResponse(await in_thread(_progress, root, id))
         except RunPathError as exc:
             raise APIError(exc.status, str(exc), param="id") from None
 
@@ -122,7 +131,7 @@ def ui_router(runs_root: str | Path) -> APIRouter:
 
     @router.post("/render")
     async def render(body: RenderRequest, request: Request) -> JSONResponse:
-        return JSONResponse(await run_in_threadpool(render_prompt, request.app.state.served, body))
+        return JSONResponse(await in_thread(render_prompt, request.app.state.served, body))
 
     @router.post("/export")
     async def export(body: ExportRequest) -> Response:
@@ -190,10 +199,10 @@ def _run_view(root: RunsRoot, reader: PredictionReader, run_id: str, order: str,
     summary = root.summary(path)
     if summary is None:
         raise RunPathError(f"{run_id!r} is not a run directory (no run.json, search.json or training checkpoints)")
-    metrics = _read_metrics(path)
+    metrics = summary.metrics or _read_metrics_file(path)
     examples, pages, total = [], 1, 0
-    parts = list(root.prediction_parts(path))
-    predictions = root.predictions_file(path, part)
+    parts = root.prediction_parts(path)
+    predictions = choose_part(parts, part)
     if predictions is not None:
         every = reader.examples(predictions, root.input_fields(path))
         total = len(every)
@@ -203,25 +212,23 @@ def _run_view(root: RunsRoot, reader: PredictionReader, run_id: str, order: str,
     return {
         "run": summary, "metrics": metrics, "plots": root.plots(path), "file_link": link,
         "report": render_markdown(report.read_text(encoding="utf-8", errors="replace"), link) if report else "",
-        "search": _read_search(path), "progress": root.progress(path), "examples": examples, "pages": pages,
+        "search": _read_search(path), "progress": summary.progress, "examples": examples, "pages": pages,
         "page": min(number, pages), "total": total, "order": order, "q": query, "wrong": wrong,
-        "parts": parts if len(parts) > 1 else [], "part": part or (parts[0] if parts else ""),
+        "parts": list(parts) if len(parts) > 1 else [], "part": part or next(iter(parts), ""),
         "query_link": f"/ui/run?id={quote(run_id)}&part={quote(part)}",
     }  # fmt: skip
 
 
-def _read_metrics(path: Path) -> dict[str, Any]:
-    """The run's scalar metrics (run.json's, else metrics.json's)."""
-    for name, key in (("run.json", "metrics"), ("metrics.json", None)):
-        file = path / name
-        if own_file(file):
-            try:
-                data = json.loads(file.read_text(encoding="utf-8"))
-            except ValueError:
-                continue
-            data = data.get(key, {}) if key else data
-            return {k: v for k, v in data.items() if isinstance(v, int | float | str) and not isinstance(v, bool)}
-    return {}
+def _read_metrics_file(path: Path) -> dict[str, Any]:
+    """The scalar metrics of a run without run.json's (its metrics.json)."""
+    file = path / "metrics.json"
+    try:
+        data = json.loads(file.read_text(encoding="utf-8")) if own_file(file) else {}
+    except ValueError:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, int | float | str) and not isinstance(v, bool)}
 
 
 def _read_search(path: Path) -> dict[str, Any] | None:
@@ -250,14 +257,13 @@ def _compare_view(root: RunsRoot, reader: PredictionReader, run_ids: list[str], 
         summaries.append(summary)
         examples.append(reader.examples(predictions, root.input_fields(path)))
     comparison = compare_examples([s.id for s in summaries], examples)
-    rows = comparison.disagreements() if disagree else comparison.rows
-    pages = max(1, -(-len(rows) // PAGE_SIZE))
-    number = min(number, pages)
+    disagreeing = comparison.disagreements()
+    rows = disagreeing if disagree else comparison.rows
+    shown, pages, number = paged(rows, number)
     link = "/ui/compare?" + "&".join(f"run={quote(s.id)}" for s in summaries)
-    shown = rows[(number - 1) * PAGE_SIZE : number * PAGE_SIZE]
     return {
         "runs": summaries, "differences": comparison.differences, "rows": shown,
-        "shown": len(rows), "total": len(comparison.rows), "disagreeing": len(comparison.disagreements()),
+        "shown": len(rows), "total": len(comparison.rows), "disagreeing": len(disagreeing),
         "disagree": disagree, "page": number, "pages": pages, "query_link": link,
     }  # fmt: skip
 
