@@ -146,8 +146,9 @@ def _evaluate(config: TrainTaskConfig, spec: SolverSpec, model_dir: Path, run_di
               progress: bool | None) -> TaskResult:  # fmt: skip
     """The trained model's chain-of-thought run on ``data.eval`` (a ``type: cot`` run in ``run_dir``),
     with the saved model loaded as ``promptlearning run`` loads it (the task's dtype: bf16 where the
-    CPU has it, about twice the float32 decoding speed the training weights would give), so that the
-    number is the one a user gets from the saved model."""
+    CPU has it), so that the number is the one a user gets from the saved model. On GSM8K it also
+    decoded faster: 196 tokens/s in bf16 against 97 with the float32 training weights (two runs on
+    this machine's 2 cores, benchmarks/RESULTS.md, not a side-by-side benchmark)."""
     from promptlearning.tasks.cot.run import run_cot
     from promptlearning.tasks.registry import validate_config
 
