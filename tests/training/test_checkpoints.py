@@ -117,3 +117,34 @@ def test_accelerate_launch_trains_on_two_processes(write_task, sentiment_data: P
     assert metrics["eval"]["num_examples"] == len(test)
     alone = load_program(tmp_path / "ddp" / "seed-1" / "program").evaluate(test)
     assert alone["accuracy"] == pytest.approx(metrics["eval"]["accuracy"])
+
+
+class _Regression(torch.nn.Module):
+    """One weight fitted to 0: the smallest module the loop can train."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(1))
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"loss": (self.weight * x).pow(2).mean()}
+
+
+def test_an_early_stopped_run_resumed_trains_no_further(tmp_path: Path) -> None:
+    from promptlearning.training.loop import TrainingArguments, train
+
+    features = [{"x": torch.tensor([1.0])} for _ in range(8)]
+    collate = lambda rows: {"x": torch.stack([row["x"] for row in rows])}  # noqa: E731
+    scores = iter([0.9, 0.5, 0.4, 0.3, 0.99, 0.99])  # best first, then worse: patience 3 stops at step 8
+    calls: list[float] = []
+
+    def evaluate(_: torch.nn.Module) -> dict[str, float]:
+        calls.append(next(scores))
+        return {"accuracy": calls[-1]}
+
+    args = TrainingArguments(max_steps=12, eval_every=2, batch_size=2, patience=3, log_with=None, keep_checkpoints=1)
+    first = train(_Regression(), features, collate, evaluate, args, tmp_path, progress=False)
+    assert (first.steps, first.best_step, len(calls)) == (8, 2, 4)
+    again = train(_Regression(), features, collate, evaluate, args, tmp_path, resume=True, progress=False)
+    assert again.resumed_from == 8 and again.steps == 8 and len(calls) == 4  # no step, no evaluation after the stop
+    assert (again.best_metric, again.best_step) == (0.9, 2)

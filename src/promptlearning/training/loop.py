@@ -255,6 +255,11 @@ def _record_evaluation(state: dict[str, Any], metrics: dict[str, float], args: T
     return improved
 
 
+def _patience_spent(state: dict[str, Any], args: TrainingArguments) -> bool:
+    """Early stopping: ``patience`` evaluations in a row without improvement."""
+    return args.patience is not None and state["bad_evals"] >= args.patience
+
+
 def train(
     model: nn.Module,
     train_features: Sequence[Mapping[str, Any]],
@@ -295,7 +300,7 @@ def train(
     bar = progress_bar(args.max_steps, initial=state["step"], desc="train",
                        enabled=progress is not False and accelerator.is_local_main_process)  # fmt: skip
     log = _TrainLog(accelerator, bar)
-    stop = state["step"] >= args.max_steps
+    stop = state["step"] >= args.max_steps or _patience_spent(state, args)  # a finished run resumed trains no more
     while not stop:
         order = _epoch_order(len(train_features), args.seed, state["epoch"])
         # its own generator: creating an iterator must not draw from the global RNG (dropout's), or
@@ -342,7 +347,7 @@ def train(
                 accelerator.log({f"dev/{k}": v for k, v in metrics.items()}, step=state["step"])
                 bar.write(f"step {state['step']}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
                 saver.save(state, improved)
-                if args.patience is not None and state["bad_evals"] >= args.patience:
+                if _patience_spent(state, args):
                     bar.write(f"early stop: no improvement in {args.patience} evaluations")
                     stop = True
             stop = stop or last
