@@ -460,6 +460,8 @@ CASES = [
          "pet_ensemble={members: [{}, {peft: {method: lora, options: {bogus: 1}}}]}"], 2, "bogus"),
     Case("issue32-pet-distill-labelled-not-a-switch", ["train", TRAIN, "--set",
          "pet_ensemble={members: [{}, {}], distill_labelled: maybe}"], 2, "distill_labelled"),
+    Case("issue32-pet-evaluate-members-not-a-switch", ["train", TRAIN, "--set",
+         "pet_ensemble={members: [{}, {}], evaluate_members: sometimes}"], 2, "evaluate_members"),
     Case("issue32-rationale-with-few-shot", ["train", TRAIN, "--set", "objective=rationale", "--set",
          "few_shot={k: 4}"], 2, "few_shot does not apply"),
     Case("issue32-rationale-missing-field", ["train", TRAIN, "--set", "objective=rationale"], 2,

@@ -38,6 +38,25 @@ def test_an_ensemble_is_trained_labels_a_pool_and_is_distilled(write_task, tmp_p
     assert {p.label for p in program.predict([{"text": "the film was great"}])} <= {"negative", "positive"}
 
 
+def test_members_and_the_undistilled_ensemble_are_scored_on_the_eval_split(write_task) -> None:
+    from promptlearning.runs.directory import config_differences
+    from promptlearning.tasks import load_task, run_task
+
+    ensemble = {"members": [{}, MEMBERS[1]], "distill_steps": 4, "evaluate_members": True}
+    metrics = json.loads((run_task(load_task(write_task("scored", pet_ensemble=ensemble))).run_dir
+                          / "seed-1" / "metrics.json").read_text())  # fmt: skip
+    scores = metrics["ensemble"]
+    assert len(scores["members_eval"]) == 2 and 0 <= scores["ensemble_eval"] <= 1
+    # member 1 is the task's own pattern: the same program a run without the ensemble trains and scores
+    alone = json.loads((run_task(load_task(write_task("alone"))).run_dir / "seed-1" / "metrics.json").read_text())
+    assert scores["members_eval"][0] == pytest.approx(alone["eval"]["accuracy"])
+    # scoring them changes nothing trained: a run may be resumed with it switched on
+    assert (
+        config_differences({"pet_ensemble": {"evaluate_members": False}}, {"pet_ensemble": {"evaluate_members": True}})
+        == []
+    )
+
+
 def test_ipet_retrains_each_member_on_what_the_others_label(write_task) -> None:
     from promptlearning.tasks import load_task, run_task
 

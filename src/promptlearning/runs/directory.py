@@ -90,7 +90,7 @@ def dump_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
 # Settings that do not change what a run computes: a resumed run may differ in these.
 RESUME_IGNORES = frozenset(
     {"description", "output_dir", "eval_batch_size", "training.log_every", "training.log_with",
-     "training.keep_checkpoints"}
+     "training.keep_checkpoints", "pet_ensemble.evaluate_members"}
 )  # fmt: skip
 
 

@@ -121,6 +121,9 @@ class PetEnsembleSection(StrictModel):
     distill_labelled: bool = Field(
         False, description="the labelled examples join the distillation set with their gold labels (PET: pool only)"
     )
+    evaluate_members: bool = Field(
+        False, description="also score each member and the undistilled ensemble on the eval split (metrics.json)"
+    )
     generations: int = Field(
         1,
         ge=1,

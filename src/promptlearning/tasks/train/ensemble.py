@@ -102,6 +102,28 @@ def ensemble_distribution(members: Sequence[tuple[Any, float]], rows: Sequence[M
     return weighted_mean(distributions, [weight for _, weight in members])
 
 
+def accuracy(distribution: torch.Tensor, rows: Sequence[Mapping[str, Any]], labels: list[str],
+             label_field: str) -> float:  # fmt: skip
+    """Share of ``rows`` whose gold label is the distribution's most likely one (0 for no rows; a
+    gold label outside ``labels`` counts as wrong)."""
+    if not rows:
+        return 0.0
+    index = {label: i for i, label in enumerate(labels)}
+    gold = torch.tensor([index.get(str(row[label_field]), -1) for row in rows])
+    return float((distribution.argmax(-1) == gold).float().mean())
+
+
+def scores_on_eval(members: Sequence[tuple[Any, float]], eval_set: Sequence[Mapping[str, Any]], labels: list[str],
+                   label_field: str, batch_size: int) -> dict[str, Any]:  # fmt: skip
+    """Each member's accuracy on the eval split and the undistilled ensemble's: what distillation keeps."""
+    distributions = member_distributions(members, eval_set, labels, 1.0, batch_size)
+    mean = weighted_mean(distributions, [weight for _, weight in members])
+    return {
+        "members_eval": [accuracy(d, eval_set, labels, label_field) for d in distributions],
+        "ensemble_eval": accuracy(mean, eval_set, labels, label_field),
+    }
+
+
 def one_hot(labels: Sequence[str], label: str) -> tuple[float, ...]:
     """A gold label as a distribution over ``labels``."""
     return tuple(1.0 if name == label else 0.0 for name in labels)
@@ -154,12 +176,14 @@ def train_pet_ensemble(
     directory: Path,
     *,
     seed: int,
+    eval_set: Sequence[Mapping[str, Any]] = (),
     resume: bool = False,
     progress: bool | None = None,
 ) -> tuple[Any, Any, dict[str, Any]]:
     """Train the members (over iPET's generations), label the unlabelled pool, distil: the final
     program, its loop's result and what the ensemble did (members' dev accuracy per generation, pool
-    size, the ensemble's own dev accuracy)."""
+    size, the ensemble's own dev accuracy; with ``evaluate_members``, the members' and the undistilled
+    ensemble's accuracy on ``eval_set``)."""
     from promptlearning.tasks.train.run import _scalars, program_spec, training_arguments
     from promptlearning.training.loop import train, training_state
     from promptlearning.training.program import build_program
@@ -189,14 +213,15 @@ def train_pet_ensemble(
         sizes.append([len(rows) for rows in train_sets])
     soft = ensemble_distribution(members, unlabeled, spec.labels, section.temperature, config.eval_batch_size)
     dev_soft = ensemble_distribution(members, dev_set, spec.labels, 1.0, config.eval_batch_size)
-    gold = [spec.labels.index(str(row[label_field])) for row in dev_set]
-    ensemble_dev = float((dev_soft.argmax(-1) == torch.tensor(gold)).float().mean()) if gold else 0.0
+    ensemble_dev = accuracy(dev_soft, dev_set, spec.labels, label_field)
     lines = [json.dumps({**row, "soft_labels": dict(zip(spec.labels, p.tolist(), strict=True))}, ensure_ascii=False)
              for row, p in zip(unlabeled, soft, strict=True)]  # fmt: skip
     write_atomically(directory / "soft_labels.jsonl", "".join(line + "\n" for line in lines))
     notes: dict[str, Any] = {"members_dev": history[-1], "ensemble_dev": ensemble_dev, "unlabeled": len(unlabeled)}
     if section.generations > 1:
         notes["generations_dev"], notes["generations_train_examples"] = history, sizes
+    if section.evaluate_members and eval_set:
+        notes.update(scores_on_eval(members, eval_set, spec.labels, label_field, config.eval_batch_size))
     del members
     args = training_arguments(final_config, seed)
     if section.distill_steps:

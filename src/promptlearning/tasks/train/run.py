@@ -193,8 +193,9 @@ def run_train_task(
             from promptlearning.tasks.train.ensemble import train_pet_ensemble
 
             program, result, ensemble = train_pet_ensemble(
-                config, pool, train_set, dev_set, seed_dir, seed=seed, resume=resume, progress=progress
-            )
+                config, pool, train_set, dev_set, seed_dir, seed=seed, eval_set=eval_set, resume=resume,
+                progress=progress,
+            )  # fmt: skip
         else:
             program, result = train_program(
                 config, train_set, dev_set, seed_dir, seed=seed, resume=resume, progress=progress
