@@ -33,6 +33,8 @@ def test_an_ensemble_is_trained_labels_a_pool_and_is_distilled(write_task, tmp_p
     metrics = json.loads((seed_dir / "metrics.json").read_text())
     assert len(metrics["ensemble"]["members_dev"]) == 2 and metrics["ensemble"]["unlabeled"] == len(rows)
     assert metrics["steps"] == 8  # the distillation's
+    report = (result.run_dir / "report.md").read_text()  # the ensemble's table, without eval columns unless asked
+    assert "## Ensemble" in report and "members' dev" in report and "members' eval" not in report
     program = load_program(seed_dir / "program")  # one program, like any other
     assert program.spec.template["input"] == MEMBERS[0]["template"]["input"]
     assert {p.label for p in program.predict([{"text": "the film was great"}])} <= {"negative", "positive"}
@@ -43,10 +45,14 @@ def test_members_and_the_undistilled_ensemble_are_scored_on_the_eval_split(write
     from promptlearning.tasks import load_task, run_task
 
     ensemble = {"members": [{}, MEMBERS[1]], "distill_steps": 4, "evaluate_members": True}
-    metrics = json.loads((run_task(load_task(write_task("scored", pet_ensemble=ensemble))).run_dir
-                          / "seed-1" / "metrics.json").read_text())  # fmt: skip
-    scores = metrics["ensemble"]
+    run_dir = run_task(load_task(write_task("scored", pet_ensemble=ensemble))).run_dir
+    scores = json.loads((run_dir / "seed-1" / "metrics.json").read_text())["ensemble"]
     assert len(scores["members_eval"]) == 2 and 0 <= scores["ensemble_eval"] <= 1
+    summary = json.loads((run_dir / "summary.json").read_text())["ensemble"]  # over seeds, in percent
+    assert summary["ensemble_eval"]["mean"] == pytest.approx(100 * scores["ensemble_eval"])
+    assert [m["mean"] for m in summary["members_eval"]] == pytest.approx([100 * v for v in scores["members_eval"]])
+    report = (run_dir / "report.md").read_text()
+    assert "## Ensemble" in report and "members' eval" in report and f"{100 * scores['ensemble_eval']:.2f}" in report
     # member 1 is the task's own pattern: the same program a run without the ensemble trains and scores
     alone = json.loads((run_task(load_task(write_task("alone"))).run_dir / "seed-1" / "metrics.json").read_text())
     assert scores["members_eval"][0] == pytest.approx(alone["eval"]["accuracy"])

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,9 +58,27 @@ def summarise(config: Any, results: Mapping[int, Mapping[str, Any]]) -> dict[str
     metric = metric_name(config)
     values = [100 * r["eval"][metric] for r in results.values()]
     mean, std = mean_std(values)
-    return {"name": config.name, "objective": config.objective, "peft": config.peft.method if config.peft else "full",
-            "model": config.model, "k": config.few_shot.k if config.few_shot else None, "metric": metric,
-            "mean": mean, "std": std, "per_seed": dict(zip(map(str, results), values, strict=True))}  # fmt: skip
+    summary = {"name": config.name, "objective": config.objective,
+               "peft": config.peft.method if config.peft else "full", "model": config.model,
+               "k": config.few_shot.k if config.few_shot else None, "metric": metric, "mean": mean, "std": std,
+               "per_seed": dict(zip(map(str, results), values, strict=True))}  # fmt: skip
+    scored = _scored_ensembles(results)
+    if scored:  # what distillation keeps: the members and their undistilled ensemble, over the same seeds
+        members = zip(*(e["members_eval"] for e in scored), strict=True)  # per member, its accuracy per seed
+        summary["ensemble"] = {"members_eval": [_percent_mean_std(m) for m in members],
+                               "ensemble_eval": _percent_mean_std([e["ensemble_eval"] for e in scored])}  # fmt: skip
+    return summary
+
+
+def _percent_mean_std(fractions: Sequence[float]) -> dict[str, float]:
+    mean, std = mean_std([100 * f for f in fractions])
+    return {"mean": mean, "std": std}
+
+
+def _scored_ensembles(results: Mapping[int, Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Each seed's ``ensemble`` notes when every seed scored its members on the eval split, else []."""
+    notes = [r.get("ensemble") or {} for r in results.values()]
+    return notes if notes and all("members_eval" in n for n in notes) else []
 
 
 def write_report(path: Path, config: Any, results: Mapping[int, Mapping[str, Any]], summary: Mapping[str, Any]) -> None:
@@ -86,7 +104,32 @@ def write_report(path: Path, config: Any, results: Mapping[int, Mapping[str, Any
         "",
         markdown_table(["seed", "train examples", f"best dev {metric}", "best step", f"eval {metric}"], rows),
         "",
+        *_ensemble_lines(results, summary),
         "![dev curves](dev_curves.png)",
         "",
     ]
     path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def _ensemble_lines(results: Mapping[int, Mapping[str, Any]], summary: Mapping[str, Any]) -> list[str]:
+    """A ``pet_ensemble`` run's own table: members, their ensemble and the distilled program, per seed."""
+    if not all(r.get("ensemble") for r in results.values()):
+        return []
+    scored = bool(_scored_ensembles(results))
+    header = ["seed", "members' dev", "ensemble dev", "distilled dev"]
+    header += ["members' eval", "ensemble eval"] if scored else []
+    rows = []
+    for seed, r in results.items():
+        notes = r["ensemble"]
+        row = [seed, " / ".join(f"{100 * v:.1f}" for v in notes["members_dev"]), f"{100 * notes['ensemble_dev']:.1f}",
+               f"{100 * (r['best_dev'] or 0):.1f}"]  # fmt: skip
+        if scored:
+            row += [" / ".join(f"{100 * v:.1f}" for v in notes["members_eval"]), f"{100 * notes['ensemble_eval']:.2f}"]
+        rows.append([*row, f"{100 * r['eval'][summary['metric']]:.2f}"])
+    lines = ["## Ensemble", "", markdown_table([*header, f"distilled eval {summary['metric']}"], rows), ""]
+    if scored:
+        members = ", ".join(f"{m['mean']:.2f} ± {m['std']:.2f}" for m in summary["ensemble"]["members_eval"])
+        whole = summary["ensemble"]["ensemble_eval"]
+        lines += [f"Over the seeds: members {members}; undistilled ensemble {whole['mean']:.2f} ± {whole['std']:.2f}; "
+                  f"distilled {summary['mean']:.2f} ± {summary['std']:.2f}.", ""]  # fmt: skip
+    return lines
