@@ -95,6 +95,7 @@ def test_an_existing_run_is_not_overwritten_without_resume(write_task, tmp_path:
     assert second.returncode == 2 and "--resume" in second.stderr
     again = subprocess.run(_train_command(task, out, "--resume"), capture_output=True, text=True)
     assert again.returncode == 0 and "accuracy" in again.stdout  # finished seeds are not trained again
+    assert "seed 1 (1 of 1): finished before, kept" in again.stderr
 
 
 def test_accelerate_launch_trains_on_two_processes(write_task, sentiment_data: Path, tmp_path: Path) -> None:

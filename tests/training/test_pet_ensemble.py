@@ -18,7 +18,7 @@ MEMBERS = [
 ]
 
 
-def test_an_ensemble_is_trained_labels_a_pool_and_is_distilled(write_task, tmp_path: Path) -> None:
+def test_an_ensemble_is_trained_labels_a_pool_and_is_distilled(write_task, tmp_path: Path, capsys) -> None:
     from promptlearning.tasks import load_task, run_task
     from promptlearning.training.program import load_program
 
@@ -33,6 +33,10 @@ def test_an_ensemble_is_trained_labels_a_pool_and_is_distilled(write_task, tmp_p
     metrics = json.loads((seed_dir / "metrics.json").read_text())
     assert len(metrics["ensemble"]["members_dev"]) == 2 and metrics["ensemble"]["unlabeled"] == len(rows)
     assert metrics["steps"] == 8  # the distillation's
+    stages = [line for line in capsys.readouterr().err.splitlines() if not line.startswith(("step", "early"))]
+    assert stages[:2] == ["member 1 of 2 (16 training examples)", "member 2 of 2 (16 training examples)"]
+    assert stages[2:] == ["labelling 16 unlabelled rows with the 2 members",
+                          "distilling the ensemble into one program (16 examples)"]  # fmt: skip
     report = (result.run_dir / "report.md").read_text()  # the ensemble's table, without eval columns unless asked
     assert "## Ensemble" in report and "members' dev" in report and "members' eval" not in report
     program = load_program(seed_dir / "program")  # one program, like any other
@@ -63,7 +67,7 @@ def test_members_and_the_undistilled_ensemble_are_scored_on_the_eval_split(write
     )
 
 
-def test_ipet_retrains_each_member_on_what_the_others_label(write_task) -> None:
+def test_ipet_retrains_each_member_on_what_the_others_label(write_task, capsys) -> None:
     from promptlearning.tasks import load_task, run_task
 
     ensemble = {"members": MEMBERS, "distill_steps": 4, "generations": 2, "growth": 2.0}
@@ -78,6 +82,8 @@ def test_ipet_retrains_each_member_on_what_the_others_label(write_task) -> None:
     # member's labels (fewer where it gives a label to fewer pool rows)
     first, second = metrics["ensemble"]["generations_train_examples"]
     assert first == [16, 16] and all(16 < n <= 32 for n in second)
+    logged = capsys.readouterr().err
+    assert all(f"member {i} of 2, iPET generation 2 ({n} training examples)" in logged for i, n in enumerate(second, 1))
 
 
 def test_members_bring_their_own_peft_method_and_learning_rate(write_task) -> None:

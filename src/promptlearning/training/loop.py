@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -75,6 +76,15 @@ class TrainResult:
     steps: int
     history: list[dict[str, float]] = field(default_factory=list)
     resumed_from: int | None = None
+
+
+def announce(message: str) -> None:
+    """One line naming the part of a long training job that starts now (a seed, an ensemble member,
+    the distillation), to stderr as the evaluation lines are; once per machine under ``accelerate``."""
+    from accelerate import PartialState
+
+    if PartialState().is_local_main_process:
+        print(message, file=sys.stderr, flush=True)
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:

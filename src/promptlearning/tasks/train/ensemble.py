@@ -30,6 +30,7 @@ from promptlearning.errors import PromptLearningError
 from promptlearning.io import write_atomically
 from promptlearning.loading import load_examples, task_data_root
 from promptlearning.tasks.train.config import EnsembleMember, TrainTaskConfig
+from promptlearning.training.loop import announce
 
 
 def member_config(config: TrainTaskConfig, member: EnsembleMember) -> TrainTaskConfig:
@@ -153,14 +154,16 @@ def generation_counts(train_set: Sequence[Mapping[str, Any]], label_field: str, 
 
 def train_members(config: TrainTaskConfig, train_sets: Sequence[Sequence[Mapping[str, Any]]],
                   dev_set: Sequence[Mapping[str, Any]], directory: Path, *, seed: int, resume: bool,
-                  progress: bool | None) -> list[tuple[Any, float]]:  # fmt: skip
+                  progress: bool | None, generation: int = 1) -> list[tuple[Any, float]]:  # fmt: skip
     """One generation: member ``i`` trained on ``train_sets[i]``; each with its dev accuracy."""
     from promptlearning.tasks.train.run import train_program
 
     section = config.pet_ensemble
     assert section is not None
     members = []
+    which = f", iPET generation {generation}" if generation > 1 else ""
     for index, (member, train_set) in enumerate(zip(section.members, train_sets, strict=True), 1):
+        announce(f"member {index} of {len(section.members)}{which} ({len(train_set)} training examples)")
         program, result = train_program(member_config(config, member), train_set, dev_set,
                                         directory / f"member-{index}", seed=seed, resume=resume,
                                         progress=progress)  # fmt: skip
@@ -208,9 +211,11 @@ def train_pet_ensemble(
         train_sets = [[*train_set, *pseudo_labelled(unlabeled, mean, spec.labels, counts, label_field)]
                       for mean in others]  # fmt: skip
         del members, distributions
-        members = train_members(config, train_sets, dev_set, directory / f"generation-{generation}", **where)
+        members = train_members(config, train_sets, dev_set, directory / f"generation-{generation}", **where,
+                                generation=generation)  # fmt: skip
         history.append([weight for _, weight in members])
         sizes.append([len(rows) for rows in train_sets])
+    announce(f"labelling {len(unlabeled):,} unlabelled rows with the {len(members)} members")
     soft = ensemble_distribution(members, unlabeled, spec.labels, section.temperature, config.eval_batch_size)
     dev_soft = ensemble_distribution(members, dev_set, spec.labels, 1.0, config.eval_batch_size)
     ensemble_dev = accuracy(dev_soft, dev_set, spec.labels, label_field)
@@ -221,6 +226,7 @@ def train_pet_ensemble(
     if section.generations > 1:
         notes["generations_dev"], notes["generations_train_examples"] = history, sizes
     if section.evaluate_members and eval_set:
+        announce(f"scoring the members and their ensemble on the eval split ({len(eval_set):,} rows)")
         notes.update(scores_on_eval(members, eval_set, spec.labels, label_field, config.eval_batch_size))
     del members
     args = training_arguments(final_config, seed)
@@ -233,6 +239,7 @@ def train_pet_ensemble(
         features += [{**f, "soft_labels": one_hot(spec.labels, str(row[label_field]))}
                      for f, row in zip(final.encode(train_set, with_label=False), train_set, strict=True)]  # fmt: skip
     notes["distill_examples"] = len(features)
+    announce(f"distilling the ensemble into one program ({len(features):,} examples)")
     result = train(
         final.module, features, final.featurizer.collate,
         lambda _: _scalars(final.evaluate(dev_set, batch_size=config.eval_batch_size)), args, directory / "distill",

@@ -34,7 +34,7 @@ from promptlearning.runs.result import TaskResult, scalar_metrics
 from promptlearning.tasks.train.config import TrainTaskConfig
 from promptlearning.tasks.train.report import TrainEvaluation, metric_name, setting_label, summarise, write_reports
 from promptlearning.training.fewshot import sample_per_class
-from promptlearning.training.loop import TrainingArguments, train, training_state
+from promptlearning.training.loop import TrainingArguments, announce, train, training_state
 from promptlearning.training.peft_methods import peft_config
 from promptlearning.training.program import ProgramSpec, PromptProgram, build_program
 
@@ -176,11 +176,14 @@ def run_train_task(
     state.wait_for_everyone()
     seeds = config.few_shot.seeds if config.few_shot else [config.seed]
     results: dict[int, dict[str, Any]] = {}
-    for seed in seeds:
+    for number, seed in enumerate(seeds, 1):
         seed_dir = run_dir / f"seed-{seed}"
         if resume and (seed_dir / "metrics.json").is_file():
             results[seed] = json.loads((seed_dir / "metrics.json").read_text())
+            announce(f"seed {seed} ({number} of {len(seeds)}): finished before, kept")
             continue
+        if len(seeds) > 1:
+            announce(f"seed {seed} ({number} of {len(seeds)})")
         if config.few_shot:
             train_set, dev_set = sample_per_class(pool, config.few_shot.k, label_field=data.label_field, seed=seed)
         elif dev_split is not None:
