@@ -37,7 +37,7 @@ def test_label_logits_equal_the_unbatched_next_token_logits(method, tiny_llama_d
             if p.requires_grad:
                 p.data.add_(0.5 * torch.randn_like(p))
     features = program.encode([{"text": t} for t in TEXTS], with_label=False)
-    batched = torch.stack(program.logits(features))
+    batched = torch.stack(program.logits(features, batch_size=2))  # batches by length: the 2nd text first
     tokens = program.featurizer.label_token_ids
     for row, feature in zip(batched, features, strict=True):
         logits = _next_token_logprobs(program.inner_model, feature["input_ids"])

@@ -126,15 +126,21 @@ class PromptProgram:
 
     @torch.no_grad()
     def logits(self, features: Sequence[Mapping[str, Any]], *, batch_size: int = 16, progress: bool = False):
-        """Label logits per example (per token for NER), in input order."""
+        """Label logits per example (per token for NER), in input order. Batches are made of examples
+        of similar length (longest first), so little of each batch is padding: on SST-2's test rows
+        input-order batches of 32 were 1.8x the real tokens (benchmarks/pet_predict_order.py)."""
         self.module.eval()
-        out = []
+        order = sorted(range(len(features)), key=lambda i: -len(features[i]["input_ids"]))
+        out: list[torch.Tensor | None] = [None] * len(features)
         with progress_bar(len(features), desc="predict", enabled=progress) as bar:
-            for start in range(0, len(features), batch_size):
-                chunk = features[start : start + batch_size]
-                batch = self.featurizer.collate([{k: v for k, v in f.items() if k != "labels"} for f in chunk])
+            for start in range(0, len(order), batch_size):
+                chunk = order[start : start + batch_size]
+                batch = self.featurizer.collate(
+                    [{k: v for k, v in features[i].items() if k != "labels"} for i in chunk]
+                )
                 batch = {key: value.to(self.device) for key, value in batch.items()}
-                out.extend(self.module(**batch)["logits"].float().cpu().unbind(0))
+                for i, row in zip(chunk, self.module(**batch)["logits"].float().cpu().unbind(0), strict=True):
+                    out[i] = row
                 bar.update(len(chunk))
         return out
 
