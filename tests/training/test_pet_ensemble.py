@@ -41,6 +41,8 @@ def test_an_ensemble_is_trained_labels_a_pool_and_is_distilled(write_task, tmp_p
     assert "## Ensemble" in report and "members' dev" in report and "members' eval" not in report
     program = load_program(seed_dir / "program")  # one program, like any other
     assert program.spec.template["input"] == MEMBERS[0]["template"]["input"]
+    member = load_program(seed_dir / "member-2" / "program")  # each member is one too
+    assert member.spec.template["input"] == MEMBERS[1]["template"]["input"] and member.labels == program.labels
     assert {p.label for p in program.predict([{"text": "the film was great"}])} <= {"negative", "positive"}
 
 

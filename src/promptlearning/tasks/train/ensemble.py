@@ -157,6 +157,7 @@ def train_members(config: TrainTaskConfig, train_sets: Sequence[Sequence[Mapping
                   progress: bool | None, generation: int = 1) -> list[tuple[Any, float]]:  # fmt: skip
     """One generation: member ``i`` trained on ``train_sets[i]``; each with its dev accuracy."""
     from promptlearning.tasks.train.run import train_program
+    from promptlearning.training.loop import training_state
 
     section = config.pet_ensemble
     assert section is not None
@@ -167,6 +168,8 @@ def train_members(config: TrainTaskConfig, train_sets: Sequence[Sequence[Mapping
         program, result = train_program(member_config(config, member), train_set, dev_set,
                                         directory / f"member-{index}", seed=seed, resume=resume,
                                         progress=progress)  # fmt: skip
+        if training_state(config.device).is_main_process:  # a program of its own: `predict`, `serve --program`
+            program.save(directory / f"member-{index}" / "program")
         members.append((program, float(result.best_metric or 0.0)))
     return members
 
