@@ -115,7 +115,7 @@ def _ensemble_lines(results: Mapping[int, Mapping[str, Any]], summary: Mapping[s
     """A ``pet_ensemble`` run's own table: members, their ensemble and the distilled program, per seed."""
     if not all(r.get("ensemble") for r in results.values()):
         return []
-    scored = bool(_scored_ensembles(results))
+    scored = "ensemble" in summary  # summarise() found every seed's members scored on the eval split
     header = ["seed", "members' dev", "ensemble dev", "distilled dev"]
     header += ["members' eval", "ensemble eval"] if scored else []
     rows = []
