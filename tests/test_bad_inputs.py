@@ -125,6 +125,24 @@ def hostile_program_template(paths: dict[str, Path]) -> None:
     spec_path.write_text(json.dumps(spec))
 
 
+def ensemble_program(*member_paths: str) -> Callable[[dict[str, Path]], None]:
+    """``{cwd}/ens``: an ensemble program.json whose members are at ``member_paths`` (relative to it);
+    ``member-*`` ones are copies of the trained program."""
+
+    def setup(paths: dict[str, Path]) -> None:
+        spec = json.loads((paths["program_copy"] / "program.json").read_text())
+        directory = paths["cwd"] / "ens"
+        directory.mkdir()
+        for path in member_paths:
+            if path.startswith("member-"):
+                shutil.copytree(paths["program_copy"], directory / path)
+        members = [{"path": path, "weight": 0.5, "inputs": ["text"]} for path in member_paths]
+        ensemble = {**spec, "objective": "ensemble", "peft": None, "members": members}
+        (directory / "program.json").write_text(json.dumps(ensemble))
+
+    return setup
+
+
 def other_file_in_data_root(paths: dict[str, Path]) -> None:
     write_jsonl(paths["cwd"] / "in.jsonl", ROWS)  # 4 rows here, 1 row under $PROMPTLEARNING_DATA
     write_jsonl(paths["elsewhere"] / "in.jsonl", ROWS[:1])
@@ -462,6 +480,18 @@ CASES = [
          "pet_ensemble={members: [{}, {}], distill_labelled: maybe}"], 2, "distill_labelled"),
     Case("issue32-pet-evaluate-members-not-a-switch", ["train", TRAIN, "--set",
          "pet_ensemble={members: [{}, {}], evaluate_members: sometimes}"], 2, "evaluate_members"),
+    Case("issue32-ensemble-program-member-outside", ["predict", "{cwd}/ens", "{data}/dev.jsonl"], 2,
+         "a member's path must be a directory inside the program, got '../program'",
+         setup=ensemble_program("member-1", "../program")),
+    Case("issue32-ensemble-program-absolute-member", ["predict", "{cwd}/ens", "{data}/dev.jsonl"], 2,
+         "a member's path must be a directory inside the program, got '/etc'",
+         setup=ensemble_program("member-1", "/etc")),
+    Case("issue32-ensemble-program-of-one", ["predict", "{cwd}/ens", "{data}/dev.jsonl"], 2,
+         "an ensemble program needs at least two members", setup=ensemble_program("member-1")),
+    Case("issue32-ensemble-program-member-missing", ["predict", "{cwd}/ens", "{data}/dev.jsonl"], 2,
+         "not a prompt program directory (no program.json)", setup=ensemble_program("member-1", "gone")),
+    Case("ok-ensemble-program-predicts", ["predict", "{cwd}/ens", "{data}/dev.jsonl"], 0, "labelled examples",
+         setup=ensemble_program("member-1", "member-2")),
     Case("issue32-rationale-with-few-shot", ["train", TRAIN, "--set", "objective=rationale", "--set",
          "few_shot={k: 4}"], 2, "few_shot does not apply"),
     Case("issue32-rationale-missing-field", ["train", TRAIN, "--set", "objective=rationale"], 2,

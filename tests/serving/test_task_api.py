@@ -6,6 +6,7 @@ import threading
 
 import httpx
 import pytest
+import torch
 
 API_KEY = "test-key-0123"  # the key conftest.py's servers accept
 HEADERS = {"Authorization": f"Bearer {API_KEY}"}
@@ -93,3 +94,39 @@ def test_a_served_prompt_program_keeps_within_its_own_max_length(start, tiny_lm)
                           headers={"Authorization": "Bearer test-key-0123"}, timeout=60)  # fmt: skip
     assert response.status_code == 200, response.text
     assert response.json()["predictions"][0]["label"] == program.predict([long_input])[0].label
+
+
+def test_an_ensemble_program_is_served_as_one(start, tiny_lm, tiny_program_dir, tmp_path) -> None:
+    from promptlearning.serving import ServedModels
+    from promptlearning.training.ensemble_program import EnsembleProgram
+    from promptlearning.training.program import build_program, load_program, read_program_spec
+
+    spec = read_program_spec(tiny_program_dir)
+    members = [(build_program(spec, seed=seed), weight) for seed, weight in [(1, 0.9), (2, 0.6)]]
+    torch.manual_seed(0)
+    with torch.no_grad():  # LoRA starts as a no-op: give the members different trained-looking weights
+        for program, _ in members:
+            for name, parameter in program.module.named_parameters():
+                if "lora_B" in name:
+                    parameter.normal_(0, 0.5)
+    directory = EnsembleProgram.of(members, ["positive", "negative"]).save(tmp_path / "ensemble")
+    ensemble = load_program(directory, device="cpu")  # a saved ensemble: its members load from inside it
+    assert [m.labels for m, _ in ensemble.members] == [spec.labels] * 2 and ensemble.labels == ["positive", "negative"]
+    alone = [m.predict(INPUTS) for m, _ in members]
+    assert alone[0][0].probabilities != pytest.approx(alone[1][0].probabilities, abs=1e-3)
+    for i, prediction in enumerate(ensemble.predict(INPUTS)):
+        mean = {label: (0.9 * alone[0][i].probabilities[label] + 0.6 * alone[1][i].probabilities[label]) / 1.5
+                for label in ensemble.labels}  # fmt: skip
+        assert prediction.probabilities == pytest.approx(mean, abs=1e-5)
+    models = ServedModels(text={"tiny": tiny_lm}, programs={"voters": ensemble})
+    models.loaded.set()
+    server = start(models)
+    card = httpx.get(server.base_url + "/programs", headers=HEADERS).json()["data"][0]
+    assert (card["objective"], card["inputs"], card["labels"]) == ("ensemble", ["text"], ["positive", "negative"])
+    out = httpx.post(server.base_url + "/programs/voters/predict", json={"inputs": INPUTS}, headers=HEADERS)
+    assert out.status_code == 200, out.text
+    for got, want in zip(out.json()["predictions"], ensemble.predict(INPUTS), strict=True):
+        assert got["label"] == want.label and got["probabilities"] == pytest.approx(want.probabilities, abs=1e-5)
+    missing = httpx.post(server.base_url + "/programs/voters/predict", json={"inputs": [{"review": "x"}]},
+                         headers=HEADERS)  # fmt: skip
+    assert missing.status_code == 400 and "no field 'text'" in missing.text

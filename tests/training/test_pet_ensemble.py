@@ -41,14 +41,15 @@ def test_an_ensemble_is_trained_labels_a_pool_and_is_distilled(write_task, tmp_p
     assert "## Ensemble" in report and "members' dev" in report and "members' eval" not in report
     program = load_program(seed_dir / "program")  # one program, like any other
     assert program.spec.template["input"] == MEMBERS[0]["template"]["input"]
-    member = load_program(seed_dir / "member-2" / "program")  # each member is one too
+    member = load_program(seed_dir / "ensemble" / "member-2")  # each member is one too
     assert member.spec.template["input"] == MEMBERS[1]["template"]["input"] and member.labels == program.labels
     assert {p.label for p in program.predict([{"text": "the film was great"}])} <= {"negative", "positive"}
 
 
-def test_members_and_the_undistilled_ensemble_are_scored_on_the_eval_split(write_task) -> None:
+def test_members_and_the_undistilled_ensemble_are_scored_on_the_eval_split(write_task, sentiment_data: Path) -> None:
     from promptlearning.runs.directory import config_differences
     from promptlearning.tasks import load_task, run_task
+    from promptlearning.training.program import load_program
 
     ensemble = {"members": [{}, MEMBERS[1]], "distill_steps": 4, "evaluate_members": True}
     run_dir = run_task(load_task(write_task("scored", pet_ensemble=ensemble))).run_dir
@@ -59,6 +60,11 @@ def test_members_and_the_undistilled_ensemble_are_scored_on_the_eval_split(write
     assert [m["mean"] for m in summary["members_eval"]] == pytest.approx([100 * v for v in scores["members_eval"]])
     report = (run_dir / "report.md").read_text()
     assert "## Ensemble" in report and "members' eval" in report and f"{100 * scores['ensemble_eval']:.2f}" in report
+    # the undistilled ensemble saved as one program predicts what was scored
+    ensemble_program = load_program(run_dir / "seed-1" / "ensemble")
+    eval_rows = [json.loads(line) for line in (sentiment_data / "test.jsonl").read_text().splitlines()]
+    assert ensemble_program.evaluate(eval_rows)["accuracy"] == pytest.approx(scores["ensemble_eval"])
+    assert ensemble_program.spec.metrics["accuracy"] == pytest.approx(scores["ensemble_eval"])
     # member 1 is the task's own pattern: the same program a run without the ensemble trains and scores
     alone = json.loads((run_task(load_task(write_task("alone"))).run_dir / "seed-1" / "metrics.json").read_text())
     assert scores["members_eval"][0] == pytest.approx(alone["eval"]["accuracy"])

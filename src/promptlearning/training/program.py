@@ -47,9 +47,11 @@ from promptlearning.training.peft_methods import adalora_orthogonality_penalty, 
 from promptlearning.training.pet import PetFeaturizer, PetModel
 
 if TYPE_CHECKING:
+    from promptlearning.training.ensemble_program import EnsembleProgram
     from promptlearning.training.prompted import PromptedProgram
 
-Objective = Literal["pet", "head", "ner", "prompt"]  # prompt: no weights (training/prompted.py)
+# prompt: no weights (training/prompted.py); ensemble: member programs voting (training/ensemble_program.py)
+Objective = Literal["pet", "head", "ner", "prompt", "ensemble"]
 FORMAT_VERSION = 1
 
 
@@ -73,6 +75,7 @@ class ProgramSpec:
     metrics: dict[str, Any] = field(default_factory=dict)
     bias: dict[str, float] | None = None  # prompt programs: the frozen calibration distribution
     classifier: dict[str, Any] | None = None  # prompt programs: the whole ClassifierSpec (demonstrations: the pool)
+    members: list[dict[str, Any]] = field(default_factory=list)  # ensembles: {"path", "weight", "inputs"} each
     format_version: int = FORMAT_VERSION
 
     @classmethod
@@ -452,7 +455,11 @@ def read_program_spec(directory: str | Path) -> ProgramSpec:
             Verbalizer(**spec.verbalizer)
     except TypeError as exc:
         raise CorruptModelError(f"{spec_path}: the template or verbalizer is not valid: {exc}") from None
-    if spec.objective == "prompt":
+    if spec.objective == "ensemble":
+        from promptlearning.training.ensemble_program import check_members
+
+        check_members(spec, directory)
+    elif spec.objective == "prompt":
         if spec.verbalizer is None or not spec.labels:
             raise CorruptModelError(f"{spec_path}: a prompt program needs labels and a verbalizer")
     elif spec.peft:
@@ -466,14 +473,23 @@ def input_fields(spec: ProgramSpec) -> list[str]:
     """The fields every input of a program must have."""
     if spec.objective == "ner":
         return [spec.tokens_field]
+    if spec.objective == "ensemble":
+        return list(dict.fromkeys(name for member in spec.members for name in member["inputs"]))
     return PromptTemplate(**spec.template).input_fields
 
 
-def load_program(directory: str | Path, *, device: str | torch.device = "auto") -> PromptProgram | PromptedProgram:
+def load_program(
+    directory: str | Path, *, device: str | torch.device = "auto"
+) -> PromptProgram | PromptedProgram | EnsembleProgram:
     """Restore a saved program for prediction on ``device`` (everything but the weights is checked first);
-    a prompt program (``objective: prompt``, no weights) loads the base model it names."""
+    a prompt program (``objective: prompt``, no weights) loads the base model it names, an ensemble
+    its members."""
     directory = Path(directory)
     spec = read_program_spec(directory)
+    if spec.objective == "ensemble":
+        from promptlearning.training.ensemble_program import load_ensemble_program
+
+        return load_ensemble_program(spec, directory, device=device)
     if spec.objective == "prompt":
         from promptlearning.training.prompted import load_prompted_program
 

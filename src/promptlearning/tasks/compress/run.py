@@ -91,7 +91,7 @@ def _load_program_source(directory: Path, device: str) -> _Source:
     spec = read_program_spec(directory)
     if spec.objective != "pet":
         raise PromptLearningError(f"compress takes PET programs (label words scored by a language model); "
-                                  f"{directory} is a {spec.objective} program")  # fmt: skip
+                                  f"{directory} is a program of objective {spec.objective!r}")  # fmt: skip
     if spec.peft and get_method(spec.peft).prompt_learning:
         raise PromptLearningError(f"{directory} learned a {spec.peft} prompt: its vectors are no model weights, so "
                                   "they cannot be merged into a compressed model; use a LoRA program")  # fmt: skip

@@ -2,11 +2,13 @@
 
 Per seed::
 
-    <seed>/member-1/ … member-M/   each pattern trained on the labelled examples (checkpoints, program)
+    <seed>/member-1/ … member-M/   each pattern trained on the labelled examples (its checkpoints)
     <seed>/generation-2/member-1/  iPET (``generations: 2`` or more): each member retrained on the
                                    labelled examples plus the pool rows the other members label
                                    most confidently, the set growing ``growth`` times per generation
     <seed>/soft_labels.jsonl       the unlabelled pool with the (last generation's) ensemble's label distribution
+    <seed>/ensemble/               the (last generation's) members as one program: the undistilled
+                                   ensemble, each member also a program of its own (``ensemble/member-N``)
     <seed>/distill/                the final program trained on those soft labels (its checkpoints)
 
 Every member's logits are softened by ``temperature`` and the members are averaged weighted by
@@ -30,6 +32,7 @@ from promptlearning.errors import PromptLearningError
 from promptlearning.io import write_atomically
 from promptlearning.loading import load_examples, task_data_root
 from promptlearning.tasks.train.config import EnsembleMember, TrainTaskConfig
+from promptlearning.training.ensemble_program import EnsembleProgram, member_distributions, weighted_mean
 from promptlearning.training.loop import announce
 
 
@@ -77,23 +80,6 @@ def unlabeled_pool(config: TrainTaskConfig, pool: Sequence[Mapping[str, Any]], u
     if section.unlabeled_limit and len(rows) > section.unlabeled_limit:
         rows = random.Random(seed).sample(rows, section.unlabeled_limit)
     return [{k: v for k, v in row.items() if k != config.data.label_field} for row in rows]
-
-
-def member_distributions(members: Sequence[tuple[Any, float]], rows: Sequence[Mapping[str, Any]], labels: list[str],
-                         temperature: float, batch_size: int) -> list[torch.Tensor]:  # fmt: skip
-    """Each member's softened label distribution over ``rows``, columns in ``labels`` order."""
-    distributions = []
-    for program, _ in members:
-        logits = torch.stack(program.logits(program.encode(rows, with_label=False), batch_size=batch_size))
-        order = [program.labels.index(label) for label in labels]
-        distributions.append((logits[:, order] / temperature).softmax(-1))
-    return distributions
-
-
-def weighted_mean(distributions: Sequence[torch.Tensor], weights: Sequence[float]) -> torch.Tensor:
-    """The members' distributions averaged, weighted by their dev accuracy (never by zero)."""
-    weights = [max(weight, 1e-6) for weight in weights]
-    return sum(w * d for w, d in zip(weights, distributions, strict=True)) / sum(weights)
 
 
 def ensemble_distribution(members: Sequence[tuple[Any, float]], rows: Sequence[Mapping[str, Any]], labels: list[str],
@@ -157,7 +143,6 @@ def train_members(config: TrainTaskConfig, train_sets: Sequence[Sequence[Mapping
                   progress: bool | None, generation: int = 1) -> list[tuple[Any, float]]:  # fmt: skip
     """One generation: member ``i`` trained on ``train_sets[i]``; each with its dev accuracy."""
     from promptlearning.tasks.train.run import train_program
-    from promptlearning.training.loop import training_state
 
     section = config.pet_ensemble
     assert section is not None
@@ -168,8 +153,6 @@ def train_members(config: TrainTaskConfig, train_sets: Sequence[Sequence[Mapping
         program, result = train_program(member_config(config, member), train_set, dev_set,
                                         directory / f"member-{index}", seed=seed, resume=resume,
                                         progress=progress)  # fmt: skip
-        if training_state(config.device).is_main_process:  # a program of its own: `predict`, `serve --program`
-            program.save(directory / f"member-{index}" / "program")
         members.append((program, float(result.best_metric or 0.0)))
     return members
 
@@ -231,6 +214,12 @@ def train_pet_ensemble(
     if section.evaluate_members and eval_set:
         announce(f"scoring the members and their ensemble on the eval split ({len(eval_set):,} rows)")
         notes.update(scores_on_eval(members, eval_set, spec.labels, label_field, config.eval_batch_size))
+    if training_state(config.device).is_main_process:  # the undistilled ensemble, served as one program
+        scores = {
+            "dev_accuracy": ensemble_dev,
+            **({"accuracy": notes["ensemble_eval"]} if "ensemble_eval" in notes else {}),
+        }
+        EnsembleProgram.of(members, spec.labels).save(directory / "ensemble", metrics=scores)
     del members
     args = training_arguments(final_config, seed)
     if section.distill_steps:

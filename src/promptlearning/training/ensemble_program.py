@@ -1,0 +1,157 @@
+"""An ensemble of trained prompt programs that predicts as one: PET's undistilled ensemble.
+
+Each member's label logits are softened by a temperature, turned into a distribution and averaged,
+weighted by the member's dev accuracy. ``pet_ensemble`` labels its pool this way (at temperature 2)
+and saves the members as one of these (at temperature 1, the ensemble it scores on the eval split),
+so the ensemble can be served instead of the program distilled from it: better on some tasks, at
+the cost of one forward pass per member. The directory is self-contained::
+
+    program.json     objective "ensemble", labels, and per member its directory, weight, input fields
+    member-1/ …      each a program of its own (loads, predicts and serves alone too)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from promptlearning.errors import CorruptModelError
+from promptlearning.io import write_json_atomically
+from promptlearning.methods.classifier import Prediction
+from promptlearning.prompts.examples import as_examples
+
+
+def member_distributions(members: Sequence[tuple[Any, float]], rows: Sequence[Mapping[str, Any]], labels: list[str],
+                         temperature: float, batch_size: int) -> list[torch.Tensor]:  # fmt: skip
+    """Each member's softened label distribution over ``rows``, columns in ``labels`` order."""
+    distributions = []
+    for program, _ in members:
+        logits = torch.stack(program.logits(program.encode(rows, with_label=False), batch_size=batch_size))
+        order = [program.labels.index(label) for label in labels]
+        distributions.append((logits[:, order] / temperature).softmax(-1))
+    return distributions
+
+
+def weighted_mean(distributions: Sequence[torch.Tensor], weights: Sequence[float]) -> torch.Tensor:
+    """The members' distributions averaged, weighted by their dev accuracy (never by zero)."""
+    weights = [max(weight, 1e-6) for weight in weights]
+    return sum(w * d for w, d in zip(weights, distributions, strict=True)) / sum(weights)
+
+
+class EnsembleProgram:
+    """Trained programs voting with weights: ``predict`` gives the weighted mean of their label
+    distributions (softmax of each member's logits at temperature 1)."""
+
+    def __init__(self, spec: Any, members: Sequence[tuple[Any, float]]) -> None:
+        self.spec = spec
+        self.members = list(members)
+
+    @classmethod
+    def of(cls, members: Sequence[tuple[Any, float]], labels: Sequence[str]) -> EnsembleProgram:
+        """The ensemble of ``members`` (each a program and its dev accuracy), its classes ``labels``."""
+        from promptlearning.training.program import ProgramSpec, input_fields
+
+        first = members[0][0].spec
+        entries = [{"path": f"member-{i}", "weight": weight, "inputs": input_fields(program.spec)}
+                   for i, (program, weight) in enumerate(members, 1)]  # fmt: skip
+        spec = ProgramSpec(
+            objective="ensemble", model=first.model, labels=list(labels), template=first.template,
+            label_field=first.label_field, max_length=max(p.spec.max_length for p, _ in members), members=entries,
+        )  # fmt: skip
+        return cls(spec, members)
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.spec.labels)
+
+    @property
+    def tokenizer(self) -> Any:
+        """Member 1's tokenizer (the server counts an input's tokens with it)."""
+        return getattr(self.members[0][0], "tokenizer", None)
+
+    def distribution(self, examples: Sequence[Mapping[str, Any]], *, batch_size: int = 16) -> torch.Tensor:
+        """The ensemble's label distribution per example, columns in :attr:`labels` order."""
+        distributions = member_distributions(self.members, examples, self.labels, 1.0, batch_size)
+        return weighted_mean(distributions, [weight for _, weight in self.members])
+
+    def predict(
+        self, examples: Iterable[Mapping[str, Any]], *, batch_size: int = 16, progress: bool = False
+    ) -> list[Prediction]:
+        """A :class:`Prediction` per example; its scores are the log of the ensemble's probabilities."""
+        examples = as_examples(examples, "predict")
+        if not examples:
+            return []
+        results = []
+        for row in self.distribution(examples, batch_size=batch_size).tolist():
+            probabilities = dict(zip(self.labels, row, strict=True))
+            scores = {label: math.log(max(p, 1e-45)) for label, p in probabilities.items()}
+            results.append(Prediction(max(probabilities, key=probabilities.__getitem__), probabilities, scores))
+        return results
+
+    def predict_all(
+        self, examples: Sequence[Mapping[str, Any]], *, batch_size: int = 16, progress: bool = False
+    ) -> list[Prediction]:
+        return self.predict(examples, batch_size=batch_size, progress=progress)
+
+    def evaluate(
+        self, examples: Sequence[Mapping[str, Any]], *, batch_size: int = 16, progress: bool = False
+    ) -> dict[str, float]:
+        """Accuracy, macro-F1 and calibration on labelled examples."""
+        return self.evaluate_predictions(examples, self.predict(examples, batch_size=batch_size))
+
+    def evaluate_predictions(self, examples: Sequence[Mapping[str, Any]], predictions: Sequence[Any]) -> dict[str, Any]:
+        from promptlearning.evaluation.metrics import classification_metrics
+
+        gold = [str(e[self.spec.label_field]) for e in examples]
+        return classification_metrics(gold, predictions, self.labels)
+
+    def save(self, directory: str | Path, *, metrics: Mapping[str, Any] | None = None) -> Path:
+        """Write each member's program, then ``program.json`` last."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        for entry, (program, _) in zip(self.spec.members, self.members, strict=True):
+            program.save(directory / entry["path"])
+        if metrics is not None:
+            self.spec.metrics = dict(metrics)
+        write_json_atomically(directory / "program.json", asdict(self.spec))
+        return directory
+
+
+def check_members(spec: Any, directory: Path) -> None:
+    """An ensemble's ``program.json`` names member directories inside its own, each a program."""
+    from promptlearning.training.program import read_program_spec
+
+    spec_path = directory / "program.json"
+    if not isinstance(spec.members, list) or len(spec.members) < 2:
+        raise CorruptModelError(f"{spec_path}: an ensemble program needs at least two members")
+    for entry in spec.members:
+        path = entry.get("path") if isinstance(entry, dict) else None
+        if not isinstance(path, str) or not path or Path(path).is_absolute() or ".." in Path(path).parts:
+            raise CorruptModelError(
+                f"{spec_path}: a member's path must be a directory inside the program, got {path!r}"
+            )
+        if not isinstance(entry.get("weight"), int | float) or not isinstance(entry.get("inputs"), list):
+            raise CorruptModelError(f"{spec_path}: member {path!r} needs a weight and its input fields")
+        member = read_program_spec(directory / path)
+        if member.objective not in ("pet", "head"):
+            raise CorruptModelError(f"{directory / path}: an ensemble's members are trained classifiers (pet or head), "
+                                    f"not {member.objective!r} programs")  # fmt: skip
+        if set(member.labels) != set(spec.labels):
+            raise CorruptModelError(
+                f"{directory / path}: its labels {member.labels} are not the ensemble's {spec.labels}"
+            )
+
+
+def load_ensemble_program(spec: Any, directory: Path, *, device: Any = "auto") -> EnsembleProgram:
+    """Load every member (each checked already by :func:`check_members`)."""
+    from promptlearning.training.program import load_program
+
+    members = [
+        (load_program(directory / entry["path"], device=device), float(entry["weight"])) for entry in spec.members
+    ]
+    return EnsembleProgram(spec, members)
