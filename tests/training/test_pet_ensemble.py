@@ -39,6 +39,8 @@ def test_an_ensemble_is_trained_labels_a_pool_and_is_distilled(write_task, tmp_p
                           "distilling the ensemble into one program (16 examples)"]  # fmt: skip
     report = (result.run_dir / "report.md").read_text()  # the ensemble's table, without eval columns unless asked
     assert "## Ensemble" in report and "members' dev" in report and "members' eval" not in report
+    assert "`ensemble/` is the undistilled ensemble as one program" in report
+    assert (seed_dir / "ensemble" / "program.json").is_file()
     program = load_program(seed_dir / "program")  # one program, like any other
     assert program.spec.template["input"] == MEMBERS[0]["template"]["input"]
     member = load_program(seed_dir / "ensemble" / "member-2")  # each member is one too

@@ -126,7 +126,9 @@ def _ensemble_lines(results: Mapping[int, Mapping[str, Any]], summary: Mapping[s
         if scored:
             row += [" / ".join(f"{100 * v:.1f}" for v in notes["members_eval"]), f"{100 * notes['ensemble_eval']:.2f}"]
         rows.append([*row, f"{100 * r['eval'][summary['metric']]:.2f}"])
-    lines = ["## Ensemble", "", markdown_table([*header, f"distilled eval {summary['metric']}"], rows), ""]
+    lines = ["## Ensemble", "", markdown_table([*header, f"distilled eval {summary['metric']}"], rows), "",
+             "Each seed's `program/` is the distilled program; `ensemble/` is the undistilled ensemble as one "
+             "program (one forward pass per member).", ""]  # fmt: skip
     if scored:
         members = ", ".join(f"{m['mean']:.2f} ± {m['std']:.2f}" for m in summary["ensemble"]["members_eval"])
         whole = summary["ensemble"]["ensemble_eval"]
