@@ -125,7 +125,7 @@ def hostile_program_template(paths: dict[str, Path]) -> None:
     spec_path.write_text(json.dumps(spec))
 
 
-def ensemble_program(*member_paths: str) -> Callable[[dict[str, Path]], None]:
+def ensemble_program(*member_paths: str, weight: float = 0.5) -> Callable[[dict[str, Path]], None]:
     """``{cwd}/ens``: an ensemble program.json whose members are at ``member_paths`` (relative to it);
     ``member-*`` ones are copies of the trained program."""
 
@@ -136,7 +136,7 @@ def ensemble_program(*member_paths: str) -> Callable[[dict[str, Path]], None]:
         for path in member_paths:
             if path.startswith("member-"):
                 shutil.copytree(paths["program_copy"], directory / path)
-        members = [{"path": path, "weight": 0.5, "inputs": ["text"]} for path in member_paths]
+        members = [{"path": path, "weight": weight, "inputs": ["text"]} for path in member_paths]
         ensemble = {**spec, "objective": "ensemble", "peft": None, "members": members}
         (directory / "program.json").write_text(json.dumps(ensemble))
 
@@ -486,6 +486,10 @@ CASES = [
     Case("issue32-ensemble-program-absolute-member", ["predict", "{cwd}/ens", "{data}/dev.jsonl"], 2,
          "a member's path must be a directory inside the program, got '/etc'",
          setup=ensemble_program("member-1", "/etc")),
+    Case("issue32-ensemble-program-itself-a-member", ["predict", "{cwd}/ens", "{data}/dev.jsonl"], 2,
+         "a member's path must be a directory inside the program, got '.'", setup=ensemble_program("member-1", ".")),
+    Case("issue32-ensemble-program-nan-weight", ["predict", "{cwd}/ens", "{data}/dev.jsonl"], 2,
+         "needs a weight of 0 or more, got nan", setup=ensemble_program("member-1", "member-2", weight=float("nan"))),
     Case("issue32-ensemble-program-of-one", ["predict", "{cwd}/ens", "{data}/dev.jsonl"], 2,
          "an ensemble program needs at least two members", setup=ensemble_program("member-1")),
     Case("issue32-ensemble-program-member-missing", ["predict", "{cwd}/ens", "{data}/dev.jsonl"], 2,

@@ -171,3 +171,22 @@ def test_an_ensemble_needs_the_pet_objective(write_task) -> None:
 
     with pytest.raises(TaskConfigError, match="pet_ensemble needs objective pet"):
         load_task(write_task("head", objective="head", verbalizer=None, pet_ensemble={"members": MEMBERS}))
+
+
+def test_an_ensemble_program_cannot_hold_itself(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    from promptlearning.errors import CorruptModelError
+    from promptlearning.training import ProgramSpec, build_program, load_program
+
+    spec = ProgramSpec(objective="pet", model=str(tiny_llama_dir), labels=["negative", "positive"],
+                       template={"input": "review : {{ text }}\nsentiment :"},
+                       verbalizer={"label_words": {"negative": " negative", "positive": " positive"}},
+                       peft="lora", peft_options={"r": 2})  # fmt: skip
+    ensemble = tmp_path / "ens"
+    build_program(spec).save(ensemble / "member-1")
+    (ensemble / "loop").symlink_to(ensemble, target_is_directory=True)  # a member that is the ensemble again
+    members = [{"path": path, "weight": 1.0, "inputs": ["text"]} for path in ("member-1", "loop")]
+    member_spec = json.loads((ensemble / "member-1" / "program.json").read_text())
+    ensemble_spec = {**member_spec, "objective": "ensemble", "peft": None, "members": members}
+    (ensemble / "program.json").write_text(json.dumps(ensemble_spec))
+    with pytest.raises(CorruptModelError, match="an ensemble's member cannot be an ensemble"):
+        load_program(ensemble)

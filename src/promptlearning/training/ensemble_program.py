@@ -12,6 +12,7 @@ the cost of one forward pass per member. The directory is self-contained::
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
@@ -123,28 +124,43 @@ class EnsembleProgram:
 
 
 def check_members(spec: Any, directory: Path) -> None:
-    """An ensemble's ``program.json`` names member directories inside its own, each a program."""
+    """An ensemble's ``program.json`` names member directories inside its own, each a trained
+    classifier over the ensemble's labels, with a finite weight and its input fields."""
     from promptlearning.training.program import read_program_spec
 
     spec_path = directory / "program.json"
     if not isinstance(spec.members, list) or len(spec.members) < 2:
         raise CorruptModelError(f"{spec_path}: an ensemble program needs at least two members")
     for entry in spec.members:
-        path = entry.get("path") if isinstance(entry, dict) else None
-        if not isinstance(path, str) or not path or Path(path).is_absolute() or ".." in Path(path).parts:
-            raise CorruptModelError(
-                f"{spec_path}: a member's path must be a directory inside the program, got {path!r}"
-            )
-        if not isinstance(entry.get("weight"), int | float) or not isinstance(entry.get("inputs"), list):
-            raise CorruptModelError(f"{spec_path}: member {path!r} needs a weight and its input fields")
-        member = read_program_spec(directory / path)
+        member_dir = directory / _member_path(entry, spec_path)
+        if _objective_of(member_dir) == "ensemble":  # refused before reading it: no ensemble inside itself
+            raise CorruptModelError(f"{member_dir}: an ensemble's member cannot be an ensemble")
+        member = read_program_spec(member_dir)
         if member.objective not in ("pet", "head"):
-            raise CorruptModelError(f"{directory / path}: an ensemble's members are trained classifiers (pet or head), "
+            raise CorruptModelError(f"{member_dir}: an ensemble's members are trained classifiers (pet or head), "
                                     f"not {member.objective!r} programs")  # fmt: skip
         if set(member.labels) != set(spec.labels):
-            raise CorruptModelError(
-                f"{directory / path}: its labels {member.labels} are not the ensemble's {spec.labels}"
-            )
+            raise CorruptModelError(f"{member_dir}: its labels {member.labels} are not the ensemble's {spec.labels}")
+
+
+def _member_path(entry: Any, spec_path: Path) -> str:
+    path = entry.get("path") if isinstance(entry, dict) else None
+    parts = Path(path).parts if isinstance(path, str) else ()
+    if not parts or Path(path).is_absolute() or any(part in (".", "..") for part in parts):
+        raise CorruptModelError(f"{spec_path}: a member's path must be a directory inside the program, got {path!r}")
+    weight, inputs = entry.get("weight"), entry.get("inputs")
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 <= weight < math.inf:
+        raise CorruptModelError(f"{spec_path}: member {path!r} needs a weight of 0 or more, got {weight!r}")
+    if not isinstance(inputs, list) or not all(isinstance(name, str) for name in inputs):
+        raise CorruptModelError(f"{spec_path}: member {path!r} needs its input fields (a list of names)")
+    return path
+
+
+def _objective_of(directory: Path) -> Any:
+    try:
+        return json.loads((directory / "program.json").read_text()).get("objective")
+    except (OSError, ValueError, AttributeError):  # read_program_spec says what is wrong with it
+        return None
 
 
 def load_ensemble_program(spec: Any, directory: Path, *, device: Any = "auto") -> EnsembleProgram:
