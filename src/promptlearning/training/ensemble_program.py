@@ -75,9 +75,12 @@ class EnsembleProgram:
         """Member 1's tokenizer (the server counts an input's tokens with it)."""
         return getattr(self.members[0][0], "tokenizer", None)
 
-    def distribution(self, examples: Sequence[Mapping[str, Any]], *, batch_size: int = 16) -> torch.Tensor:
-        """The ensemble's label distribution per example, columns in :attr:`labels` order."""
-        distributions = member_distributions(self.members, examples, self.labels, 1.0, batch_size)
+    def distribution(
+        self, examples: Sequence[Mapping[str, Any]], *, temperature: float = 1.0, batch_size: int = 16
+    ) -> torch.Tensor:
+        """The ensemble's label distribution per example, columns in :attr:`labels` order (the members'
+        logits softened by ``temperature``: 1 predicts, ``pet_ensemble`` labels its pool at 2)."""
+        distributions = member_distributions(self.members, examples, self.labels, temperature, batch_size)
         return weighted_mean(distributions, [weight for _, weight in self.members])
 
     def predict(

@@ -82,13 +82,6 @@ def unlabeled_pool(config: TrainTaskConfig, pool: Sequence[Mapping[str, Any]], u
     return [{k: v for k, v in row.items() if k != config.data.label_field} for row in rows]
 
 
-def ensemble_distribution(members: Sequence[tuple[Any, float]], rows: Sequence[Mapping[str, Any]], labels: list[str],
-                          temperature: float, batch_size: int) -> torch.Tensor:  # fmt: skip
-    """The weighted mean of the members' softened label distributions, columns in ``labels`` order."""
-    distributions = member_distributions(members, rows, labels, temperature, batch_size)
-    return weighted_mean(distributions, [weight for _, weight in members])
-
-
 def accuracy(distribution: torch.Tensor, rows: Sequence[Mapping[str, Any]], labels: list[str],
              label_field: str) -> float:  # fmt: skip
     """Share of ``rows`` whose gold label is the distribution's most likely one (0 for no rows; a
@@ -202,9 +195,10 @@ def train_pet_ensemble(
         history.append([weight for _, weight in members])
         sizes.append([len(rows) for rows in train_sets])
     announce(f"labelling {len(unlabeled):,} unlabelled rows with the {len(members)} members")
-    soft = ensemble_distribution(members, unlabeled, spec.labels, section.temperature, config.eval_batch_size)
-    dev_soft = ensemble_distribution(members, dev_set, spec.labels, 1.0, config.eval_batch_size)
-    ensemble_dev = accuracy(dev_soft, dev_set, spec.labels, label_field)
+    ensemble = EnsembleProgram.of(members, spec.labels)
+    soft = ensemble.distribution(unlabeled, temperature=section.temperature, batch_size=config.eval_batch_size)
+    ensemble_dev = accuracy(ensemble.distribution(dev_set, batch_size=config.eval_batch_size), dev_set, spec.labels,
+                            label_field)  # fmt: skip
     lines = [json.dumps({**row, "soft_labels": dict(zip(spec.labels, p.tolist(), strict=True))}, ensure_ascii=False)
              for row, p in zip(unlabeled, soft, strict=True)]  # fmt: skip
     write_atomically(directory / "soft_labels.jsonl", "".join(line + "\n" for line in lines))
@@ -219,8 +213,8 @@ def train_pet_ensemble(
             "dev_accuracy": ensemble_dev,
             **({"accuracy": notes["ensemble_eval"]} if "ensemble_eval" in notes else {}),
         }
-        EnsembleProgram.of(members, spec.labels).save(directory / "ensemble", metrics=scores)
-    del members
+        ensemble.save(directory / "ensemble", metrics=scores)
+    del members, ensemble
     args = training_arguments(final_config, seed)
     if section.distill_steps:
         args.max_steps = section.distill_steps
