@@ -190,3 +190,52 @@ def test_an_ensemble_program_cannot_hold_itself(tiny_llama_dir: Path, tmp_path: 
     (ensemble / "program.json").write_text(json.dumps(ensemble_spec))
     with pytest.raises(CorruptModelError, match="an ensemble's member cannot be an ensemble"):
         load_program(ensemble)
+
+
+def _saved_member(model_dir: Path, directory: Path, peft: str, seed: int) -> Path:
+    """A PET member over ``model_dir`` with a random (non-zero) adapter, saved to ``directory``."""
+    from promptlearning.training import ProgramSpec, build_program
+
+    spec = ProgramSpec(objective="pet", model=str(model_dir), labels=["negative", "positive"],
+                       template={"input": "review : {{ text }}\nsentiment :"},
+                       verbalizer={"label_words": {"negative": " negative", "positive": " positive"}},
+                       peft=peft, peft_options={"r": 2} if peft == "lora" else {"num_virtual_tokens": 3})  # fmt: skip
+    program = build_program(spec, seed=seed)
+    with torch.no_grad():
+        for name, parameter in program.module.named_parameters():
+            if "lora_B" in name or "prompt_encoder" in name:  # lora_B starts at zero: give members their own say
+                parameter.normal_(0, 0.5)
+    program.save(directory)
+    return directory
+
+
+def _adapter(name: str) -> bool:
+    return "lora_" in name or "prompt_encoder" in name
+
+
+def test_members_over_one_base_model_share_its_weights_and_predict_the_same(
+    tiny_llama_dir: Path, tiny_llama_builder, tmp_path: Path
+) -> None:
+    from promptlearning.training import load_program
+    from promptlearning.training.ensemble_program import EnsembleProgram
+
+    other_base = tiny_llama_builder(tmp_path / "other-base", seed=7)  # same tokenizer, other weights
+    bases = [tiny_llama_dir, tiny_llama_dir, tiny_llama_dir, other_base]
+    methods = ["lora", "lora", "prompt-tuning", "lora"]
+    paths = [_saved_member(base, tmp_path / f"m{i}", peft, seed=i)
+             for i, (base, peft) in enumerate(zip(bases, methods, strict=True))]  # fmt: skip
+    alone = [(load_program(path), 0.5 + i) for i, path in enumerate(paths)]  # each with its own copy
+    EnsembleProgram.of(alone, ["negative", "positive"]).save(tmp_path / "ens")
+
+    ensemble = load_program(tmp_path / "ens")
+    storages = [{p.data_ptr() for p in member.module.parameters()} for member, _ in ensemble.members]
+    base = [{p.data_ptr() for name, p in member.module.named_parameters() if p.dim() > 1 and not _adapter(name)}
+            for member, _ in ensemble.members]  # fmt: skip
+    assert base[1] <= storages[0] and base[2] <= storages[0]  # a LoRA and a prompt-tuned member: one base
+    assert not base[3] & storages[0]  # another base model's matrices are its own
+    own = {p.data_ptr() for p in alone[1][0].module.parameters()}
+    assert not own & storages[1]  # loading the ensemble never touched the programs loaded alone
+    rows = [{"text": t} for t in ("a fine film", "dull and long", "the actors shine", "no")]
+    expected = EnsembleProgram(ensemble.spec, alone).distribution(rows)
+    assert torch.allclose(ensemble.distribution(rows), expected, atol=1e-6)
+    assert len({tuple(p.probabilities.values()) for p in ensemble.predict(rows)}) > 1  # the members do differ
