@@ -77,10 +77,10 @@ def _answers_normally(server, seconds: float = 5.0) -> None:
     assert httpx.get(server.url + "/ready").status_code == 200
 
 
-def _stream(server, **options):
+def _stream(server, max_tokens: int = LONG, **options):
     client = openai.OpenAI(base_url=server.base_url, api_key=API_KEY, max_retries=0, timeout=60)
     return client.completions.create(
-        model="endless", prompt="hello there", max_tokens=LONG, temperature=0, stream=True, **options
+        model="endless", prompt="hello there", max_tokens=max_tokens, temperature=0, stream=True, **options
     )
 
 
@@ -91,6 +91,32 @@ def test_streamed_client_closing_mid_response_drops_its_work(endless_server):
     stream.close()
     batcher = endless_server.app.state.batcher
     assert _until(batcher.idle, 2.0), "the abandoned generation kept the model busy"
+    _answers_normally(endless_server)
+
+
+def test_a_streamed_request_is_admitted_in_flight_and_timed_until_its_last_byte(endless_server):
+    import logging
+
+    lines: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = lines.append
+    logger = logging.getLogger("promptlearning.serving")
+    logger.addHandler(handler)
+    state = endless_server.app.state
+    try:
+        stream = _stream(endless_server, max_tokens=200)
+        chunks = iter(stream)
+        next(chunks)
+        assert (state.in_flight, state.admitted) == (1, 1)  # answering: its headers went long ago
+        start = time.perf_counter()
+        assert sum(1 for _ in chunks) > 0
+        streaming = time.perf_counter() - start
+        assert _until(lambda: state.in_flight == 0 and state.admitted == 0, 2.0)
+    finally:
+        logger.removeHandler(handler)
+    (line,) = [r for r in lines if getattr(r, "path", None) == "/v1/completions"]
+    assert line.status == 200 and line.duration_ms >= 1000 * streaming  # the access log times the whole stream
+    assert stream.response.headers["x-request-id"] == line.request_id
     _answers_normally(endless_server)
 
 

@@ -7,13 +7,14 @@ import asyncio
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
+from starlette.datastructures import MutableHeaders
 
 from promptlearning.serving import openai, task_api
 from promptlearning.serving.auth import SESSION_COOKIE, UI_HEADER, BrowserSessions, KeyStore, RateLimiter, bearer_token
@@ -105,7 +106,7 @@ def create_app(settings: ServerSettings, served: ServedModels | None = None) -> 
 
     app.include_router(ui_router(settings.ui_runs))
     _operations(app)
-    app.middleware("http")(_gatekeeper)
+    app.add_middleware(_Gatekeeper)
     app.add_middleware(_BodyLimit, limit=settings.max_body_bytes)
     return app
 
@@ -142,38 +143,61 @@ def _load_served(app: FastAPI) -> None:
         logger.exception("loading failed", extra={"kind": "startup"})
 
 
-async def _gatekeeper(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-    """Every request: an id, the gate (draining, key, readiness, rate, admission), metrics and one log line."""
+class _Gatekeeper:
+    """ASGI middleware around every HTTP request: an id, the gate (draining, key, readiness, rate,
+    admission), metrics and one access-log line. Plain ASGI rather than Starlette's
+    ``BaseHTTPMiddleware``, whose ``call_next`` returns when the answer's headers are sent: a streamed
+    answer is admitted, in flight and timed here until its last byte."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        state = request.app.state
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request.state.request_id, request.state.key = request_id, "open"
+        request.state.content = request.state.output = None
+        request.state.cancel = threading.Event()  # set when the client goes away (see requests.py)
+        status = 500  # unless a response starts: an exception escaped to Starlette's error middleware
+
+        async def send_with_id(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message).append("x-request-id", request_id)
+            await send(message)
+
+        start = time.perf_counter()
+        state.in_flight += 1
+        try:
+            await _guarded(request, self.app, send_with_id)
+        finally:
+            state.in_flight -= 1
+            _record(request, status, time.perf_counter() - start)
+
+
+def _record(request: Request, status: int, seconds: float) -> None:
+    """A finished request's metrics and access-log line."""
     state = request.app.state
-    request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-    request.state.key = "open"
-    request.state.content = request.state.output = None
-    request.state.cancel = threading.Event()  # set when the client goes away (see requests.py)
-    start = time.perf_counter()
-    state.in_flight += 1
-    try:
-        response = await _guarded(request, call_next)
-    finally:
-        state.in_flight -= 1
-    seconds = time.perf_counter() - start
     endpoint = getattr(request.scope.get("route"), "path", "other")
-    status = str(response.status_code)
-    state.metrics.requests.labels(endpoint, status).inc()
-    state.metrics.latency.labels(endpoint, status).observe(seconds)
+    state.metrics.requests.labels(endpoint, str(status)).inc()
+    state.metrics.latency.labels(endpoint, str(status)).observe(seconds)
     state.metrics.waiting.set(state.batcher.waiting)
     state.metrics.running.set(state.batcher.running)
-    response.headers["x-request-id"] = request.state.request_id
-    _log_request(request, response, seconds)
-    return response
+    _log_request(request, status, seconds)
 
 
-def _log_request(request: Request, response: Response, seconds: float) -> None:
+def _log_request(request: Request, status: int, seconds: float) -> None:
     state = request.app.state
     extra = {
         "request_id": request.state.request_id,
         "method": request.method,
         "path": request.url.path,
-        "status": response.status_code,
+        "status": status,
         "duration_ms": round(seconds * 1000, 1),
         "key": request.state.key,
         "client": request.client.host if request.client else None,
@@ -183,10 +207,26 @@ def _log_request(request: Request, response: Response, seconds: float) -> None:
     state.logger.info("request", extra=extra)
 
 
-async def _guarded(request: Request, call_next: Callable) -> Response:
+async def _guarded(request: Request, app: Any, send: Callable) -> None:
+    """Answer a request the gate refuses; pass the others on (POSTs through admission control)."""
+    refusal = _refusal(request)
+    if refusal is not None:
+        await refusal(request.scope, request.receive, send)
+    elif request.method == "POST" and not _is_open(request.url.path):
+        await _admitted(request, app, send)
+    else:
+        await app(request.scope, request.receive, send)
+
+
+def _is_open(path: str) -> bool:
+    return path in OPEN_PATHS or path.startswith(UI_OPEN_PREFIXES)
+
+
+def _refusal(request: Request) -> Response | None:
+    """Why the request is not answered (draining, no key, not ready, over its rate), or None."""
     state, path = request.app.state, request.url.path
-    if path in OPEN_PATHS or path.startswith(UI_OPEN_PREFIXES):
-        return await call_next(request)
+    if _is_open(path):
+        return None
     if state.draining:
         return error_response(503, "the server is shutting down", headers={"Retry-After": "5"})
     if state.keys is not None:
@@ -207,9 +247,7 @@ async def _guarded(request: Request, call_next: Callable) -> Response:
         state.limiter.charge_request(request.state.key)
     except APIError as exc:
         return error_response(exc.status, exc.message, code=exc.code, headers=exc.headers)
-    if request.method == "POST":
-        return await _admitted(request, call_next)
-    return await call_next(request)
+    return None
 
 
 def _identify(request: Request) -> str | None:
@@ -225,22 +263,24 @@ def _identify(request: Request) -> str | None:
     return key
 
 
-async def _admitted(request: Request, call_next: Callable) -> Response:
+async def _admitted(request: Request, app: Any, send: Callable) -> None:
     # Admission control: requests wait for worker threads before they reach the batcher's
     # queue, so the queue alone does not bound them; past a running batch plus a full queue
     # of requests, answer 429 at once instead of letting waits grow without bound.
     state = request.app.state
     capacity = state.settings.max_queue + state.settings.max_batch_size
     if state.admitted >= capacity:
-        return error_response(
+        refusal = error_response(
             429,
             f"{state.admitted} requests are in progress, the most this server holds; retry shortly",
             code="queue_full",
             headers={"Retry-After": "1"},
         )
+        await refusal(request.scope, request.receive, send)
+        return
     state.admitted += 1
     try:
-        return await call_next(request)
+        await app(request.scope, request.receive, send)
     finally:
         state.admitted -= 1
 

@@ -73,7 +73,7 @@ def _consume(task: asyncio.Future[Any]) -> None:
 
 
 async def _wait_for_disconnect(request: Request) -> None:
-    # The body has been read: the next ASGI message is the disconnect. (``is_disconnected()`` cannot
-    # see it through Starlette's BaseHTTPMiddleware: it polls with an already-cancelled scope.)
+    # The body has been read: the next ASGI message is the disconnect (waited for, where
+    # ``is_disconnected()`` would only poll).
     while (await request.receive())["type"] != "http.disconnect":
         await asyncio.sleep(DISCONNECT_POLL_SECONDS)
