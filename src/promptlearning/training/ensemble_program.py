@@ -184,10 +184,10 @@ def share_identical_weights(loaded: Sequence[torch.nn.Module], module: torch.nn.
     returns the bytes saved. For inference only: shared tensors must not be trained or moved apart.
 
     Each member of an ensemble is usually the same base model with its own adapter, loaded again
-    (3 x 540 MB for SmolLM2's members). Tensors are matched by value (a key of shape, dtype, device and
-    first values, then ``torch.equal``), not by name: a LoRA member's ``q_proj.base_layer.weight`` is a prompt-tuned
-    member's ``q_proj.weight``, and members over different base models share nothing. Hand-written:
-    peft shares one base only between adapters of one method loaded into one model."""
+    (3 x 540 MB for SmolLM2's members). Tensors are matched by value (a key of shape, dtype, device
+    and first values, then ``torch.equal``), not by name: a LoRA member's ``q_proj.base_layer.weight``
+    is a prompt-tuned member's ``q_proj.weight``, and members over different base models share
+    nothing. Hand-written: peft shares one base only between adapters loaded into one model."""
     candidates: dict[tuple[Any, ...], list[torch.nn.Parameter]] = {}
     for other in loaded:
         for parameter in other.parameters():
