@@ -115,7 +115,7 @@ def test_a_streamed_request_is_admitted_in_flight_and_timed_until_its_last_byte(
     finally:
         logger.removeHandler(handler)
     (line,) = [r for r in lines if getattr(r, "path", None) == "/v1/completions"]
-    assert line.status == 200 and line.duration_ms >= 1000 * streaming  # the access log times the whole stream
+    assert line.status == 200 and line.duration_ms >= 900 * streaming  # the access log times the whole stream
     assert stream.response.headers["x-request-id"] == line.request_id
     _answers_normally(endless_server)
 
