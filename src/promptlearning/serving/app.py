@@ -208,25 +208,24 @@ def _log_request(request: Request, status: int, seconds: float) -> None:
 
 
 async def _guarded(request: Request, app: Any, send: Callable) -> None:
-    """Answer a request the gate refuses; pass the others on (POSTs through admission control)."""
+    """Pass open paths on; answer a request the gate refuses; the others pass (POSTs through
+    admission control)."""
+    path = request.url.path
+    if path in OPEN_PATHS or path.startswith(UI_OPEN_PREFIXES):
+        await app(request.scope, request.receive, send)
+        return
     refusal = _refusal(request)
     if refusal is not None:
         await refusal(request.scope, request.receive, send)
-    elif request.method == "POST" and not _is_open(request.url.path):
+    elif request.method == "POST":
         await _admitted(request, app, send)
     else:
         await app(request.scope, request.receive, send)
 
 
-def _is_open(path: str) -> bool:
-    return path in OPEN_PATHS or path.startswith(UI_OPEN_PREFIXES)
-
-
 def _refusal(request: Request) -> Response | None:
-    """Why the request is not answered (draining, no key, not ready, over its rate), or None."""
+    """Why a request to a guarded path is not answered (draining, no key, not ready, over its rate), or None."""
     state, path = request.app.state, request.url.path
-    if _is_open(path):
-        return None
     if state.draining:
         return error_response(503, "the server is shutting down", headers={"Retry-After": "5"})
     if state.keys is not None:

@@ -168,42 +168,39 @@ def _objective_of(directory: Path) -> Any:
 
 def load_ensemble_program(spec: Any, directory: Path, *, device: Any = "auto") -> EnsembleProgram:
     """Load every member (each checked already by :func:`check_members`); members over the same base
-    model keep one copy of its weights (:func:`share_identical_weights`)."""
+    model keep one copy of its weights (:func:`share_identical_weights`), shared as each loads."""
     from promptlearning.training.program import load_program
 
-    members = []
+    members, loaded_weights = [], {}
     for entry in spec.members:
         program = load_program(directory / entry["path"], device=device)
-        share_identical_weights([member.module for member, _ in members], program.module)
+        share_identical_weights(program.module, loaded_weights)
         members.append((program, float(entry["weight"])))
     return EnsembleProgram(spec, members)
 
 
-def share_identical_weights(loaded: Sequence[torch.nn.Module], module: torch.nn.Module) -> int:
-    """Point ``module``'s parameters at equal tensors of the ``loaded`` modules, so its copy is freed;
-    returns the bytes saved. For inference only: shared tensors must not be trained or moved apart.
+def share_identical_weights(module: torch.nn.Module, loaded: dict[tuple[Any, ...], list[torch.nn.Parameter]]) -> None:
+    """Point ``module``'s parameters at equal tensors already ``loaded`` (an index this fills in with
+    the tensors ``module`` keeps), so its own copies are freed. For inference only: shared tensors
+    must not be trained or moved apart.
 
     Each member of an ensemble is usually the same base model with its own adapter, loaded again
     (3 x 540 MB for SmolLM2's members). Tensors are matched by value (a key of shape, dtype, device
     and first values, then ``torch.equal``), not by name: a LoRA member's ``q_proj.base_layer.weight``
     is a prompt-tuned member's ``q_proj.weight``, and members over different base models share
     nothing. Hand-written: peft shares one base only between adapters loaded into one model."""
-    candidates: dict[tuple[Any, ...], list[torch.nn.Parameter]] = {}
-    for other in loaded:
-        for parameter in other.parameters():
-            candidates.setdefault(_tensor_key(parameter), []).append(parameter)
     replacement: dict[int, torch.nn.Parameter] = {}
-    saved = 0
     for parameter in module.parameters():  # each tensor once, however many modules hold it
-        match = next((c for c in candidates.get(_tensor_key(parameter), []) if torch.equal(c, parameter)), None)
-        if match is not None and match is not parameter:
+        same = loaded.setdefault(_tensor_key(parameter), [])
+        match = next((candidate for candidate in same if torch.equal(candidate, parameter)), None)
+        if match is None:
+            same.append(parameter)
+        else:
             replacement[id(parameter)] = match
-            saved += parameter.numel() * parameter.element_size()
     for submodule in module.modules():  # every holder, so tied weights (lm_head = embed_tokens) follow too
         for name, parameter in list(submodule._parameters.items()):
             if parameter is not None and id(parameter) in replacement:
                 submodule._parameters[name] = replacement[id(parameter)]
-    return saved
 
 
 def _tensor_key(tensor: torch.Tensor) -> tuple[Any, ...]:
